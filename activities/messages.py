@@ -1,0 +1,75 @@
+"""Activity inputs: one pydantic model per activity. Light on imports so the workflow can use them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from plan.models import AccountabilityRecord, Deadline, Escalation, TimelineEntry
+from plan.roster import Channel
+
+
+class IncidentRow(BaseModel):
+    """The incident's row in the read model; `version` orders snapshots so a late retry never
+    overwrites a newer one."""
+
+    id: str
+    version: int
+    title: str
+    content: str
+    source: str
+    url: str | None
+    reporter_unit: str
+    reporter_name: str | None
+    responsible_unit: str | None
+    severity: str
+    category: str | None
+    phase: str
+    drill: bool
+    discovered_at: datetime
+    posted_at: datetime | None
+    received_at: datetime
+    next_due_at: datetime | None
+    overdue: bool
+    closed_at: datetime | None
+    plan_version: str
+
+
+class RecordRequest(BaseModel):
+    """Write what happened: the incident snapshot, its deadlines, new timeline entries and the
+    accountability records. Every write is an idempotent upsert on a natural key."""
+
+    incident: IncidentRow
+    deadlines: list[Deadline]
+    timeline: list[TimelineEntry]
+    accountability: list[AccountabilityRecord]
+
+
+class EscalateRequest(BaseModel):
+    """R-ESCALATE: record one step of the chain (the notification goes separately)."""
+
+    incident_id: str
+    escalation: Escalation
+    drill: bool
+
+
+class Recipient(BaseModel):
+    person_id: str
+    name: str
+    channels: list[Channel]
+
+
+class Notification(BaseModel):
+    """A message to people. `key` is unique per incident, rule, round and step; with the recipient
+    and channel it makes each delivery happen once however often the activity is retried."""
+
+    key: str
+    incident_id: str
+    rule: str
+    recipients: list[Recipient]
+    subject: str
+    body: str
+    link: str
+    drill: bool
+    sent_at: datetime

@@ -1,0 +1,44 @@
+"""All settings in one place, from the environment (prefix YUQING_) or a .env file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_ROSTER = Path(__file__).with_name("roster.example.toml")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="YUQING_", env_file=".env", extra="ignore")
+
+    # Temporal: the dev server by default; a cluster or Temporal Cloud by address, TLS and API key.
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "yuqing-incidents"
+    temporal_tls: bool = False
+    temporal_tls_ca: Path | None = None
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    temporal_tls_server_name: str | None = None
+    temporal_api_key: str | None = None
+    temporal_ui_url: str = "http://localhost:8233"
+
+    database_url: str = "sqlite:///data/yuqing.db"
+    roster_file: Path = DEFAULT_ROSTER
+    timezone: str = "Asia/Shanghai"
+    public_url: str = "http://localhost:8000"
+    api_url: str = "http://localhost:8000"
+
+    # R-ESCALATE: minutes from step 1 to step 2 (deputy leader) and from step 2 to step 3 (leader).
+    escalation_waits_minutes: list[float] = Field(default_factory=lambda: [60.0, 60.0])
+    webhook_timeout_seconds: float = 10.0
+    # Set false only against a server without the custom search attributes registered.
+    search_attributes: bool = True
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

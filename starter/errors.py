@@ -1,0 +1,85 @@
+"""Validation errors in Chinese, each naming its field, for the form, the API and the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+FIELD_LABELS = {
+    "title": "标题",
+    "content": "内容摘要",
+    "source": "来源",
+    "discovered_at": "发现时间",
+    "reporter_unit": "报告单位",
+    "url": "原帖链接",
+    "posted_at": "发帖时间",
+    "reporter_name": "报告人",
+    "severity": "舆情等级",
+    "category": "舆情类别",
+    "responsible_unit": "责任单位",
+    "oral": "电话口头报告",
+    "drill_speedup": "演练加速倍数",
+    "submission_key": "提交编号",
+    "text": "回复内容",
+    "approve": "审定意见",
+    "comment": "说明",
+    "channel": "发布渠道",
+    "note": "备注",
+    "actor": "操作人",
+}
+
+
+@dataclass
+class FieldError:
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "field": self.field,
+            "label": FIELD_LABELS.get(self.field, self.field),
+            "message": self.message,
+        }
+
+
+def _message(kind: str, ctx: dict[str, object], raw: str) -> str:
+    messages = {
+        "missing": "必填",
+        "string_too_short": "不能为空",
+        "string_too_long": f"不能超过{ctx.get('max_length')}个字",
+        "string_type": "应为文字",
+        "bool_parsing": "应为是或否",
+        "bool_type": "应为是或否",
+        "float_parsing": "应为数字",
+        "float_type": "应为数字",
+        "greater_than_equal": f"不能小于{ctx.get('ge')}",
+        "less_than_equal": f"不能大于{ctx.get('le')}",
+        "enum": f"应为以下之一：{ctx.get('expected')}",
+        "datetime_parsing": "时间格式不正确，应为ISO 8601格式并带时区，如 2026-11-29T08:30:00+08:00",
+        "datetime_from_date_parsing": "时间格式不正确，应为ISO 8601格式并带时区",
+        "datetime_type": "时间格式不正确",
+        "timezone_aware": "时间须带时区，如 +08:00",
+        "extra_forbidden": "不是可接受的字段",
+        "model_type": "格式不正确",
+        "dict_type": "格式不正确",
+        "json_invalid": "不是有效的JSON",
+    }
+    if kind == "value_error":
+        if "posted_at" in raw:
+            return "发帖时间不能晚于发现时间"
+        if "http" in raw:
+            return "链接须以 http:// 或 https:// 开头"
+        return "取值不正确"
+    return messages.get(kind, "取值不正确")
+
+
+def translate(exc: ValidationError) -> list[FieldError]:
+    out: list[FieldError] = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"] if not isinstance(p, int)]
+        field = loc[0] if loc else ("posted_at" if "posted_at" in err["msg"] else "")
+        label = FIELD_LABELS.get(field, field)
+        text = _message(err["type"], dict(err.get("ctx") or {}), str(err["msg"]))
+        out.append(FieldError(field or "body", f"{label}：{text}" if label else text))
+    return out

@@ -1,0 +1,172 @@
+"""Starting incidents and acting on them: the one path the web pages, the JSON API and the CLI share.
+
+Bad input is refused here, before anything reaches Temporal, with messages in Chinese that name
+the field. Refusals from the workflow's update validators come back as the same kind of error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from config.settings import Settings
+from plan.models import ACTIONS, IncidentInput, IncidentView, Submission
+from plan.roster import Roster
+from plan.rules import PLAN_VERSION
+from starter.errors import FieldError, translate
+from workflows.incident import IncidentWorkflow
+
+# A submitted discovery time may run ahead of the server's clock by this much (clock skew).
+CLOCK_SKEW = timedelta(minutes=5)
+
+UPDATES = {
+    "triage": IncidentWorkflow.triage,
+    "draft-reply": IncidentWorkflow.draft_reply,
+    "approve-reply": IncidentWorkflow.approve_reply,
+    "publish-reply": IncidentWorkflow.publish_reply,
+}
+
+
+class ServiceError(Exception):
+    """An error shown to the person: `status` is the HTTP status the API answers with."""
+
+    def __init__(self, status: int, message: str, fields: list[FieldError] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.fields = fields or []
+
+
+@dataclass
+class Submitted:
+    view: IncidentView
+    created: bool  # False when the same submission_key had already started it (R-DEDUP)
+
+
+def incident_id_for(submission_key: str | None, received_at: datetime) -> str:
+    """The workflow id. A submission key maps to one id, so a resubmission finds its incident;
+    nothing personal goes into it."""
+    if submission_key:
+        digest = hashlib.sha256(submission_key.encode()).hexdigest()[:10].upper()
+        return f"YQ-{digest}"
+    return f"YQ-{received_at:%Y%m%d}-{secrets.token_hex(4).upper()}"
+
+
+def parse_submission(data: dict[str, Any], roster: Roster, now: datetime) -> Submission:
+    """Validate a submission against its schema and the roster; raise ServiceError(422)."""
+    try:
+        sub = Submission.model_validate(data)
+    except ValidationError as exc:
+        raise ServiceError(422, "提交内容有误", translate(exc)) from exc
+    errors: list[FieldError] = []
+    if roster.unit(sub.reporter_unit) is None:
+        errors.append(FieldError("reporter_unit", f"报告单位“{sub.reporter_unit}”不在名册中"))
+    if sub.responsible_unit and roster.unit(sub.responsible_unit) is None:
+        errors.append(FieldError("responsible_unit", f"责任单位“{sub.responsible_unit}”不在名册中"))
+    if sub.discovered_at > now + CLOCK_SKEW:
+        errors.append(FieldError("discovered_at", "发现时间不能晚于当前时间"))
+    if sub.posted_at and sub.posted_at > now + CLOCK_SKEW:
+        errors.append(FieldError("posted_at", "发帖时间不能晚于当前时间"))
+    if errors:
+        raise ServiceError(422, "提交内容有误", errors)
+    return sub
+
+
+async def submit(
+    client: Client, settings: Settings, roster: Roster, data: dict[str, Any]
+) -> Submitted:
+    received_at = datetime.now(UTC)
+    sub = parse_submission(data, roster, received_at)
+    incident_id = incident_id_for(sub.submission_key, received_at)
+    inp = IncidentInput(
+        incident_id=incident_id,
+        submission=sub,
+        received_at=received_at,
+        roster=roster,
+        plan_version=PLAN_VERSION,
+        timezone=settings.timezone,
+        escalation_waits_minutes=settings.escalation_waits_minutes,
+        public_url=settings.public_url,
+        search_attributes=settings.search_attributes,
+    )
+    created = True
+    try:
+        handle = await client.start_workflow(
+            IncidentWorkflow.run,
+            inp,
+            id=incident_id,
+            task_queue=settings.temporal_task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=("【演练】" if sub.is_drill else "") + _clip(sub.title, 150),
+            static_details=f"来源：{_clip(sub.source, 60)}　报告单位：{roster.unit_name(sub.reporter_unit)}",
+        )
+    except WorkflowAlreadyStartedError:
+        created = False
+        handle = client.get_workflow_handle(incident_id)
+    view = await handle.query(IncidentWorkflow.view)
+    return Submitted(view=view, created=created)
+
+
+async def get(client: Client, incident_id: str) -> IncidentView:
+    try:
+        return await client.get_workflow_handle(incident_id).query(IncidentWorkflow.view)
+    except RPCError as exc:
+        if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+            raise ServiceError(404, f"事件“{incident_id}”不存在") from exc
+        raise
+
+
+async def act(
+    client: Client, incident_id: str, action: str, data: dict[str, Any], actor: str
+) -> IncidentView:
+    """Perform a staff action as `actor` (already authenticated). Wrong phase, wrong role, an
+    unknown or a closed incident: ServiceError, and nothing changes."""
+    model = ACTIONS.get(action)
+    if model is None:
+        raise ServiceError(404, f"未知操作“{action}”")
+    try:
+        payload = model.model_validate({**data, "actor": actor})
+    except ValidationError as exc:
+        raise ServiceError(422, "操作内容有误", translate(exc)) from exc
+    handle = client.get_workflow_handle(incident_id)
+    try:
+        return await handle.execute_update(UPDATES[action], payload)  # type: ignore[arg-type]
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        if isinstance(cause, ApplicationError):
+            status = 403 if cause.type == "Forbidden" else 409
+            raise ServiceError(status, cause.message) from exc
+        raise
+    except RPCError as exc:
+        if exc.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        raise await _not_found_or_closed(client, incident_id) from exc
+
+
+async def _not_found_or_closed(client: Client, incident_id: str) -> ServiceError:
+    # The raw call reads the status without decoding search attributes.
+    request = DescribeWorkflowExecutionRequest(
+        namespace=client.namespace, execution=WorkflowExecution(workflow_id=incident_id)
+    )
+    try:
+        desc = await client.workflow_service.describe_workflow_execution(request)
+    except RPCError:
+        return ServiceError(404, f"事件“{incident_id}”不存在")
+    if desc.workflow_execution_info.status != WorkflowExecutionStatus.RUNNING.value:
+        return ServiceError(409, "事件已结案，不再接受操作")
+    return ServiceError(404, f"事件“{incident_id}”不存在")
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

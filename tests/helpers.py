@@ -1,0 +1,63 @@
+"""Small helpers the tests share: running a worker, submitting, polling the store."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from temporalio.client import Client
+
+from config.settings import Settings
+from plan.models import IncidentView
+from plan.roster import Roster
+from starter import incidents
+from worker import build_worker
+
+T = TypeVar("T")
+
+
+@asynccontextmanager
+async def running_worker(
+    client: Client, settings: Settings, executor: ThreadPoolExecutor
+) -> AsyncIterator[None]:
+    async with build_worker(client, settings, executor=executor):
+        yield
+
+
+def submission(**overrides: Any) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    data: dict[str, Any] = {
+        "title": "东湖村道路积水多日无人处理",
+        "content": "网帖称东湖村主干道积水一周，影响学生上学，质疑镇政府不作为。",
+        "source": "微博",
+        "discovered_at": (now - timedelta(minutes=5)).isoformat(),
+        "reporter_unit": "yqb",
+        "reporter_name": "周婷",
+        "url": "https://weibo.example/post/1",
+    }
+    data.update(overrides)
+    return data
+
+
+async def submit(
+    client: Client, settings: Settings, roster: Roster, **overrides: Any
+) -> IncidentView:
+    result = await incidents.submit(client, settings, roster, submission(**overrides))
+    return result.view
+
+
+async def eventually(check: Callable[[], T], *, within: float = 15.0) -> T:
+    """Poll `check` until it returns something truthy (activities run asynchronously to the test)."""
+    deadline = time.monotonic() + within
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within}s; last value: {value!r}")
+        await asyncio.sleep(0.05)

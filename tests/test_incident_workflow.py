@@ -1,0 +1,380 @@
+"""IncidentWorkflow on the time-skipping test server: deadlines pass in milliseconds."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from config.settings import Settings
+from plan.roster import Roster
+from starter import incidents
+from starter.incidents import ServiceError
+from store import service
+from store.db import session_scope
+from tests.helpers import eventually, running_worker, submit
+from workflows.incident import IncidentWorkflow
+
+WF_TASK = {
+    EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+}
+
+
+def _deadline(view, rule):  # type: ignore[no-untyped-def]
+    return next(d for d in view.deadlines if d.rule == rule)
+
+
+def _rows(url: str, query, **kw):  # type: ignore[no-untyped-def]
+    with session_scope(url) as s:
+        return list(query(s, **kw))
+
+
+async def _handle_to_close(client: Client, incident_id: str, actors: dict[str, str]) -> None:
+    """Office triages (if asked), unit drafts, head approves, unit publishes."""
+    await incidents.act(
+        client, incident_id, "draft-reply", {"text": "已安排抽排积水，今日完成。"}, actors["staff"]
+    )
+    await incidents.act(client, incident_id, "approve-reply", {}, actors["head"])
+    await incidents.act(
+        client, incident_id, "publish-reply", {"channel": "镇政府微博"}, actors["staff"]
+    )
+
+
+@pytest.mark.parametrize(("severity", "hours"), [("general", 12), ("major", 24), ("urgent", 3)])
+async def test_reply_deadline_by_severity(
+    client: Client,
+    settings: Settings,
+    roster: Roster,
+    executor: ThreadPoolExecutor,
+    severity: str,
+    hours: int,
+) -> None:
+    """R-REPLY: 一般 12 h, 重大 24 h, 紧急 3 h, all from discovered_at."""
+    discovered = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    async with running_worker(client, settings, executor):
+        view = await submit(
+            client, settings, roster, severity=severity, discovered_at=discovered.isoformat()
+        )
+        reply = _deadline(view, "R-REPLY")
+        assert reply.due_at == discovered + timedelta(hours=hours)
+        assert reply.met_at is None and not reply.overdue
+        rows = await eventually(
+            lambda: _rows(settings.database_url, service.deadlines, incident_id=view.id)
+        )
+        assert {r.rule: r.due_at for r in rows}["R-REPLY"] == discovered + timedelta(hours=hours)
+
+
+async def test_unassessed_counts_as_general_and_triage_moves_the_deadline(
+    client: Client, settings: Settings, roster: Roster, executor: ThreadPoolExecutor
+) -> None:
+    """R-REPLY: no severity means general (12 h) until triage; urgent moves it to 3 h."""
+    discovered = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    async with running_worker(client, settings, executor):
+        view = await submit(client, settings, roster, discovered_at=discovered.isoformat())
+        assert view.severity.value == "general" and not view.severity_assessed
+        assert _deadline(view, "R-REPLY").due_at == discovered + timedelta(hours=12)
+        view = await incidents.act(
+            client,
+            view.id,
+            "triage",
+            {"severity": "urgent", "category": "inquiry", "responsible_unit": "cjb"},
+            "liu.yang",
+        )
+        assert view.phase.value == "handling"
+        assert _deadline(view, "R-REPLY").due_at == discovered + timedelta(hours=3)
+        assert any(e.kind == "deadline_moved" for e in view.timeline)
+
+
+async def test_unmet_deadline_escalates_step_by_step_and_records_the_miss(
+    time_env: WorkflowEnvironment,
+    client: Client,
+    settings: Settings,
+    roster: Roster,
+    executor: ThreadPoolExecutor,
+) -> None:
+    """R-ESCALATE: unit + office, then the deputy leader, then the leader; R-ACCOUNT records 逾期."""
+    url = settings.database_url
+    async with running_worker(client, settings, executor):
+        view = await submit(client, settings, roster, severity="urgent", responsible_unit="cjb")
+        await time_env.sleep(timedelta(hours=3, minutes=1))
+        esc = await eventually(lambda: _rows(url, service.escalations, incident_id=view.id))
+        assert [e.step for e in esc] == [1]
+        assert set(esc[0].targets.split(",")) >= {"sun.haitao", "liu.yang", "zhou.ting"}
+        acc = await eventually(lambda: _rows(url, service.accountability, incident_id=view.id))
+        assert [(a.rule, a.kind, a.unit, a.person) for a in acc] == [
+            ("R-REPLY", "逾期", "cjb", "sun.haitao")
+        ]
+        assert acc[0].met_at is None
+        inbox = await eventually(lambda: _rows(url, service.inbox, recipient="sun.haitao"))
+        assert any("第1级" in m.subject for m in inbox)
+        assert not _rows(url, service.inbox, recipient="li.xiaomei")
+
+        await time_env.sleep(timedelta(minutes=61))
+        esc = await eventually(
+            lambda: (
+                (r := _rows(url, service.escalations, incident_id=view.id)) and len(r) >= 2 and r
+            )
+        )
+        assert [(e.step, e.targets) for e in esc] == [(1, esc[0].targets), (2, "li.xiaomei")]
+        await eventually(lambda: _rows(url, service.inbox, recipient="li.xiaomei"))
+
+        await time_env.sleep(timedelta(minutes=61))
+        esc = await eventually(
+            lambda: (
+                (r := _rows(url, service.escalations, incident_id=view.id)) and len(r) >= 3 and r
+            )
+        )
+        assert [(e.step, e.targets) for e in esc][1:] == [(2, "li.xiaomei"), (3, "wang.jianguo")]
+        view = await incidents.get(client, view.id)
+        reply = _deadline(view, "R-REPLY")
+        assert reply.overdue and reply.escalation_step == 3
+        # The chain is exhausted: more time adds no steps, the deadline stays overdue.
+        await time_env.sleep(timedelta(hours=5))
+        assert len((await incidents.get(client, view.id)).escalations) == 3
+
+
+async def test_published_reply_stops_escalation(
+    time_env: WorkflowEnvironment,
+    client: Client,
+    settings: Settings,
+    roster: Roster,
+    executor: ThreadPoolExecutor,
+) -> None:
+    """R-ESCALATE stops when the deadline is met; R-REVIEW: drafted, approved by the head, published."""
+    url = settings.database_url
+    async with running_worker(client, settings, executor):
+        view = await submit(client, settings, roster, severity="urgent")
+        await incidents.act(
+            client,
+            view.id,
+            "triage",
+            {"severity": "urgent", "category": "inquiry", "responsible_unit": "cjb"},
+            "liu.yang",
+        )
+        await time_env.sleep(timedelta(hours=3, minutes=1))
+        await eventually(lambda: _rows(url, service.escalations, incident_id=view.id))
+        await _handle_to_close(client, view.id, {"staff": "lin.feng", "head": "sun.haitao"})
+        handle = client.get_workflow_handle_for(IncidentWorkflow.run, view.id)
+        final = await handle.result()
+        assert final.phase.value == "closed"
+        reply = _deadline(final, "R-REPLY")
+        assert reply.met_at is not None and reply.overdue
+        assert [r.status.value for r in final.replies] == ["published"]
+        assert final.replies[0].approved_by == "sun.haitao"
+        await time_env.sleep(timedelta(hours=3))
+        assert len(_rows(url, service.escalations, incident_id=view.id)) == 1
+        acc = await eventually(
+            lambda: [a for a in _rows(url, service.accountability, incident_id=view.id) if a.met_at]
+        )
+        assert acc[0].met_at == reply.met_at
+
+
+async def test_reply_in_time_records_no_miss(
+    time_env: WorkflowEnvironment,
+    client: Client,
+    settings: Settings,
+    roster: Roster,
+    executor: ThreadPoolExecutor,
+) -> None:
+    """R-REPLY met before the deadline: no escalation, no accountability record, incident closed."""
+    url = settings.database_url
+    async with running_worker(client, settings, executor):
+        view = await submit(client, settings, roster, severity="general")
+        await incidents.act(
+            client,
+            view.id,
+            "triage",
+            {"severity": "general", "category": "inquiry", "responsible_unit": "sswb"},
+            "zhou.ting",
+        )
+        await _handle_to_close(client, view.id, {"staff": "xu.lei", "head": "huang.li"})
+        final = await client.get_workflow_handle_for(IncidentWorkflow.run, view.id).result()
+        assert not _deadline(final, "R-REPLY").overdue
+        await time_env.sleep(timedelta(hours=13))
+        rows = await eventually(
+            lambda: [i for i in _rows(url, service.list_incidents) if i.phase == "closed"]
+        )
+        assert rows[0].id == view.id and not rows[0].overdue
+        assert _rows(url, service.escalations, incident_id=view.id) == []
+        assert _rows(url, service.accountability, incident_id=view.id) == []
+
+
+async def test_late_submission_records_late_report(
+    client: Client, settings: Settings, roster: Roster, executor: ThreadPoolExecutor
+) -> None:
+    """R-REPORT: reported more than 1 h after discovery is 迟报 on the reporting unit."""
+    url = settings.database_url
+    discovered = datetime.now(UTC) - timedelta(hours=2)
+    async with running_worker(client, settings, executor):
+        view = await submit(
+            client, settings, roster, discovered_at=discovered.isoformat(), reporter_unit="dhc"
+        )
+        report = _deadline(view, "R-REPORT")
+        assert report.overdue and report.met_at == view.received_at
+        assert any(e.kind == "late_report" for e in view.timeline)
+        acc = await eventually(lambda: _rows(url, service.accountability, incident_id=view.id))
+        assert [(a.rule, a.kind, a.unit, a.person) for a in acc] == [
+            ("R-REPORT", "迟报", "dhc", "feng.gang")
+        ]
+
+        on_time = await submit(
+            client,
+            settings,
+            roster,
+            discovered_at=(datetime.now(UTC) - timedelta(minutes=50)).isoformat(),
+        )
+        assert not _deadline(on_time, "R-REPORT").overdue
+        await eventually(lambda: _rows(url, service.timeline, incident_id=on_time.id))
+        assert _rows(url, service.accountability, incident_id=on_time.id) == []
+
+
+async def test_notify_on_report(
+    client: Client, settings: Settings, roster: Roster, executor: ThreadPoolExecutor
+) -> None:
+    """R-NOTIFY: the office, the main leader for major and urgent, and the responsible unit with
+    its first-responsible person (R-DUTY)."""
+    url = settings.database_url
+    async with running_worker(client, settings, executor):
+        general = await submit(client, settings, roster, severity="general")
+        await eventually(lambda: _rows(url, service.inbox, recipient="liu.yang"))
+        await eventually(lambda: _rows(url, service.inbox, recipient="zhou.ting"))
+        assert not [
+            m
+            for m in _rows(url, service.inbox, recipient="wang.jianguo")
+            if m.incident_id == general.id
+        ]
+
+        major = await submit(client, settings, roster, severity="major", responsible_unit="sswb")
+        for person in ("wang.jianguo", "huang.li", "wu.fang", "xu.lei"):
+            msgs = await eventually(
+                lambda p=person: [
+                    m for m in _rows(url, service.inbox, recipient=p) if m.incident_id == major.id
+                ]
+            )
+            assert msgs[0].rule == "R-NOTIFY" and "重大" in msgs[0].subject
+
+
+async def test_refused_actions_change_nothing(
+    client: Client, settings: Settings, roster: Roster, executor: ThreadPoolExecutor
+) -> None:
+    """Wrong phase, wrong role, unknown or closed incident: a clear refusal, and no new history."""
+    async with running_worker(client, settings, executor):
+        view = await submit(client, settings, roster, severity="major")
+        handle = client.get_workflow_handle_for(IncidentWorkflow.run, view.id)
+        await eventually(
+            lambda: _rows(settings.database_url, service.timeline, incident_id=view.id)
+        )
+
+        async def history_length() -> int:
+            """Events other than workflow tasks, once the workflow has nothing in flight. (The
+            time-skipping server records a workflow task even for a rejected update; the real
+            server does not, and the end-to-end test checks the whole history there.)"""
+            last = -1
+            while True:
+                desc = await handle.describe()
+                length = len(
+                    [
+                        e
+                        for e in (await handle.fetch_history()).events
+                        if e.event_type not in WF_TASK
+                    ]
+                )
+                if not desc.raw_description.pending_activities and length == last:
+                    return length
+                last = length
+                await asyncio.sleep(0.1)
+
+        before = await history_length()
+        refusals = [
+            ("draft-reply", {"text": "x"}, "lin.feng", 409, "研判"),  # wrong phase
+            (
+                "triage",
+                {"severity": "major", "category": "hype", "responsible_unit": "cjb"},
+                "lin.feng",
+                403,
+                "办公室",
+            ),
+            (
+                "triage",
+                {"severity": "major", "category": "hype", "responsible_unit": "nowhere"},
+                "liu.yang",
+                409,
+                "名册",
+            ),
+            (
+                "triage",
+                {"severity": "huge", "category": "hype", "responsible_unit": "cjb"},
+                "liu.yang",
+                422,
+                "舆情等级",
+            ),
+            ("approve-reply", {}, "nobody", 409, "研判"),
+        ]
+        for action, data, actor, status, words in refusals:
+            with pytest.raises(ServiceError) as err:
+                await incidents.act(client, view.id, action, data, actor)
+            assert err.value.status == status, (action, err.value.message)
+            assert words in (err.value.message + "".join(f.message for f in err.value.fields))
+        assert await history_length() == before
+        assert (await incidents.get(client, view.id)).version == view.version
+
+        await incidents.act(
+            client,
+            view.id,
+            "triage",
+            {"severity": "major", "category": "hype", "responsible_unit": "cjb"},
+            "liu.yang",
+        )
+        await incidents.act(client, view.id, "draft-reply", {"text": "情况说明"}, "lin.feng")
+        before = await history_length()
+        current = await incidents.get(client, view.id)
+        for action, data, actor, status in [
+            ("approve-reply", {}, "lin.feng", 403),  # staff is not the head (R-REVIEW)
+            ("approve-reply", {}, "huang.li", 403),  # head of another unit
+            ("publish-reply", {"channel": "微博"}, "lin.feng", 409),  # not approved yet
+            ("draft-reply", {"text": "x"}, "xu.lei", 403),  # not in the responsible unit
+            ("approve-reply", {"approve": False}, "sun.haitao", 409),  # return without a reason
+        ]:
+            with pytest.raises(ServiceError) as err:
+                await incidents.act(client, view.id, action, data, actor)
+            assert err.value.status == status, (action, actor, err.value.message)
+        assert await history_length() == before
+        assert (await incidents.get(client, view.id)).version == current.version
+
+        await incidents.act(client, view.id, "approve-reply", {}, "sun.haitao")
+        await incidents.act(client, view.id, "publish-reply", {"channel": "微博"}, "lin.feng")
+        await handle.result()
+        with pytest.raises(ServiceError) as err:
+            await incidents.act(client, view.id, "draft-reply", {"text": "x"}, "lin.feng")
+        assert err.value.status == 409 and "结案" in err.value.message
+
+        with pytest.raises(ServiceError) as err:
+            await incidents.act(client, "YQ-NOPE", "draft-reply", {"text": "x"}, "lin.feng")
+        assert err.value.status == 404
+        with pytest.raises(ServiceError) as err:
+            await incidents.act(client, view.id, "launch-rocket", {}, "lin.feng")
+        assert err.value.status == 404
+
+
+async def test_same_submission_key_starts_one_incident(
+    client: Client, settings: Settings, roster: Roster, executor: ThreadPoolExecutor
+) -> None:
+    async with running_worker(client, settings, executor):
+        key = f"form-{datetime.now(UTC).timestamp()}"
+        first = await incidents.submit(client, settings, roster, _sub(submission_key=key))
+        again = await incidents.submit(client, settings, roster, _sub(submission_key=key))
+        assert first.created and not again.created
+        assert first.view.id == again.view.id
+
+
+def _sub(**kw):  # type: ignore[no-untyped-def]
+    from tests.helpers import submission
+
+    return submission(**kw)
