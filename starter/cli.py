@@ -1,0 +1,309 @@
+"""`yuqing`: the staff tool on the command line.
+
+Incident commands talk to the web app's JSON API (YUQING_API_URL), so they obey exactly the rules
+the pages and the API do; administration commands (migrate, token, check-roster) work on the
+database and roster directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+from zoneinfo import ZoneInfo
+
+import httpx
+import typer
+
+from config.settings import get_settings
+from plan.roster import RosterError, load_roster
+
+app = typer.Typer(help="舆情应急处置：员工命令行工具", no_args_is_help=True, add_completion=False)
+token_app = typer.Typer(help="管理个人访问令牌", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+TokenOpt = Annotated[
+    str | None,
+    typer.Option("--token", envvar="YUQING_TOKEN", help="个人令牌（yuqing token create）"),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="输出原始JSON")]
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"错误：{message}", err=True)
+    raise typer.Exit(code)
+
+
+def _request(method: str, path: str, *, token: str | None = None, body: Any = None) -> Any:
+    settings = get_settings()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with httpx.Client(base_url=settings.api_url, timeout=60) as http:
+            response = http.request(method, path, json=body, headers=headers)
+    except httpx.HTTPError as exc:
+        _fail(f"无法连接 {settings.api_url}（{exc}）；请先运行 make up 或设置 YUQING_API_URL", 2)
+    try:
+        data = response.json()
+    except ValueError:
+        _fail(f"HTTP {response.status_code}: {response.text[:200]}")
+    if response.is_error:
+        lines = [str(data.get("detail", response.status_code))]
+        lines += [f"  - {e['message']}" for e in data.get("errors", [])]
+        _fail("\n".join(lines))
+    return data
+
+
+def _local(value: str | None) -> str:
+    if not value:
+        return "-"
+    tz = ZoneInfo(get_settings().timezone)
+    return datetime.fromisoformat(value).astimezone(tz).strftime("%Y-%m-%d %H:%M")
+
+
+def _print_incident(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    typer.echo(f"{data['id']}  {data['title']}" + ("  【演练】" if data["drill"] else ""))
+    typer.echo(
+        f"  阶段：{data['phase']}  等级：{data['severity']}  类别：{data['category'] or '-'}"
+        f"  责任单位：{data['responsible_unit'] or '-'}"
+    )
+    for d in data["deadlines"]:
+        state = "已完成" if d["met_at"] else ("已逾期" if d["overdue"] else "进行中")
+        if d["met_at"] and d["overdue"]:
+            state = "已完成（逾期）"
+        typer.echo(f"  期限 {d['title']}：{_local(d['due_at'])}  {state}")
+    for e in data["escalations"]:
+        typer.echo(f"  督办 {_local(e['at'])} {e['summary']}")
+    typer.echo(f"  Temporal UI：{data['temporal_ui']}")
+
+
+# ---------------------------------------------------------------- administration
+
+
+@app.command()
+def migrate() -> None:
+    """应用数据库迁移（建表、升级）。"""
+    from store.migrate import upgrade
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    typer.echo(f"数据库已是最新：{settings.database_url.split('@')[-1]}")
+
+
+@app.command("check-roster")
+def check_roster(path: Annotated[Path | None, typer.Argument(help="名册文件")] = None) -> None:
+    """检查名册文件（R-ORG）。"""
+    target = path or get_settings().roster_file
+    try:
+        roster = load_roster(target)
+    except RosterError as exc:
+        _fail(str(exc))
+    typer.echo(f"名册有效：{roster.town}，{len(roster.units)}个单位，{len(roster.people)}人")
+
+
+@token_app.command("create")
+def token_create(
+    person_id: str, label: Annotated[str | None, typer.Option(help="备注")] = None
+) -> None:
+    """为名册中的人员生成新令牌并打印（只显示这一次）。"""
+    from store import service
+    from store.db import session_scope
+
+    settings = get_settings()
+    roster = load_roster(settings.roster_file)
+    if roster.person(person_id) is None:
+        _fail(f"人员“{person_id}”不在名册中")
+    with session_scope(settings.database_url) as s:
+        token = service.create_token(s, person_id=person_id, label=label)
+    typer.echo(token)
+
+
+@token_app.command("revoke")
+def token_revoke(person_id: str) -> None:
+    """吊销某人的全部令牌。"""
+    from store import service
+    from store.db import session_scope
+
+    with session_scope(get_settings().database_url) as s:
+        count = service.revoke_tokens(s, person_id=person_id)
+    typer.echo(f"已吊销{count}个令牌")
+
+
+@app.command()
+def worker() -> None:
+    """运行 worker（执行事件流程和活动）。"""
+    import asyncio
+
+    import worker as worker_module
+
+    asyncio.run(worker_module.main())
+
+
+@app.command()
+def web(host: str = "127.0.0.1", port: Annotated[int, typer.Option(help="端口")] = 8000) -> None:
+    """运行网页和 JSON 接口。"""
+    import uvicorn
+
+    uvicorn.run("starter.web.app:create_app", factory=True, host=host, port=port)
+
+
+# ---------------------------------------------------------------- incidents
+
+
+@app.command()
+def submit(
+    title: Annotated[str, typer.Option(help="标题")],
+    content: Annotated[str, typer.Option(help="内容摘要")],
+    source: Annotated[str, typer.Option(help="来源")],
+    discovered_at: Annotated[
+        str, typer.Option(help="发现时间，ISO 8601，如 2026-11-29T08:30:00+08:00")
+    ],
+    reporter_unit: Annotated[str, typer.Option(help="报告单位编号")],
+    url: Annotated[str | None, typer.Option(help="原帖链接")] = None,
+    posted_at: Annotated[str | None, typer.Option(help="发帖时间")] = None,
+    reporter_name: Annotated[str | None, typer.Option(help="报告人")] = None,
+    severity: Annotated[str | None, typer.Option(help="general / major / urgent")] = None,
+    category: Annotated[
+        str | None, typer.Option(help="inquiry / hype / fabrication / suggestion")
+    ] = None,
+    responsible_unit: Annotated[str | None, typer.Option(help="责任单位编号")] = None,
+    oral: Annotated[bool, typer.Option(help="已电话口头报告")] = False,
+    drill_speedup: Annotated[float | None, typer.Option(help="演练加速倍数")] = None,
+    key: Annotated[str | None, typer.Option(help="提交编号（重复提交只立一个事件）")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """报告一条舆情，启动处置流程。"""
+    body: dict[str, Any] = {
+        "title": title,
+        "content": content,
+        "source": source,
+        "discovered_at": discovered_at,
+        "reporter_unit": reporter_unit,
+        "oral": oral,
+    }
+    optional = {
+        "url": url,
+        "posted_at": posted_at,
+        "reporter_name": reporter_name,
+        "severity": severity,
+        "category": category,
+        "responsible_unit": responsible_unit,
+        "drill_speedup": drill_speedup,
+        "submission_key": key,
+    }
+    body.update({k: v for k, v in optional.items() if v is not None})
+    _print_incident(_request("POST", "/api/incidents", body=body), as_json)
+
+
+@app.command()
+def show(incident_id: str, as_json: JsonOpt = False) -> None:
+    """查看一个事件的状态、期限和督办情况。"""
+    _print_incident(_request("GET", f"/api/incidents/{incident_id}"), as_json)
+
+
+@app.command("list")
+def list_(
+    phase: Annotated[str | None, typer.Option(help="triage / handling / closed")] = None,
+    unit: Annotated[str | None, typer.Option(help="责任单位编号")] = None,
+    overdue: Annotated[
+        bool | None, typer.Option("--overdue/--not-overdue", help="只看逾期/未逾期")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """列出事件，最近的期限在前。"""
+    params = {"phase": phase, "unit": unit, "overdue": overdue}
+    query = "&".join(
+        f"{k}={str(v).lower() if isinstance(v, bool) else v}"
+        for k, v in params.items()
+        if v is not None
+    )
+    data = _request("GET", "/api/incidents" + (f"?{query}" if query else ""))
+    if as_json:
+        typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    for item in data["items"]:
+        flag = "  已逾期" if item["overdue"] else ""
+        typer.echo(
+            f"{item['id']}  {item['phase']:<8} {item['severity']:<7} "
+            f"下一期限 {_local(item['next_due_at'])}{flag}  {item['title']}"
+        )
+    if not data["items"]:
+        typer.echo("暂无事件")
+
+
+def _act(
+    incident_id: str, action: str, body: dict[str, Any], token: str | None, as_json: bool
+) -> None:
+    if not token:
+        _fail("需要令牌：使用 --token 或设置 YUQING_TOKEN（yuqing token create 人员编号）")
+    data = _request(
+        "POST", f"/api/incidents/{incident_id}/actions/{action}", token=token, body=body
+    )
+    _print_incident(data, as_json)
+
+
+@app.command()
+def triage(
+    incident_id: str,
+    severity: Annotated[str, typer.Option(help="general / major / urgent")],
+    category: Annotated[str, typer.Option(help="inquiry / hype / fabrication / suggestion")],
+    unit: Annotated[str, typer.Option(help="责任单位编号")],
+    note: Annotated[str | None, typer.Option(help="备注")] = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """领导小组办公室研判：等级、类别、责任单位。"""
+    body = {"severity": severity, "category": category, "responsible_unit": unit}
+    if note:
+        body["note"] = note
+    _act(incident_id, "triage", body, token, as_json)
+
+
+@app.command("draft-reply")
+def draft_reply(
+    incident_id: str,
+    text: Annotated[str, typer.Option(help="回复内容")],
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """责任单位起草官方回复。"""
+    _act(incident_id, "draft-reply", {"text": text}, token, as_json)
+
+
+@app.command("approve-reply")
+def approve_reply(
+    incident_id: str,
+    reject: Annotated[bool, typer.Option("--reject", help="退回（须写明理由）")] = False,
+    comment: Annotated[str | None, typer.Option(help="意见")] = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """单位负责人审定回复稿（R-REVIEW）。"""
+    body: dict[str, Any] = {"approve": not reject}
+    if comment:
+        body["comment"] = comment
+    _act(incident_id, "approve-reply", body, token, as_json)
+
+
+@app.command("publish-reply")
+def publish_reply(
+    incident_id: str,
+    channel: Annotated[str, typer.Option(help="发布渠道，如 镇政府微博")],
+    url: Annotated[str | None, typer.Option(help="发布链接")] = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """发布经审定的官方回复（R-REPLY）。"""
+    body = {"channel": channel}
+    if url:
+        body["url"] = url
+    _act(incident_id, "publish-reply", body, token, as_json)
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app(prog_name=os.path.basename(sys.argv[0]))

@@ -1,0 +1,313 @@
+"""The web app: the submission form and incident pages (zh-CN), and the JSON API.
+
+Incident state comes from the workflow itself (a query), lists from the read model. Every input
+goes through starter.incidents, so the form, the API and the CLI refuse the same things the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from temporalio.client import Client
+
+from config.settings import Settings, get_settings
+from plan.models import Category, IncidentView, Severity
+from plan.roster import Roster, load_roster
+from starter import incidents
+from starter.client import connect
+from starter.errors import FIELD_LABELS
+from starter.incidents import ServiceError
+from store import service
+from store.db import session_scope
+
+HERE = Path(__file__).resolve().parent
+MAX_BODY = 256 * 1024  # bytes; a submission is text, never this large
+
+SOURCES = [
+    "微博",
+    "微信公众号",
+    "抖音",
+    "今日头条",
+    "本地论坛",
+    "12345热线",
+    "上级交办",
+    "舆情监测系统",
+]
+
+
+class AppState:
+    def __init__(self, settings: Settings, roster: Roster, client: Client | None) -> None:
+        self.settings = settings
+        self.roster = roster
+        self.client = client
+
+    async def temporal(self) -> Client:
+        if self.client is None:
+            self.client = await connect(self.settings)
+        return self.client
+
+
+async def _temporal(request: Request) -> Client:
+    state: AppState = request.app.state.yuqing
+    return await state.temporal()
+
+
+TemporalClient = Annotated[Client, Depends(_temporal)]
+
+
+def create_app(
+    settings: Settings | None = None, *, client: Client | None = None, roster: Roster | None = None
+) -> FastAPI:
+    settings = settings or get_settings()
+    roster = roster or load_roster(settings.roster_file)
+    state = AppState(settings, roster, client)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+
+    app = FastAPI(title="舆情应急处置", lifespan=lifespan, docs_url="/api/docs", redoc_url=None)
+    app.state.yuqing = state
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    templates = Jinja2Templates(directory=HERE / "templates")
+    tz = ZoneInfo(settings.timezone)
+
+    def local(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+        return value.astimezone(tz).strftime(fmt) if value else ""
+
+    templates.env.filters["local"] = local
+    templates.env.globals.update(
+        roster=roster,
+        severities=list(Severity),
+        categories=list(Category),
+        sources=SOURCES,
+        labels=FIELD_LABELS,
+        timezone=settings.timezone,
+    )
+
+    def ui_link(incident_id: str) -> str:
+        base = settings.temporal_ui_url.rstrip("/")
+        return (
+            f"{base}/namespaces/{quote(settings.temporal_namespace)}/workflows/{quote(incident_id)}"
+        )
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(request: Request, exc: ServiceError) -> Response:
+        body = {"detail": exc.message, "errors": [f.as_dict() for f in exc.fields]}
+        if request.url.path.startswith("/api/"):
+            return JSONResponse(body, status_code=exc.status)
+        return templates.TemplateResponse(
+            request,
+            "error.html",
+            {"status": exc.status, "message": exc.message},
+            status_code=exc.status,
+        )
+
+    # ------------------------------------------------------------------ pages
+
+    @app.get("/", response_class=HTMLResponse)
+    async def form_page(request: Request) -> Response:
+        return templates.TemplateResponse(
+            request, "form.html", {"values": {"submission_key": uuid.uuid4().hex}, "errors": {}}
+        )
+
+    @app.post("/incidents", response_class=HTMLResponse)
+    async def form_submit(request: Request, client: TemporalClient) -> Response:
+        form = await request.form()
+        values = {k: str(v) for k, v in form.items()}
+        data, errors = _form_to_submission(values, tz)
+        if not errors:
+            try:
+                submitted = await incidents.submit(client, settings, roster, data)
+            except ServiceError as exc:
+                if exc.status != 422:
+                    raise
+                errors = {f.field: f.message for f in exc.fields}
+            else:
+                return RedirectResponse(f"/incidents/{submitted.view.id}", status_code=303)
+        return templates.TemplateResponse(
+            request, "form.html", {"values": values, "errors": errors}, status_code=422
+        )
+
+    @app.get("/incidents", response_class=HTMLResponse)
+    async def list_page(
+        request: Request,
+        phase: str | None = None,
+        unit: str | None = None,
+        overdue: bool | None = None,
+        page: Annotated[int, Query(ge=1)] = 1,
+    ) -> Response:
+        with session_scope(settings.database_url) as s:
+            rows = service.list_incidents(
+                s,
+                phase=phase or None,
+                unit=unit or None,
+                overdue=overdue,
+                limit=50,
+                offset=(page - 1) * 50,
+            )
+        return templates.TemplateResponse(
+            request, "list.html", {"rows": rows, "page": page, "phase": phase, "unit": unit}
+        )
+
+    @app.get("/incidents/{incident_id}", response_class=HTMLResponse)
+    async def incident_page(request: Request, incident_id: str, client: TemporalClient) -> Response:
+        view = await incidents.get(client, incident_id)
+        return templates.TemplateResponse(
+            request, "incident.html", {"v": view, "ui_link": ui_link(view.id)}
+        )
+
+    # ------------------------------------------------------------------ JSON API
+
+    @app.get("/healthz")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/api/incidents", status_code=201)
+    async def api_submit(request: Request, client: TemporalClient) -> Response:
+        data = await _json_body(request)
+        submitted = await incidents.submit(client, settings, roster, data)
+        return JSONResponse(
+            incident_json(submitted.view, ui_link(submitted.view.id)),
+            status_code=201 if submitted.created else 200,
+        )
+
+    @app.get("/api/incidents")
+    async def api_list(
+        phase: str | None = None,
+        unit: str | None = None,
+        overdue: bool | None = None,
+        drill: bool | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> dict[str, Any]:
+        with session_scope(settings.database_url) as s:
+            rows = service.list_incidents(
+                s, phase=phase, unit=unit, overdue=overdue, drill=drill, limit=limit, offset=offset
+            )
+            items = [
+                {
+                    "id": r.id,
+                    "title": r.title,
+                    "phase": r.phase,
+                    "severity": r.severity,
+                    "category": r.category,
+                    "responsible_unit": r.responsible_unit,
+                    "drill": r.drill,
+                    "overdue": r.overdue,
+                    "next_due_at": r.next_due_at.isoformat() if r.next_due_at else None,
+                    "received_at": r.received_at.isoformat(),
+                }
+                for r in rows
+            ]
+        return {"items": items, "limit": limit, "offset": offset}
+
+    @app.get("/api/incidents/{incident_id}")
+    async def api_get(incident_id: str, client: TemporalClient) -> dict[str, Any]:
+        view = await incidents.get(client, incident_id)
+        return incident_json(view, ui_link(view.id))
+
+    @app.post("/api/incidents/{incident_id}/actions/{action}")
+    async def api_act(
+        request: Request,
+        incident_id: str,
+        action: str,
+        client: TemporalClient,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        actor = _authenticate(authorization)
+        data = await _json_body(request)
+        view = await incidents.act(client, incident_id, action, data, actor)
+        return incident_json(view, ui_link(view.id))
+
+    def _authenticate(authorization: str | None) -> str:
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ServiceError(401, "需要登录：请在 Authorization 头中提供 Bearer 令牌")
+        with session_scope(settings.database_url) as s:
+            person = service.person_for_token(s, token=token.strip())
+        if person is None or roster.person(person) is None:
+            raise ServiceError(401, "令牌无效或已吊销")
+        return person
+
+    return app
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > MAX_BODY:
+        raise ServiceError(413, f"请求内容过大（上限{MAX_BODY // 1024}KB）")
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise ServiceError(413, f"请求内容过大（上限{MAX_BODY // 1024}KB）")
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ServiceError(422, "请求内容不是有效的JSON") from exc
+    if not isinstance(data, dict):
+        raise ServiceError(422, "请求内容应为JSON对象")
+    return data
+
+
+def incident_json(view: IncidentView, ui_link: str) -> dict[str, Any]:
+    data = view.model_dump(mode="json")
+    nxt = view.next_deadline()
+    data["overdue"] = view.overdue
+    data["next_deadline"] = nxt.model_dump(mode="json") if nxt else None
+    data["temporal_ui"] = ui_link
+    return data
+
+
+def _form_to_submission(
+    values: dict[str, str], tz: ZoneInfo
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Form fields to the API's shape: local datetime-local values get the town's offset."""
+    data: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for name in (
+        "title",
+        "content",
+        "source",
+        "reporter_unit",
+        "url",
+        "reporter_name",
+        "severity",
+        "category",
+        "responsible_unit",
+        "submission_key",
+    ):
+        value = values.get(name, "").strip()
+        if value:
+            data[name] = value
+    for name in ("discovered_at", "posted_at"):
+        value = values.get(name, "").strip()
+        if not value:
+            continue
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            errors[name] = f"{FIELD_LABELS[name]}：时间格式不正确"
+            continue
+        data[name] = (parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)).isoformat()
+    data["oral"] = values.get("oral") in ("on", "true", "1")
+    if values.get("drill") in ("on", "true", "1"):
+        speedup = values.get("drill_speedup", "").strip() or "60"
+        try:
+            data["drill_speedup"] = float(speedup)
+        except ValueError:
+            errors["drill_speedup"] = f"{FIELD_LABELS['drill_speedup']}：应为数字"
+    return data, errors

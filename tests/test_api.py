@@ -1,0 +1,208 @@
+"""The web app and JSON API over ASGI, against the time-skipping server and a real database."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from temporalio.client import Client
+
+from config.settings import Settings
+from plan.roster import Roster
+from starter.web.app import create_app
+from store import service
+from store.db import session_scope
+from tests.helpers import eventually, running_worker, submission
+
+
+@pytest.fixture
+async def http(
+    client: Client, settings: Settings, roster: Roster, executor: ThreadPoolExecutor
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, client=client, roster=roster)
+    async with running_worker(client, settings, executor):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            yield c
+
+
+def token_for(settings: Settings, person: str) -> dict[str, str]:
+    with session_scope(settings.database_url) as s:
+        return {"Authorization": f"Bearer {service.create_token(s, person_id=person)}"}
+
+
+async def test_submit_read_and_act_through_the_api(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    """R-REPLY through the API: 201 with the deadline, the state read back, staff actions by token."""
+    discovered = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)
+    r = await http.post(
+        "/api/incidents", json=submission(severity="major", discovered_at=discovered.isoformat())
+    )
+    assert r.status_code == 201, r.text
+    body = r.json()
+    incident_id = body["id"]
+    reply = next(d for d in body["deadlines"] if d["rule"] == "R-REPLY")
+    assert datetime.fromisoformat(reply["due_at"]) == discovered + timedelta(hours=24)
+    assert reply["met_at"] is None and reply["overdue"] is False
+    assert body["temporal_ui"].endswith(f"/workflows/{incident_id}")
+
+    got = (await http.get(f"/api/incidents/{incident_id}")).json()
+    assert got["phase"] == "triage" and got["severity"] == "major"
+    assert [e["kind"] for e in got["timeline"]][0] == "reported"
+
+    # No token, a bad token: 401 and nothing changes.
+    triage = {"severity": "urgent", "category": "inquiry", "responsible_unit": "cjb"}
+    assert (
+        await http.post(f"/api/incidents/{incident_id}/actions/triage", json=triage)
+    ).status_code == 401
+    bad = {"Authorization": "Bearer yq_nope"}
+    r = await http.post(f"/api/incidents/{incident_id}/actions/triage", json=triage, headers=bad)
+    assert r.status_code == 401
+    # Wrong role: 403 with the reason in Chinese.
+    r = await http.post(
+        f"/api/incidents/{incident_id}/actions/triage",
+        json=triage,
+        headers=token_for(settings, "lin.feng"),
+    )
+    assert r.status_code == 403 and "办公室" in r.json()["detail"]
+
+    office = token_for(settings, "liu.yang")
+    r = await http.post(f"/api/incidents/{incident_id}/actions/triage", json=triage, headers=office)
+    assert r.status_code == 200, r.text
+    reply = next(d for d in r.json()["deadlines"] if d["rule"] == "R-REPLY")
+    assert datetime.fromisoformat(reply["due_at"]) == discovered + timedelta(hours=3)
+
+    staff, head = token_for(settings, "lin.feng"), token_for(settings, "sun.haitao")
+    actions = [
+        ("draft-reply", {"text": "已组织抽排，今日内完成。"}, staff),
+        ("approve-reply", {}, head),
+        ("publish-reply", {"channel": "镇政府微博", "url": "https://weibo.example/reply/1"}, staff),
+    ]
+    for action, data, headers in actions:
+        r = await http.post(
+            f"/api/incidents/{incident_id}/actions/{action}", json=data, headers=headers
+        )
+        assert r.status_code == 200, (action, r.text)
+    assert r.json()["phase"] == "closed"
+    r = await http.post(
+        f"/api/incidents/{incident_id}/actions/draft-reply", json={"text": "再来"}, headers=staff
+    )
+    assert r.status_code == 409 and "结案" in r.json()["detail"]
+
+    listed = await eventually(
+        lambda: [i for i in _list(settings) if i.id == incident_id and i.phase == "closed"]
+    )
+    assert listed
+    r = await http.get("/api/incidents", params={"phase": "closed"})
+    assert [i["id"] for i in r.json()["items"]] == [incident_id]
+
+
+def _list(settings: Settings) -> list:  # type: ignore[type-arg]
+    with session_scope(settings.database_url) as s:
+        return list(service.list_incidents(s))
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "words"),
+    [
+        ({"title": ""}, "title", "标题"),
+        ({"discovered_at": "yesterday"}, "discovered_at", "发现时间"),
+        ({"discovered_at": "2026-11-29T08:00:00"}, "discovered_at", "时区"),
+        ({"reporter_unit": "nowhere"}, "reporter_unit", "名册"),
+        ({"severity": "catastrophic"}, "severity", "舆情等级"),
+        ({"unexpected": 1}, "unexpected", "不是可接受的字段"),
+        ({"url": "javascript:alert(1)"}, "url", "http"),
+        ({"title": "长" * 201}, "title", "200"),
+    ],
+)
+async def test_invalid_submissions_are_refused_in_chinese(
+    http: httpx.AsyncClient, settings: Settings, change: dict[str, object], field: str, words: str
+) -> None:
+    r = await http.post("/api/incidents", json=submission(**change))
+    assert r.status_code == 422
+    errors = r.json()["errors"]
+    assert any(e["field"] == field and words in e["message"] for e in errors), errors
+    assert _list(settings) == []
+
+
+async def test_bad_bodies(http: httpx.AsyncClient) -> None:
+    r = await http.post(
+        "/api/incidents", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422 and "JSON" in r.json()["detail"]
+    r = await http.post("/api/incidents", json=[1, 2])
+    assert r.status_code == 422
+    r = await http.post("/api/incidents", content=b"x" * (300 * 1024))
+    assert r.status_code == 413
+    future = datetime.now(UTC) + timedelta(days=1)
+    r = await http.post("/api/incidents", json=submission(discovered_at=future.isoformat()))
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "discovered_at"
+    posted = datetime.now(UTC)
+    r = await http.post(
+        "/api/incidents",
+        json=submission(
+            discovered_at=(posted - timedelta(hours=1)).isoformat(), posted_at=posted.isoformat()
+        ),
+    )
+    assert r.status_code == 422 and "发帖时间不能晚于发现时间" in r.text
+    assert (await http.get("/api/incidents/YQ-MISSING")).status_code == 404
+
+
+async def test_form_submits_and_redirects_to_the_incident_page(http: httpx.AsyncClient) -> None:
+    page = await http.get("/")
+    assert page.status_code == 200 and "报告舆情" in page.text
+    key = re.search(r'name="submission_key" value="([0-9a-f]+)"', page.text)
+    assert key
+    now_local = datetime.now(UTC).astimezone().strftime("%Y-%m-%dT%H:%M")
+    form = {
+        "submission_key": key.group(1),
+        "title": "学校食堂卫生问题网帖",
+        "content": "家长在本地论坛发帖反映学校食堂卫生问题。",
+        "source": "本地论坛",
+        "discovered_at": datetime.now(UTC).astimezone(_shanghai()).strftime("%Y-%m-%dT%H:%M"),
+        "reporter_unit": "yqb",
+        "severity": "general",
+    }
+    assert now_local
+    r = await http.post("/incidents", data=form)
+    assert r.status_code == 303
+    location = r.headers["location"]
+    assert location.startswith("/incidents/YQ-")
+    # A double click sends the same key: the same incident, not a second one (R-DEDUP).
+    again = await http.post("/incidents", data=form)
+    assert again.headers["location"] == location
+    detail = await http.get(location)
+    assert detail.status_code == 200
+    assert (
+        "学校食堂卫生问题网帖" in detail.text and "R-REPLY 一般舆情12小时内官方回复" in detail.text
+    )
+    assert "在 Temporal UI 中查看" in detail.text
+
+
+async def test_form_shows_errors_and_keeps_input(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    form = {
+        "title": "保留我输入的标题",
+        "content": "",
+        "source": "微博",
+        "discovered_at": "",
+        "reporter_unit": "",
+    }
+    r = await http.post("/incidents", data=form)
+    assert r.status_code == 422
+    assert 'value="保留我输入的标题"' in r.text
+    for words in ("内容摘要：必填", "发现时间：必填", "报告单位：必填"):
+        assert words in r.text
+    assert _list(settings) == []
+
+
+def _shanghai():  # type: ignore[no-untyped-def]
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo("Asia/Shanghai")
