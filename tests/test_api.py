@@ -53,7 +53,7 @@ async def test_submit_read_and_act_through_the_api(
 
     got = (await http.get(f"/api/incidents/{incident_id}")).json()
     assert got["phase"] == "triage" and got["severity"] == "major"
-    assert [e["kind"] for e in got["timeline"]][0] == "reported"
+    assert got["timeline"][0]["kind"] == "reported"
 
     # No token, a bad token: 401 and nothing changes.
     triage = {"severity": "urgent", "category": "inquiry", "responsible_unit": "cjb"}

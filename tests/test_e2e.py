@@ -1,0 +1,280 @@
+"""End to end: the real Temporal dev server, the worker and the web app as their own processes,
+a real webhook receiver on 127.0.0.1, and the `yuqing` CLI — nothing in-process but the test."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.testing import WorkflowEnvironment
+
+from tests.conftest import BIN, EXAMPLE_ROSTER, ROOT, binary
+from workflows.incident import SEARCH_ATTRIBUTES
+
+
+class Receiver:
+    """A webhook endpoint that keeps every POST it gets."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                with lock:
+                    outer.received.append({"headers": dict(self.headers), "body": json.loads(body)})
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def dev_server() -> Any:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=binary("temporal"),
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_log_level="error",
+    )
+    async with env:
+        yield env
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def wait_until(check: Any, within: float = 30.0) -> Any:
+    deadline = time.monotonic() + within
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached within {within}s: {value!r}")
+        time.sleep(0.2)
+
+
+async def test_incident_end_to_end(
+    dev_server: WorkflowEnvironment, receiver: Receiver, tmp_path: Path
+) -> None:
+    # The office director gets webhooks too; everything else is the example town.
+    roster = EXAMPLE_ROSTER.read_text(encoding="utf-8").replace(
+        'title = "领导小组办公室主任"',
+        f'title = "领导小组办公室主任"\nchannels = [{{ kind = "webhook", url = "{receiver.url}" }}]',
+    )
+    roster_file = tmp_path / "roster.toml"
+    roster_file.write_text(roster, encoding="utf-8")
+    port = free_port()
+    env = {
+        **os.environ,
+        "YUQING_TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host,
+        "YUQING_TEMPORAL_TASK_QUEUE": "e2e",
+        "YUQING_DATABASE_URL": f"sqlite:///{tmp_path / 'yuqing.db'}",
+        "YUQING_ROSTER_FILE": str(roster_file),
+        "YUQING_API_URL": f"http://127.0.0.1:{port}",
+        "YUQING_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        # Drill escalation steps every 60 plan-minutes: 1 s at a 3600x speed-up.
+        "YUQING_ESCALATION_WAITS_MINUTES": "[60, 60]",
+    }
+    yuqing = str(BIN / "yuqing")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [yuqing, *args], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path
+        )
+
+    assert cli("migrate").returncode == 0
+    logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("worker", "web")}  # noqa: SIM115
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(ROOT / "worker.py")],
+            env=env,
+            stdout=logs["worker"],
+            stderr=subprocess.STDOUT,
+        ),
+        subprocess.Popen(
+            [str(BIN / "uvicorn"), "--factory", "starter.web.app:create_app", "--port", str(port)],
+            env=env,
+            stdout=logs["web"],
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        ),
+    ]
+    try:
+        api = httpx.Client(base_url=env["YUQING_API_URL"], timeout=30)
+
+        def healthy() -> bool:
+            try:
+                return api.get("/healthz").status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(healthy)
+
+        # 1. Submit through the form's HTTP endpoint, then read the state back through the API.
+        discovered = datetime.now(UTC).astimezone().strftime("%Y-%m-%dT%H:%M")
+        form = {
+            "title": "镇卫生院排队时间过长",
+            "content": "网友发帖称卫生院挂号排队两小时。",
+            "source": "微信公众号",
+            "discovered_at": discovered,
+            "reporter_unit": "yqb",
+            "severity": "major",
+        }
+        r = api.post("/incidents", data=form, follow_redirects=False)
+        assert r.status_code == 303, r.text
+        incident_id = r.headers["location"].rsplit("/", 1)[1]
+        state = api.get(f"/api/incidents/{incident_id}").json()
+        assert state["phase"] == "triage" and state["severity"] == "major"
+        reply = next(d for d in state["deadlines"] if d["rule"] == "R-REPLY")
+        assert reply["met_at"] is None and reply["overdue"] is False
+        assert "镇卫生院排队时间过长" in api.get(f"/incidents/{incident_id}").text
+
+        # 2. The Temporal CLI finds it on the dev server.
+        listing = subprocess.run(
+            [
+                binary("temporal"),
+                "workflow",
+                "list",
+                "--address",
+                env["YUQING_TEMPORAL_ADDRESS"],
+                "--query",
+                f"WorkflowId = '{incident_id}'",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert incident_id in listing.stdout, listing.stderr
+
+        # 3. Staff act through the CLI with their tokens; a refused action leaves history untouched.
+        tokens = {
+            p: cli("token", "create", p).stdout.strip()
+            for p in ("liu.yang", "lin.feng", "sun.haitao")
+        }
+        handle = dev_server.client.get_workflow_handle(incident_id)
+        before = len((await handle.fetch_history()).events)
+        refused = cli("draft-reply", incident_id, "--text", "太早了", "--token", tokens["lin.feng"])
+        assert refused.returncode != 0 and "研判" in refused.stderr
+        assert len((await handle.fetch_history()).events) == before
+        steps = [
+            (
+                "triage",
+                incident_id,
+                "--severity",
+                "major",
+                "--category",
+                "inquiry",
+                "--unit",
+                "sswb",
+                "--token",
+                tokens["liu.yang"],
+            ),
+        ]
+        for step in steps:
+            done = cli(*step)
+            assert done.returncode == 0, done.stderr
+        denied = cli("draft-reply", incident_id, "--text", "回复", "--token", tokens["lin.feng"])
+        assert denied.returncode != 0 and "社会事务办" in denied.stderr
+
+        # 4. A drill: the urgent 3 h reply deadline passes in 3 s, escalation climbs the chain and
+        #    the webhook receiver gets each message once.
+        drill = api.post(
+            "/api/incidents",
+            json={
+                "title": "演练：桥梁裂缝视频传播",
+                "content": "演练内容",
+                "source": "抖音",
+                "discovered_at": datetime.now(UTC).isoformat(),
+                "reporter_unit": "yqb",
+                "severity": "urgent",
+                "responsible_unit": "cjb",
+                "drill_speedup": 3600,
+            },
+        )
+        assert drill.status_code == 201, drill.text
+        drill_id = drill.json()["id"]
+
+        def escalated() -> list[Any]:
+            steps = api.get(f"/api/incidents/{drill_id}").json()["escalations"]
+            return steps if len(steps) == 3 else []
+
+        chain = wait_until(escalated, within=60)
+        assert [s["step"] for s in chain] == [1, 2, 3]
+        assert chain[1]["targets"] == ["li.xiaomei"] and chain[2]["targets"] == ["wang.jianguo"]
+        shown = api.get(f"/api/incidents/{drill_id}").json()
+        assert shown["overdue"] is True and shown["drill"] is True
+
+        # Visibility: the dev server finds it by its search attributes.
+        async def overdue_ids() -> list[str]:
+            return [
+                w.id
+                async for w in dev_server.client.list_workflows(
+                    "Overdue = true AND IsDrill = true AND ResponsibleUnit = 'cjb'"
+                )
+            ]
+
+        deadline = time.monotonic() + 30
+        while drill_id not in await overdue_ids():
+            assert time.monotonic() < deadline, "search attributes never showed the drill overdue"
+            time.sleep(0.5)
+
+        def hooks_for(incident: str) -> list[dict[str, Any]]:
+            return [m for m in receiver.received if m["body"]["incident_id"] == incident]
+
+        wait_until(lambda: any(m["body"]["rule"] == "R-ESCALATE" for m in hooks_for(drill_id)))
+        ids = [m["headers"]["webhook-id"] for m in receiver.received]
+        assert len(ids) == len(set(ids)), "a webhook was delivered twice"
+        assert any(m["body"]["rule"] == "R-NOTIFY" for m in hooks_for(incident_id))
+
+        # 5. The list endpoint and the CLI list show both.
+        listed = json.loads(cli("list", "--json").stdout)["items"]
+        assert {incident_id, drill_id} <= {i["id"] for i in listed}
+        history = await dev_server.client.get_workflow_handle(drill_id).fetch_history()
+        fired = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED]
+        assert fired, "the drill's deadline ran as a durable timer"
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for f in logs.values():
+            f.close()
+    if any(p.returncode not in (0, -15) for p in procs):
+        print((tmp_path / "worker.log").read_text(), (tmp_path / "web.log").read_text())
