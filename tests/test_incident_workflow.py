@@ -9,7 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 
 from config.settings import Settings
 from plan.roster import Roster
@@ -174,6 +176,9 @@ async def test_published_reply_stops_escalation(
             lambda: [a for a in _rows(url, service.accountability, incident_id=view.id) if a.met_at]
         )
         assert acc[0].met_at == reply.met_at
+        # The whole history (timers, escalation, updates) replays deterministically.
+        replayer = Replayer(workflows=[IncidentWorkflow], data_converter=pydantic_data_converter)
+        await replayer.replay_workflow(await handle.fetch_history())
 
 
 async def test_reply_in_time_records_no_miss(

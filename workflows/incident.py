@@ -105,6 +105,7 @@ class IncidentWorkflow:
         self._last_step_at: dict[str, datetime] = {}
         self._watchers: list[asyncio.Task[None]] = []
         self._upserted: dict[str, object] = {}
+        self._started = False
 
     # ------------------------------------------------------------------ run
 
@@ -121,6 +122,7 @@ class IncidentWorkflow:
         self._start_reply_deadline()
         self._notify_reported()
         self._changed()
+        self._started = True
 
         while True:
             await workflow.wait_condition(lambda: self._pending() or (self.phase is Phase.closed))
@@ -461,6 +463,9 @@ class IncidentWorkflow:
     # ------------------------------------------------------------------ checks for validators
 
     def _require_open(self) -> None:
+        if not self._started:
+            # An update can arrive in the same activation as the start, before the deadlines exist.
+            raise refuse("事件正在创建，请稍后重试")
         if self.phase is Phase.closed:
             raise refuse("事件已结案，不再接受操作")
 
