@@ -9,7 +9,7 @@ from __future__ import annotations
 import tomllib
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -48,7 +48,7 @@ class WebhookChannel(_Strict):
     secret: str | None = None
 
 
-Channel = InboxChannel | WebhookChannel
+Channel = Annotated[InboxChannel | WebhookChannel, Field(discriminator="kind")]
 
 
 class Person(_Strict):
@@ -156,10 +156,9 @@ class Roster(_Strict):
         if p is None:
             return set()
         roles = {Role.unit_staff}
-        u = self.unit(p.unit)
-        if u and u.head == person_id:
-            roles.add(Role.unit_head)
         for unit in self.units:
+            if unit.head == person_id:
+                roles.add(Role.unit_head)
             if unit.first_responsible == person_id:
                 roles.add(Role.first_responsible)
         lg = self.leading_group

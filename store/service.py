@@ -253,7 +253,9 @@ def inbox(session: Session, *, recipient: str, limit: int = 100) -> Sequence[Inb
 
 
 def deliveries(session: Session, *, key_prefix: str) -> Sequence[Delivery]:
-    return session.scalars(select(Delivery).where(Delivery.key.startswith(key_prefix))).all()
+    return session.scalars(
+        select(Delivery).where(Delivery.key.startswith(key_prefix, autoescape=True))
+    ).all()
 
 
 # --- tokens (web app and CLI) ---

@@ -1,0 +1,793 @@
+"""The read model on each backend (SQLite, and PostgreSQL when configured): migrations, the
+idempotent writes the activities make, tokens and queries, and webhook delivery to a real server."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, func, inspect, select
+from sqlalchemy.exc import StatementError
+from sqlalchemy.orm import Session
+from temporalio.exceptions import ApplicationError
+
+from activities.messages import (
+    EscalateRequest,
+    IncidentRow,
+    Notification,
+    Recipient,
+    RecordRequest,
+)
+from activities.notify import NotifyActivities
+from activities.record import RecordActivities
+from plan.models import AccountabilityRecord, Deadline, Escalation, TimelineEntry
+from plan.roster import Channel, InboxChannel, WebhookChannel
+from store import service
+from store.db import normalise_url, session_scope
+from store.migrate import downgrade, upgrade
+from store.models import (
+    AccountabilityRow,
+    ApiToken,
+    Base,
+    DeadlineRow,
+    Delivery,
+    EscalationRow,
+    InboxMessage,
+    Incident,
+    TimelineEvent,
+)
+
+BEIJING = timezone(timedelta(hours=8))
+# Deliberately not in UTC and with microseconds: the store must give back the same instant, in UTC.
+DISCOVERED = datetime(2026, 11, 29, 8, 30, 15, 123456, tzinfo=BEIJING)
+RECEIVED = DISCOVERED + timedelta(minutes=7, microseconds=1)
+TABLES = {
+    "incidents",
+    "timeline_events",
+    "deadlines",
+    "escalations",
+    "accountability",
+    "notifications",
+    "deliveries",
+    "api_tokens",
+}
+SECRET = "whsec_" + base64.b64encode(b"yuqing-webhook-test-secret-0123").decode()
+
+
+# --- builders ---
+
+
+def incident_row(incident_id: str = "inc-1", version: int = 1, **overrides: Any) -> IncidentRow:
+    values: dict[str, Any] = {
+        "id": incident_id,
+        "version": version,
+        "title": "东湖村道路积水多日无人处理",
+        "content": "网帖称东湖村主干道积水一周。",
+        "source": "微博",
+        "url": "https://weibo.example/post/1",
+        "reporter_unit": "yqb",
+        "reporter_name": "周婷",
+        "responsible_unit": None,
+        "severity": "general",
+        "category": None,
+        "phase": "triage",
+        "drill": False,
+        "discovered_at": DISCOVERED,
+        "posted_at": DISCOVERED - timedelta(minutes=20),
+        "received_at": RECEIVED,
+        "next_due_at": DISCOVERED + timedelta(hours=1),
+        "overdue": False,
+        "closed_at": None,
+        "plan_version": "test-plan",
+    }
+    values.update(overrides)
+    return IncidentRow(**values)
+
+
+def entry(seq: int, kind: str = "event", actor: str | None = None) -> TimelineEntry:
+    return TimelineEntry(
+        seq=seq, at=RECEIVED + timedelta(seconds=seq), kind=kind, actor=actor, summary=f"第{seq}条"
+    )
+
+
+def report_deadline(**overrides: Any) -> Deadline:
+    values: dict[str, Any] = {
+        "key": "R-REPORT#1",
+        "rule": "R-REPORT",
+        "title": "R-REPORT 发现后1小时内报告",
+        "due_at": DISCOVERED + timedelta(hours=1),
+        "unit": "yqb",
+    }
+    values.update(overrides)
+    return Deadline(**values)
+
+
+def reply_deadline(**overrides: Any) -> Deadline:
+    values: dict[str, Any] = {
+        "key": "R-REPLY#1",
+        "rule": "R-REPLY",
+        "title": "R-REPLY 一般舆情12小时内官方回复",
+        "due_at": DISCOVERED + timedelta(hours=12),
+        "unit": "cjb",
+    }
+    values.update(overrides)
+    return Deadline(**values)
+
+
+def late_report(met_at: datetime | None = None) -> AccountabilityRecord:
+    return AccountabilityRecord(
+        deadline_key="R-REPORT#1",
+        rule="R-REPORT",
+        kind="迟报",
+        unit="yqb",
+        person="liu.yang",
+        due_at=DISCOVERED + timedelta(hours=1),
+        recorded_at=DISCOVERED + timedelta(hours=1, microseconds=5),
+        met_at=met_at,
+    )
+
+
+def count(session: Session, model: type[Base], **where: Any) -> int:
+    q = select(func.count()).select_from(model)
+    for name, value in where.items():
+        q = q.where(getattr(model, name) == value)
+    return session.scalar(q) or 0
+
+
+def note(key: str, recipients: list[Recipient], incident_id: str = "inc-1") -> Notification:
+    return Notification(
+        key=key,
+        incident_id=incident_id,
+        rule="R-NOTIFY",
+        recipients=recipients,
+        subject="【一般舆情】东湖村道路积水：新报告",
+        body="请领导小组办公室及时研判。",
+        link=f"http://localhost:8000/incidents/{incident_id}",
+        drill=False,
+        sent_at=DISCOVERED + timedelta(minutes=8),
+    )
+
+
+def person(person_id: str, *channels: Channel) -> Recipient:
+    return Recipient(person_id=person_id, name=person_id.upper(), channels=list(channels))
+
+
+# --- migrations ---
+
+
+def test_migrations_upgrade_downgrade_upgrade(store_url: str) -> None:
+    """The migrations create exactly the models' schema, remove it all, and create it again."""
+    engine = create_engine(normalise_url(store_url))
+    try:
+
+        def tables() -> set[str]:
+            return set(inspect(engine).get_table_names()) - {"alembic_version"}
+
+        def schema_diff() -> list[Any]:
+            with engine.connect() as conn:
+                return compare_metadata(MigrationContext.configure(conn), Base.metadata)
+
+        def revision() -> str | None:
+            with engine.connect() as conn:
+                return MigrationContext.configure(conn).get_current_revision()
+
+        assert tables() == TABLES
+        assert revision() == "0001"
+        assert schema_diff() == []
+
+        downgrade(store_url)
+        assert tables() == set()
+        assert revision() is None
+
+        upgrade(store_url)
+        assert tables() == TABLES
+        assert revision() == "0001"
+        assert schema_diff() == []
+        upgrade(store_url)  # already at head: nothing to do
+        assert revision() == "0001"
+    finally:
+        engine.dispose()
+
+    # The re-created schema takes writes.
+    RecordActivities(store_url).record(
+        RecordRequest(incident=incident_row(), deadlines=[], timeline=[entry(1)], accountability=[])
+    )
+    with session_scope(store_url) as s:
+        assert count(s, Incident) == 1
+        assert count(s, TimelineEvent) == 1
+
+
+# --- record ---
+
+
+def test_record_is_idempotent(store_url: str) -> None:
+    """A retried `record` activity leaves one row per natural key (R-ACCOUNT records included)."""
+    activities = RecordActivities(store_url)
+    request = RecordRequest(
+        incident=incident_row(version=3, overdue=True),
+        deadlines=[report_deadline(overdue=True, escalation_step=1), reply_deadline()],
+        timeline=[entry(1, "reported", "zhou.ting"), entry(2), entry(3, "deadline_missed")],
+        accountability=[late_report()],
+    )
+    activities.record(request)
+    activities.record(request)
+    activities.record(request.model_copy(deep=True))
+
+    with session_scope(store_url) as s:
+        assert count(s, Incident) == 1
+        assert [e.seq for e in service.timeline(s, incident_id="inc-1")] == [1, 2, 3]
+        assert count(s, TimelineEvent) == 3
+        assert [
+            (d.key, d.overdue, d.escalation_step) for d in service.deadlines(s, incident_id="inc-1")
+        ] == [
+            ("R-REPORT#1", True, 1),
+            ("R-REPLY#1", False, 0),
+        ]
+        assert count(s, DeadlineRow) == 2
+        assert count(s, AccountabilityRow) == 1
+        (acc,) = service.accountability(s, incident_id="inc-1")
+        assert (acc.kind, acc.unit, acc.person, acc.met_at, acc.drill) == (
+            "迟报",
+            "yqb",
+            "liu.yang",
+            None,
+            False,
+        )
+        incident = s.get(Incident, "inc-1")
+        assert incident is not None
+        assert (incident.version, incident.overdue, incident.phase) == (3, True, "triage")
+
+
+def test_record_newer_snapshot_updates_in_place(store_url: str) -> None:
+    """A newer version updates the incident, its deadlines and accountability records by key."""
+    activities = RecordActivities(store_url)
+    activities.record(
+        RecordRequest(
+            incident=incident_row(version=1, overdue=True),
+            deadlines=[report_deadline(overdue=True)],
+            timeline=[entry(1)],
+            accountability=[late_report()],
+        )
+    )
+    met = DISCOVERED + timedelta(hours=2)
+    activities.record(
+        RecordRequest(
+            incident=incident_row(
+                version=2,
+                phase="handling",
+                severity="urgent",
+                category="inquiry",
+                responsible_unit="cjb",
+                overdue=False,
+                next_due_at=DISCOVERED + timedelta(hours=3),
+            ),
+            deadlines=[
+                report_deadline(overdue=True, met_at=met),
+                reply_deadline(due_at=DISCOVERED + timedelta(hours=3), title="R-REPLY 紧急"),
+            ],
+            timeline=[entry(2, "triaged", "liu.yang")],
+            accountability=[late_report(met_at=met)],
+        )
+    )
+    with session_scope(store_url) as s:
+        incident = s.get(Incident, "inc-1")
+        assert incident is not None
+        assert (incident.version, incident.phase, incident.severity, incident.responsible_unit) == (
+            2,
+            "handling",
+            "urgent",
+            "cjb",
+        )
+        assert incident.next_due_at == DISCOVERED + timedelta(hours=3)
+        rows = {d.key: d for d in service.deadlines(s, incident_id="inc-1")}
+        assert set(rows) == {"R-REPORT#1", "R-REPLY#1"}
+        assert rows["R-REPORT#1"].met_at == met
+        assert rows["R-REPLY#1"].title == "R-REPLY 紧急"
+        (acc,) = service.accountability(s, incident_id="inc-1")
+        assert acc.met_at == met
+        assert [e.seq for e in service.timeline(s, incident_id="inc-1")] == [1, 2]
+
+
+def test_record_older_snapshot_only_adds_timeline(store_url: str) -> None:
+    """A late retry of an older snapshot never overwrites a newer one; its timeline entries
+    (keyed and immutable) are still added."""
+    activities = RecordActivities(store_url)
+    newer = RecordRequest(
+        incident=incident_row(version=5, phase="handling", responsible_unit="cjb"),
+        deadlines=[reply_deadline(met_at=DISCOVERED + timedelta(hours=2))],
+        timeline=[entry(1), entry(2, "published", "lin.feng")],
+        accountability=[],
+    )
+    older = RecordRequest(
+        incident=incident_row(version=4, phase="triage", title="旧标题", overdue=True),
+        deadlines=[reply_deadline(overdue=True), report_deadline(overdue=True)],
+        timeline=[
+            TimelineEntry(seq=2, at=RECEIVED, kind="other", actor=None, summary="不应覆盖"),
+            entry(3, "late"),
+        ],
+        accountability=[late_report()],
+    )
+    activities.record(newer)
+    activities.record(older)
+    same_version = older.model_copy(update={"incident": incident_row(version=5, title="同版本")})
+    activities.record(same_version)
+
+    with session_scope(store_url) as s:
+        incident = s.get(Incident, "inc-1")
+        assert incident is not None
+        assert (incident.version, incident.phase, incident.title, incident.overdue) == (
+            5,
+            "handling",
+            "东湖村道路积水多日无人处理",
+            False,
+        )
+        (reply,) = service.deadlines(s, incident_id="inc-1")
+        assert reply.key == "R-REPLY#1"
+        assert reply.met_at == DISCOVERED + timedelta(hours=2)
+        assert reply.overdue is False
+        assert service.accountability(s, incident_id="inc-1") == []
+        events = service.timeline(s, incident_id="inc-1")
+        assert [(e.seq, e.kind) for e in events] == [(1, "event"), (2, "published"), (3, "late")]
+        assert events[1].actor == "lin.feng"
+
+
+def test_datetimes_come_back_aware_utc(store_url: str) -> None:
+    """Store UTC: every datetime column reads back as the same instant, timezone-aware UTC."""
+    recorded = late_report(met_at=DISCOVERED + timedelta(hours=2, microseconds=7))
+    RecordActivities(store_url).record(
+        RecordRequest(
+            incident=incident_row(closed_at=DISCOVERED + timedelta(days=3)),
+            deadlines=[report_deadline(met_at=DISCOVERED + timedelta(minutes=30))],
+            timeline=[entry(1)],
+            accountability=[recorded],
+        )
+    )
+    with session_scope(store_url) as s:
+        incident = s.get(Incident, "inc-1")
+        assert incident is not None
+        (deadline,) = service.deadlines(s, incident_id="inc-1")
+        (event,) = service.timeline(s, incident_id="inc-1")
+        (acc,) = service.accountability(s, incident_id="inc-1")
+        pairs = [
+            (incident.discovered_at, DISCOVERED),
+            (incident.posted_at, DISCOVERED - timedelta(minutes=20)),
+            (incident.received_at, RECEIVED),
+            (incident.next_due_at, DISCOVERED + timedelta(hours=1)),
+            (incident.closed_at, DISCOVERED + timedelta(days=3)),
+            (deadline.due_at, DISCOVERED + timedelta(hours=1)),
+            (deadline.met_at, DISCOVERED + timedelta(minutes=30)),
+            (event.at, RECEIVED + timedelta(seconds=1)),
+            (acc.due_at, recorded.due_at),
+            (acc.recorded_at, recorded.recorded_at),
+            (acc.met_at, recorded.met_at),
+        ]
+        for stored, expected in pairs:
+            assert stored is not None
+            assert stored.tzinfo is UTC, stored
+            assert stored == expected
+        assert incident.discovered_at.hour == 0  # 08:30 in Beijing is 00:30 UTC
+        assert incident.discovered_at.microsecond == 123456
+        assert incident.updated_at.tzinfo is UTC
+
+
+def test_naive_datetime_is_refused(store_url: str) -> None:
+    """A naive datetime is a bug upstream; the store refuses it rather than guess its zone."""
+    naive = incident_row(discovered_at=datetime(2026, 11, 29, 8, 30))
+    with pytest.raises(StatementError, match="naive datetime"):
+        RecordActivities(store_url).record(
+            RecordRequest(incident=naive, deadlines=[], timeline=[], accountability=[])
+        )
+    with session_scope(store_url) as s:
+        assert count(s, Incident) == 0
+
+
+# --- escalate ---
+
+
+def test_escalate_records_each_step_once(store_url: str) -> None:
+    """R-ESCALATE: every step is recorded with its time and targets; a retry adds nothing."""
+    activities = RecordActivities(store_url)
+    activities.record(
+        RecordRequest(
+            incident=incident_row(drill=True), deadlines=[], timeline=[], accountability=[]
+        )
+    )
+    at = DISCOVERED + timedelta(hours=1, seconds=1)
+    step1 = EscalateRequest(
+        incident_id="inc-1",
+        escalation=Escalation(
+            deadline_key="R-REPORT#1",
+            rule="R-REPORT",
+            step=1,
+            at=at,
+            targets=["liu.yang", "zhou.ting"],
+            summary="R-ESCALATE 第1级",
+        ),
+        drill=True,
+    )
+    assert activities.escalate(step1) is True
+    assert activities.escalate(step1) is False
+    assert activities.escalate(step1.model_copy(deep=True)) is False
+    with session_scope(store_url) as s:
+        (row,) = service.escalations(s, incident_id="inc-1")
+        assert (row.step, row.targets, row.drill, row.rule) == (
+            1,
+            "liu.yang,zhou.ting",
+            True,
+            "R-REPORT",
+        )
+        assert row.at == at and row.at.tzinfo is UTC
+
+    step2 = step1.model_copy(
+        update={
+            "escalation": step1.escalation.model_copy(
+                update={"step": 2, "at": at + timedelta(hours=1), "targets": ["li.xiaomei"]}
+            )
+        }
+    )
+    assert activities.escalate(step2) is True
+    assert activities.escalate(step2) is False
+    with session_scope(store_url) as s:
+        assert [(r.step, r.targets) for r in service.escalations(s, incident_id="inc-1")] == [
+            (1, "liu.yang,zhou.ting"),
+            (2, "li.xiaomei"),
+        ]
+        assert count(s, EscalationRow) == 2
+
+
+# --- notify: the inbox ---
+
+
+def test_notify_inbox_once_per_recipient(store_url: str) -> None:
+    """R-NOTIFY: one inbox message per recipient, however often the activity runs."""
+    activities = NotifyActivities(store_url)
+    reported = note("inc-1:reported", [person("liu.yang", InboxChannel()), person("wu.fang")])
+    assert activities.notify(reported) == 0
+    assert activities.notify(reported) == 0
+    with session_scope(store_url) as s:
+        assert count(s, InboxMessage) == 2
+        for pid in ("liu.yang", "wu.fang"):
+            (msg,) = service.inbox(s, recipient=pid)
+            assert msg.key == "inc-1:reported"
+            assert msg.subject == reported.subject
+            assert msg.body == reported.body
+            assert msg.link == reported.link
+            assert msg.rule == "R-NOTIFY"
+            assert msg.created_at == reported.sent_at
+            assert msg.created_at.tzinfo is UTC
+            assert msg.read_at is None
+        assert count(s, Delivery) == 0
+
+    # A different notification is a different message.
+    later = note("inc-1:assigned-cjb-3", [person("wu.fang")])
+    later = later.model_copy(update={"sent_at": later.sent_at + timedelta(hours=1)})
+    assert activities.notify(later) == 0
+    with session_scope(store_url) as s:
+        assert [m.key for m in service.inbox(s, recipient="wu.fang")] == [
+            "inc-1:assigned-cjb-3",
+            "inc-1:reported",
+        ]
+        assert count(s, InboxMessage) == 3
+
+
+# --- tokens ---
+
+
+def test_tokens_create_resolve_revoke(store_url: str) -> None:
+    with session_scope(store_url) as s:
+        first = service.create_token(s, person_id="wu.fang", label="办公电脑")
+        second = service.create_token(s, person_id="wu.fang")
+        other = service.create_token(s, person_id="liu.yang")
+    assert len({first, second, other}) == 3
+    assert all(t.startswith("yq_") and len(t) > 40 for t in (first, second, other))
+
+    with session_scope(store_url) as s:
+        assert service.person_for_token(s, token=first) == "wu.fang"
+        assert service.person_for_token(s, token=second) == "wu.fang"
+        assert service.person_for_token(s, token=other) == "liu.yang"
+        assert service.person_for_token(s, token="yq_not-a-token") is None
+        assert service.person_for_token(s, token="") is None
+        rows = s.scalars(select(ApiToken).order_by(ApiToken.id)).all()
+        assert [r.token_hash for r in rows] == [
+            hashlib.sha256(t.encode()).hexdigest() for t in (first, second, other)
+        ]
+        for r in rows:  # only the hash is kept
+            assert all(t not in (r.token_hash, r.label or "") for t in (first, second, other))
+            assert r.created_at.tzinfo is UTC
+        assert rows[0].label == "办公电脑"
+
+    with session_scope(store_url) as s:
+        assert service.revoke_tokens(s, person_id="wu.fang") == 2
+    with session_scope(store_url) as s:
+        assert service.person_for_token(s, token=first) is None
+        assert service.person_for_token(s, token=second) is None
+        assert service.person_for_token(s, token=other) == "liu.yang"
+        assert service.revoke_tokens(s, person_id="wu.fang") == 0
+        revoked = s.scalars(select(ApiToken).where(ApiToken.person_id == "wu.fang")).all()
+        assert all(r.revoked_at is not None and r.revoked_at.tzinfo is UTC for r in revoked)
+
+
+# --- list_incidents ---
+
+
+def _seed_incidents(url: str) -> None:
+    base = DISCOVERED.astimezone(UTC)
+    seeds: dict[str, dict[str, Any]] = {
+        "a": {"phase": "triage", "next_due_at": base + timedelta(hours=10), "received_at": base},
+        "b": {
+            "phase": "handling",
+            "responsible_unit": "cjb",
+            "overdue": True,
+            "next_due_at": base + timedelta(hours=9),
+        },
+        "c": {
+            "phase": "handling",
+            "responsible_unit": "sswb",
+            "drill": True,
+            "next_due_at": base + timedelta(hours=11),
+        },
+        "d": {"phase": "closed", "responsible_unit": "cjb", "next_due_at": None},
+        "e": {
+            "phase": "handling",
+            "responsible_unit": "cjb",
+            "next_due_at": base + timedelta(hours=10),  # same as "a", received later
+            "received_at": base + timedelta(minutes=1),
+        },
+    }
+    activities = RecordActivities(url)
+    for incident_id, overrides in seeds.items():
+        activities.record(
+            RecordRequest(
+                incident=incident_row(incident_id, **overrides),
+                deadlines=[],
+                timeline=[],
+                accountability=[],
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({}, ["b", "e", "a", "c", "d"]),
+        ({"phase": "handling"}, ["b", "e", "c"]),
+        ({"phase": "closed"}, ["d"]),
+        ({"unit": "cjb"}, ["b", "e", "d"]),
+        ({"overdue": True}, ["b"]),
+        ({"overdue": False}, ["e", "a", "c", "d"]),
+        ({"drill": True}, ["c"]),
+        ({"drill": False}, ["b", "e", "a", "d"]),
+        ({"phase": "handling", "unit": "cjb", "overdue": False}, ["e"]),
+        ({"unit": "nowhere"}, []),
+        ({"limit": 2}, ["b", "e"]),
+        ({"limit": 2, "offset": 2}, ["a", "c"]),
+    ],
+)
+def test_list_incidents(store_url: str, filters: dict[str, Any], expected: list[str]) -> None:
+    """Filters by phase, unit, overdue and drill; the next deadline first, none due last, ties
+    by the most recently received."""
+    _seed_incidents(store_url)
+    with session_scope(store_url) as s:
+        assert [i.id for i in service.list_incidents(s, **filters)] == expected
+
+
+# --- notify: webhooks on a real HTTP server ---
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """A webhook endpoint on 127.0.0.1; `status` is what it answers next."""
+
+    url: str = ""
+    status: int = 204
+    requests: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def received(self) -> list[Received]:
+        with self.lock:
+            return list(self.requests)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length") or 0))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            with state.lock:
+                state.requests.append(Received(self.path, headers, body))
+                status = state.status
+            self.send_response(status)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/yuqing"
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def verify(secret: str, headers: dict[str, str], body: bytes) -> bool:
+    """Standard Webhooks, written from the spec rather than from the code under test."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    for candidate in headers["webhook-signature"].split(" "):
+        version, _, signature = candidate.partition(",")
+        if version == "v1" and hmac.compare_digest(signature, expected):
+            return True
+    return False
+
+
+def deliveries(url: str) -> list[Delivery]:
+    with session_scope(url) as s:
+        return list(service.deliveries(s, key_prefix="inc-1:"))
+
+
+def test_webhook_delivered_once_and_signed(store_url: str, receiver: Receiver) -> None:
+    """R-NOTIFY: one signed POST per recipient and channel; a retried activity sends nothing."""
+    activities = NotifyActivities(store_url)
+    hooked = person("he.jing", InboxChannel(), WebhookChannel(url=receiver.url, secret=SECRET))
+    reported = note("inc-1:reported", [hooked, person("liu.yang")])
+
+    assert activities.notify(reported) == 1
+    (req,) = receiver.received()
+    assert req.path == "/hooks/yuqing"
+    assert req.headers["content-type"].startswith("application/json")
+    assert req.headers["webhook-id"]
+    timestamp = int(req.headers["webhook-timestamp"])
+    assert abs(timestamp - time.time()) < 300  # the spec's replay tolerance
+    assert req.headers["webhook-signature"].startswith("v1,")
+    assert verify(SECRET, req.headers, req.body)
+    wrong = "whsec_" + base64.b64encode(b"some-other-secret").decode()
+    assert not verify(wrong, req.headers, req.body)
+    assert not verify(SECRET, req.headers, req.body + b" ")
+
+    payload = json.loads(req.body)
+    assert payload["type"] == "yuqing.notification"
+    assert payload["incident_id"] == "inc-1"
+    assert payload["rule"] == "R-NOTIFY"
+    assert payload["recipient"] == {"id": "he.jing", "name": "HE.JING"}
+    assert payload["subject"] == reported.subject
+    assert payload["link"] == reported.link
+    assert payload["drill"] is False
+    assert datetime.fromisoformat(payload["sent_at"]) == reported.sent_at
+
+    (row,) = deliveries(store_url)
+    assert (row.recipient, row.channel, row.state, row.attempts, row.last_error) == (
+        "he.jing",
+        receiver.url,
+        "sent",
+        1,
+        None,
+    )
+    assert row.sent_at is not None and row.sent_at.tzinfo is UTC
+
+    assert activities.notify(reported) == 0
+    assert activities.notify(reported.model_copy(deep=True)) == 0
+    assert len(receiver.received()) == 1
+    with session_scope(store_url) as s:
+        assert count(s, InboxMessage) == 2
+    assert [d.attempts for d in deliveries(store_url)] == [1]
+
+
+def test_webhook_without_secret_is_unsigned(store_url: str, receiver: Receiver) -> None:
+    activities = NotifyActivities(store_url)
+    assert activities.notify(note("inc-1:x", [person("a", WebhookChannel(url=receiver.url))])) == 1
+    (req,) = receiver.received()
+    assert "webhook-signature" not in req.headers
+    assert req.headers["webhook-id"] and req.headers["webhook-timestamp"].isdigit()
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+def test_webhook_server_error_is_retried(store_url: str, receiver: Receiver, status: int) -> None:
+    """A receiver that is down makes the activity fail retryably; once it recovers the message
+    is sent once, under the same webhook-id, and never again."""
+    activities = NotifyActivities(store_url)
+    hooked = person("he.jing", WebhookChannel(url=receiver.url, secret=SECRET))
+    reported = note("inc-1:reported", [hooked])
+
+    receiver.status = status
+    with pytest.raises(ApplicationError) as info:
+        activities.notify(reported)
+    assert info.value.non_retryable is False
+    assert f"HTTP {status}" in str(info.value)
+    assert len(receiver.received()) == 1
+    (row,) = deliveries(store_url)
+    assert (row.state, row.attempts, row.last_error, row.sent_at) == (
+        "pending",
+        1,
+        f"HTTP {status}",
+        None,
+    )
+    with session_scope(store_url) as s:  # the inbox did not wait for the webhook
+        assert len(service.inbox(s, recipient="he.jing")) == 1
+
+    receiver.status = 200
+    assert activities.notify(reported) == 1
+    first, second = receiver.received()
+    assert second.headers["webhook-id"] == first.headers["webhook-id"]
+    assert second.body == first.body
+    assert verify(SECRET, second.headers, second.body)
+    (row,) = deliveries(store_url)
+    assert (row.state, row.attempts, row.last_error) == ("sent", 2, None)
+
+    assert activities.notify(reported) == 0
+    assert len(receiver.received()) == 2
+    with session_scope(store_url) as s:
+        assert len(service.inbox(s, recipient="he.jing")) == 1
+
+
+def test_webhook_unreachable_is_retried(store_url: str) -> None:
+    """Nothing listening: a connection error is retryable, and recorded."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    url = f"http://127.0.0.1:{server.server_address[1]}/gone"
+    server.server_close()
+    activities = NotifyActivities(store_url)
+    with pytest.raises(ApplicationError) as info:
+        activities.notify(note("inc-1:reported", [person("he.jing", WebhookChannel(url=url))]))
+    assert info.value.non_retryable is False
+    (row,) = deliveries(store_url)
+    assert row.state == "pending"
+    assert row.last_error is not None and "ConnectError" in row.last_error
+
+
+def test_webhook_refused_is_not_retried(store_url: str, receiver: Receiver) -> None:
+    """A 4xx answer is permanent: non-retryable, and the delivery is recorded as failed."""
+    activities = NotifyActivities(store_url)
+    hooked = person("he.jing", InboxChannel(), WebhookChannel(url=receiver.url, secret=SECRET))
+    reported = note("inc-1:reported", [hooked, person("liu.yang")])
+
+    receiver.status = 400
+    with pytest.raises(ApplicationError) as info:
+        activities.notify(reported)
+    assert info.value.non_retryable is True
+    assert info.value.type == "WebhookRefused"
+    assert "he.jing: HTTP 400" in str(info.value)
+    assert len(receiver.received()) == 1
+    (row,) = deliveries(store_url)
+    assert (row.state, row.attempts, row.last_error, row.sent_at) == (
+        "failed",
+        1,
+        "HTTP 400",
+        None,
+    )
+    with session_scope(store_url) as s:
+        assert {m.recipient for m in s.scalars(select(InboxMessage))} == {"he.jing", "liu.yang"}
+
+    # Running it again does not hammer a receiver that refused the message.
+    receiver.status = 200
+    assert activities.notify(reported) == 0
+    assert len(receiver.received()) == 1
+    (row,) = deliveries(store_url)
+    assert row.state == "failed"
