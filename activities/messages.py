@@ -6,7 +6,14 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from plan.models import AccountabilityRecord, Deadline, Escalation, TimelineEntry
+from plan.models import (
+    AccountabilityRecord,
+    Commendation,
+    Deadline,
+    Escalation,
+    Referral,
+    TimelineEntry,
+)
 from plan.roster import Channel
 
 
@@ -23,6 +30,7 @@ class IncidentRow(BaseModel):
     reporter_unit: str
     reporter_name: str | None
     responsible_unit: str | None
+    co_units: str = ""
     severity: str
     category: str | None
     phase: str
@@ -44,6 +52,8 @@ class RecordRequest(BaseModel):
     deadlines: list[Deadline]
     timeline: list[TimelineEntry]
     accountability: list[AccountabilityRecord]
+    referrals: list[Referral] = []
+    commendations: list[Commendation] = []
 
 
 class EscalateRequest(BaseModel):

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     # R-ESCALATE: minutes from step 1 to step 2 (deputy leader) and from step 2 to step 3 (leader).
     escalation_waits_minutes: list[float] = Field(default_factory=lambda: [60.0, 60.0])
     webhook_timeout_seconds: float = 10.0
+    # Continue-as-new once an incident's history reaches this many events.
+    continue_as_new_after: int = 2_000
     # Set false only against a server without the custom search attributes registered.
     search_attributes: bool = True
 

@@ -24,7 +24,7 @@ def _head(view: IncidentView) -> str:
 
 
 def reported(view: IncidentView, roster: Roster, tz: str) -> tuple[str, str]:
-    reply = next(d for d in view.deadlines if d.rule == rules.R_REPLY)
+    reply = next(d for d in reversed(view.deadlines) if d.rule == rules.R_REPLY)
     subject = f"{_head(view)}：新报告"
     body = (
         f"{roster.unit_name(view.reporter_unit)}报告舆情：{view.title}\n"
@@ -37,7 +37,7 @@ def reported(view: IncidentView, roster: Roster, tz: str) -> tuple[str, str]:
 
 
 def assigned(view: IncidentView, roster: Roster, tz: str) -> tuple[str, str]:
-    reply = next(d for d in view.deadlines if d.rule == rules.R_REPLY)
+    reply = next(d for d in reversed(view.deadlines) if d.rule == rules.R_REPLY)
     category = view.category.label if view.category else "未定"
     subject = f"{_head(view)}：已交{roster.unit_name(view.responsible_unit)}处置"
     body = (
@@ -77,7 +77,9 @@ def ledger(view: IncidentView, roster: Roster, tz: str) -> str:
         "|---|---|---|",
     ]
     for d in view.deadlines:
-        if d.met_at is not None:
+        if d.cancelled:
+            state = "已取消"
+        elif d.met_at is not None:
             state = f"已完成 {local(d.met_at, tz)}" + ("（逾期）" if d.overdue else "")
         elif d.overdue:
             state = f"**已逾期**，督办第{d.escalation_step}级"
@@ -85,3 +87,65 @@ def ledger(view: IncidentView, roster: Roster, tz: str) -> str:
             state = "进行中"
         lines.append(f"| {d.title} | {local(d.due_at, tz)} | {state} |")
     return "\n".join(lines)
+
+
+def lead(view: IncidentView, roster: Roster, tz: str) -> tuple[str, str]:
+    report = next(d for d in view.deadlines if d.rule == rules.R_REPORT)
+    subject = f"{_head(view)}：监测线索待确认"
+    body = (
+        f"监测系统报送线索：{view.title}（来源：{view.source}）。\n"
+        f"请领导小组办公室研判确认，须于{local(report.due_at, tz)}前确认上报（{rules.R_OFFICE}、{rules.R_REPORT}）。"
+    )
+    return subject, body
+
+
+def activated(view: IncidentView, roster: Roster, units: str) -> tuple[str, str]:
+    subject = f"{_head(view)}：领导小组启动应急预案"
+    body = f"领导小组决定启动应急预案，{units}介入处置（{rules.R_ACTIVATE}）。请按领导小组部署开展工作。"
+    return subject, body
+
+
+def returned(view: IncidentView, roster: Roster, unit: str | None, reason: str) -> tuple[str, str]:
+    subject = f"{_head(view)}：{roster.unit_name(unit)}退回，请重新研判"
+    body = f"{roster.unit_name(unit)}认为本事件不属本单位职责，退回办公室：{reason}\n各项期限仍从发现时间起算。"
+    return subject, body
+
+
+def release_requested(view: IncidentView, roster: Roster) -> tuple[str, str]:
+    subject = f"{_head(view)}：回复口径待领导小组审定"
+    body = (
+        f"{roster.unit_name(view.responsible_unit)}的回复稿已经单位负责人审定，"
+        f"请领导小组审定发布口径并确定发布人（{rules.R_RELEASE}）。"
+    )
+    return subject, body
+
+
+def referral(view: IncidentView, roster: Roster, rule: str, reason: str) -> tuple[str, str]:
+    dept = "监察执法部门" if rule == rules.R_FABRICATION else "执纪执法部门"
+    subject = f"{_head(view)}：商请{dept}依纪依法查处"
+    body = f"事件：{view.title}\n情况：{reason}\n请{dept}依纪依法查处（{rule}）。"
+    return subject, body
+
+
+def flared(view: IncidentView, roster: Roster, tz: str) -> tuple[str, str]:
+    reply = next(d for d in reversed(view.deadlines) if d.rule == rules.R_REPLY)
+    subject = f"{_head(view)}：舆情再次升温"
+    body = (
+        f"动态跟踪发现舆情再次升温（{rules.R_TRACK}），事件回到处置阶段。\n"
+        f"新一轮官方回复须于{local(reply.due_at, tz)}前发布（{rules.R_REPLY}）。"
+    )
+    return subject, body
+
+
+def summary(view: IncidentView, roster: Roster, text: str) -> tuple[str, str]:
+    subject = f"{_head(view)}：处置工作书面总结"
+    body = f"{roster.unit_name(view.responsible_unit)}报送书面总结（{rules.R_SUMMARY}）：\n{text}"
+    return subject, body
+
+
+def warning(view: IncidentView, roster: Roster, tz: str, d: Deadline) -> tuple[str, str]:
+    subject = f"{_head(view)}：临期提醒 {d.title}"
+    body = (
+        f"{d.title}，期限{local(d.due_at, tz)}，请按时完成，逾期将升级督办（{rules.R_ESCALATE}）。"
+    )
+    return subject, body

@@ -7,70 +7,35 @@ incidents keep decoding their histories.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from plan.enums import (
+    Category,
+    ManualAccountKind,
+    Phase,
+    ReplyKind,
+    ReplyStatus,
+    Severity,
+    TrackStatus,
+)
 from plan.roster import Roster
+from plan.spec import SHIPPED, PlanSpec
+
+__all__ = [
+    "Category",
+    "ManualAccountKind",
+    "Phase",
+    "ReplyKind",
+    "ReplyStatus",
+    "Severity",
+    "TrackStatus",
+]
 
 TITLE_MAX = 200
 CONTENT_MAX = 20_000
 TEXT_MAX = 10_000
 SHORT_MAX = 200
-
-
-class Severity(StrEnum):
-    general = "general"
-    major = "major"
-    urgent = "urgent"
-
-    @property
-    def label(self) -> str:
-        return {"general": "一般", "major": "重大", "urgent": "紧急"}[self.value]
-
-
-class Category(StrEnum):
-    inquiry = "inquiry"
-    hype = "hype"
-    fabrication = "fabrication"
-    suggestion = "suggestion"
-
-    @property
-    def label(self) -> str:
-        return {
-            "inquiry": "询问、置疑、诉求",
-            "hype": "恶意传播或炒作",
-            "fabrication": "捏造、歪曲或夸大事实",
-            "suggestion": "建议类",
-        }[self.value]
-
-
-class Phase(StrEnum):
-    """Where the incident stands. Later rules add tracking and summary between handling and closed."""
-
-    triage = "triage"
-    handling = "handling"
-    closed = "closed"
-
-    @property
-    def label(self) -> str:
-        return {"triage": "待研判", "handling": "处置中", "closed": "已结案"}[self.value]
-
-
-class ReplyStatus(StrEnum):
-    drafted = "drafted"
-    rejected = "rejected"
-    approved = "approved"
-    published = "published"
-
-    @property
-    def label(self) -> str:
-        return {
-            "drafted": "已起草，待审定",
-            "rejected": "审定退回",
-            "approved": "已审定，待发布",
-            "published": "已发布",
-        }[self.value]
 
 
 class _Message(BaseModel):
@@ -94,6 +59,10 @@ class Submission(_Message):
     oral: bool = False
     drill_speedup: float | None = Field(default=None, ge=1, le=1_000_000)
     submission_key: str | None = Field(default=None, min_length=1, max_length=SHORT_MAX)
+    # R-WRITTEN: when the oral (phone) report was made; defaults to when the submission arrived.
+    oral_reported_at: AwareDatetime | None = None
+    # R-OFFICE: a monitoring lead, not yet a report until the office confirms it.
+    lead: bool = False
 
     @field_validator("url", "reporter_name", "responsible_unit", "submission_key", mode="before")
     @classmethod
@@ -117,66 +86,270 @@ class Submission(_Message):
     def is_drill(self) -> bool:
         return self.drill_speedup is not None
 
-
-class IncidentInput(BaseModel):
-    """The workflow's input: the submission plus everything fixed when it was accepted."""
-
-    incident_id: str
-    submission: Submission
-    received_at: datetime
-    roster: Roster
-    plan_version: str
-    timezone: str = "Asia/Shanghai"
-    escalation_waits_minutes: list[float] = Field(default_factory=lambda: [60.0, 60.0])
-    public_url: str = "http://localhost:8000"
-    search_attributes: bool = True
+    @property
+    def assigned_by_superior(self) -> bool:
+        """R-ASSIGNED: 市委、市政府交办 — same procedure, marked on the incident."""
+        return self.source.strip() in ASSIGNED_SOURCES
 
 
-# --- Staff actions: each carries the acting person, set by the edge after authentication. ---
+ASSIGNED_SOURCES = ("上级交办", "市委交办", "市政府交办", "市委、市政府交办")
+
+
+# --- Staff actions: a request (what the person sends) and its command (plus who sent it, set by
+# the edge after authentication). Each is one Temporal update of IncidentWorkflow. ---
 
 
 class Action(_Message):
     actor: str = Field(min_length=1, max_length=SHORT_MAX)
 
 
-class Triage(Action):
-    """The office assesses the incident (R-REPORT triage): severity, category, responsible unit."""
+class ConfirmLeadRequest(_Message):
+    """R-OFFICE: the office confirms a monitoring lead as a reported incident."""
+
+    note: str | None = Field(default=None, max_length=TEXT_MAX)
+
+
+class TriageRequest(_Message):
+    """The office assesses the incident: severity, category, lead unit and co-handling units."""
 
     severity: Severity
     category: Category
     responsible_unit: str = Field(min_length=1, max_length=SHORT_MAX)
+    co_units: list[str] = Field(default_factory=list, max_length=20)
     note: str | None = Field(default=None, max_length=TEXT_MAX)
 
 
-class DraftReply(Action):
-    """The responsible unit drafts the official reply (R-REVIEW)."""
+class WrittenReportRequest(_Message):
+    """R-WRITTEN: the written report that follows an oral (phone) report."""
 
     text: str = Field(min_length=1, max_length=TEXT_MAX)
 
 
-class ApproveReply(Action):
-    """The unit head approves (or returns) the draft (R-REVIEW)."""
+class ProgressRequest(_Message):
+    """R-PROGRESS: a progress report (续报) on handling and new developments."""
+
+    text: str = Field(min_length=1, max_length=TEXT_MAX)
+
+
+class ActivateRequest(_Message):
+    """R-ACTIVATE: the leading group activates the plan and names the units that step in."""
+
+    units: list[str] = Field(min_length=1, max_length=30)
+    note: str | None = Field(default=None, max_length=TEXT_MAX)
+
+
+class ConsultRequest(_Message):
+    """R-CONSULT: a consultation (会商) and its decision."""
+
+    topic: str = Field(min_length=1, max_length=SHORT_MAX)
+    decision: str = Field(min_length=1, max_length=TEXT_MAX)
+    participants: list[str] = Field(default_factory=list, max_length=50)
+
+
+class ReturnRequest(_Message):
+    """The lead unit returns a misassigned incident to the office (退回)."""
+
+    reason: str = Field(min_length=1, max_length=TEXT_MAX)
+
+
+class DeclareDelayRequest(_Message):
+    """R-STANCE: the matter cannot be finished within the reply period."""
+
+    reason: str = Field(min_length=1, max_length=TEXT_MAX)
+
+
+class DraftReplyRequest(_Message):
+    """R-REVIEW: the lead unit drafts a reply (official, stance or result)."""
+
+    text: str = Field(min_length=1, max_length=TEXT_MAX)
+    kind: ReplyKind = ReplyKind.official
+
+
+class ApproveReplyRequest(_Message):
+    """R-REVIEW: the lead unit's head approves the draft, or returns it with a reason."""
 
     approve: bool = True
     comment: str | None = Field(default=None, max_length=TEXT_MAX)
 
 
-class PublishReply(Action):
-    """The approved reply is published; meets R-REPLY."""
+class ApproveReleaseRequest(_Message):
+    """R-RELEASE: the leading group approves the wording (口径) and names the spokesperson."""
+
+    approve: bool = True
+    spokesperson: str | None = Field(default=None, max_length=SHORT_MAX)
+    comment: str | None = Field(default=None, max_length=TEXT_MAX)
+
+
+class PublishReplyRequest(_Message):
+    """The approved reply is published: where, and the link."""
 
     channel: str = Field(min_length=1, max_length=SHORT_MAX)
     url: str | None = Field(default=None, max_length=2_000)
 
 
-ACTIONS: dict[str, type[Action]] = {
-    "triage": Triage,
-    "draft-reply": DraftReply,
-    "approve-reply": ApproveReply,
-    "publish-reply": PublishReply,
+class ConcludeRequest(_Message):
+    """R-INQUIRY: the unit records the case as concluded (办结); the result reply is due that day."""
+
+    note: str | None = Field(default=None, max_length=TEXT_MAX)
+
+
+class AdoptionRequest(_Message):
+    """R-SUGGESTION: whether and how the suggestion is adopted."""
+
+    adopted: bool
+    decision: str = Field(min_length=1, max_length=TEXT_MAX)
+
+
+class SpreadingRequest(_Message):
+    """R-HYPE: spreading continues after the facts were published, with major impact."""
+
+    description: str = Field(min_length=1, max_length=TEXT_MAX)
+
+
+class TrackRequest(_Message):
+    """R-TRACK: a tracking check; a flare-up may raise the severity."""
+
+    status: TrackStatus
+    note: str | None = Field(default=None, max_length=TEXT_MAX)
+    severity: Severity | None = None
+
+
+class SummaryRequest(_Message):
+    """R-SUMMARY: the written summary to 镇党政办 (发生、传播和处置情况, 反思)."""
+
+    text: str = Field(min_length=1, max_length=CONTENT_MAX)
+
+
+class WithdrawRequest(_Message):
+    """R-CLOSE: the office withdraws a false alarm, with a reason."""
+
+    reason: str = Field(min_length=1, max_length=TEXT_MAX)
+
+
+class AccountabilityRequest(_Message):
+    """R-ACCOUNT: the office records 谎报 or 瞒报 by hand."""
+
+    kind: ManualAccountKind
+    unit: str = Field(min_length=1, max_length=SHORT_MAX)
+    person: str | None = Field(default=None, max_length=SHORT_MAX)
+    reason: str = Field(min_length=1, max_length=TEXT_MAX)
+
+
+class CommendRequest(_Message):
+    """R-COMMEND: a commendation for a unit or a person."""
+
+    unit: str = Field(min_length=1, max_length=SHORT_MAX)
+    person: str | None = Field(default=None, max_length=SHORT_MAX)
+    reason: str = Field(min_length=1, max_length=TEXT_MAX)
+
+
+class ConfirmLead(ConfirmLeadRequest, Action):
+    pass
+
+
+class Triage(TriageRequest, Action):
+    pass
+
+
+class WrittenReport(WrittenReportRequest, Action):
+    pass
+
+
+class Progress(ProgressRequest, Action):
+    pass
+
+
+class Activate(ActivateRequest, Action):
+    pass
+
+
+class Consult(ConsultRequest, Action):
+    pass
+
+
+class ReturnToOffice(ReturnRequest, Action):
+    pass
+
+
+class DeclareDelay(DeclareDelayRequest, Action):
+    pass
+
+
+class DraftReply(DraftReplyRequest, Action):
+    pass
+
+
+class ApproveReply(ApproveReplyRequest, Action):
+    pass
+
+
+class ApproveRelease(ApproveReleaseRequest, Action):
+    pass
+
+
+class PublishReply(PublishReplyRequest, Action):
+    pass
+
+
+class Conclude(ConcludeRequest, Action):
+    pass
+
+
+class DecideAdoption(AdoptionRequest, Action):
+    pass
+
+
+class ReportSpreading(SpreadingRequest, Action):
+    pass
+
+
+class Track(TrackRequest, Action):
+    pass
+
+
+class SubmitSummary(SummaryRequest, Action):
+    pass
+
+
+class Withdraw(WithdrawRequest, Action):
+    pass
+
+
+class RecordAccountability(AccountabilityRequest, Action):
+    pass
+
+
+class Commend(CommendRequest, Action):
+    pass
+
+
+# name (the API route and CLI command) → (request schema, command); the workflow's update of
+# the same name with '-' as '_' handles it.
+ACTIONS: dict[str, tuple[type[_Message], type[Action]]] = {
+    "confirm-lead": (ConfirmLeadRequest, ConfirmLead),
+    "triage": (TriageRequest, Triage),
+    "file-written-report": (WrittenReportRequest, WrittenReport),
+    "report-progress": (ProgressRequest, Progress),
+    "activate": (ActivateRequest, Activate),
+    "consult": (ConsultRequest, Consult),
+    "return-to-office": (ReturnRequest, ReturnToOffice),
+    "declare-delay": (DeclareDelayRequest, DeclareDelay),
+    "draft-reply": (DraftReplyRequest, DraftReply),
+    "approve-reply": (ApproveReplyRequest, ApproveReply),
+    "approve-release": (ApproveReleaseRequest, ApproveRelease),
+    "publish-reply": (PublishReplyRequest, PublishReply),
+    "conclude": (ConcludeRequest, Conclude),
+    "decide-adoption": (AdoptionRequest, DecideAdoption),
+    "report-spreading": (SpreadingRequest, ReportSpreading),
+    "track": (TrackRequest, Track),
+    "submit-summary": (SummaryRequest, SubmitSummary),
+    "withdraw": (WithdrawRequest, Withdraw),
+    "record-accountability": (AccountabilityRequest, RecordAccountability),
+    "commend": (CommendRequest, Commend),
 }
 
 
-# --- What the workflow shows: its state, also written to the store by activities. ---
+# --- The workflow's state: one model, so continue-as-new carries all of it. ---
 
 
 class Deadline(BaseModel):
@@ -184,15 +357,30 @@ class Deadline(BaseModel):
     rule: str
     title: str
     due_at: datetime
+    anchor_at: datetime | None = None  # the recorded instant it counts from
+    anchor_label: str | None = None
+    # Where the deadline's window starts on the clock it runs on (a drill's is compressed).
+    window_start: datetime | None = None
     met_at: datetime | None = None
     overdue: bool = False
     unit: str | None = None
     escalation_step: int = 0
+    last_step_at: datetime | None = None
+    warned: bool = False
+    cancelled: bool = False  # void: the incident was withdrawn, or the rule no longer applies
     version: int = 0
 
     @property
     def open(self) -> bool:
-        return self.met_at is None
+        return self.met_at is None and not self.cancelled
+
+    @property
+    def state(self) -> str:
+        if self.cancelled:
+            return "cancelled"
+        if self.met_at is not None:
+            return "met_late" if self.overdue else "met"
+        return "overdue" if self.overdue else "pending"
 
 
 class Escalation(BaseModel):
@@ -207,12 +395,13 @@ class Escalation(BaseModel):
 class AccountabilityRecord(BaseModel):
     deadline_key: str
     rule: str
-    kind: str  # 迟报 / 逾期 / ...
+    kind: str  # 迟报 / 逾期 / 迟发现 / 谎报 / 瞒报
     unit: str
     person: str | None
     due_at: datetime
     recorded_at: datetime
     met_at: datetime | None = None
+    reason: str | None = None
 
 
 class TimelineEntry(BaseModel):
@@ -225,6 +414,7 @@ class TimelineEntry(BaseModel):
 
 class ReplyRound(BaseModel):
     round: int
+    kind: ReplyKind = ReplyKind.official
     status: ReplyStatus
     text: str
     drafted_by: str
@@ -232,13 +422,91 @@ class ReplyRound(BaseModel):
     approved_by: str | None = None
     approved_at: datetime | None = None
     comment: str | None = None
+    release_needed: bool = False
+    released_by: str | None = None
+    released_at: datetime | None = None
+    spokesperson: str | None = None
     published_by: str | None = None
     published_at: datetime | None = None
     channel: str | None = None
     url: str | None = None
 
 
-class IncidentView(BaseModel):
+class Referral(BaseModel):
+    """R-HYPE / R-FABRICATION: a referral to the discipline or supervision contact."""
+
+    no: int
+    rule: str
+    at: datetime
+    target: str  # person id
+    reason: str
+    by: str | None
+
+
+class Commendation(BaseModel):
+    at: datetime
+    unit: str
+    person: str | None
+    reason: str
+    by: str
+
+
+class IncidentState(BaseModel):
+    """Everything the workflow decides; the view adds the submission's facts."""
+
+    phase: Phase = Phase.triage
+    severity: Severity = Severity.general
+    severity_assessed: bool = False
+    category: Category | None = None
+    responsible_unit: str | None = None
+    co_units: list[str] = Field(default_factory=list)
+    activated_units: list[str] = Field(default_factory=list)
+    deadlines: list[Deadline] = Field(default_factory=list)
+    escalations: list[Escalation] = Field(default_factory=list)
+    accountability: list[AccountabilityRecord] = Field(default_factory=list)
+    replies: list[ReplyRound] = Field(default_factory=list)
+    referrals: list[Referral] = Field(default_factory=list)
+    commendations: list[Commendation] = Field(default_factory=list)
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    related: list[str] = Field(default_factory=list)
+    reply_round: int = 1  # the official-reply round; a flare-up opens the next
+    progress_round: int = 0
+    track_round: int = 0
+    delay_reason: str | None = None
+    facts_published_at: datetime | None = None
+    adoption: str | None = None
+    concluded_at: datetime | None = None
+    subsided_at: datetime | None = None
+    closed_at: datetime | None = None
+    close_reason: str | None = None
+    written_report: str | None = None
+    summary: str | None = None
+    version: int = 0
+    recorded_seq: int = 0
+    notify_seq: int = 0
+    runs: int = 1  # how many runs (continue-as-new) the incident has had
+
+
+class IncidentInput(BaseModel):
+    """The workflow's input: the submission plus everything fixed when it was accepted. On
+    continue-as-new `state` carries the incident's state into the next run."""
+
+    incident_id: str
+    submission: Submission
+    received_at: datetime
+    roster: Roster
+    plan: PlanSpec = Field(default_factory=lambda: SHIPPED)
+    plan_version: str = ""
+    timezone: str = "Asia/Shanghai"
+    escalation_waits_minutes: list[float] = Field(default_factory=lambda: [60.0, 60.0])
+    public_url: str = "http://localhost:8000"
+    search_attributes: bool = True
+    related: list[str] = Field(default_factory=list)
+    continue_as_new_after: int = 2_000  # history events
+    state: IncidentState | None = None
+
+
+class IncidentView(IncidentState):
     id: str
     title: str
     content: str
@@ -249,26 +517,20 @@ class IncidentView(BaseModel):
     discovered_at: datetime
     posted_at: datetime | None
     received_at: datetime
-    phase: Phase
-    severity: Severity
-    severity_assessed: bool
-    category: Category | None
-    responsible_unit: str | None
+    oral: bool = False
+    lead: bool = False
+    assigned_by_superior: bool = False
     drill: bool
     drill_speedup: float | None
     plan_version: str
-    deadlines: list[Deadline]
-    escalations: list[Escalation]
-    accountability: list[AccountabilityRecord]
-    replies: list[ReplyRound]
-    timeline: list[TimelineEntry]
-    closed_at: datetime | None = None
-    version: int = 0
 
     @property
     def overdue(self) -> bool:
-        return any(d.overdue for d in self.deadlines)
+        return any(d.overdue and d.open for d in self.deadlines)
 
     def next_deadline(self) -> Deadline | None:
         open_ = [d for d in self.deadlines if d.open]
         return min(open_, key=lambda d: d.due_at) if open_ else None
+
+    def deadline(self, key: str) -> Deadline | None:
+        return next((d for d in self.deadlines if d.key == key), None)

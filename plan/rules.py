@@ -8,29 +8,48 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
-from plan.models import Severity
-from plan.roster import Roster
+from plan.enums import Category, Severity
+from plan.roster import Role, Roster
+from plan.spec import SHIPPED, PlanSpec
 
-PLAN_VERSION = "2024-xx-town-v1"
+PLAN_VERSION = SHIPPED.version
 
+R_ORG = "R-ORG"
+R_ACTIVATE = "R-ACTIVATE"
+R_RELEASE = "R-RELEASE"
+R_CONSULT = "R-CONSULT"
+R_ASSIGNED = "R-ASSIGNED"
+R_OFFICE = "R-OFFICE"
+R_DISCOVER = "R-DISCOVER"
 R_REPORT = "R-REPORT"
 R_NOTIFY = "R-NOTIFY"
+R_WRITTEN = "R-WRITTEN"
+R_PROGRESS = "R-PROGRESS"
 R_REVIEW = "R-REVIEW"
+R_INQUIRY = "R-INQUIRY"
+R_HYPE = "R-HYPE"
+R_FABRICATION = "R-FABRICATION"
+R_SUGGESTION = "R-SUGGESTION"
+R_SECRECY = "R-SECRECY"
 R_REPLY = "R-REPLY"
+R_STANCE = "R-STANCE"
+R_TRACK = "R-TRACK"
+R_SUMMARY = "R-SUMMARY"
 R_ESCALATE = "R-ESCALATE"
 R_ACCOUNT = "R-ACCOUNT"
-R_ORG = "R-ORG"
+R_COMMEND = "R-COMMEND"
+R_DUTY = "R-DUTY"
+R_DRILL = "R-DRILL"
+R_DEDUP = "R-DEDUP"
+R_CLOSE = "R-CLOSE"
 
-# R-REPORT: 发现重大舆情后 … 立即报告，最迟不得超过1小时
-REPORT_WITHIN = timedelta(hours=1)
+# R-REPORT: 发现重大舆情后 … 立即报告，最迟不得超过1小时 (the shipped plan's number)
+REPORT_WITHIN = SHIPPED.report_within
 
 # R-REPLY: 一般性网络舆情12小时内官方回复; 重大网络舆情24小时内; 紧急舆情于3小时内
-REPLY_WITHIN: dict[Severity, timedelta] = {
-    Severity.general: timedelta(hours=12),
-    Severity.major: timedelta(hours=24),
-    Severity.urgent: timedelta(hours=3),
-}
+REPLY_WITHIN: dict[Severity, timedelta] = dict(SHIPPED.reply_within)
 
 RULE_WORDING: dict[str, str] = {
     R_REPORT: "发现舆情后立即报告，最迟不得超过1小时",
@@ -40,6 +59,20 @@ RULE_WORDING: dict[str, str] = {
 # Accountability kinds (R-ACCOUNT)
 LATE_REPORT = "迟报"
 OVERDUE = "逾期"
+LATE_DISCOVERY = "迟发现"
+
+# Which kind a missed deadline of each rule is recorded as.
+MISS_KIND: dict[str, str] = {
+    R_REPORT: LATE_REPORT,
+    R_WRITTEN: LATE_REPORT,
+    R_PROGRESS: LATE_REPORT,
+    R_SUMMARY: LATE_REPORT,
+    R_DISCOVER: LATE_DISCOVERY,
+}
+
+
+def miss_kind(rule: str) -> str:
+    return MISS_KIND.get(rule, OVERDUE)
 
 
 def scaled(duration: timedelta, speedup: float | None) -> timedelta:
@@ -62,14 +95,78 @@ def plan_due(
     return received_at + (due - received_at) / speedup
 
 
-def report_due(discovered_at: datetime, received_at: datetime, speedup: float | None) -> datetime:
-    return plan_due(discovered_at, REPORT_WITHIN, received_at, speedup)
+def report_due(
+    discovered_at: datetime,
+    received_at: datetime,
+    speedup: float | None,
+    spec: PlanSpec = SHIPPED,
+) -> datetime:
+    return plan_due(discovered_at, spec.report_within, received_at, speedup)
 
 
 def reply_due(
-    discovered_at: datetime, severity: Severity, received_at: datetime, speedup: float | None
+    discovered_at: datetime,
+    severity: Severity,
+    received_at: datetime,
+    speedup: float | None,
+    spec: PlanSpec = SHIPPED,
 ) -> datetime:
-    return plan_due(discovered_at, REPLY_WITHIN[severity], received_at, speedup)
+    return plan_due(discovered_at, spec.reply_within[severity], received_at, speedup)
+
+
+def end_of_day(at: datetime, tz: str) -> datetime:
+    """当日内: the first instant of the next calendar day in the town's zone."""
+    zone = ZoneInfo(tz)
+    local = at.astimezone(zone)
+    midnight = datetime(local.year, local.month, local.day, tzinfo=zone) + timedelta(days=1)
+    # Re-resolve through the zone so a DST change on that night still lands on local midnight.
+    return datetime(midnight.year, midnight.month, midnight.day, tzinfo=zone)
+
+
+def same_day_due(
+    anchor: datetime, received_at: datetime, speedup: float | None, tz: str
+) -> datetime:
+    """R-INQUIRY: by the end of the anchor's calendar day (a drill runs the rest of it faster)."""
+    return plan_due(anchor, end_of_day(anchor, tz) - anchor, received_at, speedup)
+
+
+def progress_interval(spec: PlanSpec, severity: Severity) -> timedelta | None:
+    """R-PROGRESS applies to major and urgent incidents only."""
+    return spec.progress_interval.get(severity)
+
+
+def needs_release(severity: Severity) -> bool:
+    """R-RELEASE: the leading group approves wording and spokesperson for major and urgent."""
+    return severity in (Severity.major, Severity.urgent)
+
+
+def referral_contact(roster: Roster, category: Category) -> tuple[str, str]:
+    """R-HYPE goes to 执纪执法部门, R-FABRICATION to 监察执法部门: (rule, person)."""
+    if category is Category.fabrication:
+        return R_FABRICATION, roster.roles.supervision_contact
+    return R_HYPE, roster.roles.discipline_contact
+
+
+def can_view(roster: Roster, person_id: str, units: set[str]) -> bool:
+    """R-SECRECY: an incident's content is for staff with a role on it: the office, the leading
+    group, the publicity department, 镇党政办, the contacts, and the units it involves."""
+    roles = roster.roles_of(person_id)
+    if not roles:
+        return False
+    standing = {
+        Role.office,
+        Role.leader,
+        Role.deputy,
+        Role.member,
+        Role.publicity,
+        Role.party_office,
+        Role.discipline,
+        Role.supervision,
+    }
+    if roles & standing:
+        return True
+    p = roster.person(person_id)
+    return p is not None and p.unit in units
 
 
 def reply_title(severity: Severity) -> str:
@@ -81,6 +178,18 @@ def reply_title(severity: Severity) -> str:
 
 def report_title() -> str:
     return f"{R_REPORT} 发现后1小时内报告"
+
+
+TITLES: dict[str, str] = {
+    R_DISCOVER: f"{R_DISCOVER} 发帖后半小时内发现",
+    R_WRITTEN: f"{R_WRITTEN} 口头报告后30分钟内报送书面信息",
+    R_PROGRESS: f"{R_PROGRESS} 续报处置进展",
+    R_STANCE: f"{R_STANCE} 3日内作出表态性回复",
+    R_TRACK: f"{R_TRACK} 动态跟踪检查",
+    R_SUMMARY: f"{R_SUMMARY} 平息后三日内报送书面总结",
+    "R-INQUIRY-OPINION": f"{R_INQUIRY} 发现当日内回复处理意见",
+    "R-INQUIRY-RESULT": f"{R_INQUIRY} 办结当日内回复处理结果",
+}
 
 
 # --- R-ESCALATE: the chain is data, each step a wait and its targets. ---

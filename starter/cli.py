@@ -7,19 +7,26 @@ database and roster directly.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
+import types
+import typing
 from datetime import datetime
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 from zoneinfo import ZoneInfo
 
 import httpx
 import typer
+from pydantic import BaseModel
 
 from config.settings import get_settings
+from plan.models import ACTIONS
 from plan.roster import RosterError, load_roster
+from starter.errors import FIELD_LABELS
 
 app = typer.Typer(help="舆情应急处置：员工命令行工具", no_args_is_help=True, add_completion=False)
 token_app = typer.Typer(help="管理个人访问令牌", no_args_is_help=True)
@@ -159,7 +166,7 @@ def web(host: str = "127.0.0.1", port: Annotated[int, typer.Option(help="端口"
 def submit(
     title: Annotated[str, typer.Option(help="标题")],
     content: Annotated[str, typer.Option(help="内容摘要")],
-    source: Annotated[str, typer.Option(help="来源")],
+    source: Annotated[str, typer.Option(help="来源；上级交办的写“上级交办”")],
     discovered_at: Annotated[
         str, typer.Option(help="发现时间，ISO 8601，如 2026-11-29T08:30:00+08:00")
     ],
@@ -172,12 +179,15 @@ def submit(
         str | None, typer.Option(help="inquiry / hype / fabrication / suggestion")
     ] = None,
     responsible_unit: Annotated[str | None, typer.Option(help="责任单位编号")] = None,
-    oral: Annotated[bool, typer.Option(help="已电话口头报告")] = False,
-    drill_speedup: Annotated[float | None, typer.Option(help="演练加速倍数")] = None,
+    oral: Annotated[bool, typer.Option(help="已电话口头报告（R-WRITTEN）")] = False,
+    drill_speedup: Annotated[float | None, typer.Option(help="演练加速倍数（R-DRILL）")] = None,
     key: Annotated[str | None, typer.Option(help="提交编号（重复提交只立一个事件）")] = None,
+    lead: Annotated[
+        bool, typer.Option("--lead", help="作为监测线索报送，待办公室确认（R-OFFICE）")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """报告一条舆情，启动处置流程。"""
+    """报告一条舆情（或报送监测线索），启动处置流程。"""
     body: dict[str, Any] = {
         "title": title,
         "content": content,
@@ -197,22 +207,26 @@ def submit(
         "submission_key": key,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
-    _print_incident(_request("POST", "/api/incidents", body=body), as_json)
+    path = "/api/leads" if lead else "/api/incidents"
+    _print_incident(_request("POST", path, body=body), as_json)
 
 
 @app.command()
-def show(incident_id: str, as_json: JsonOpt = False) -> None:
-    """查看一个事件的状态、期限和督办情况。"""
-    _print_incident(_request("GET", f"/api/incidents/{incident_id}"), as_json)
+def show(incident_id: str, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """查看一个事件的状态、期限台账和督办情况。"""
+    _print_incident(_request("GET", f"/api/incidents/{incident_id}", token=token), as_json)
 
 
 @app.command("list")
 def list_(
-    phase: Annotated[str | None, typer.Option(help="triage / handling / closed")] = None,
+    phase: Annotated[
+        str | None, typer.Option(help="lead / triage / handling / tracking / summary / closed")
+    ] = None,
     unit: Annotated[str | None, typer.Option(help="责任单位编号")] = None,
     overdue: Annotated[
         bool | None, typer.Option("--overdue/--not-overdue", help="只看逾期/未逾期")
     ] = None,
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """列出事件，最近的期限在前。"""
@@ -222,7 +236,7 @@ def list_(
         for k, v in params.items()
         if v is not None
     )
-    data = _request("GET", "/api/incidents" + (f"?{query}" if query else ""))
+    data = _request("GET", "/api/incidents" + (f"?{query}" if query else ""), token=token)
     if as_json:
         typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
         return
@@ -236,6 +250,34 @@ def list_(
         typer.echo("暂无事件")
 
 
+@app.command()
+def report(
+    start: Annotated[str, typer.Option(help="开始日期，如 2026-11-01")],
+    end: Annotated[str, typer.Option(help="结束日期（含）")],
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """各单位按期完成率、迟报/逾期/谎报/瞒报次数和表彰（R-ACCOUNT、R-COMMEND），不含演练。"""
+    data = _request("GET", f"/api/reports/accountability?start={start}&end={end}", token=token)
+    if as_json:
+        typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    typer.echo(f"{data['start']} 至 {data['end']}")
+    for row in data["units"]:
+        rate = "-" if row["on_time_rate"] is None else f"{row['on_time_rate'] * 100:.1f}%"
+        records = "，".join(f"{k}{v}次" for k, v in row["records"].items()) or "无"
+        typer.echo(
+            f"  {row['unit_name']}：按期{row['on_time']}，逾期完成{row['late']}，"
+            f"未完成{row['missed']}，进行中{row['pending']}，按期率{rate}；"
+            f"问责记录：{records}；表彰{len(row['commendations'])}次"
+        )
+    if not data["units"]:
+        typer.echo("  该期间无记录")
+
+
+# ---------------------------------------------------------------- staff actions
+
+
 def _act(
     incident_id: str, action: str, body: dict[str, Any], token: str | None, as_json: bool
 ) -> None:
@@ -247,62 +289,106 @@ def _act(
     _print_incident(data, as_json)
 
 
-@app.command()
-def triage(
-    incident_id: str,
-    severity: Annotated[str, typer.Option(help="general / major / urgent")],
-    category: Annotated[str, typer.Option(help="inquiry / hype / fabrication / suggestion")],
-    unit: Annotated[str, typer.Option(help="责任单位编号")],
-    note: Annotated[str | None, typer.Option(help="备注")] = None,
-    token: TokenOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """领导小组办公室研判：等级、类别、责任单位。"""
-    body = {"severity": severity, "category": category, "responsible_unit": unit}
-    if note:
-        body["note"] = note
-    _act(incident_id, "triage", body, token, as_json)
+ACTION_HELP = {
+    "confirm-lead": "办公室确认监测线索为舆情（R-OFFICE）。",
+    "triage": "领导小组办公室研判：等级、类别、牵头单位和协办单位。",
+    "file-written-report": "口头报告后报送书面信息（R-WRITTEN）。",
+    "report-progress": "续报处置进展和新情况（R-PROGRESS）。",
+    "activate": "领导小组启动应急预案，决定介入单位（R-ACTIVATE）。",
+    "consult": "记录会商议题和决定（R-CONSULT）。",
+    "return-to-office": "牵头单位退回办公室重新研判（须说明理由）。",
+    "declare-delay": "声明无法在回复期内办结，3日内作表态性回复（R-STANCE）。",
+    "draft-reply": "责任单位起草回复（官方回复、表态性回复或处理结果）。",
+    "approve-reply": "单位负责人审定回复稿（R-REVIEW）。",
+    "approve-release": "领导小组审定发布口径并确定发布人（R-RELEASE）。",
+    "publish-reply": "发布经审定的回复（R-REPLY）。",
+    "conclude": "询问类事项办结，当日内回复处理结果（R-INQUIRY）。",
+    "decide-adoption": "建议类：作出采纳决定（R-SUGGESTION）。",
+    "report-spreading": "告知真相后仍继续恶意传播，商请执纪执法部门查处（R-HYPE）。",
+    "track": "动态跟踪检查：仍在发酵、已平息或再次升温（R-TRACK）。",
+    "submit-summary": "报送书面总结至镇党政办（R-SUMMARY），结案。",
+    "withdraw": "办公室撤销误报（须说明理由，R-CLOSE）。",
+    "record-accountability": "办公室记录谎报、瞒报（R-ACCOUNT）。",
+    "commend": "记录表彰（R-COMMEND）。",
+}
 
 
-@app.command("draft-reply")
-def draft_reply(
-    incident_id: str,
-    text: Annotated[str, typer.Option(help="回复内容")],
-    token: TokenOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """责任单位起草官方回复。"""
-    _act(incident_id, "draft-reply", {"text": text}, token, as_json)
+def _option_type(annotation: Any) -> tuple[Any, bool]:
+    """A request field's type as typer takes it, and whether it is a list."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (types.UnionType, typing.Union) and len(args) == 1:
+        annotation = args[0]
+    if typing.get_origin(annotation) is list:
+        return typing.get_args(annotation)[0], True
+    return annotation, False
 
 
-@app.command("approve-reply")
-def approve_reply(
-    incident_id: str,
-    reject: Annotated[bool, typer.Option("--reject", help="退回（须写明理由）")] = False,
-    comment: Annotated[str | None, typer.Option(help="意见")] = None,
-    token: TokenOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """单位负责人审定回复稿（R-REVIEW）。"""
-    body: dict[str, Any] = {"approve": not reject}
-    if comment:
-        body["comment"] = comment
-    _act(incident_id, "approve-reply", body, token, as_json)
+def _action_command(name: str, model: type[BaseModel]) -> None:
+    """`yuqing NAME INCIDENT_ID --field …`: one command per staff action, built from the request
+    schema its API route uses, so the two cannot drift apart."""
+    params = [
+        inspect.Parameter(
+            "incident_id",
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            annotation=Annotated[str, typer.Argument(help="事件编号")],
+        )
+    ]
+    for field, info in model.model_fields.items():
+        kind, many = _option_type(info.annotation)
+        flag = "--" + field.replace("_", "-")
+        label = FIELD_LABELS.get(field, field)
+        default: Any
+        if kind is bool:
+            default = info.default if isinstance(info.default, bool) else False
+            annotation: Any = Annotated[
+                bool, typer.Option(f"{flag}/--no-{field.replace('_', '-')}", help=label)
+            ]
+        elif many:
+            default = None
+            annotation = Annotated[
+                list[kind] | None,  # type: ignore[valid-type]
+                typer.Option(flag, help=f"{label}（可重复）"),
+            ]
+        elif info.is_required():
+            default = ...
+            annotation = Annotated[kind, typer.Option(flag, help=label)]
+        else:
+            default = info.default
+            annotation = Annotated[kind | None, typer.Option(flag, help=label)]
+        params.append(
+            inspect.Parameter(
+                field, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+            )
+        )
+    params += [
+        inspect.Parameter(
+            "token", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=TokenOpt
+        ),
+        inspect.Parameter(
+            "as_json", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonOpt
+        ),
+    ]
+
+    def command(**kwargs: Any) -> None:
+        incident_id = kwargs.pop("incident_id")
+        token = kwargs.pop("token")
+        as_json = kwargs.pop("as_json")
+        body: dict[str, Any] = {}
+        for key, value in kwargs.items():
+            if value is None:
+                continue
+            if isinstance(value, list):
+                value = [v.value if isinstance(v, Enum) else v for v in value]
+            body[key] = value.value if isinstance(value, Enum) else value
+        _act(incident_id, name, body, token, as_json)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__doc__ = ACTION_HELP.get(name, (model.__doc__ or name).strip())
+    app.command(name)(command)
 
 
-@app.command("publish-reply")
-def publish_reply(
-    incident_id: str,
-    channel: Annotated[str, typer.Option(help="发布渠道，如 镇政府微博")],
-    url: Annotated[str | None, typer.Option(help="发布链接")] = None,
-    token: TokenOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """发布经审定的官方回复（R-REPLY）。"""
-    body = {"channel": channel}
-    if url:
-        body["url"] = url
-    _act(incident_id, "publish-reply", body, token, as_json)
+for _name, (_request_model, _command_model) in ACTIONS.items():
+    _action_command(_name, _request_model)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -27,6 +28,23 @@ FIELD_LABELS = {
     "channel": "发布渠道",
     "note": "备注",
     "actor": "操作人",
+    "co_units": "协办单位",
+    "units": "介入单位",
+    "topic": "会商议题",
+    "decision": "决定",
+    "participants": "参加人员",
+    "reason": "理由",
+    "kind": "类型",
+    "spokesperson": "发布人",
+    "adopted": "是否采纳",
+    "description": "情况说明",
+    "status": "跟踪结论",
+    "unit": "单位",
+    "person": "人员",
+    "oral_reported_at": "口头报告时间",
+    "lead": "监测线索",
+    "start": "开始日期",
+    "end": "结束日期",
 }
 
 
@@ -75,9 +93,18 @@ def _message(kind: str, ctx: dict[str, object], raw: str) -> str:
 
 
 def translate(exc: ValidationError) -> list[FieldError]:
+    return translate_errors(list(exc.errors()))
+
+
+def translate_errors(errors: list[Any]) -> list[FieldError]:
+    """pydantic (or FastAPI request) errors → Chinese messages naming the field."""
     out: list[FieldError] = []
-    for err in exc.errors():
-        loc = [str(p) for p in err["loc"] if not isinstance(p, int)]
+    for err in errors:
+        loc = [
+            str(p)
+            for p in err["loc"]
+            if not isinstance(p, int) and p not in ("body", "query", "path", "header")
+        ]
         field = loc[0] if loc else ("posted_at" if "posted_at" in err["msg"] else "")
         label = FIELD_LABELS.get(field, field)
         text = _message(err["type"], dict(err.get("ctx") or {}), str(err["msg"]))

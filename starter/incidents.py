@@ -6,8 +6,9 @@ the field. Refusals from the workflow's update validators come back as the same 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import secrets
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,19 +24,17 @@ from temporalio.service import RPCError, RPCStatusCode
 from config.settings import Settings
 from plan.models import ACTIONS, IncidentInput, IncidentView, Submission
 from plan.roster import Roster
-from plan.rules import PLAN_VERSION
+from plan.spec import SHIPPED
 from starter.errors import FieldError, translate
+from store import service
+from store.db import session_scope
 from workflows.incident import IncidentWorkflow
 
 # A submitted discovery time may run ahead of the server's clock by this much (clock skew).
 CLOCK_SKEW = timedelta(minutes=5)
 
-UPDATES = {
-    "triage": IncidentWorkflow.triage,
-    "draft-reply": IncidentWorkflow.draft_reply,
-    "approve-reply": IncidentWorkflow.approve_reply,
-    "publish-reply": IncidentWorkflow.publish_reply,
-}
+# Each action is the workflow update of the same name (kebab-case → snake_case).
+UPDATES = {name: getattr(IncidentWorkflow, name.replace("-", "_")) for name in ACTIONS}
 
 
 class ServiceError(Exception):
@@ -54,13 +53,17 @@ class Submitted:
     created: bool  # False when the same submission_key had already started it (R-DEDUP)
 
 
-def incident_id_for(submission_key: str | None, received_at: datetime) -> str:
-    """The workflow id. A submission key maps to one id, so a resubmission finds its incident;
-    nothing personal goes into it."""
-    if submission_key:
-        digest = hashlib.sha256(submission_key.encode()).hexdigest()[:10].upper()
-        return f"YQ-{digest}"
-    return f"YQ-{received_at:%Y%m%d}-{secrets.token_hex(4).upper()}"
+def incident_id_for(sub: Submission) -> str:
+    """The workflow id (R-DEDUP). A submission key maps to one id, and so does an identical
+    submission without one (a double click, a retried request), so a resubmission finds its
+    incident instead of starting another. It is a hash: nothing personal goes into it."""
+    if sub.submission_key:
+        basis = "key:" + sub.submission_key
+    else:
+        fields = sub.model_dump(mode="json", exclude={"submission_key"})
+        basis = "content:" + json.dumps(fields, sort_keys=True, ensure_ascii=False)
+    digest = hashlib.sha256(basis.encode()).hexdigest()[:12].upper()
+    return f"YQ-{sub.discovered_at:%Y%m%d}-{digest}"
 
 
 def parse_submission(data: dict[str, Any], roster: Roster, now: datetime) -> Submission:
@@ -88,17 +91,21 @@ async def submit(
 ) -> Submitted:
     received_at = datetime.now(UTC)
     sub = parse_submission(data, roster, received_at)
-    incident_id = incident_id_for(sub.submission_key, received_at)
+    incident_id = incident_id_for(sub)
+    related = _open_with_url(settings, sub.url, incident_id)
     inp = IncidentInput(
         incident_id=incident_id,
         submission=sub,
         received_at=received_at,
         roster=roster,
-        plan_version=PLAN_VERSION,
+        plan=SHIPPED,
+        plan_version=SHIPPED.version,
         timezone=settings.timezone,
         escalation_waits_minutes=settings.escalation_waits_minutes,
         public_url=settings.public_url,
         search_attributes=settings.search_attributes,
+        related=related,
+        continue_as_new_after=settings.continue_as_new_after,
     )
     created = True
     try:
@@ -114,8 +121,23 @@ async def submit(
     except WorkflowAlreadyStartedError:
         created = False
         handle = client.get_workflow_handle(incident_id)
+    if created:
+        for other in related:
+            # Best effort: the link is already in the new incident's own history.
+            with contextlib.suppress(RPCError):
+                await client.get_workflow_handle(other).signal(
+                    IncidentWorkflow.related_reported, incident_id
+                )
     view = await handle.query(IncidentWorkflow.view)
     return Submitted(view=view, created=created)
+
+
+def _open_with_url(settings: Settings, url: str | None, incident_id: str) -> list[str]:
+    """R-DEDUP: open incidents about the same post are linked as related."""
+    if not url:
+        return []
+    with session_scope(settings.database_url) as s:
+        return [i for i in service.open_incidents_with_url(s, url=url) if i != incident_id]
 
 
 async def get(client: Client, incident_id: str) -> IncidentView:
@@ -132,9 +154,10 @@ async def act(
 ) -> IncidentView:
     """Perform a staff action as `actor` (already authenticated). Wrong phase, wrong role, an
     unknown or a closed incident: ServiceError, and nothing changes."""
-    model = ACTIONS.get(action)
-    if model is None:
+    entry = ACTIONS.get(action)
+    if entry is None:
         raise ServiceError(404, f"未知操作“{action}”")
+    model = entry[1]
     try:
         payload = model.model_validate({**data, "actor": actor})
     except ValidationError as exc:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -58,6 +59,7 @@ class Incident(Base):
     reporter_unit: Mapped[str] = mapped_column(String(200))
     reporter_name: Mapped[str | None] = mapped_column(String(200))
     responsible_unit: Mapped[str | None] = mapped_column(String(200), index=True)
+    co_units: Mapped[str] = mapped_column(String(1000), default="", server_default="")
     severity: Mapped[str] = mapped_column(String(20))
     category: Mapped[str | None] = mapped_column(String(20))
     phase: Mapped[str] = mapped_column(String(20), index=True)
@@ -95,9 +97,12 @@ class DeadlineRow(Base):
     rule: Mapped[str] = mapped_column(String(30))
     title: Mapped[str] = mapped_column(String(200))
     unit: Mapped[str | None] = mapped_column(String(200))
+    anchor_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    anchor_label: Mapped[str | None] = mapped_column(String(50))
     due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     met_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     overdue: Mapped[bool] = mapped_column(Boolean)
+    cancelled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     escalation_step: Mapped[int] = mapped_column(Integer)
 
 
@@ -130,6 +135,39 @@ class AccountabilityRow(Base):
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
     met_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reason: Mapped[str | None] = mapped_column(Text)
+    drill: Mapped[bool] = mapped_column(Boolean)
+
+
+class ReferralRow(Base):
+    """R-HYPE / R-FABRICATION: a referral to the discipline or supervision contact."""
+
+    __tablename__ = "referrals"
+    __table_args__ = (UniqueConstraint("incident_id", "no"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
+    no: Mapped[int] = mapped_column(Integer)
+    rule: Mapped[str] = mapped_column(String(30))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    target: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    by: Mapped[str | None] = mapped_column(String(200))
+
+
+class CommendationRow(Base):
+    """R-COMMEND: a commendation for a unit or a person."""
+
+    __tablename__ = "commendations"
+    __table_args__ = (UniqueConstraint("incident_id", "at", "unit"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    unit: Mapped[str] = mapped_column(String(200), index=True)
+    person: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    by: Mapped[str] = mapped_column(String(200))
     drill: Mapped[bool] = mapped_column(Boolean)
 
 

@@ -18,11 +18,13 @@ from plan.models import Escalation
 from store.models import (
     AccountabilityRow,
     ApiToken,
+    CommendationRow,
     DeadlineRow,
     Delivery,
     EscalationRow,
     InboxMessage,
     Incident,
+    ReferralRow,
     TimelineEvent,
     utcnow,
 )
@@ -74,9 +76,12 @@ def record(session: Session, *, request: RecordRequest) -> None:
         target.rule = d.rule
         target.title = d.title
         target.unit = d.unit
+        target.anchor_at = d.anchor_at
+        target.anchor_label = d.anchor_label
         target.due_at = d.due_at
         target.met_at = d.met_at
         target.overdue = d.overdue
+        target.cancelled = d.cancelled
         target.escalation_step = d.escalation_step
     records = {
         (a.deadline_key, a.recorded_at): a
@@ -97,7 +102,43 @@ def record(session: Session, *, request: RecordRequest) -> None:
         acc.person = rec.person
         acc.due_at = rec.due_at
         acc.met_at = rec.met_at
+        acc.reason = rec.reason
         acc.drill = row.drill
+    known = set(
+        session.scalars(select(ReferralRow.no).where(ReferralRow.incident_id == row.id)).all()
+    )
+    for ref in request.referrals:
+        if ref.no not in known:
+            session.add(
+                ReferralRow(
+                    incident_id=row.id,
+                    no=ref.no,
+                    rule=ref.rule,
+                    at=ref.at,
+                    target=ref.target,
+                    reason=ref.reason,
+                    by=ref.by,
+                )
+            )
+    seen = {
+        (c.at, c.unit)
+        for c in session.scalars(
+            select(CommendationRow).where(CommendationRow.incident_id == row.id)
+        )
+    }
+    for com in request.commendations:
+        if (com.at, com.unit) not in seen:
+            session.add(
+                CommendationRow(
+                    incident_id=row.id,
+                    at=com.at,
+                    unit=com.unit,
+                    person=com.person,
+                    reason=com.reason,
+                    by=com.by,
+                    drill=row.drill,
+                )
+            )
 
 
 def _incident_fields(row: IncidentRow) -> dict[str, object]:
@@ -191,11 +232,19 @@ def list_incidents(
     unit: str | None = None,
     overdue: bool | None = None,
     drill: bool | None = None,
+    involving: str | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> Sequence[Incident]:
-    """Incidents, the next deadline first and the closed ones last."""
+    """Incidents, the next deadline first and the closed ones last. `involving` keeps those a
+    unit reported, leads or co-handles (R-SECRECY)."""
     q = select(Incident)
+    if involving:
+        q = q.where(
+            (Incident.responsible_unit == involving)
+            | (Incident.reporter_unit == involving)
+            | (("," + Incident.co_units + ",").contains("," + involving + ",", autoescape=True))
+        )
     if phase:
         q = q.where(Incident.phase == phase)
     if unit:
@@ -208,6 +257,14 @@ def list_incidents(
         Incident.next_due_at.is_(None), Incident.next_due_at, Incident.received_at.desc()
     )
     return session.scalars(q.limit(limit).offset(offset)).all()
+
+
+def open_incidents_with_url(session: Session, *, url: str) -> list[str]:
+    return list(
+        session.scalars(
+            select(Incident.id).where(Incident.url == url, Incident.phase != "closed")
+        ).all()
+    )
 
 
 def timeline(session: Session, *, incident_id: str) -> Sequence[TimelineEvent]:
@@ -286,3 +343,67 @@ def revoke_tokens(session: Session, *, person_id: str) -> int:
     for row in rows:
         row.revoked_at = utcnow()
     return len(rows)
+
+
+def accountability_report(
+    session: Session, *, start: datetime, end: datetime
+) -> list[dict[str, object]]:
+    """R-ACCOUNT / R-COMMEND: per unit, the deadlines due in [start, end) met on time, met late,
+    missed or still pending, the on-time rate, accountability records by kind and commendations.
+    Drills (R-DRILL) and void deadlines are left out."""
+    units: dict[str, dict[str, object]] = {}
+
+    def unit_row(unit: str) -> dict[str, object]:
+        return units.setdefault(
+            unit,
+            {
+                "unit": unit,
+                "on_time": 0,
+                "late": 0,
+                "missed": 0,
+                "pending": 0,
+                "on_time_rate": None,
+                "records": {},
+                "commendations": [],
+            },
+        )
+
+    deadlines_due = session.execute(
+        select(DeadlineRow, Incident.drill, Incident.reporter_unit)
+        .join(Incident, Incident.id == DeadlineRow.incident_id)
+        .where(
+            DeadlineRow.due_at >= start,
+            DeadlineRow.due_at < end,
+            DeadlineRow.cancelled.is_(False),
+            Incident.drill.is_(False),
+        )
+    ).all()
+    for d, _drill, reporter in deadlines_due:
+        row = unit_row(d.unit or reporter)
+        if d.met_at is not None:
+            key = "late" if d.overdue else "on_time"
+        else:
+            key = "missed" if d.overdue else "pending"
+        row[key] = int(row[key]) + 1  # type: ignore[call-overload]
+    for rec in session.scalars(
+        select(AccountabilityRow).where(
+            AccountabilityRow.recorded_at >= start,
+            AccountabilityRow.recorded_at < end,
+            AccountabilityRow.drill.is_(False),
+        )
+    ):
+        records = unit_row(rec.unit)["records"]
+        assert isinstance(records, dict)
+        records[rec.kind] = records.get(rec.kind, 0) + 1
+    for com in session.scalars(
+        select(CommendationRow).where(
+            CommendationRow.at >= start, CommendationRow.at < end, CommendationRow.drill.is_(False)
+        )
+    ):
+        coms = unit_row(com.unit)["commendations"]
+        assert isinstance(coms, list)
+        coms.append({"person": com.person, "reason": com.reason, "at": com.at.isoformat()})
+    for row in units.values():
+        counted = int(row["on_time"]) + int(row["late"]) + int(row["missed"])  # type: ignore[call-overload]
+        row["on_time_rate"] = round(int(row["on_time"]) / counted, 4) if counted else None  # type: ignore[call-overload]
+    return sorted(units.values(), key=lambda r: str(r["unit"]))

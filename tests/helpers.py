@@ -61,3 +61,42 @@ async def eventually(check: Callable[[], T], *, within: float = 15.0) -> T:
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {within}s; last value: {value!r}")
         await asyncio.sleep(0.05)
+
+
+async def publish(
+    client: Client,
+    incident_id: str,
+    *,
+    staff: str,
+    head: str,
+    release: bool = False,
+    kind: str = "official",
+    text: str = "已安排抽排积水，今日完成。",
+) -> IncidentView:
+    """Draft, approve (R-REVIEW), for major and urgent have the leading group approve the wording
+    (R-RELEASE), and publish."""
+    await incidents.act(client, incident_id, "draft-reply", {"text": text, "kind": kind}, staff)
+    await incidents.act(client, incident_id, "approve-reply", {}, head)
+    if release:
+        await incidents.act(
+            client, incident_id, "approve-release", {"spokesperson": "li.xiaomei"}, "wang.jianguo"
+        )
+    return await incidents.act(
+        client, incident_id, "publish-reply", {"channel": "镇政府微博"}, staff
+    )
+
+
+async def triage(
+    client: Client,
+    incident_id: str,
+    *,
+    severity: str = "general",
+    category: str = "inquiry",
+    unit: str = "cjb",
+    co_units: list[str] | None = None,
+    actor: str = "liu.yang",
+) -> IncidentView:
+    data: dict[str, Any] = {"severity": severity, "category": category, "responsible_unit": unit}
+    if co_units:
+        data["co_units"] = co_units
+    return await incidents.act(client, incident_id, "triage", data, actor)

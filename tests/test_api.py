@@ -51,7 +51,15 @@ async def test_submit_read_and_act_through_the_api(
     assert reply["met_at"] is None and reply["overdue"] is False
     assert body["temporal_ui"].endswith(f"/workflows/{incident_id}")
 
-    got = (await http.get(f"/api/incidents/{incident_id}")).json()
+    assert (await http.get(f"/api/incidents/{incident_id}")).status_code == 401
+    # R-SECRECY: a unit with no part in it may not read it; the office may.
+    outsider = await http.get(
+        f"/api/incidents/{incident_id}", headers=token_for(settings, "xu.lei")
+    )
+    assert outsider.status_code == 403 and "R-SECRECY" in outsider.json()["detail"]
+    got = (
+        await http.get(f"/api/incidents/{incident_id}", headers=token_for(settings, "liu.yang"))
+    ).json()
     assert got["phase"] == "triage" and got["severity"] == "major"
     assert got["timeline"][0]["kind"] == "reported"
 
@@ -81,7 +89,10 @@ async def test_submit_read_and_act_through_the_api(
     actions = [
         ("draft-reply", {"text": "已组织抽排，今日内完成。"}, staff),
         ("approve-reply", {}, head),
+        ("approve-release", {"spokesperson": "li.xiaomei"}, token_for(settings, "wang.jianguo")),
         ("publish-reply", {"channel": "镇政府微博", "url": "https://weibo.example/reply/1"}, staff),
+        ("track", {"status": "subsided"}, staff),
+        ("submit-summary", {"text": "发生、传播和处置情况及反思。"}, staff),
     ]
     for action, data, headers in actions:
         r = await http.post(
@@ -98,8 +109,13 @@ async def test_submit_read_and_act_through_the_api(
         lambda: [i for i in _list(settings) if i.id == incident_id and i.phase == "closed"]
     )
     assert listed
-    r = await http.get("/api/incidents", params={"phase": "closed"})
+    r = await http.get("/api/incidents", params={"phase": "closed"}, headers=office)
     assert [i["id"] for i in r.json()["items"]] == [incident_id]
+    # A unit sees the incidents it is involved in, and no others (R-SECRECY).
+    mine = await http.get("/api/incidents", headers=token_for(settings, "lin.feng"))
+    assert [i["id"] for i in mine.json()["items"]] == [incident_id]
+    other = await http.get("/api/incidents", headers=token_for(settings, "xu.lei"))
+    assert other.json()["items"] == []
 
 
 def _list(settings: Settings) -> list:  # type: ignore[type-arg]
@@ -130,7 +146,7 @@ async def test_invalid_submissions_are_refused_in_chinese(
     assert _list(settings) == []
 
 
-async def test_bad_bodies(http: httpx.AsyncClient) -> None:
+async def test_bad_bodies(http: httpx.AsyncClient, settings: Settings) -> None:
     r = await http.post(
         "/api/incidents", content=b"{not json", headers={"content-type": "application/json"}
     )
@@ -150,7 +166,8 @@ async def test_bad_bodies(http: httpx.AsyncClient) -> None:
         ),
     )
     assert r.status_code == 422 and "发帖时间不能晚于发现时间" in r.text
-    assert (await http.get("/api/incidents/YQ-MISSING")).status_code == 404
+    office = token_for(settings, "liu.yang")
+    assert (await http.get("/api/incidents/YQ-MISSING", headers=office)).status_code == 404
 
 
 async def test_form_submits_and_redirects_to_the_incident_page(http: httpx.AsyncClient) -> None:

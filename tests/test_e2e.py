@@ -157,7 +157,12 @@ async def test_incident_end_to_end(
         r = api.post("/incidents", data=form, follow_redirects=False)
         assert r.status_code == 303, r.text
         incident_id = r.headers["location"].rsplit("/", 1)[1]
-        state = api.get(f"/api/incidents/{incident_id}").json()
+        tokens = {
+            p: cli("token", "create", p).stdout.strip()
+            for p in ("liu.yang", "lin.feng", "sun.haitao")
+        }
+        office = {"Authorization": f"Bearer {tokens['liu.yang']}"}
+        state = api.get(f"/api/incidents/{incident_id}", headers=office).json()
         assert state["phase"] == "triage" and state["severity"] == "major"
         reply = next(d for d in state["deadlines"] if d["rule"] == "R-REPLY")
         assert reply["met_at"] is None and reply["overdue"] is False
@@ -181,10 +186,6 @@ async def test_incident_end_to_end(
         assert incident_id in listing.stdout, listing.stderr
 
         # 3. Staff act through the CLI with their tokens; a refused action leaves history untouched.
-        tokens = {
-            p: cli("token", "create", p).stdout.strip()
-            for p in ("liu.yang", "lin.feng", "sun.haitao")
-        }
         handle = dev_server.client.get_workflow_handle(incident_id)
         before = len((await handle.fetch_history()).events)
         refused = cli("draft-reply", incident_id, "--text", "太早了", "--token", tokens["lin.feng"])
@@ -198,7 +199,7 @@ async def test_incident_end_to_end(
                 "major",
                 "--category",
                 "inquiry",
-                "--unit",
+                "--responsible-unit",
                 "sswb",
                 "--token",
                 tokens["liu.yang"],
@@ -229,13 +230,13 @@ async def test_incident_end_to_end(
         drill_id = drill.json()["id"]
 
         def escalated() -> list[Any]:
-            steps = api.get(f"/api/incidents/{drill_id}").json()["escalations"]
+            steps = api.get(f"/api/incidents/{drill_id}", headers=office).json()["escalations"]
             return steps if len(steps) == 3 else []
 
         chain = wait_until(escalated, within=60)
         assert [s["step"] for s in chain] == [1, 2, 3]
         assert chain[1]["targets"] == ["li.xiaomei"] and chain[2]["targets"] == ["wang.jianguo"]
-        shown = api.get(f"/api/incidents/{drill_id}").json()
+        shown = api.get(f"/api/incidents/{drill_id}", headers=office).json()
         assert shown["overdue"] is True and shown["drill"] is True
 
         # Visibility: the dev server finds it by its search attributes.
@@ -261,7 +262,7 @@ async def test_incident_end_to_end(
         assert any(m["body"]["rule"] == "R-NOTIFY" for m in hooks_for(incident_id))
 
         # 5. The list endpoint and the CLI list show both.
-        listed = json.loads(cli("list", "--json").stdout)["items"]
+        listed = json.loads(cli("list", "--json", "--token", tokens["liu.yang"]).stdout)["items"]
         assert {incident_id, drill_id} <= {i["id"] for i in listed}
         history = await dev_server.client.get_workflow_handle(drill_id).fetch_history()
         fired = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED]

@@ -19,7 +19,7 @@ from starter import incidents
 from starter.incidents import ServiceError
 from store import service
 from store.db import session_scope
-from tests.helpers import eventually, running_worker, submit
+from tests.helpers import eventually, publish, running_worker, submit
 from workflows.incident import IncidentWorkflow
 
 WF_TASK = {
@@ -36,17 +36,6 @@ def _deadline(view, rule):  # type: ignore[no-untyped-def]
 def _rows(url: str, query, **kw):  # type: ignore[no-untyped-def]
     with session_scope(url) as s:
         return list(query(s, **kw))
-
-
-async def _handle_to_close(client: Client, incident_id: str, actors: dict[str, str]) -> None:
-    """Office triages (if asked), unit drafts, head approves, unit publishes."""
-    await incidents.act(
-        client, incident_id, "draft-reply", {"text": "已安排抽排积水，今日完成。"}, actors["staff"]
-    )
-    await incidents.act(client, incident_id, "approve-reply", {}, actors["head"])
-    await incidents.act(
-        client, incident_id, "publish-reply", {"channel": "镇政府微博"}, actors["staff"]
-    )
 
 
 @pytest.mark.parametrize(("severity", "hours"), [("general", 12), ("major", 24), ("urgent", 3)])
@@ -139,7 +128,9 @@ async def test_unmet_deadline_escalates_step_by_step_and_records_the_miss(
         assert reply.overdue and reply.escalation_step == 3
         # The chain is exhausted: more time adds no steps, the deadline stays overdue.
         await time_env.sleep(timedelta(hours=5))
-        assert len((await incidents.get(client, view.id)).escalations) == 3
+        later = await incidents.get(client, view.id)
+        assert [e.step for e in later.escalations if e.deadline_key == "R-REPLY#1"] == [1, 2, 3]
+        assert _deadline(later, "R-REPLY").overdue
 
 
 async def test_published_reply_stops_escalation(
@@ -162,16 +153,16 @@ async def test_published_reply_stops_escalation(
         )
         await time_env.sleep(timedelta(hours=3, minutes=1))
         await eventually(lambda: _rows(url, service.escalations, incident_id=view.id))
-        await _handle_to_close(client, view.id, {"staff": "lin.feng", "head": "sun.haitao"})
+        final = await publish(client, view.id, staff="lin.feng", head="sun.haitao", release=True)
         handle = client.get_workflow_handle_for(IncidentWorkflow.run, view.id)
-        final = await handle.result()
-        assert final.phase.value == "closed"
+        assert final.phase.value == "tracking"
         reply = _deadline(final, "R-REPLY")
         assert reply.met_at is not None and reply.overdue
         assert [r.status.value for r in final.replies] == ["published"]
         assert final.replies[0].approved_by == "sun.haitao"
-        await time_env.sleep(timedelta(hours=3))
-        assert len(_rows(url, service.escalations, incident_id=view.id)) == 1
+        await time_env.sleep(timedelta(hours=2))
+        escalated = _rows(url, service.escalations, incident_id=view.id)
+        assert [e.deadline_key for e in escalated] == ["R-REPLY#1"]
         acc = await eventually(
             lambda: [a for a in _rows(url, service.accountability, incident_id=view.id) if a.met_at]
         )
@@ -199,12 +190,11 @@ async def test_reply_in_time_records_no_miss(
             {"severity": "general", "category": "inquiry", "responsible_unit": "sswb"},
             "zhou.ting",
         )
-        await _handle_to_close(client, view.id, {"staff": "xu.lei", "head": "huang.li"})
-        final = await client.get_workflow_handle_for(IncidentWorkflow.run, view.id).result()
+        final = await publish(client, view.id, staff="xu.lei", head="huang.li")
         assert not _deadline(final, "R-REPLY").overdue
-        await time_env.sleep(timedelta(hours=13))
+        assert final.phase.value == "tracking"
         rows = await eventually(
-            lambda: [i for i in _rows(url, service.list_incidents) if i.phase == "closed"]
+            lambda: [i for i in _rows(url, service.list_incidents) if i.phase == "tracking"]
         )
         assert rows[0].id == view.id and not rows[0].overdue
         assert _rows(url, service.escalations, incident_id=view.id) == []
@@ -320,7 +310,7 @@ async def test_refused_actions_change_nothing(
                 422,
                 "舆情等级",
             ),
-            ("approve-reply", {}, "nobody", 409, "研判"),
+            ("approve-reply", {}, "nobody", 409, "待研判"),
         ]
         for action, data, actor, status, words in refusals:
             with pytest.raises(ServiceError) as err:
@@ -354,8 +344,22 @@ async def test_refused_actions_change_nothing(
         assert (await incidents.get(client, view.id)).version == current.version
 
         await incidents.act(client, view.id, "approve-reply", {}, "sun.haitao")
+        # R-RELEASE / R-SECRECY: a major incident's reply is not published on the head's word alone.
+        with pytest.raises(ServiceError) as err:
+            await incidents.act(client, view.id, "publish-reply", {"channel": "微博"}, "lin.feng")
+        assert err.value.status == 409 and "R-RELEASE" in err.value.message
+        with pytest.raises(ServiceError) as err:
+            await incidents.act(
+                client, view.id, "approve-release", {"spokesperson": "li.xiaomei"}, "liu.yang"
+            )
+        assert err.value.status == 403
+        await incidents.act(
+            client, view.id, "approve-release", {"spokesperson": "li.xiaomei"}, "li.xiaomei"
+        )
         await incidents.act(client, view.id, "publish-reply", {"channel": "微博"}, "lin.feng")
-        await handle.result()
+        await incidents.act(client, view.id, "track", {"status": "subsided"}, "lin.feng")
+        await incidents.act(client, view.id, "submit-summary", {"text": "总结"}, "lin.feng")
+        assert (await handle.result()).phase.value == "closed"
         with pytest.raises(ServiceError) as err:
             await incidents.act(client, view.id, "draft-reply", {"text": "x"}, "lin.feng")
         assert err.value.status == 409 and "结案" in err.value.message

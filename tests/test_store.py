@@ -53,7 +53,10 @@ BEIJING = timezone(timedelta(hours=8))
 # Deliberately not in UTC and with microseconds: the store must give back the same instant, in UTC.
 DISCOVERED = datetime(2026, 11, 29, 8, 30, 15, 123456, tzinfo=BEIJING)
 RECEIVED = DISCOVERED + timedelta(minutes=7, microseconds=1)
+HEAD = "0002"
 TABLES = {
+    "commendations",
+    "referrals",
     "incidents",
     "timeline_events",
     "deadlines",
@@ -184,7 +187,7 @@ def test_migrations_upgrade_downgrade_upgrade(store_url: str) -> None:
                 return MigrationContext.configure(conn).get_current_revision()
 
         assert tables() == TABLES
-        assert revision() == "0001"
+        assert revision() == HEAD
         assert schema_diff() == []
 
         downgrade(store_url)
@@ -193,10 +196,10 @@ def test_migrations_upgrade_downgrade_upgrade(store_url: str) -> None:
 
         upgrade(store_url)
         assert tables() == TABLES
-        assert revision() == "0001"
+        assert revision() == HEAD
         assert schema_diff() == []
         upgrade(store_url)  # already at head: nothing to do
-        assert revision() == "0001"
+        assert revision() == HEAD
     finally:
         engine.dispose()
 

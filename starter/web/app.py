@@ -8,26 +8,29 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel
 from temporalio.client import Client
 
 from config.settings import Settings, get_settings
-from plan.models import Category, IncidentView, Severity
-from plan.roster import Roster, load_roster
+from plan import rules
+from plan.models import ACTIONS, Category, IncidentView, Severity
+from plan.roster import Role, Roster, load_roster
 from starter import incidents
 from starter.client import connect
-from starter.errors import FIELD_LABELS
+from starter.errors import FIELD_LABELS, translate_errors
 from starter.incidents import ServiceError
 from store import service
 from store.db import session_scope
@@ -102,6 +105,12 @@ def create_app(
         return (
             f"{base}/namespaces/{quote(settings.temporal_namespace)}/workflows/{quote(incident_id)}"
         )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        fields = translate_errors(list(exc.errors()))
+        body = {"detail": "请求内容有误", "errors": [f.as_dict() for f in fields]}
+        return JSONResponse(body, status_code=422)
 
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> Response:
@@ -184,8 +193,19 @@ def create_app(
             status_code=201 if submitted.created else 200,
         )
 
+    @app.post("/api/leads", status_code=201)
+    async def api_lead(request: Request, client: TemporalClient) -> Response:
+        """R-OFFICE: a monitoring system feeds a lead; the office must confirm it within R-REPORT's hour."""
+        data = await _json_body(request)
+        submitted = await incidents.submit(client, settings, roster, {**data, "lead": True})
+        return JSONResponse(
+            incident_json(submitted.view, ui_link(submitted.view.id)),
+            status_code=201 if submitted.created else 200,
+        )
+
     @app.get("/api/incidents")
     async def api_list(
+        authorization: Annotated[str | None, Header()] = None,
         phase: str | None = None,
         unit: str | None = None,
         overdue: bool | None = None,
@@ -193,9 +213,18 @@ def create_app(
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> dict[str, Any]:
+        person = authenticate(state, authorization)
+        visible = None if rules.can_view(roster, person, set()) else roster.person(person).unit  # type: ignore[union-attr]
         with session_scope(settings.database_url) as s:
             rows = service.list_incidents(
-                s, phase=phase, unit=unit, overdue=overdue, drill=drill, limit=limit, offset=offset
+                s,
+                phase=phase,
+                unit=unit,
+                overdue=overdue,
+                drill=drill,
+                involving=visible,
+                limit=limit,
+                offset=offset,
             )
             items = [
                 {
@@ -215,34 +244,100 @@ def create_app(
         return {"items": items, "limit": limit, "offset": offset}
 
     @app.get("/api/incidents/{incident_id}")
-    async def api_get(incident_id: str, client: TemporalClient) -> dict[str, Any]:
-        view = await incidents.get(client, incident_id)
-        return incident_json(view, ui_link(view.id))
-
-    @app.post("/api/incidents/{incident_id}/actions/{action}")
-    async def api_act(
-        request: Request,
+    async def api_get(
         incident_id: str,
-        action: str,
         client: TemporalClient,
         authorization: Annotated[str | None, Header()] = None,
     ) -> dict[str, Any]:
-        actor = _authenticate(authorization)
-        data = await _json_body(request)
-        view = await incidents.act(client, incident_id, action, data, actor)
+        """The incident's state and its deadline ledger. R-SECRECY: only staff with a role on it."""
+        person = authenticate(state, authorization)
+        view = await incidents.get(client, incident_id)
+        if not rules.can_view(roster, person, involved_units(view)):
+            raise ServiceError(403, "无权查看该事件（R-SECRECY：仅限与事件有关的人员）")
         return incident_json(view, ui_link(view.id))
 
-    def _authenticate(authorization: str | None) -> str:
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise ServiceError(401, "需要登录：请在 Authorization 头中提供 Bearer 令牌")
+    for name, (request_model, _command) in ACTIONS.items():
+        _add_action_route(app, name, request_model, ui_link)
+
+    @app.get("/api/reports/accountability")
+    async def api_report(
+        start: date,
+        end: date,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        """R-ACCOUNT / R-COMMEND: per-unit on-time rates, miss counts and commendations for
+        deadlines due from `start` to `end` (inclusive, town dates); drills are left out."""
+        person = authenticate(request_state(app), authorization)
+        if not roster.roles_of(person) & REPORT_ROLES:
+            raise ServiceError(403, "问责统计仅对领导小组及其办公室开放")
+        if end < start:
+            raise ServiceError(422, "结束日期不能早于开始日期")
+        begin, finish = _day_range(start, end, tz)
         with session_scope(settings.database_url) as s:
-            person = service.person_for_token(s, token=token.strip())
-        if person is None or roster.person(person) is None:
-            raise ServiceError(401, "令牌无效或已吊销")
-        return person
+            rows = service.accountability_report(s, start=begin, end=finish)
+        for row in rows:
+            row["unit_name"] = roster.unit_name(row["unit"])
+        return {"start": start.isoformat(), "end": end.isoformat(), "units": rows}
 
     return app
+
+
+REPORT_ROLES = {Role.office, Role.leader, Role.deputy, Role.member, Role.party_office}
+
+
+def request_state(app: FastAPI) -> AppState:
+    state: AppState = app.state.yuqing
+    return state
+
+
+def authenticate(state: AppState, authorization: str | None) -> str:
+    """The roster person behind a bearer token, or 401."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ServiceError(401, "需要登录：请在 Authorization 头中提供 Bearer 令牌")
+    with session_scope(state.settings.database_url) as s:
+        person = service.person_for_token(s, token=token.strip())
+    if person is None or state.roster.person(person) is None:
+        raise ServiceError(401, "令牌无效或已吊销")
+    return person
+
+
+def involved_units(view: IncidentView) -> set[str]:
+    units = {view.reporter_unit, *view.co_units, *view.activated_units}
+    if view.responsible_unit:
+        units.add(view.responsible_unit)
+    return units
+
+
+def _add_action_route(
+    app: FastAPI, name: str, request_model: type[BaseModel], ui_link: Callable[[str], str]
+) -> None:
+    """One route per staff action, with its own request schema in the OpenAPI document."""
+
+    async def act(
+        incident_id: str,
+        body: request_model,  # type: ignore[valid-type]
+        request: Request,
+        client: TemporalClient,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        actor = authenticate(request_state(request.app), authorization)
+        view = await incidents.act(client, incident_id, name, body.model_dump(mode="json"), actor)
+        return incident_json(view, ui_link(view.id))
+
+    act.__annotations__["body"] = request_model
+    app.post(
+        f"/api/incidents/{{incident_id}}/actions/{name}",
+        summary=(request_model.__doc__ or name).strip().splitlines()[0],
+        name=f"action_{name.replace('-', '_')}",
+        tags=["staff actions"],
+    )(act)
+
+
+def _day_range(start: date, end: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    begin = datetime(start.year, start.month, start.day, tzinfo=tz)
+    finish = datetime(end.year, end.month, end.day, tzinfo=tz) + timedelta(days=1)
+    return begin, finish
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
