@@ -146,7 +146,7 @@ class IncidentWorkflow:
         self._record_due = False
         self._escalations_due: list[Escalation] = []
         self._notifications_due: list[Notification] = []
-        self._watched: set[str] = set()
+        self._watched: dict[str, asyncio.Task[None]] = {}
         self._upserted: dict[str, object] = {}
         self._started = False
 
@@ -1113,9 +1113,12 @@ class IncidentWorkflow:
                 d = self._find(key)
                 if d is not None and d.open:
                     self._cancel(d)
-        if s.category is Category.fabrication and s.phase is Phase.handling:
-            if not any(r.rule == rules.R_FABRICATION for r in s.referrals):
-                self._refer(rules.R_FABRICATION, "捏造、歪曲或夸大事实，依法澄清并商请查处", None)
+        if (
+            s.category is Category.fabrication
+            and s.phase is Phase.handling
+            and not any(r.rule == rules.R_FABRICATION for r in s.referrals)
+        ):
+            self._refer(rules.R_FABRICATION, "捏造、歪曲或夸大事实，依法澄清并商请查处", None)
         if old is not None and s.category is not old:
             label = s.category.label if s.category else "未定"
             self._event("category_changed", None, f"类别由“{old.label}”改为“{label}”，期限随之调整")
@@ -1198,7 +1201,6 @@ class IncidentWorkflow:
     def _watch(self, key: str) -> None:
         if key in self._watched or not self._deadline(key).open:
             return
-        self._watched.add(key)
         get: Callable[[], Deadline] = lambda: self._deadline(key)  # noqa: E731
 
         def chain() -> list[rules.EscalationStep]:
@@ -1217,9 +1219,9 @@ class IncidentWorkflow:
                     speedup=self.speedup,
                 )
             finally:
-                self._watched.discard(key)
+                self._watched.pop(key, None)
 
-        asyncio.create_task(watch())
+        self._watched[key] = asyncio.create_task(watch())
 
     def _on_warn(self, d: Deadline) -> None:
         """临期提醒: once, to the owning unit (or the office), before the deadline falls due."""
