@@ -11,10 +11,13 @@ from plan.models import (
     Commendation,
     Deadline,
     Escalation,
+    Notification,
+    Recipient,
     Referral,
     TimelineEntry,
 )
-from plan.roster import Channel
+
+__all__ = ["EscalateRequest", "IncidentRow", "Notification", "Recipient", "RecordRequest"]
 
 
 class IncidentRow(BaseModel):
@@ -62,24 +65,3 @@ class EscalateRequest(BaseModel):
     incident_id: str
     escalation: Escalation
     drill: bool
-
-
-class Recipient(BaseModel):
-    person_id: str
-    name: str
-    channels: list[Channel]
-
-
-class Notification(BaseModel):
-    """A message to people. `key` is unique per incident, rule, round and step; with the recipient
-    and channel it makes each delivery happen once however often the activity is retried."""
-
-    key: str
-    incident_id: str
-    rule: str
-    recipients: list[Recipient]
-    subject: str
-    body: str
-    link: str
-    drill: bool
-    sent_at: datetime

@@ -19,7 +19,7 @@ from plan.enums import (
     Severity,
     TrackStatus,
 )
-from plan.roster import Roster
+from plan.roster import Channel, Roster
 from plan.spec import SHIPPED, PlanSpec
 
 __all__ = [
@@ -451,6 +451,27 @@ class Commendation(BaseModel):
     by: str
 
 
+class Recipient(BaseModel):
+    person_id: str
+    name: str
+    channels: list[Channel]
+
+
+class Notification(BaseModel):
+    """A message to people. `key` is unique per incident, rule, round and step; with the recipient
+    and channel it makes each delivery happen once however often the activity is retried."""
+
+    key: str
+    incident_id: str
+    rule: str
+    recipients: list[Recipient]
+    subject: str
+    body: str
+    link: str
+    drill: bool
+    sent_at: datetime
+
+
 class IncidentState(BaseModel):
     """Everything the workflow decides; the view adds the submission's facts."""
 
@@ -485,6 +506,9 @@ class IncidentState(BaseModel):
     recorded_seq: int = 0
     notify_seq: int = 0
     runs: int = 1  # how many runs (continue-as-new) the incident has had
+    # Effects decided but not yet written: carried across continue-as-new, so none is lost.
+    pending_escalations: list[Escalation] = Field(default_factory=list)
+    pending_notifications: list[Notification] = Field(default_factory=list)
 
 
 class IncidentInput(BaseModel):

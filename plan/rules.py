@@ -85,14 +85,16 @@ def plan_due(
 ) -> datetime:
     """The instant a deadline falls due: anchor + duration.
 
-    A drill (R-DRILL) keeps the plan time that had passed when it was received and runs the rest
-    faster: the remaining time from received_at is divided by the speed-up factor, so a drill that
-    was already late when reported is late by the same plan time, and the future passes quickly.
+    A drill (R-DRILL) runs the plan's time faster from the moment it was received: plan time
+    that had already passed at receipt (an anchor before it) is kept as it was, so a drill that
+    was late when reported is late by the same plan time, and everything after receipt is divided
+    by the speed-up factor.
     """
     due = anchor + duration
     if not speedup:
         return due
-    return received_at + (due - received_at) / speedup
+    pivot = max(anchor, received_at)
+    return pivot + (due - pivot) / speedup
 
 
 def report_due(

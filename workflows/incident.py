@@ -144,8 +144,6 @@ class IncidentWorkflow:
                 related=list(inp.related),
             )
         self._record_due = False
-        self._escalations_due: list[Escalation] = []
-        self._notifications_due: list[Notification] = []
         self._watched: dict[str, asyncio.Task[None]] = {}
         self._upserted: dict[str, object] = {}
         self._started = False
@@ -165,16 +163,14 @@ class IncidentWorkflow:
             await workflow.wait_condition(
                 lambda: self._pending() or self.s.phase is Phase.closed or self._continue_due()
             )
-            await self._flush()
-            if self._pending():
-                continue
-            if self.s.phase is Phase.closed:
-                break
-            if self._continue_due():
+            if self.s.phase is not Phase.closed and self._continue_due():
+                # Effects not yet written travel in the state; the next run writes them first.
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                if not self._pending():
-                    self._upsert_search_attributes()
-                    workflow.continue_as_new(self.inp.model_copy(update={"state": self.s}))
+                self._upsert_search_attributes()
+                workflow.continue_as_new(self.inp.model_copy(update={"state": self.s}))
+            await self._flush()
+            if self.s.phase is Phase.closed and not self._pending():
+                break
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.view()
 
@@ -285,7 +281,7 @@ class IncidentWorkflow:
     def view(self) -> IncidentView:
         sub = self.sub
         return IncidentView(
-            **self.s.model_dump(),
+            **self.s.model_dump(exclude={"pending_escalations", "pending_notifications"}),
             id=self.inp.incident_id,
             title=sub.title,
             content=sub.content,
@@ -1263,7 +1259,7 @@ class IncidentWorkflow:
             summary=summary,
         )
         self.s.escalations.append(esc)
-        self._escalations_due.append(esc)
+        self.s.pending_escalations.append(esc)
         self._event("escalated", None, f"{summary}（{d.title}逾期，通知{names}）")
         subject, body = messages.escalation(self.view(), self.roster, self.tz, d, step)
         self._notify(rules.R_ESCALATE, list(step.targets), subject, body)
@@ -1347,7 +1343,7 @@ class IncidentWorkflow:
                 recipients.append(Recipient(person_id=p.id, name=p.name, channels=list(p.channels)))
         incident_id = self.inp.incident_id
         self.s.notify_seq += 1
-        self._notifications_due.append(
+        self.s.pending_notifications.append(
             Notification(
                 key=f"{incident_id}:n{self.s.notify_seq}:{rule}",
                 incident_id=incident_id,
@@ -1367,7 +1363,11 @@ class IncidentWorkflow:
         workflow.set_current_details(messages.ledger(self.view(), self.roster, self.tz))
 
     def _pending(self) -> bool:
-        return self._record_due or bool(self._escalations_due) or bool(self._notifications_due)
+        return (
+            self._record_due
+            or bool(self.s.pending_escalations)
+            or bool(self.s.pending_notifications)
+        )
 
     async def _flush(self) -> None:
         """Write queued effects: the read model first, then escalation steps, then messages."""
@@ -1391,7 +1391,7 @@ class IncidentWorkflow:
                 summary=f"记录：{new[-1].summary if new else '状态'}"[:200],
             )
             self.s.recorded_seq = max([self.s.recorded_seq] + [e.seq for e in new])
-        escalations, self._escalations_due = self._escalations_due, []
+        escalations, self.s.pending_escalations = self.s.pending_escalations, []
         for esc in escalations:
             await workflow.execute_activity(
                 "escalate",
@@ -1402,7 +1402,7 @@ class IncidentWorkflow:
                 retry_policy=RETRY_FOREVER,
                 summary=esc.summary,
             )
-        notes, self._notifications_due = self._notifications_due, []
+        notes, self.s.pending_notifications = self.s.pending_notifications, []
         if notes:
             await asyncio.gather(*(self._deliver(n) for n in notes))
 
