@@ -1,0 +1,33 @@
+"""The replay gate: saved histories of complete incidents must replay against today's code, so a
+change that would break running incidents fails here. Record them with
+`python -m tests.record_histories` (see the README's contributing section)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from workflows.incident import IncidentWorkflow
+
+HISTORIES = sorted((Path(__file__).resolve().parent / "histories").glob("*.json"))
+
+
+def test_histories_are_kept() -> None:
+    assert {p.stem for p in HISTORIES} >= {"inquiry", "urgent", "withdrawn_lead"}
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_saved_history_replays(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    events = json.loads(text)["events"]
+    # A complete incident: the history ends with the workflow's completion.
+    assert events[-1]["eventType"] in ("EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED", "WorkflowExecutionCompleted")
+    history = WorkflowHistory.from_json(path.stem, text)
+    replayer = Replayer(workflows=[IncidentWorkflow], data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history)
+    assert result.replay_failure is None
