@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    computed_field,
+    field_validator,
+    model_validator,
+)
 
 from plan.enums import (
     Category,
@@ -374,8 +382,10 @@ class Deadline(BaseModel):
     def open(self) -> bool:
         return self.met_at is None and not self.cancelled
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def state(self) -> str:
+        """pending, overdue, met, met_late or cancelled."""
         if self.cancelled:
             return "cancelled"
         if self.met_at is not None:

@@ -79,11 +79,18 @@ def _print_incident(data: dict[str, Any], as_json: bool) -> None:
         f"  阶段：{data['phase']}  等级：{data['severity']}  类别：{data['category'] or '-'}"
         f"  责任单位：{data['responsible_unit'] or '-'}"
     )
+    states = {
+        "pending": "进行中",
+        "overdue": "已逾期",
+        "met": "已完成",
+        "met_late": "已完成（逾期）",
+        "cancelled": "已取消",
+    }
     for d in data["deadlines"]:
-        state = "已完成" if d["met_at"] else ("已逾期" if d["overdue"] else "进行中")
-        if d["met_at"] and d["overdue"]:
-            state = "已完成（逾期）"
-        typer.echo(f"  期限 {d['title']}：{_local(d['due_at'])}  {state}")
+        since = f"{d['anchor_label']} {_local(d['anchor_at'])}起，" if d.get("anchor_at") else ""
+        typer.echo(
+            f"  期限 {d['title']}：{since}{_local(d['due_at'])}前  {states.get(d['state'], d['state'])}"
+        )
     for e in data["escalations"]:
         typer.echo(f"  督办 {_local(e['at'])} {e['summary']}")
     typer.echo(f"  Temporal UI：{data['temporal_ui']}")

@@ -223,3 +223,49 @@ def _shanghai():  # type: ignore[no-untyped-def]
     from zoneinfo import ZoneInfo
 
     return ZoneInfo("Asia/Shanghai")
+
+
+async def test_every_action_has_its_own_route_and_schema(http: httpx.AsyncClient) -> None:
+    """Each staff action is POST /api/incidents/{id}/actions/{name} with its own request schema."""
+    from plan.models import ACTIONS
+
+    spec = (await http.get("/openapi.json")).json()
+    for name, (request_model, _command) in ACTIONS.items():
+        route = spec["paths"][f"/api/incidents/{{incident_id}}/actions/{name}"]["post"]
+        ref = route["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        assert ref.endswith(f"/{request_model.__name__}"), (name, ref)
+        schema = spec["components"]["schemas"][request_model.__name__]
+        assert "actor" not in schema["properties"]  # who acts comes from the token, never the body
+    assert "/api/leads" in spec["paths"] and "/api/reports/accountability" in spec["paths"]
+
+
+async def test_ledger_lists_every_deadline_with_rule_anchor_due_and_state(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    """The deadline ledger: rule ID, the instant it counts from, due time and state."""
+    discovered = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=40)
+    posted = discovered - timedelta(minutes=50)
+    r = await http.post(
+        "/api/incidents",
+        json=submission(
+            severity="major",
+            oral=True,
+            discovered_at=discovered.isoformat(),
+            posted_at=posted.isoformat(),
+        ),
+    )
+    assert r.status_code == 201, r.text
+    office = token_for(settings, "liu.yang")
+    body = (await http.get(f"/api/incidents/{r.json()['id']}", headers=office)).json()
+    ledger = {d["rule"]: d for d in body["deadlines"]}
+    assert set(ledger) == {"R-DISCOVER", "R-REPORT", "R-WRITTEN", "R-REPLY", "R-PROGRESS"}
+    assert ledger["R-DISCOVER"]["state"] == "met_late"  # found 50 minutes after posting
+    assert datetime.fromisoformat(ledger["R-DISCOVER"]["anchor_at"]) == posted
+    assert ledger["R-REPORT"]["state"] == "met"
+    assert datetime.fromisoformat(ledger["R-REPLY"]["anchor_at"]) == discovered
+    assert ledger["R-REPLY"]["anchor_label"] == "发现时间"
+    for d in body["deadlines"]:
+        assert {"rule", "anchor_at", "due_at", "state"} <= set(d)
+    page = await http.get(f"/incidents/{body['id']}")
+    for d in body["deadlines"]:
+        assert f'data-rule="{d["rule"]}" data-state="{d["state"]}"' in page.text

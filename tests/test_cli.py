@@ -1,0 +1,63 @@
+"""The `yuqing` CLI: a command per staff action, roster checks and tokens (no server needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from plan.models import ACTIONS
+from starter.cli import app
+from store import service
+from store.db import session_scope
+from tests.conftest import EXAMPLE_ROSTER
+
+runner = CliRunner()
+
+
+def test_every_action_is_a_command_with_the_request_fields() -> None:
+    for name, (request_model, _command) in ACTIONS.items():
+        result = runner.invoke(app, [name, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, (name, result.output)
+        for field in request_model.model_fields:
+            assert "--" + field.replace("_", "-") in result.output, (name, field)
+
+
+def test_check_roster_names_the_bad_entry(tmp_path: Path) -> None:
+    """R-ORG: a broken roster is refused with the entry named."""
+    assert runner.invoke(app, ["check-roster", str(EXAMPLE_ROSTER)]).exit_code == 0
+    broken = tmp_path / "roster.toml"
+    broken.write_text(
+        EXAMPLE_ROSTER.read_text(encoding="utf-8").replace('head = "sun.haitao"', 'head = "ghost"'),
+        encoding="utf-8",
+    )
+    result = runner.invoke(app, ["check-roster", str(broken)])
+    assert result.exit_code == 1
+    assert "units[cjb].head" in result.output and "ghost" in result.output
+
+
+def test_token_create_and_revoke(database_url: str) -> None:
+    env = {
+        "YUQING_DATABASE_URL": database_url,
+        "YUQING_ROSTER_FILE": str(EXAMPLE_ROSTER),
+        "YUQING_TOKEN": "",
+    }
+    from config.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        created = runner.invoke(app, ["token", "create", "liu.yang"], env=env)
+        assert created.exit_code == 0, created.output
+        token = created.output.strip()
+        with session_scope(database_url) as s:
+            assert service.person_for_token(s, token=token) == "liu.yang"
+        unknown = runner.invoke(app, ["token", "create", "nobody"], env=env)
+        assert unknown.exit_code == 1 and "不在名册中" in unknown.output
+        assert runner.invoke(app, ["token", "revoke", "liu.yang"], env=env).exit_code == 0
+        with session_scope(database_url) as s:
+            assert service.person_for_token(s, token=token) is None
+        # An action without a token never reaches the server.
+        no_token = runner.invoke(app, ["withdraw", "YQ-X", "--reason", "误报"], env=env)
+        assert no_token.exit_code == 1 and "令牌" in no_token.output
+    finally:
+        get_settings.cache_clear()
