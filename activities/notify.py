@@ -13,6 +13,7 @@ import hmac
 import json
 import time
 
+import httpcore  # noqa: F401  (httpx imports it lazily; loading it from several activity threads at once can hang)
 import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError

@@ -95,7 +95,9 @@ async def main() -> None:
                 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 
                 await env.client.operator_service.add_search_attributes(
-                    AddSearchAttributesRequest(namespace="default", search_attributes=SEARCH_ATTRIBUTES)
+                    AddSearchAttributesRequest(
+                        namespace="default", search_attributes=SEARCH_ATTRIBUTES
+                    )
                 )
                 url = f"sqlite:///{tmp}/{name}.db"
                 upgrade(url)

@@ -26,7 +26,10 @@ async def test_saved_history_replays(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     events = json.loads(text)["events"]
     # A complete incident: the history ends with the workflow's completion.
-    assert events[-1]["eventType"] in ("EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED", "WorkflowExecutionCompleted")
+    assert events[-1]["eventType"] in (
+        "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED",
+        "WorkflowExecutionCompleted",
+    )
     history = WorkflowHistory.from_json(path.stem, text)
     replayer = Replayer(workflows=[IncidentWorkflow], data_converter=pydantic_data_converter)
     result = await replayer.replay_workflow(history)

@@ -267,13 +267,13 @@ class IncidentWorkflow:
                 *messages.lead(self.view(), self.roster, self.tz),
             )
         else:
-            self._reported()
+            self._reported(received)
 
-    def _reported(self) -> None:
-        """R-NOTIFY and the R-PROGRESS cadence start once the incident counts as reported."""
+    def _reported(self, at: datetime) -> None:
+        """R-NOTIFY and the R-PROGRESS cadence start at the recorded instant of the report."""
         who = rules.notify_recipients(self.roster, self.s.severity, self.s.responsible_unit)
         self._notify(rules.R_NOTIFY, who, *messages.reported(self.view(), self.roster, self.tz))
-        self._ensure_progress(workflow.now())
+        self._ensure_progress(at)
 
     # ------------------------------------------------------------------ queries and signals
 
@@ -326,7 +326,7 @@ class IncidentWorkflow:
             "lead_confirmed", action.actor, f"{rules.R_OFFICE} 办公室确认线索为舆情{late}{note}"
         )
         self._apply_category(None)
-        self._reported()
+        self._reported(now)
         self._changed()
         return self.view()
 
@@ -863,7 +863,8 @@ class IncidentWorkflow:
             else:
                 # 能当即回复的要当即回复: an immediate reply settles both the opinion and the result.
                 s.concluded_at = now
-                met += [d for d in (reply, self._find(OPINION_KEY)) if d is not None and d.open]
+            # A result reply is an official reply too: whatever of the round is still owed is met.
+            met += [d for d in (reply, self._find(OPINION_KEY)) if d is not None and d.open]
         else:
             met += [d for d in (reply, self._find(OPINION_KEY)) if d is not None and d.open]
         for d in met:
@@ -1084,14 +1085,14 @@ class IncidentWorkflow:
                 d.version += 1
 
     def _apply_category(self, old: Category | None) -> None:
-        """Category rules: R-INQUIRY's same-day opinion, R-FABRICATION's referral."""
+        """Category rules: R-INQUIRY's same-day opinion, R-FABRICATION's referral. Idempotent:
+        called on every triage, it only adds what the current category owes and is not there."""
         s = self.s
-        if s.category is old and old is not None:
-            return
         opinion = self._find(OPINION_KEY)
-        if s.category is Category.inquiry and opinion is None and s.phase is not Phase.lead:
-            reply = self._find("R-REPLY#1")
-            if reply is None or reply.open:
+        reply = self._find("R-REPLY#1")
+        owed = s.phase is not Phase.lead and (reply is None or reply.open)
+        if s.category is Category.inquiry and owed:
+            if opinion is None:
                 sub = self.sub
                 self._add_deadline(
                     OPINION_KEY,
@@ -1104,14 +1105,24 @@ class IncidentWorkflow:
                     ),
                     unit=s.responsible_unit,
                 )
+            elif opinion.cancelled:
+                # Back to inquiry: the same-day opinion is owed again, still from discovery.
+                opinion.cancelled = False
+                opinion.version += 1
+                self._watch(OPINION_KEY)
         elif s.category is not Category.inquiry:
             for key in (OPINION_KEY, RESULT_KEY):
                 d = self._find(key)
                 if d is not None and d.open:
                     self._cancel(d)
+        if s.category is Category.hype and s.facts_published_at is None:
+            # Re-triaged as hype after a reply went out: that reply made the facts public.
+            out = [r for r in s.replies if r.published_at and r.kind is not ReplyKind.stance]
+            if out:
+                s.facts_published_at = out[0].published_at
         if (
             s.category is Category.fabrication
-            and s.phase is Phase.handling
+            and s.phase in (Phase.handling, Phase.tracking)
             and not any(r.rule == rules.R_FABRICATION for r in s.referrals)
         ):
             self._refer(rules.R_FABRICATION, "捏造、歪曲或夸大事实，依法澄清并商请查处", None)
@@ -1151,6 +1162,14 @@ class IncidentWorkflow:
                 self._cancel(d)
             return
         if open_:
+            for d in open_:
+                # A changed severity changes the cadence; the last report still anchors it.
+                assert d.anchor_at is not None
+                due = rules.plan_due(d.anchor_at, interval, d.anchor_at, self.speedup)
+                if due != d.due_at:
+                    d.due_at = due
+                    d.version += 1
+                    d.warned = False
             return
         s.progress_round += 1
         self._add_deadline(
