@@ -91,6 +91,7 @@ def create_app(
         return value.astimezone(tz).strftime(fmt) if value else ""
 
     templates.env.filters["local"] = local
+    templates.env.filters["duration"] = lambda delta: rules.format_duration(delta)
     templates.env.globals.update(
         roster=roster,
         severities=list(Severity),
