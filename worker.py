@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.channels import SmtpSettings
 from activities.notify import NotifyActivities
 from activities.record import RecordActivities
 from config.settings import Settings, get_settings
@@ -25,12 +26,29 @@ def build_worker(
     executor: ThreadPoolExecutor,
 ) -> Worker:
     records = RecordActivities(settings.database_url)
-    notify = NotifyActivities(settings.database_url, settings.webhook_timeout_seconds)
+    notify = NotifyActivities(
+        settings.database_url,
+        settings.webhook_timeout_seconds,
+        SmtpSettings(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            starttls=settings.smtp_starttls,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            sender=settings.smtp_from,
+        ),
+    )
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
         workflows=[IncidentWorkflow],
-        activities=[records.record, records.escalate, notify.notify],
+        activities=[
+            records.record,
+            records.escalate,
+            notify.notify,
+            notify.deliver,
+            notify.delivery_failed,
+        ],
         activity_executor=executor,
         max_concurrent_activities=16,
     )

@@ -10,6 +10,7 @@ from plan.models import (
     AccountabilityRecord,
     Commendation,
     Deadline,
+    DeliverRequest,
     Escalation,
     Notification,
     Recipient,
@@ -17,7 +18,15 @@ from plan.models import (
     TimelineEntry,
 )
 
-__all__ = ["EscalateRequest", "IncidentRow", "Notification", "Recipient", "RecordRequest"]
+__all__ = [
+    "DeliverRequest",
+    "DeliveryFailure",
+    "EscalateRequest",
+    "IncidentRow",
+    "Notification",
+    "Recipient",
+    "RecordRequest",
+]
 
 
 class IncidentRow(BaseModel):
@@ -65,3 +74,12 @@ class EscalateRequest(BaseModel):
     incident_id: str
     escalation: Escalation
     drill: bool
+
+
+class DeliveryFailure(BaseModel):
+    """A delivery that was refused or gave up: recorded, and the office is told."""
+
+    request: DeliverRequest
+    reason: str
+    given_up: bool  # True: retried until the give-up period ran out; False: refused
+    office: list[str]  # the office's people, who are told in their inbox

@@ -1,39 +1,67 @@
-"""The `notify` activity: the in-app inbox always, then each recipient's external channels.
+"""Notification activities and the outbox.
 
-The inbox is written (and committed) first, so a person sees the message even while a webhook is
-down. Each external delivery has a row keyed by (notification key, recipient, channel); a retried
-activity skips what was already sent. Webhooks follow the Standard Webhooks headers (webhook-id,
-webhook-timestamp, and webhook-signature when the channel has a secret)."""
+- `notify` writes the in-app inbox (always, at once) and an outbox row for every external
+  delivery (pending), so nothing decided is lost and escalation never waits on a channel.
+- `deliver` makes one external delivery (one recipient, one channel). Its outbox row is what
+  stops a retried activity from sending twice: a row already `sent` is not sent again.
+  Network errors, 5xx and 429 raise a retryable error; other refusals a non-retryable one.
+- `delivery_failed` records a refused or given-up delivery and tells the office in its inbox.
+"""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
-import time
+from datetime import UTC, datetime
 
-import httpcore  # noqa: F401  (httpx imports it lazily; loading it from several activity threads at once can hang)
 import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.messages import Notification, Recipient
-from plan.roster import WebhookChannel
+from activities.channels import Channels, OutgoingMessage, Refused, Retryable, SmtpSettings
+from activities.messages import DeliverRequest, DeliveryFailure, Notification
+from plan.outbox import deliveries_for
 from store import service
 from store.db import session_scope
 
+UNIT_PREFIX = "unit:"  # a unit's group channel as a recipient: no inbox of its own
+
+
+def outgoing(request: DeliverRequest) -> OutgoingMessage:
+    note = request.note
+    others = [r.name for r in note.recipients if r.person_id != request.recipient.person_id]
+    return OutgoingMessage(
+        key=request.key,
+        subject=note.subject,
+        body=note.body,
+        link=note.link,
+        rule=note.rule,
+        incident_id=note.incident_id,
+        recipient_id=request.recipient.person_id,
+        recipient_name=request.recipient.name,
+        others=others,
+        drill=note.drill,
+        sent_at=note.sent_at.isoformat(),
+    )
+
 
 class NotifyActivities:
-    def __init__(self, database_url: str, webhook_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        webhook_timeout: float = 10.0,
+        smtp: SmtpSettings | None = None,
+    ) -> None:
         self.database_url = database_url
         self.webhook_timeout = webhook_timeout
+        self.smtp = smtp or SmtpSettings()
 
     @activity.defn(name="notify")
     def notify(self, note: Notification) -> int:
-        """Deliver one notification; returns the number of external deliveries made now."""
+        """Write the inbox and the pending outbox rows; returns the number of external deliveries."""
+        requests = deliveries_for(note)
         with session_scope(self.database_url) as session:
             for r in note.recipients:
+                if r.person_id.startswith(UNIT_PREFIX):
+                    continue
                 service.write_inbox(
                     session,
                     key=note.key,
@@ -46,103 +74,79 @@ class NotifyActivities:
                     drill=note.drill,
                     created_at=note.sent_at,
                 )
-        sent = 0
-        retryable: list[str] = []
-        permanent: list[str] = []
-        with httpx.Client(timeout=self.webhook_timeout) as client:
-            for r in note.recipients:
-                for channel in r.channels:
-                    if not isinstance(channel, WebhookChannel):
-                        continue
-                    outcome = self._webhook(client, note, r, channel)
-                    if outcome == "sent":
-                        sent += 1
-                    elif outcome.startswith("retry:"):
-                        retryable.append(f"{r.person_id}: {outcome[6:]}")
-                    elif outcome.startswith("failed:"):
-                        permanent.append(f"{r.person_id}: {outcome[7:]}")
-        if retryable:
-            raise ApplicationError("webhook delivery will be retried: " + "; ".join(retryable))
-        if permanent:
-            raise ApplicationError(
-                "webhook refused: " + "; ".join(permanent),
-                non_retryable=True,
-                type="WebhookRefused",
-            )
-        return sent
+            for req in requests:
+                service.outbox_row(
+                    session,
+                    key=req.key,
+                    incident_id=note.incident_id,
+                    rule=note.rule,
+                    recipient=req.recipient.person_id,
+                    kind=req.channel.kind,
+                    target=req.target,
+                )
+        return len(requests)
 
-    def _webhook(
-        self, client: httpx.Client, note: Notification, r: Recipient, channel: WebhookChannel
-    ) -> str:
+    @activity.defn(name="deliver")
+    def deliver(self, request: DeliverRequest) -> str:
+        """One external delivery, at most once per outbox row."""
         with session_scope(self.database_url) as session:
-            row = service.delivery(
-                session, key=note.key, recipient=r.person_id, channel=channel.url
+            row = service.outbox_row(
+                session,
+                key=request.key,
+                incident_id=request.note.incident_id,
+                rule=request.note.rule,
+                recipient=request.recipient.person_id,
+                kind=request.channel.kind,
+                target=request.target,
             )
-            if row.state in ("sent", "failed"):
-                return "done"
+            if row.state == "sent":
+                return "already sent"
             row.attempts += 1
-        webhook_id = "msg_" + hashlib.sha256(f"{note.key}|{r.person_id}".encode()).hexdigest()[:32]
-        body = json.dumps(
-            {
-                "type": "yuqing.notification",
-                "incident_id": note.incident_id,
-                "rule": note.rule,
-                "recipient": {"id": r.person_id, "name": r.name},
-                "subject": note.subject,
-                "body": note.body,
-                "link": note.link,
-                "drill": note.drill,
-                "sent_at": note.sent_at.isoformat(),
-            },
-            ensure_ascii=False,
-        ).encode()
-        timestamp = str(int(time.time()))
-        headers = {
-            "content-type": "application/json; charset=utf-8",
-            "webhook-id": webhook_id,
-            "webhook-timestamp": timestamp,
-        }
-        if channel.secret:
-            headers["webhook-signature"] = sign(channel.secret, webhook_id, timestamp, body)
         try:
-            response = client.post(channel.url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            return self._finish(
-                note, r, channel, "pending", f"{type(exc).__name__}: {exc}", "retry"
-            )
-        if response.is_success:
-            return self._finish(note, r, channel, "sent", None, "sent")
-        error = f"HTTP {response.status_code}"
-        if response.status_code == 429 or response.status_code >= 500:
-            return self._finish(note, r, channel, "pending", error, "retry")
-        return self._finish(note, r, channel, "failed", error, "failed")
+            with httpx.Client(timeout=self.webhook_timeout) as client:
+                Channels(client, self.smtp).send(outgoing(request), request.channel)
+        except Retryable as exc:
+            self._mark(request.key, "pending", str(exc))
+            raise ApplicationError(f"{request.target}: {exc}", type="DeliveryRetry") from exc
+        except Refused as exc:
+            self._mark(request.key, "failed", str(exc))
+            raise ApplicationError(
+                f"{request.target}: {exc}", type="DeliveryRefused", non_retryable=True
+            ) from exc
+        self._mark(request.key, "sent", None)
+        return "sent"
 
-    def _finish(
-        self,
-        note: Notification,
-        r: Recipient,
-        channel: WebhookChannel,
-        state: str,
-        error: str | None,
-        outcome: str,
-    ) -> str:
+    @activity.defn(name="delivery_failed")
+    def delivery_failed(self, failure: DeliveryFailure) -> None:
+        """Record the outcome and tell the office which channel failed for whom."""
+        req = failure.request
+        state = "given_up" if failure.given_up else "failed"
+        self._mark(req.key, state, failure.reason)
+        what = "多次重试后放弃" if failure.given_up else "被拒收"
         with session_scope(self.database_url) as session:
-            row = service.delivery(
-                session, key=note.key, recipient=r.person_id, channel=channel.url
-            )
+            for person in failure.office:
+                service.write_inbox(
+                    session,
+                    key=f"{req.key}|failed",
+                    incident_id=req.note.incident_id,
+                    rule=req.note.rule,
+                    recipient=person,
+                    subject=f"通知发送失败：{req.recipient.name}（{req.channel.kind}）",
+                    body=(
+                        f"“{req.note.subject}”经{req.target}发送给{req.recipient.name}{what}："
+                        f"{failure.reason}\n请核对名册中的通知渠道，并另行通知本人。"
+                    ),
+                    link=req.note.link,
+                    drill=req.note.drill,
+                    created_at=datetime.now(UTC),
+                )
+
+    def _mark(self, key: str, state: str, error: str | None) -> None:
+        with session_scope(self.database_url) as session:
+            row = service.outbox_get(session, key=key)
+            if row is None or row.state == "sent":
+                return
             row.state = state
             row.last_error = error
             if state == "sent":
-                row.sent_at = service.utcnow()
-        return outcome if error is None else f"{outcome}:{error}"
-
-
-def sign(secret: str, webhook_id: str, timestamp: str, body: bytes) -> str:
-    """Standard Webhooks: v1,base64(HMAC-SHA256(secret, "id.timestamp.body"))."""
-    key = secret.removeprefix("whsec_")
-    try:
-        raw = base64.b64decode(key, validate=True)
-    except ValueError:
-        raw = key.encode()
-    mac = hmac.new(raw, f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(mac).decode()
+                row.sent_at = datetime.now(UTC)

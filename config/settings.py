@@ -35,6 +35,14 @@ class Settings(BaseSettings):
     # R-ESCALATE: minutes from step 1 to step 2 (deputy leader) and from step 2 to step 3 (leader).
     escalation_waits_minutes: list[float] = Field(default_factory=lambda: [60.0, 60.0])
     webhook_timeout_seconds: float = 10.0
+    # Outbox: how long an external channel is retried before the office is told it failed.
+    delivery_give_up_minutes: float = 360.0
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "yuqing@localhost"
     # Continue-as-new once an incident's history reaches this many events.
     continue_as_new_after: int = 2_000
     # Set false only against a server without the custom search attributes registered.

@@ -55,13 +55,23 @@ def review_requested(view: IncidentView, roster: Roster) -> tuple[str, str]:
 
 
 def escalation(
-    view: IncidentView, roster: Roster, tz: str, d: Deadline, step: rules.EscalationStep
+    view: IncidentView,
+    roster: Roster,
+    tz: str,
+    d: Deadline,
+    step: rules.EscalationStep,
+    now: datetime | None = None,
 ) -> tuple[str, str]:
     subject = f"{_head(view)}：{d.title}已逾期（第{step.step}级督办）"
+    late = rules.format_duration(rules.lateness(d.due_at, now)) if now else ""
+    wording = rules.RULE_WORDING.get(d.rule)
     body = (
-        f"{d.title}，期限{local(d.due_at, tz)}，尚未完成。\n"
-        f"责任单位：{roster.unit_name(d.unit)}。\n"
-        f"{rules.R_ESCALATE} 第{step.step}级：{step.label}。"
+        f"{d.title}，期限{local(d.due_at, tz)}，尚未完成"
+        + (f"，已逾期{late}" if late else "")
+        + "。\n"
+        + (f"预案要求：{wording}。\n" if wording else "")
+        + f"责任单位：{roster.unit_name(d.unit)}。\n"
+        f"{rules.R_ESCALATE} 督办第{step.step}级（共3级）：{step.label}。"
     )
     return subject, body
 

@@ -482,6 +482,16 @@ class Notification(BaseModel):
     sent_at: datetime
 
 
+class DeliverRequest(BaseModel):
+    """One external delivery of a notification: to one recipient through one channel."""
+
+    key: str  # notification key | recipient | channel target: the outbox row's unique key
+    note: Notification
+    recipient: Recipient
+    channel: Channel
+    target: str
+
+
 class IncidentState(BaseModel):
     """Everything the workflow decides; the view adds the submission's facts."""
 
@@ -519,6 +529,7 @@ class IncidentState(BaseModel):
     # Effects decided but not yet written: carried across continue-as-new, so none is lost.
     pending_escalations: list[Escalation] = Field(default_factory=list)
     pending_notifications: list[Notification] = Field(default_factory=list)
+    in_flight_deliveries: list[DeliverRequest] = Field(default_factory=list)
 
 
 class IncidentInput(BaseModel):
@@ -537,6 +548,7 @@ class IncidentInput(BaseModel):
     search_attributes: bool = True
     related: list[str] = Field(default_factory=list)
     continue_as_new_after: int = 2_000  # history events
+    delivery_give_up_minutes: float = 360.0
     state: IncidentState | None = None
 
 

@@ -43,12 +43,63 @@ class InboxChannel(_Strict):
 
 
 class WebhookChannel(_Strict):
+    """A generic webhook (Standard Webhooks headers; signed when a secret is given)."""
+
     kind: Literal["webhook"] = "webhook"
     url: str = Field(pattern=r"^https?://")
     secret: str | None = None
 
 
-Channel = Annotated[InboxChannel | WebhookChannel, Field(discriminator="kind")]
+class WeComChannel(_Strict):
+    """企业微信群机器人: the robot's webhook URL (…/cgi-bin/webhook/send?key=…)."""
+
+    kind: Literal["wecom"] = "wecom"
+    url: str = Field(pattern=r"^https?://")
+    mentioned_mobiles: list[str] = Field(default_factory=list)
+
+
+class DingTalkChannel(_Strict):
+    """钉钉自定义机器人: the webhook URL (…/robot/send?access_token=…) and its 加签 secret."""
+
+    kind: Literal["dingtalk"] = "dingtalk"
+    url: str = Field(pattern=r"^https?://")
+    secret: str | None = None
+    at_mobiles: list[str] = Field(default_factory=list)
+
+
+class FeishuChannel(_Strict):
+    """飞书自定义机器人: the webhook URL (…/open-apis/bot/v2/hook/…) and its 签名校验 secret."""
+
+    kind: Literal["feishu"] = "feishu"
+    url: str = Field(pattern=r"^https?://")
+    secret: str | None = None
+
+
+class EmailChannel(_Strict):
+    kind: Literal["email"] = "email"
+    address: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+Channel = Annotated[
+    InboxChannel | WebhookChannel | WeComChannel | DingTalkChannel | FeishuChannel | EmailChannel,
+    Field(discriminator="kind"),
+]
+
+
+def channel_target(
+    channel: InboxChannel
+    | WebhookChannel
+    | WeComChannel
+    | DingTalkChannel
+    | FeishuChannel
+    | EmailChannel,
+) -> str:
+    """Where a channel delivers, for the outbox key and messages (never its secret)."""
+    if isinstance(channel, EmailChannel):
+        return f"email:{channel.address}"
+    if isinstance(channel, InboxChannel):
+        return "inbox"
+    return f"{channel.kind}:{channel.url.split('?')[0]}"
 
 
 class Person(_Strict):
@@ -65,6 +116,8 @@ class Unit(_Strict):
     name: str = Field(min_length=1)
     head: str
     first_responsible: str
+    # Group channels (a unit's WeCom/DingTalk/Feishu group): told whenever the unit is.
+    channels: list[Channel] = Field(default_factory=list)
 
 
 class LeadingGroup(_Strict):

@@ -52,8 +52,15 @@ REPORT_WITHIN = SHIPPED.report_within
 REPLY_WITHIN: dict[Severity, timedelta] = dict(SHIPPED.reply_within)
 
 RULE_WORDING: dict[str, str] = {
-    R_REPORT: "发现舆情后立即报告，最迟不得超过1小时",
-    R_REPLY: "一般性网络舆情12小时内、重大网络舆情24小时内官方回复，紧急舆情3小时内回应社会关切",
+    "R-REPORT": "发现重大舆情后，应立即向领导小组办公室报告，最迟不得超过1小时",
+    "R-REPLY": "一般性网络舆情12小时内、重大网络舆情24小时内官方回复，紧急舆情3小时内回应社会关切",
+    "R-WRITTEN": "紧急情况下可电话口头报告，并在30分钟内报送书面信息",
+    "R-PROGRESS": "应急处置过程中，要及时续报事件处置进展和可能衍生的新情况",
+    "R-STANCE": "无法在规定回复期内处理完毕的，应于3日内作出表态性回复",
+    "R-INQUIRY": "要在发现当日内回复处理意见并在办结之日内回复处理结果",
+    "R-TRACK": "对突发重大舆情及处置后的事态实行动态跟踪",
+    "R-SUMMARY": "舆情平稳后，将应对处置工作书面报告三日内报送镇党政办",
+    "R-DISCOVER": "半小时内必须发现有关网站、论坛、微博的负面网帖",
 }
 
 # Accountability kinds (R-ACCOUNT)

@@ -106,6 +106,7 @@ async def submit(
         search_attributes=settings.search_attributes,
         related=related,
         continue_as_new_after=settings.continue_as_new_after,
+        delivery_give_up_minutes=settings.delivery_give_up_minutes,
     )
     created = True
     try:

@@ -194,19 +194,27 @@ class InboxMessage(Base):
 
 
 class Delivery(Base):
-    """One external delivery (a webhook POST) per notification, recipient and channel: the row is
-    what stops a retried activity from sending twice."""
+    """The outbox: one row per external delivery (notification, recipient, channel), with its
+    state (pending, sent, failed, given_up), attempts and last error. The row is what stops a
+    retried activity from sending twice."""
 
     __tablename__ = "deliveries"
-    __table_args__ = (UniqueConstraint("key", "recipient", "channel"),)
+    __table_args__ = (
+        UniqueConstraint("key", name="uq_deliveries_key"),
+        UniqueConstraint("key", "recipient", "channel"),  # from 0001, kept: implied by key
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    key: Mapped[str] = mapped_column(String(300))
+    key: Mapped[str] = mapped_column(String(700))
+    incident_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    rule: Mapped[str | None] = mapped_column(String(30))
     recipient: Mapped[str] = mapped_column(String(200))
-    channel: Mapped[str] = mapped_column(String(300))
-    state: Mapped[str] = mapped_column(String(20))  # pending, sent, failed
+    kind: Mapped[str | None] = mapped_column(String(20))
+    channel: Mapped[str] = mapped_column(String(300))  # the target, never its secret
+    state: Mapped[str] = mapped_column(String(20), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 

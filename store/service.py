@@ -209,17 +209,47 @@ def write_inbox(
     return True
 
 
-def delivery(session: Session, *, key: str, recipient: str, channel: str) -> Delivery:
-    row = session.scalar(
-        select(Delivery).where(
-            Delivery.key == key, Delivery.recipient == recipient, Delivery.channel == channel
-        )
-    )
+def outbox_row(
+    session: Session,
+    *,
+    key: str,
+    incident_id: str,
+    rule: str,
+    recipient: str,
+    kind: str,
+    target: str,
+) -> Delivery:
+    """The outbox row of one delivery, created pending the first time."""
+    row = outbox_get(session, key=key)
     if row is None:
-        row = Delivery(key=key, recipient=recipient, channel=channel, state="pending", attempts=0)
+        row = Delivery(
+            key=key,
+            incident_id=incident_id,
+            rule=rule,
+            recipient=recipient,
+            kind=kind,
+            channel=target,
+            state="pending",
+            attempts=0,
+        )
         session.add(row)
         session.flush()
     return row
+
+
+def outbox_get(session: Session, *, key: str) -> Delivery | None:
+    return session.scalar(select(Delivery).where(Delivery.key == key))
+
+
+def outbox(
+    session: Session, *, incident_id: str | None = None, state: str | None = None
+) -> Sequence[Delivery]:
+    q = select(Delivery).order_by(Delivery.id)
+    if incident_id:
+        q = q.where(Delivery.incident_id == incident_id)
+    if state:
+        q = q.where(Delivery.state == state)
+    return session.scalars(q).all()
 
 
 # --- queries (edges) ---

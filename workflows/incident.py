@@ -20,6 +20,8 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.messages import (
+        DeliverRequest,
+        DeliveryFailure,
         EscalateRequest,
         IncidentRow,
         Notification,
@@ -65,6 +67,7 @@ with workflow.unsafe.imports_passed_through():
         Withdraw,
         WrittenReport,
     )
+    from plan.outbox import deliveries_for
     from plan.roster import Role
     from workflows.deadlines import watch_deadline
 
@@ -145,6 +148,7 @@ class IncidentWorkflow:
             )
         self._record_due = False
         self._watched: dict[str, asyncio.Task[None]] = {}
+        self._delivery_tasks: dict[str, asyncio.Task[None]] = {}
         self._upserted: dict[str, object] = {}
         self._started = False
 
@@ -157,6 +161,8 @@ class IncidentWorkflow:
         self._started = True
         for d in self.s.deadlines:
             self._watch(d.key)
+        for request in self.s.in_flight_deliveries:
+            self._start_delivery(request)  # carried over a continue-as-new: the outbox dedupes
         self._changed()
 
         while True:
@@ -170,7 +176,12 @@ class IncidentWorkflow:
                 workflow.continue_as_new(self.inp.model_copy(update={"state": self.s}))
             await self._flush()
             if self.s.phase is Phase.closed and not self._pending():
-                break
+                # Deliveries still under way finish (or give up and tell the office) first.
+                await workflow.wait_condition(
+                    lambda: self._pending() or not self.s.in_flight_deliveries
+                )
+                if not self._pending():
+                    break
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.view()
 
@@ -1280,7 +1291,7 @@ class IncidentWorkflow:
         self.s.escalations.append(esc)
         self.s.pending_escalations.append(esc)
         self._event("escalated", None, f"{summary}（{d.title}逾期，通知{names}）")
-        subject, body = messages.escalation(self.view(), self.roster, self.tz, d, step)
+        subject, body = messages.escalation(self.view(), self.roster, self.tz, d, step, now)
         self._notify(rules.R_ESCALATE, list(step.targets), subject, body)
         self._changed()
 
@@ -1360,6 +1371,15 @@ class IncidentWorkflow:
             p = self.roster.person(pid)
             if p is not None:
                 recipients.append(Recipient(person_id=p.id, name=p.name, channels=list(p.channels)))
+        for unit in self.roster.units:
+            # A unit's group chat hears whatever its head is told (R-DUTY: the unit is never
+            # told without its first-responsible person, who is on every unit list).
+            if unit.channels and unit.head in person_ids:
+                recipients.append(
+                    Recipient(
+                        person_id=f"unit:{unit.id}", name=unit.name, channels=list(unit.channels)
+                    )
+                )
         incident_id = self.inp.incident_id
         self.s.notify_seq += 1
         self.s.pending_notifications.append(
@@ -1426,26 +1446,70 @@ class IncidentWorkflow:
             await asyncio.gather(*(self._deliver(n) for n in notes))
 
     async def _deliver(self, note: Notification) -> None:
+        """The inbox and the outbox rows at once (retried until written); then each external
+        channel in its own background activity, so nothing here waits on a channel."""
+        await workflow.execute_activity(
+            "notify",
+            note,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY_FOREVER,
+            summary=f"{note.rule} 通知：{note.subject}"[:200],
+        )
+        for request in deliveries_for(note):
+            self.s.in_flight_deliveries.append(request)
+            self._start_delivery(request)
+
+    def _start_delivery(self, request: DeliverRequest) -> None:
+        self._delivery_tasks[request.key] = asyncio.create_task(self._run_delivery(request))
+
+    async def _run_delivery(self, request: DeliverRequest) -> None:
+        """Retry a channel with backoff until it succeeds, is refused (4xx) or the give-up period
+        ends; then record the failure and tell the office which channel failed for whom."""
         try:
             await workflow.execute_activity(
-                "notify",
-                note,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                "deliver",
+                request,
+                start_to_close_timeout=timedelta(minutes=1),
+                schedule_to_close_timeout=timedelta(minutes=self.inp.delivery_give_up_minutes),
                 retry_policy=RetryPolicy(
                     initial_interval=timedelta(seconds=1),
                     backoff_coefficient=2.0,
-                    maximum_interval=timedelta(minutes=1),
-                    maximum_attempts=20,
+                    maximum_interval=timedelta(minutes=5),
+                    non_retryable_error_types=["DeliveryRefused"],
                 ),
-                summary=f"{note.rule} 通知：{note.subject}"[:200],
+                summary=f"{request.note.rule} 发送：{request.channel.kind} → {request.recipient.name}"[
+                    :200
+                ],
             )
         except ActivityError as err:
-            # The in-app inbox is written first in the activity; a channel that keeps failing is
-            # put on the timeline for the office rather than failing the incident.
+            cause = err.cause
+            refused = isinstance(cause, ApplicationError) and cause.type == "DeliveryRefused"
+            reason = str(cause.message if isinstance(cause, ApplicationError) else cause or err)
+            if not refused:
+                reason = f"{self.inp.delivery_give_up_minutes:g}分钟内未能送达（{reason}）"
+            await workflow.execute_activity(
+                "delivery_failed",
+                DeliveryFailure(
+                    request=request,
+                    reason=reason,
+                    given_up=not refused,
+                    office=self.roster.members_of(self.roster.roles.office),
+                ),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                retry_policy=RETRY_FOREVER,
+                summary=f"通知发送失败：{request.channel.kind} → {request.recipient.name}"[:200],
+            )
             self._event(
-                "notify_failed", None, f"通知发送失败（{note.subject}）：{err.cause or err}"
+                "delivery_failed",
+                None,
+                f"通知发送失败：{request.recipient.name}（{request.target}）：{reason}",
             )
             self._changed()
+        finally:
+            self.s.in_flight_deliveries = [
+                r for r in self.s.in_flight_deliveries if r.key != request.key
+            ]
+            self._delivery_tasks.pop(request.key, None)
 
     def _row(self) -> IncidentRow:
         sub = self.sub

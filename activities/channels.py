@@ -1,0 +1,335 @@
+"""Notification channels behind one interface: `send(message, channel)` delivers or raises.
+
+Each sender follows its provider's public documentation (cited on the class). A `Retryable` error
+(network trouble, HTTP 5xx or 429, a provider's rate-limit code) is worth trying again; a `Refused`
+one (any other 4xx, a provider error code, a bad signature) is not, and is recorded as failed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import smtplib
+import ssl
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from html import escape
+from typing import Any, Protocol
+
+import httpcore  # noqa: F401  (httpx imports it lazily; loading it from several threads at once can hang)
+import httpx
+
+from plan.roster import (
+    Channel,
+    DingTalkChannel,
+    EmailChannel,
+    FeishuChannel,
+    InboxChannel,
+    WebhookChannel,
+    WeComChannel,
+)
+
+
+class DeliveryError(Exception):
+    pass
+
+
+class Retryable(DeliveryError):
+    """Try again later: the receiver is down, busy or rate-limiting."""
+
+
+class Refused(DeliveryError):
+    """The receiver said no; trying again will not help."""
+
+
+@dataclass
+class OutgoingMessage:
+    """What a person reads, whatever the channel."""
+
+    key: str  # notification key + recipient: stable across retries
+    subject: str
+    body: str
+    link: str
+    rule: str
+    incident_id: str
+    recipient_id: str
+    recipient_name: str
+    others: list[str] = field(default_factory=list)  # who else was told
+    drill: bool = False
+    sent_at: str = ""
+
+    def text(self) -> str:
+        lines = [self.subject, "", self.body]
+        if self.others:
+            lines += ["", "同时通知：" + "、".join(self.others)]
+        lines += ["", f"详情：{self.link}"]
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        lines = [f"**{self.subject}**", "", self.body.replace("\n", "\n\n")]
+        if self.others:
+            lines += ["", "同时通知：" + "、".join(self.others)]
+        lines += ["", f"[查看事件]({self.link})"]
+        return "\n".join(lines)
+
+    def html(self) -> str:
+        body = "".join(f"<p>{escape(line)}</p>" for line in self.body.splitlines() if line)
+        others = f"<p>同时通知：{escape('、'.join(self.others))}</p>" if self.others else ""
+        return (
+            f'<!doctype html><html lang="zh-CN"><body><h2>{escape(self.subject)}</h2>{body}{others}'
+            f'<p><a href="{escape(self.link)}">查看事件</a></p></body></html>'
+        )
+
+    def webhook_id(self) -> str:
+        return "msg_" + hashlib.sha256(self.key.encode()).hexdigest()[:32]
+
+
+@dataclass
+class SmtpSettings:
+    host: str = "localhost"
+    port: int = 25
+    starttls: bool = False
+    username: str | None = None
+    password: str | None = None
+    sender: str = "yuqing@localhost"
+    timeout: float = 20.0
+
+
+class Sender(Protocol):
+    def send(self, message: OutgoingMessage, channel: Any) -> None: ...
+
+
+def _raise_for_http(response: httpx.Response) -> None:
+    if response.status_code == 429 or response.status_code >= 500:
+        raise Retryable(f"HTTP {response.status_code}")
+    if not response.is_success:
+        raise Refused(f"HTTP {response.status_code}: {response.text[:200]}")
+
+
+def _post_json(
+    client: httpx.Client, url: str, payload: dict[str, Any], **kw: Any
+) -> httpx.Response:
+    body = json.dumps(payload, ensure_ascii=False).encode()
+    headers = {"content-type": "application/json; charset=utf-8", **kw.pop("headers", {})}
+    try:
+        response = client.post(url, content=body, headers=headers, **kw)
+    except httpx.HTTPError as exc:
+        raise Retryable(f"{type(exc).__name__}: {exc}") from exc
+    _raise_for_http(response)
+    return response
+
+
+class WebhookSender:
+    """Standard Webhooks (https://www.standardwebhooks.com/, spec.md): headers webhook-id (the
+    same on every retry), webhook-timestamp (seconds) and, with a secret, webhook-signature =
+    "v1," + base64(HMAC-SHA256(secret, f"{id}.{timestamp}.{body}")); a whsec_ secret is base64."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+
+    def send(self, message: OutgoingMessage, channel: WebhookChannel) -> None:
+        body = json.dumps(
+            {
+                "type": "yuqing.notification",
+                "incident_id": message.incident_id,
+                "rule": message.rule,
+                "recipient": {"id": message.recipient_id, "name": message.recipient_name},
+                "subject": message.subject,
+                "body": message.body,
+                "others": message.others,
+                "link": message.link,
+                "drill": message.drill,
+                "sent_at": message.sent_at,
+            },
+            ensure_ascii=False,
+        ).encode()
+        webhook_id = message.webhook_id()
+        timestamp = str(int(time.time()))
+        headers = {
+            "content-type": "application/json; charset=utf-8",
+            "webhook-id": webhook_id,
+            "webhook-timestamp": timestamp,
+        }
+        if channel.secret:
+            headers["webhook-signature"] = sign_standard(
+                channel.secret, webhook_id, timestamp, body
+            )
+        try:
+            response = self.client.post(channel.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise Retryable(f"{type(exc).__name__}: {exc}") from exc
+        _raise_for_http(response)
+
+
+def sign_standard(secret: str, webhook_id: str, timestamp: str, body: bytes) -> str:
+    key = secret.removeprefix("whsec_")
+    try:
+        raw = base64.b64decode(key, validate=True)
+    except ValueError:
+        raw = key.encode()
+    mac = hmac.new(raw, f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+def _check_errcode(response: httpx.Response, *, code_field: str, rate_limited: set[int]) -> None:
+    """The robots answer HTTP 200 with an error code in the body."""
+    try:
+        data = response.json()
+    except ValueError as exc:
+        raise Refused(f"unexpected answer: {response.text[:200]}") from exc
+    code = data.get(code_field, data.get("StatusCode", 0))
+    if code in (0, None):
+        return
+    message = data.get("errmsg") or data.get("msg") or ""
+    if code in rate_limited:
+        raise Retryable(f"{code_field} {code}: {message}")
+    raise Refused(f"{code_field} {code}: {message}")
+
+
+class WeComSender:
+    """企业微信群机器人 (https://developer.work.weixin.qq.com/document/path/91770): POST JSON
+    {"msgtype": "markdown", "markdown": {"content": …}} (at most 4096 bytes) to the robot's URL;
+    the answer {"errcode": 0, "errmsg": "ok"}; 45009 is the rate limit (20 messages a minute).
+    Mentions by mobile need the text type, so a channel with mentioned_mobiles sends text."""
+
+    MAX_BYTES = 4096
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+
+    def send(self, message: OutgoingMessage, channel: WeComChannel) -> None:
+        if channel.mentioned_mobiles:
+            payload: dict[str, Any] = {
+                "msgtype": "text",
+                "text": {
+                    "content": _clip_bytes(message.text(), 2048),
+                    "mentioned_mobile_list": list(channel.mentioned_mobiles),
+                },
+            }
+        else:
+            payload = {
+                "msgtype": "markdown",
+                "markdown": {"content": _clip_bytes(message.markdown(), self.MAX_BYTES)},
+            }
+        response = _post_json(self.client, channel.url, payload)
+        _check_errcode(response, code_field="errcode", rate_limited={45009})
+
+
+def dingtalk_sign(secret: str, timestamp_ms: str) -> str:
+    """钉钉加签: base64(HMAC-SHA256(key=secret, msg=f"{timestamp}\\n{secret}")), URL-encoded."""
+    mac = hmac.new(secret.encode(), f"{timestamp_ms}\n{secret}".encode(), hashlib.sha256).digest()
+    return urllib.parse.quote_plus(base64.b64encode(mac))
+
+
+class DingTalkSender:
+    """钉钉自定义机器人 (https://open.dingtalk.com/document/robots/custom-robot-access and
+    …/customize-robot-security-settings): POST JSON {"msgtype": "markdown", "markdown": {"title",
+    "text"}, "at": {"atMobiles": […]}} to the robot URL; with 加签 the URL also carries
+    &timestamp=<ms>&sign=<see dingtalk_sign>. The answer {"errcode": 0}; 130101 is the rate limit."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+
+    def send(self, message: OutgoingMessage, channel: DingTalkChannel) -> None:
+        url = channel.url
+        if channel.secret:
+            timestamp = str(int(time.time() * 1000))
+            sep = "&" if "?" in url else "?"
+            url = f"{url}{sep}timestamp={timestamp}&sign={dingtalk_sign(channel.secret, timestamp)}"
+        text = message.markdown()
+        if channel.at_mobiles:
+            text += "\n\n" + " ".join(f"@{m}" for m in channel.at_mobiles)
+        payload = {
+            "msgtype": "markdown",
+            "markdown": {"title": message.subject[:64], "text": text},
+            "at": {"atMobiles": list(channel.at_mobiles), "isAtAll": False},
+        }
+        response = _post_json(self.client, url, payload)
+        _check_errcode(response, code_field="errcode", rate_limited={130101})
+
+
+def feishu_sign(secret: str, timestamp_s: str) -> str:
+    """飞书签名校验: base64(HMAC-SHA256(key=f"{timestamp}\\n{secret}", msg=b""))."""
+    mac = hmac.new(f"{timestamp_s}\n{secret}".encode(), b"", hashlib.sha256).digest()
+    return base64.b64encode(mac).decode()
+
+
+class FeishuSender:
+    """飞书自定义机器人 (https://open.feishu.cn/document/client-docs/bot-v3/add-custom-bot): POST
+    JSON {"msg_type": "text", "content": {"text": …}} to the hook URL, with "timestamp" (seconds,
+    a string) and "sign" (see feishu_sign) when 签名校验 is on; at most 20 KB. The answer
+    {"code": 0, "msg": "success"}; 11232 is the rate limit."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+
+    def send(self, message: OutgoingMessage, channel: FeishuChannel) -> None:
+        payload: dict[str, Any] = {"msg_type": "text", "content": {"text": message.text()}}
+        if channel.secret:
+            timestamp = str(int(time.time()))
+            payload = {
+                "timestamp": timestamp,
+                "sign": feishu_sign(channel.secret, timestamp),
+                **payload,
+            }
+        response = _post_json(self.client, channel.url, payload)
+        _check_errcode(response, code_field="code", rate_limited={11232})
+
+
+class EmailSender:
+    """E-mail over SMTP (plain or STARTTLS), a plain-text and an HTML alternative."""
+
+    def __init__(self, smtp: SmtpSettings) -> None:
+        self.smtp = smtp
+
+    def send(self, message: OutgoingMessage, channel: EmailChannel) -> None:
+        msg = EmailMessage()
+        msg["Subject"] = message.subject
+        msg["From"] = self.smtp.sender
+        msg["To"] = channel.address
+        msg["Message-ID"] = f"<{message.webhook_id()}@yuqing>"
+        msg.set_content(message.text())
+        msg.add_alternative(message.html(), subtype="html")
+        try:
+            with smtplib.SMTP(self.smtp.host, self.smtp.port, timeout=self.smtp.timeout) as smtp:
+                if self.smtp.starttls:
+                    smtp.starttls(context=ssl.create_default_context())
+                if self.smtp.username:
+                    smtp.login(self.smtp.username, self.smtp.password or "")
+                smtp.send_message(msg)
+        except smtplib.SMTPRecipientsRefused as exc:
+            raise Refused(f"SMTP refused {channel.address}: {exc.recipients}") from exc
+        except smtplib.SMTPResponseException as exc:
+            if 400 <= exc.smtp_code < 500:
+                raise Retryable(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}") from exc
+            raise Refused(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}") from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            raise Retryable(f"{type(exc).__name__}: {exc}") from exc
+
+
+class Channels:
+    """Picks the sender for a channel."""
+
+    def __init__(self, client: httpx.Client, smtp: SmtpSettings) -> None:
+        self.webhook = WebhookSender(client)
+        self.wecom = WeComSender(client)
+        self.dingtalk = DingTalkSender(client)
+        self.feishu = FeishuSender(client)
+        self.email = EmailSender(smtp)
+
+    def send(self, message: OutgoingMessage, channel: Channel) -> None:
+        if isinstance(channel, InboxChannel):
+            return
+        sender: Sender = getattr(self, channel.kind)
+        sender.send(message, channel)
+
+
+def _clip_bytes(text: str, limit: int) -> str:
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[: limit - 3].decode(errors="ignore") + "…"

@@ -1,0 +1,31 @@
+"""Which external deliveries a notification makes (pure, so the workflow can decide them)."""
+
+from __future__ import annotations
+
+from plan.models import DeliverRequest, Notification
+from plan.roster import InboxChannel, channel_target
+
+
+def delivery_key(note_key: str, recipient: str, target: str) -> str:
+    """The outbox key: notification (incident, rule, round, step) + recipient + channel."""
+    return f"{note_key}|{recipient}|{target}"
+
+
+def deliveries_for(note: Notification) -> list[DeliverRequest]:
+    """Every external delivery a notification makes, in a stable order."""
+    out = []
+    for r in note.recipients:
+        for channel in r.channels:
+            if isinstance(channel, InboxChannel):
+                continue
+            target = channel_target(channel)
+            out.append(
+                DeliverRequest(
+                    key=delivery_key(note.key, r.person_id, target),
+                    note=note,
+                    recipient=r,
+                    channel=channel,
+                    target=target,
+                )
+            )
+    return out
