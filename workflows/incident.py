@@ -88,6 +88,9 @@ RETRY_FOREVER = RetryPolicy(
 )
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 
+# State the workflow keeps for itself and does not show.
+INTERNAL_STATE = {"pending_escalations", "pending_notifications", "in_flight_deliveries"}
+
 REPORT_KEY = "R-REPORT"
 DISCOVER_KEY = "R-DISCOVER"
 WRITTEN_KEY = "R-WRITTEN"
@@ -292,24 +295,31 @@ class IncidentWorkflow:
     def view(self) -> IncidentView:
         sub = self.sub
         return IncidentView(
-            **self.s.model_dump(exclude={"pending_escalations", "pending_notifications"}),
-            id=self.inp.incident_id,
-            title=sub.title,
-            content=sub.content,
-            source=sub.source,
-            url=sub.url,
-            reporter_unit=sub.reporter_unit,
+            **self.s.model_dump(exclude=INTERNAL_STATE),
+            **self._facts(),
             reporter_name=sub.reporter_name,
-            discovered_at=sub.discovered_at,
             posted_at=sub.posted_at,
-            received_at=self.inp.received_at,
             oral=sub.oral,
             lead=sub.lead,
             assigned_by_superior=sub.assigned_by_superior,
-            drill=sub.is_drill,
             drill_speedup=sub.drill_speedup,
-            plan_version=self.spec.version,
         )
+
+    def _facts(self) -> dict[str, object]:
+        """What the view and the read model's row both say about the submission."""
+        sub = self.sub
+        return {
+            "id": self.inp.incident_id,
+            "title": sub.title,
+            "content": sub.content,
+            "source": sub.source,
+            "url": sub.url,
+            "reporter_unit": sub.reporter_unit,
+            "discovered_at": sub.discovered_at,
+            "received_at": self.inp.received_at,
+            "drill": sub.is_drill,
+            "plan_version": self.spec.version,
+        }
 
     @workflow.signal
     def related_reported(self, incident_id: str) -> None:
@@ -1512,30 +1522,20 @@ class IncidentWorkflow:
             self._delivery_tasks.pop(request.key, None)
 
     def _row(self) -> IncidentRow:
-        sub = self.sub
         s = self.s
         return IncidentRow(
-            id=self.inp.incident_id,
+            **self._facts(),
             version=s.version,
-            title=sub.title,
-            content=sub.content,
-            source=sub.source,
-            url=sub.url,
-            reporter_unit=sub.reporter_unit,
-            reporter_name=sub.reporter_name,
+            reporter_name=self.sub.reporter_name,
+            posted_at=self.sub.posted_at,
             responsible_unit=s.responsible_unit,
             co_units=",".join(s.co_units),
             severity=s.severity.value,
             category=s.category.value if s.category else None,
             phase=s.phase.value,
-            drill=sub.is_drill,
-            discovered_at=sub.discovered_at,
-            posted_at=sub.posted_at,
-            received_at=self.inp.received_at,
             next_due_at=self._next_due(),
             overdue=any(d.overdue and d.open for d in s.deadlines),
             closed_at=s.closed_at,
-            plan_version=self.spec.version,
         )
 
     def _next_due(self) -> datetime | None:
