@@ -10,11 +10,13 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.channels import SmtpSettings
+from activities.digest import DigestActivities
 from activities.notify import NotifyActivities
 from activities.record import RecordActivities
 from config.settings import Settings, get_settings
 from plan.roster import load_roster
 from starter.client import connect
+from workflows.digest import DigestWorkflow
 from workflows.incident import IncidentWorkflow
 
 
@@ -38,16 +40,18 @@ def build_worker(
             sender=settings.smtp_from,
         ),
     )
+    digests = DigestActivities(settings.database_url, settings.roster_file)
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
-        workflows=[IncidentWorkflow],
+        workflows=[IncidentWorkflow, DigestWorkflow],
         activities=[
             records.record,
             records.escalate,
             notify.notify,
             notify.deliver,
             notify.delivery_failed,
+            digests.build_digest,
         ],
         activity_executor=executor,
         max_concurrent_activities=16,

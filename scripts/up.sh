@@ -60,6 +60,8 @@ start web "$BIN/uvicorn" --factory starter.web.app:create_app --host "$WEB_HOST"
 wait_for web "$BIN/python" -c "import httpx,sys; httpx.get('http://127.0.0.1:$WEB_PORT/healthz').raise_for_status()"
 sleep 1
 alive worker || { echo "worker exited; see $DATA/worker.log" >&2; tail -20 "$DATA/worker.log" >&2; exit 1; }
+# Search attributes (idempotent) and the digest schedules (created, or updated to the settings).
+"$BIN/yuqing" setup
 
 cat <<TXT
 

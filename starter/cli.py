@@ -166,6 +166,175 @@ def web(host: str = "127.0.0.1", port: Annotated[int, typer.Option(help="端口"
     uvicorn.run("starter.web.app:create_app", factory=True, host=host, port=port)
 
 
+@app.command()
+def setup() -> None:
+    """注册搜索属性，创建或更新每日简报和每周问责汇总的定时任务。"""
+    import asyncio
+
+    asyncio.run(_setup())
+
+
+async def _setup() -> None:
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import (
+        AddSearchAttributesRequest,
+        ListSearchAttributesRequest,
+    )
+    from temporalio.service import RPCError
+
+    from starter.client import connect
+    from starter.schedules import SCHEDULES, ensure_schedules
+    from workflows.incident import SEARCH_ATTRIBUTES
+
+    settings = get_settings()
+    try:
+        client = await connect(settings)
+    except Exception as exc:  # connection refused, bad TLS files, …
+        _fail(f"无法连接 Temporal {settings.temporal_address}（{exc}）", 2)
+    namespace = settings.temporal_namespace
+    typer.echo(f"Temporal {settings.temporal_address}，命名空间 {namespace}")
+
+    # The search attributes IncidentWorkflow upserts (README: Production).
+    def type_name(value: int) -> str:
+        name = IndexedValueType.Name(IndexedValueType.ValueType(value))
+        return name.removeprefix("INDEXED_VALUE_TYPE_").title()
+
+    try:
+        listed = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
+        )
+        existing = {**listed.system_attributes, **listed.custom_attributes}
+        missing = {}
+        for key in SEARCH_ATTRIBUTES:
+            wanted = int(key.indexed_value_type)
+            have = existing.get(key.name)
+            if have is None:
+                missing[key.name] = wanted
+            elif int(have) != wanted:
+                typer.echo(
+                    f"  警告：搜索属性 {key.name} 已注册为 {type_name(have)}，"
+                    f"流程需要 {type_name(wanted)}，请人工处理",
+                    err=True,
+                )
+            else:
+                typer.echo(f"  搜索属性 {key.name}（{type_name(wanted)}）：已存在")
+        if missing:
+            await client.operator_service.add_search_attributes(
+                AddSearchAttributesRequest(
+                    namespace=namespace,
+                    search_attributes={
+                        name: IndexedValueType.ValueType(value) for name, value in missing.items()
+                    },
+                )
+            )
+            for name, value in missing.items():
+                typer.echo(f"  搜索属性 {name}（{type_name(value)}）：已注册")
+    except RPCError as exc:
+        # Temporal Cloud registers them through its own console or tcld, not the operator API.
+        typer.echo(
+            f"  警告：无法检查或注册搜索属性（{exc.message}）；请按 README“Production”一节手工注册",
+            err=True,
+        )
+
+    try:
+        done = dict(await ensure_schedules(client, settings))
+    except RPCError as exc:
+        _fail(f"无法创建定时任务：{exc.message}")
+    words = {"created": "已创建", "updated": "已更新"}
+    for spec in SCHEDULES:
+        typer.echo(
+            f"  定时任务 {spec.id}（{spec.label}，{settings.timezone}，"
+            f"任务队列 {settings.temporal_task_queue}）：{words[done[spec.id]]}"
+        )
+
+
+notify_app = typer.Typer(help="通知渠道", no_args_is_help=True)
+app.add_typer(notify_app, name="notify")
+
+TEST_SUBJECT = "【测试】舆情应急处置系统通知测试"
+
+
+@notify_app.command("test")
+def notify_test(person_id: Annotated[str, typer.Argument(help="名册中的人员编号")]) -> None:
+    """向某人名册中的每个通知渠道发送一条测试消息（同时写入站内信），逐个报告结果。"""
+    import uuid
+    from datetime import UTC
+
+    from activities.channels import Channels, OutgoingMessage, SmtpSettings
+    from plan.roster import InboxChannel, channel_target
+    from store import service
+    from store.db import session_scope
+
+    settings = get_settings()
+    try:
+        roster = load_roster(settings.roster_file)
+    except RosterError as exc:
+        _fail(str(exc))
+    person = roster.person(person_id)
+    if person is None:
+        _fail(f"人员“{person_id}”不在名册中（{settings.roster_file}）")
+    now = datetime.now(UTC)
+    stamp = now.astimezone(ZoneInfo(settings.timezone)).strftime("%Y-%m-%d %H:%M:%S")
+    message = OutgoingMessage(
+        key=f"notify-test:{person.id}:{uuid.uuid4().hex}",
+        subject=TEST_SUBJECT,
+        body=(
+            f"{person.name}：这是一条测试消息，用于确认您在名册中登记的通知渠道可以收到"
+            f"{roster.town}舆情应急处置系统的通知，无需回复或处理。\n发送时间：{stamp}"
+        ),
+        link=settings.public_url,
+        rule="R-ORG",
+        incident_id="notify-test",
+        recipient_id=person.id,
+        recipient_name=person.name,
+        sent_at=now.isoformat(),
+    )
+    typer.echo(f"向{person.name}（{person.id}）发送测试消息：")
+    failed = 0
+    try:
+        with session_scope(settings.database_url) as session:
+            service.write_inbox(
+                session,
+                key=message.key,
+                incident_id=message.incident_id,
+                rule=message.rule,
+                recipient=person.id,
+                subject=message.subject,
+                body=message.body,
+                link=message.link,
+                drill=False,
+                created_at=now,
+            )
+        typer.echo("  站内信  OK")
+    except Exception as exc:  # a database that is down or not migrated
+        failed += 1
+        typer.echo(f"  站内信  失败：{exc}")
+    smtp = SmtpSettings(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        starttls=settings.smtp_starttls,
+        username=settings.smtp_username,
+        password=settings.smtp_password,
+        sender=settings.smtp_from,
+    )
+    external = [c for c in person.channels if not isinstance(c, InboxChannel)]
+    with httpx.Client(timeout=settings.webhook_timeout_seconds) as http:
+        channels = Channels(http, smtp)
+        for channel in external:
+            target = channel_target(channel)
+            try:
+                channels.send(message, channel)
+            except Exception as exc:  # Retryable, Refused, or anything unexpected
+                failed += 1
+                typer.echo(f"  {target}  失败：{exc}")
+            else:
+                typer.echo(f"  {target}  OK")
+    if failed:
+        typer.echo(f"{failed}个渠道发送失败", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"全部{len(external) + 1}个渠道发送成功")
+
+
 # ---------------------------------------------------------------- incidents
 
 

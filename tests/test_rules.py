@@ -366,7 +366,7 @@ def test_escalation_message(roster: Roster) -> None:
     assert "第2级督办" in subject
     assert "2026-11-29 11:30" in body
     assert "村镇建设办" in body
-    assert f"{rules.R_ESCALATE} 第2级：副组长" in body
+    assert f"{rules.R_ESCALATE} 督办第2级（共3级）：副组长" in body
 
 
 def test_reported_message_shows_the_reply_deadline(roster: Roster) -> None:

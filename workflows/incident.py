@@ -16,12 +16,11 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.messages import (
         DeliverRequest,
-        DeliveryFailure,
         EscalateRequest,
         IncidentRow,
         Notification,
@@ -70,6 +69,7 @@ with workflow.unsafe.imports_passed_through():
     from plan.outbox import deliveries_for
     from plan.roster import Role
     from workflows.deadlines import watch_deadline
+    from workflows.delivery import deliver
 
 SA_PHASE = SearchAttributeKey.for_keyword("IncidentPhase")
 SA_SEVERITY = SearchAttributeKey.for_keyword("IncidentSeverity")
@@ -1473,48 +1473,18 @@ class IncidentWorkflow:
         self._delivery_tasks[request.key] = asyncio.create_task(self._run_delivery(request))
 
     async def _run_delivery(self, request: DeliverRequest) -> None:
-        """Retry a channel with backoff until it succeeds, is refused (4xx) or the give-up period
-        ends; then record the failure and tell the office which channel failed for whom."""
+        """A failed channel is recorded and reported to the office by `deliver`; the incident's
+        timeline shows it too."""
         try:
-            await workflow.execute_activity(
-                "deliver",
-                request,
-                start_to_close_timeout=timedelta(minutes=1),
-                schedule_to_close_timeout=timedelta(minutes=self.inp.delivery_give_up_minutes),
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(seconds=1),
-                    backoff_coefficient=2.0,
-                    maximum_interval=timedelta(minutes=5),
-                    non_retryable_error_types=["DeliveryRefused"],
-                ),
-                summary=f"{request.note.rule} 发送：{request.channel.kind} → {request.recipient.name}"[
-                    :200
-                ],
-            )
-        except ActivityError as err:
-            cause = err.cause
-            refused = isinstance(cause, ApplicationError) and cause.type == "DeliveryRefused"
-            reason = str(cause.message if isinstance(cause, ApplicationError) else cause or err)
-            if not refused:
-                reason = f"{self.inp.delivery_give_up_minutes:g}分钟内未能送达（{reason}）"
-            await workflow.execute_activity(
-                "delivery_failed",
-                DeliveryFailure(
-                    request=request,
-                    reason=reason,
-                    given_up=not refused,
-                    office=self.roster.members_of(self.roster.roles.office),
-                ),
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                retry_policy=RETRY_FOREVER,
-                summary=f"通知发送失败：{request.channel.kind} → {request.recipient.name}"[:200],
-            )
-            self._event(
-                "delivery_failed",
-                None,
-                f"通知发送失败：{request.recipient.name}（{request.target}）：{reason}",
-            )
-            self._changed()
+            office = self.roster.members_of(self.roster.roles.office)
+            reason = await deliver(request, office, self.inp.delivery_give_up_minutes)
+            if reason is not None:
+                self._event(
+                    "delivery_failed",
+                    None,
+                    f"通知发送失败：{request.recipient.name}（{request.target}）：{reason}",
+                )
+                self._changed()
         finally:
             self.s.in_flight_deliveries = [
                 r for r in self.s.in_flight_deliveries if r.key != request.key

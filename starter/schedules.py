@@ -1,0 +1,78 @@
+"""Temporal Schedules that start DigestWorkflow: the daily digest at 08:00 and the weekly
+accountability summary on Mondays at 08:30, in the town's zone. `ensure_schedules` creates them,
+or updates them to the current settings when they exist (a paused schedule stays paused), so
+`yuqing setup` can run on every start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+
+from config.settings import Settings
+from plan.digest import DigestInput, DigestKind
+from workflows.digest import DigestWorkflow
+
+DAILY_SCHEDULE_ID = "yuqing-daily-digest"
+WEEKLY_SCHEDULE_ID = "yuqing-weekly-accountability"
+
+
+@dataclass(frozen=True)
+class DigestSchedule:
+    id: str
+    kind: DigestKind
+    cron: str
+    label: str
+
+
+SCHEDULES = (
+    DigestSchedule(DAILY_SCHEDULE_ID, "daily", "0 8 * * *", "每日舆情简报，每天08:00"),
+    DigestSchedule(WEEKLY_SCHEDULE_ID, "weekly", "30 8 * * 1", "每周问责汇总，每周一08:30"),
+)
+
+
+def digest_schedule(spec: DigestSchedule, settings: Settings) -> Schedule:
+    """The schedule as the settings describe it. The roster is left out of the input: the
+    worker's own roster file is read when the digest is built, so roster edits take effect."""
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            DigestWorkflow.run,
+            DigestInput(
+                kind=spec.kind,
+                timezone=settings.timezone,
+                public_url=settings.public_url,
+                delivery_give_up_minutes=settings.delivery_give_up_minutes,
+            ),
+            id=spec.id,  # each run's workflow id is this plus the scheduled time
+            task_queue=settings.temporal_task_queue,
+            static_summary=spec.label,
+        ),
+        spec=ScheduleSpec(cron_expressions=[spec.cron], time_zone_name=settings.timezone),
+    )
+
+
+async def ensure_schedules(client: Client, settings: Settings) -> list[tuple[str, str]]:
+    """Create both schedules, or update the ones that exist; returns (id, "created"|"updated")."""
+    done = []
+    for spec in SCHEDULES:
+        schedule = digest_schedule(spec, settings)
+        try:
+            await client.create_schedule(spec.id, schedule)
+            done.append((spec.id, "created"))
+        except ScheduleAlreadyRunningError:
+
+            def update(current: ScheduleUpdateInput, new: Schedule = schedule) -> ScheduleUpdate:
+                new.state = current.description.schedule.state  # keep paused / notes as they are
+                return ScheduleUpdate(schedule=new)
+
+            await client.get_schedule_handle(spec.id).update(update)
+            done.append((spec.id, "updated"))
+    return done

@@ -1,0 +1,59 @@
+"""Delivering one notification through one external channel, from any workflow.
+
+Retried with backoff until it is sent, refused (a non-retryable 4xx) or the give-up period ends;
+a failure is recorded on its outbox row and the office is told which channel failed for whom.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.messages import DeliverRequest, DeliveryFailure
+
+# Writes to the store must eventually succeed: retried without limit, backing off to a minute.
+RETRY_FOREVER = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+)
+ACTIVITY_TIMEOUT = timedelta(seconds=30)
+
+
+async def deliver(request: DeliverRequest, office: list[str], give_up_minutes: float) -> str | None:
+    """Deliver; None when sent, else the reason it failed (already recorded and reported)."""
+    try:
+        await workflow.execute_activity(
+            "deliver",
+            request,
+            start_to_close_timeout=timedelta(minutes=1),
+            schedule_to_close_timeout=timedelta(minutes=give_up_minutes),
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(seconds=1),
+                backoff_coefficient=2.0,
+                maximum_interval=timedelta(minutes=5),
+                non_retryable_error_types=["DeliveryRefused"],
+            ),
+            summary=f"{request.note.rule} 发送：{request.channel.kind} → {request.recipient.name}"[
+                :200
+            ],
+        )
+        return None
+    except ActivityError as err:
+        cause = err.cause
+        refused = isinstance(cause, ApplicationError) and cause.type == "DeliveryRefused"
+        reason = str(cause.message if isinstance(cause, ApplicationError) else cause or err)
+        if not refused:
+            reason = f"{give_up_minutes:g}分钟内未能送达（{reason}）"
+        await workflow.execute_activity(
+            "delivery_failed",
+            DeliveryFailure(request=request, reason=reason, given_up=not refused, office=office),
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY_FOREVER,
+            summary=f"通知发送失败：{request.channel.kind} → {request.recipient.name}"[:200],
+        )
+        return reason
