@@ -1,18 +1,11 @@
 """The read model on each backend (SQLite, and PostgreSQL when configured): migrations, the
-idempotent writes the activities make, tokens and queries, and webhook delivery to a real server."""
+idempotent writes the activities make, tokens and queries. Delivery over the channels (webhooks,
+robots, e-mail) and the outbox are tested in test_channels.py and test_outbox.py."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
-import json
-import threading
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -21,7 +14,6 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, func, inspect, select
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
-from temporalio.exceptions import ApplicationError
 
 from activities.messages import (
     EscalateRequest,
@@ -33,7 +25,7 @@ from activities.messages import (
 from activities.notify import NotifyActivities
 from activities.record import RecordActivities
 from plan.models import AccountabilityRecord, Deadline, Escalation, TimelineEntry
-from plan.roster import Channel, InboxChannel, WebhookChannel
+from plan.roster import Channel, InboxChannel
 from store import service
 from store.db import normalise_url, session_scope
 from store.migrate import downgrade, upgrade
@@ -66,7 +58,6 @@ TABLES = {
     "deliveries",
     "api_tokens",
 }
-SECRET = "whsec_" + base64.b64encode(b"yuqing-webhook-test-secret-0123").decode()
 
 
 # --- builders ---
@@ -584,213 +575,3 @@ def test_list_incidents(store_url: str, filters: dict[str, Any], expected: list[
     _seed_incidents(store_url)
     with session_scope(store_url) as s:
         assert [i.id for i in service.list_incidents(s, **filters)] == expected
-
-
-# --- notify: webhooks on a real HTTP server ---
-
-
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Receiver:
-    """A webhook endpoint on 127.0.0.1; `status` is what it answers next."""
-
-    url: str = ""
-    status: int = 204
-    requests: list[Received] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def received(self) -> list[Received]:
-        with self.lock:
-            return list(self.requests)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length") or 0))
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            with state.lock:
-                state.requests.append(Received(self.path, headers, body))
-                status = state.status
-            self.send_response(status)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/yuqing"
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
-def verify(secret: str, headers: dict[str, str], body: bytes) -> bool:
-    """Standard Webhooks, written from the spec rather than from the code under test."""
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
-    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-    for candidate in headers["webhook-signature"].split(" "):
-        version, _, signature = candidate.partition(",")
-        if version == "v1" and hmac.compare_digest(signature, expected):
-            return True
-    return False
-
-
-def deliveries(url: str) -> list[Delivery]:
-    with session_scope(url) as s:
-        return list(service.deliveries(s, key_prefix="inc-1:"))
-
-
-def test_webhook_delivered_once_and_signed(store_url: str, receiver: Receiver) -> None:
-    """R-NOTIFY: one signed POST per recipient and channel; a retried activity sends nothing."""
-    activities = NotifyActivities(store_url)
-    hooked = person("he.jing", InboxChannel(), WebhookChannel(url=receiver.url, secret=SECRET))
-    reported = note("inc-1:reported", [hooked, person("liu.yang")])
-
-    assert activities.notify(reported) == 1
-    (req,) = receiver.received()
-    assert req.path == "/hooks/yuqing"
-    assert req.headers["content-type"].startswith("application/json")
-    assert req.headers["webhook-id"]
-    timestamp = int(req.headers["webhook-timestamp"])
-    assert abs(timestamp - time.time()) < 300  # the spec's replay tolerance
-    assert req.headers["webhook-signature"].startswith("v1,")
-    assert verify(SECRET, req.headers, req.body)
-    wrong = "whsec_" + base64.b64encode(b"some-other-secret").decode()
-    assert not verify(wrong, req.headers, req.body)
-    assert not verify(SECRET, req.headers, req.body + b" ")
-
-    payload = json.loads(req.body)
-    assert payload["type"] == "yuqing.notification"
-    assert payload["incident_id"] == "inc-1"
-    assert payload["rule"] == "R-NOTIFY"
-    assert payload["recipient"] == {"id": "he.jing", "name": "HE.JING"}
-    assert payload["subject"] == reported.subject
-    assert payload["link"] == reported.link
-    assert payload["drill"] is False
-    assert datetime.fromisoformat(payload["sent_at"]) == reported.sent_at
-
-    (row,) = deliveries(store_url)
-    assert (row.recipient, row.channel, row.state, row.attempts, row.last_error) == (
-        "he.jing",
-        receiver.url,
-        "sent",
-        1,
-        None,
-    )
-    assert row.sent_at is not None and row.sent_at.tzinfo is UTC
-
-    assert activities.notify(reported) == 0
-    assert activities.notify(reported.model_copy(deep=True)) == 0
-    assert len(receiver.received()) == 1
-    with session_scope(store_url) as s:
-        assert count(s, InboxMessage) == 2
-    assert [d.attempts for d in deliveries(store_url)] == [1]
-
-
-def test_webhook_without_secret_is_unsigned(store_url: str, receiver: Receiver) -> None:
-    activities = NotifyActivities(store_url)
-    assert activities.notify(note("inc-1:x", [person("a", WebhookChannel(url=receiver.url))])) == 1
-    (req,) = receiver.received()
-    assert "webhook-signature" not in req.headers
-    assert req.headers["webhook-id"] and req.headers["webhook-timestamp"].isdigit()
-
-
-@pytest.mark.parametrize("status", [500, 503, 429])
-def test_webhook_server_error_is_retried(store_url: str, receiver: Receiver, status: int) -> None:
-    """A receiver that is down makes the activity fail retryably; once it recovers the message
-    is sent once, under the same webhook-id, and never again."""
-    activities = NotifyActivities(store_url)
-    hooked = person("he.jing", WebhookChannel(url=receiver.url, secret=SECRET))
-    reported = note("inc-1:reported", [hooked])
-
-    receiver.status = status
-    with pytest.raises(ApplicationError) as info:
-        activities.notify(reported)
-    assert info.value.non_retryable is False
-    assert f"HTTP {status}" in str(info.value)
-    assert len(receiver.received()) == 1
-    (row,) = deliveries(store_url)
-    assert (row.state, row.attempts, row.last_error, row.sent_at) == (
-        "pending",
-        1,
-        f"HTTP {status}",
-        None,
-    )
-    with session_scope(store_url) as s:  # the inbox did not wait for the webhook
-        assert len(service.inbox(s, recipient="he.jing")) == 1
-
-    receiver.status = 200
-    assert activities.notify(reported) == 1
-    first, second = receiver.received()
-    assert second.headers["webhook-id"] == first.headers["webhook-id"]
-    assert second.body == first.body
-    assert verify(SECRET, second.headers, second.body)
-    (row,) = deliveries(store_url)
-    assert (row.state, row.attempts, row.last_error) == ("sent", 2, None)
-
-    assert activities.notify(reported) == 0
-    assert len(receiver.received()) == 2
-    with session_scope(store_url) as s:
-        assert len(service.inbox(s, recipient="he.jing")) == 1
-
-
-def test_webhook_unreachable_is_retried(store_url: str) -> None:
-    """Nothing listening: a connection error is retryable, and recorded."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
-    url = f"http://127.0.0.1:{server.server_address[1]}/gone"
-    server.server_close()
-    activities = NotifyActivities(store_url)
-    with pytest.raises(ApplicationError) as info:
-        activities.notify(note("inc-1:reported", [person("he.jing", WebhookChannel(url=url))]))
-    assert info.value.non_retryable is False
-    (row,) = deliveries(store_url)
-    assert row.state == "pending"
-    assert row.last_error is not None and "ConnectError" in row.last_error
-
-
-def test_webhook_refused_is_not_retried(store_url: str, receiver: Receiver) -> None:
-    """A 4xx answer is permanent: non-retryable, and the delivery is recorded as failed."""
-    activities = NotifyActivities(store_url)
-    hooked = person("he.jing", InboxChannel(), WebhookChannel(url=receiver.url, secret=SECRET))
-    reported = note("inc-1:reported", [hooked, person("liu.yang")])
-
-    receiver.status = 400
-    with pytest.raises(ApplicationError) as info:
-        activities.notify(reported)
-    assert info.value.non_retryable is True
-    assert info.value.type == "WebhookRefused"
-    assert "he.jing: HTTP 400" in str(info.value)
-    assert len(receiver.received()) == 1
-    (row,) = deliveries(store_url)
-    assert (row.state, row.attempts, row.last_error, row.sent_at) == (
-        "failed",
-        1,
-        "HTTP 400",
-        None,
-    )
-    with session_scope(store_url) as s:
-        assert {m.recipient for m in s.scalars(select(InboxMessage))} == {"he.jing", "liu.yang"}
-
-    # Running it again does not hammer a receiver that refused the message.
-    receiver.status = 200
-    assert activities.notify(reported) == 0
-    assert len(receiver.received()) == 1
-    (row,) = deliveries(store_url)
-    assert row.state == "failed"
