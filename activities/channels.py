@@ -302,6 +302,10 @@ class EmailSender:
                     smtp.login(self.smtp.username, self.smtp.password or "")
                 smtp.send_message(msg)
         except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _msg in exc.recipients.values()]
+            if codes and all(400 <= code < 500 for code in codes):
+                # RFC 5321 4.2.1: a 4xx reply (greylisting, mailbox busy) is transient.
+                raise Retryable(f"SMTP deferred {channel.address}: {exc.recipients}") from exc
             raise Refused(f"SMTP refused {channel.address}: {exc.recipients}") from exc
         except smtplib.SMTPResponseException as exc:
             if 400 <= exc.smtp_code < 500:

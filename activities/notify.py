@@ -101,6 +101,8 @@ class NotifyActivities:
             )
             if row.state == "sent":
                 return "already sent"
+            if row.state in ("failed", "given_up"):
+                return row.state  # the workflow stopped trying and the office was told
             row.attempts += 1
         try:
             with httpx.Client(timeout=self.webhook_timeout) as client:
@@ -146,6 +148,8 @@ class NotifyActivities:
             row = service.outbox_get(session, key=key)
             if row is None or row.state == "sent":
                 return
+            if state == "pending" and row.state in ("failed", "given_up"):
+                return  # a late attempt's failure never reopens a row the workflow has closed
             row.state = state
             row.last_error = error
             if state == "sent":

@@ -1376,15 +1376,24 @@ class IncidentWorkflow:
         )
 
     def _notify(self, rule: str, person_ids: list[str], subject: str, body: str) -> None:
+        # R-DUTY: every notification about the incident reaches the responsible unit's
+        # first-responsible person (and the co-handling units'), whoever else it is for.
+        person_ids = list(person_ids)
+        for unit_id in [self.s.responsible_unit, *self.s.co_units]:
+            unit = self.roster.unit(unit_id) if unit_id else None
+            if unit is not None:
+                person_ids.append(unit.first_responsible)
+        involved = {self.sub.reporter_unit, self.s.responsible_unit, *self.s.co_units}
+        involved |= set(self.s.activated_units)
         recipients = []
         for pid in dict.fromkeys(person_ids):
             p = self.roster.person(pid)
             if p is not None:
                 recipients.append(Recipient(person_id=p.id, name=p.name, channels=list(p.channels)))
         for unit in self.roster.units:
-            # A unit's group chat hears whatever its head is told (R-DUTY: the unit is never
-            # told without its first-responsible person, who is on every unit list).
-            if unit.channels and unit.head in person_ids:
+            # A unit's group chat hears what its head is told about an incident the unit is
+            # part of (not, say, what its head is told as a member of the leading group).
+            if unit.channels and unit.id in involved and unit.head in person_ids:
                 recipients.append(
                     Recipient(
                         person_id=f"unit:{unit.id}", name=unit.name, channels=list(unit.channels)
