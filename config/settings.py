@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_from: str = "yuqing@localhost"
+    # Web sign-in: how long a browser session lasts, and the key for CSRF tokens (when unset, a
+    # random key is generated once and kept in data/secret_key).
+    session_hours: float = 12.0
+    secret_key: str | None = None
     # Continue-as-new once an incident's history reaches this many events.
     continue_as_new_after: int = 2_000
     # Set false only against a server without the custom search attributes registered.

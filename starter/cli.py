@@ -148,6 +148,35 @@ def token_revoke(person_id: str) -> None:
     typer.echo(f"已吊销{count}个令牌")
 
 
+@token_app.command("list")
+def token_list() -> None:
+    """列出全部令牌（编号、人员、创建时间、吊销时间；令牌本身从不保存，也不显示）。"""
+    from zoneinfo import ZoneInfo
+
+    from store import service
+    from store.db import session_scope
+
+    settings = get_settings()
+    roster = load_roster(settings.roster_file)
+    tz = ZoneInfo(settings.timezone)
+
+    def when(value: Any) -> str:
+        return value.astimezone(tz).strftime("%Y-%m-%d %H:%M") if value else "-"
+
+    with session_scope(settings.database_url) as s:
+        rows = [
+            (t.id, t.person_id, t.label, t.created_at, t.revoked_at) for t in service.list_tokens(s)
+        ]
+    if not rows:
+        typer.echo("暂无令牌")
+        return
+    typer.echo("编号\t人员\t创建时间\t状态\t备注")
+    for token_id, person_id, label, created, revoked in rows:
+        state = f"已吊销 {when(revoked)}" if revoked else "有效"
+        person = f"{person_id}（{roster.person_name(person_id)}）"
+        typer.echo(f"{token_id}\t{person}\t{when(created)}\t{state}\t{label or ''}")
+
+
 @app.command()
 def worker() -> None:
     """运行 worker（执行事件流程和活动）。"""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,6 +26,7 @@ from store.models import (
     Incident,
     ReferralRow,
     TimelineEvent,
+    WebSession,
     utcnow,
 )
 
@@ -369,6 +370,55 @@ def person_for_token(session: Session, *, token: str) -> str | None:
 def revoke_tokens(session: Session, *, person_id: str) -> int:
     rows = session.scalars(
         select(ApiToken).where(ApiToken.person_id == person_id, ApiToken.revoked_at.is_(None))
+    ).all()
+    for row in rows:
+        row.revoked_at = utcnow()
+    end_sessions(session, person_id=person_id)  # a revoked person is signed out of the pages too
+    return len(rows)
+
+
+def list_tokens(session: Session) -> Sequence[ApiToken]:
+    """Every token, newest first (the hashes only; a token is never stored)."""
+    return session.scalars(select(ApiToken).order_by(ApiToken.id.desc())).all()
+
+
+# --- browser sessions (web app) ---
+
+
+def create_session(session: Session, *, person_id: str, hours: float) -> str:
+    """A new, random session id for a signed-in person; only its hash is stored."""
+    session_id = secrets.token_urlsafe(32)
+    now = utcnow()
+    session.add(
+        WebSession(
+            person_id=person_id,
+            session_hash=_hash(session_id),
+            created_at=now,
+            expires_at=now + timedelta(hours=hours),
+        )
+    )
+    return session_id
+
+
+def person_for_session(session: Session, *, session_id: str) -> str | None:
+    """The person of a live session: not ended, not expired."""
+    row = session.scalar(select(WebSession).where(WebSession.session_hash == _hash(session_id)))
+    if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
+        return None
+    return row.person_id
+
+
+def end_session(session: Session, *, session_id: str) -> bool:
+    row = session.scalar(select(WebSession).where(WebSession.session_hash == _hash(session_id)))
+    if row is None or row.revoked_at is not None:
+        return False
+    row.revoked_at = utcnow()
+    return True
+
+
+def end_sessions(session: Session, *, person_id: str) -> int:
+    rows = session.scalars(
+        select(WebSession).where(WebSession.person_id == person_id, WebSession.revoked_at.is_(None))
     ).all()
     for row in rows:
         row.revoked_at = utcnow()

@@ -35,6 +35,24 @@ def token_for(settings: Settings, person: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {service.create_token(s, person_id=person)}"}
 
 
+def csrf_in(html: str) -> str:
+    """The page's own form's token (the header's 退出 form comes first when signed in)."""
+    found = re.findall(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "no csrf token on the page"
+    return str(found[-1])
+
+
+async def sign_in(http: httpx.AsyncClient, settings: Settings, person: str) -> str:
+    """Sign in to the pages with a fresh personal token; gives back the session's CSRF token."""
+    token = token_for(settings, person)["Authorization"].removeprefix("Bearer ")
+    login = await http.get("/login")
+    r = await http.post(
+        "/login", data={"csrf_token": csrf_in(login.text), "token": token, "next": "/incidents"}
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/incidents", r.text
+    return csrf_in((await http.get("/")).text)
+
+
 async def test_submit_read_and_act_through_the_api(
     http: httpx.AsyncClient, settings: Settings
 ) -> None:
@@ -170,7 +188,11 @@ async def test_bad_bodies(http: httpx.AsyncClient, settings: Settings) -> None:
     assert (await http.get("/api/incidents/YQ-MISSING", headers=office)).status_code == 404
 
 
-async def test_form_submits_and_redirects_to_the_incident_page(http: httpx.AsyncClient) -> None:
+async def test_form_submits_and_shows_the_incident(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    """Monitoring staff may report without signing in and get a confirmation with the incident
+    id; reading the incident page needs sign-in (R-SECRECY)."""
     page = await http.get("/")
     assert page.status_code == 200 and "报告舆情" in page.text
     key = re.search(r'name="submission_key" value="([0-9a-f]+)"', page.text)
@@ -187,18 +209,28 @@ async def test_form_submits_and_redirects_to_the_incident_page(http: httpx.Async
     }
     assert now_local
     r = await http.post("/incidents", data=form)
-    assert r.status_code == 303
-    location = r.headers["location"]
-    assert location.startswith("/incidents/YQ-")
+    assert r.status_code == 201 and "报告已提交" in r.text
+    found = re.search(r'id="incident-id">(YQ-[0-9A-F-]+)<', r.text)
+    assert found
+    location = f"/incidents/{found.group(1)}"
     # A double click sends the same key: the same incident, not a second one (R-DEDUP).
     again = await http.post("/incidents", data=form)
-    assert again.headers["location"] == location
+    assert found.group(1) in again.text
+    anonymous = await http.get(location)
+    assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/login")
+    await sign_in(http, settings, "liu.yang")
     detail = await http.get(location)
     assert detail.status_code == 200
     assert (
         "学校食堂卫生问题网帖" in detail.text and "R-REPLY 一般舆情12小时内官方回复" in detail.text
     )
     assert "在 Temporal UI 中查看" in detail.text
+    # Signed in, the form leads straight to the incident page.
+    page = await http.get("/")
+    csrf = re.findall(r'name="csrf_token" value="([^"]+)"', page.text)[-1]
+    signed_form = {**form, "submission_key": "second-report", "title": "另一条", "csrf_token": csrf}
+    r = await http.post("/incidents", data=signed_form)
+    assert r.status_code == 303 and r.headers["location"].startswith("/incidents/YQ-")
 
 
 async def test_form_shows_errors_and_keeps_input(
@@ -266,6 +298,7 @@ async def test_ledger_lists_every_deadline_with_rule_anchor_due_and_state(
     assert ledger["R-REPLY"]["anchor_label"] == "发现时间"
     for d in body["deadlines"]:
         assert {"rule", "anchor_at", "due_at", "state"} <= set(d)
+    await sign_in(http, settings, "liu.yang")
     page = await http.get(f"/incidents/{body['id']}")
     for d in body["deadlines"]:
         assert f'data-rule="{d["rule"]}" data-state="{d["state"]}"' in page.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -155,8 +156,10 @@ async def test_incident_end_to_end(
             "severity": "major",
         }
         r = api.post("/incidents", data=form, follow_redirects=False)
-        assert r.status_code == 303, r.text
-        incident_id = r.headers["location"].rsplit("/", 1)[1]
+        assert r.status_code == 201 and "报告已提交" in r.text, r.text
+        found = re.search(r'id="incident-id">(YQ-[0-9A-F-]+)<', r.text)
+        assert found
+        incident_id = found.group(1)
         tokens = {
             p: cli("token", "create", p).stdout.strip()
             for p in ("liu.yang", "lin.feng", "sun.haitao")
@@ -166,6 +169,12 @@ async def test_incident_end_to_end(
         assert state["phase"] == "triage" and state["severity"] == "major"
         reply = next(d for d in state["deadlines"] if d["rule"] == "R-REPLY")
         assert reply["met_at"] is None and reply["overdue"] is False
+        # The incident page needs sign-in (R-SECRECY): the office signs in with its token.
+        assert api.get(f"/incidents/{incident_id}").status_code == 303
+        login = api.get("/login").text
+        csrf = re.findall(r'name="csrf_token" value="([^"]+)"', login)[-1]
+        signed = api.post("/login", data={"csrf_token": csrf, "token": tokens["liu.yang"]})
+        assert signed.status_code == 303, signed.text
         assert "镇卫生院排队时间过长" in api.get(f"/incidents/{incident_id}").text
 
         # 2. The Temporal CLI finds it on the dev server.

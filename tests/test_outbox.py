@@ -260,7 +260,12 @@ async def test_given_up_after_the_give_up_period(
                     )
                 )
                 row = await eventually(lambda: one_row(database_url, view.id, "given_up"))
-            view = await incidents.get(client, view.id)
+                # The timeline entry follows once the failure is recorded.
+                entries = await eventually(
+                    lambda: [
+                        e for e in timeline_of(database_url, view.id) if e.kind == "delivery_failed"
+                    ]
+                )
         hits = r.received()
         assert len(hits) >= 2 and {h.status for h in hits} == {503}
         assert len({h.headers["webhook-id"] for h in hits}) == 1
@@ -269,10 +274,15 @@ async def test_given_up_after_the_give_up_period(
         for pid in OFFICE:
             (msg,) = notes[pid]
             assert "多次重试后放弃" in msg.body and "HTTP 503" in msg.body
-        (entry,) = [e for e in view.timeline if e.kind == "delivery_failed"]
+        (entry,) = entries
         assert "0.2分钟内未能送达" in entry.summary
     finally:
         r.close()
+
+
+def timeline_of(url: str, incident_id: str) -> list:  # type: ignore[type-arg]
+    with session_scope(url) as s:
+        return list(service.timeline(s, incident_id=incident_id))
 
 
 async def test_given_up_while_the_receiver_holds_the_request(

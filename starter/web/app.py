@@ -1,5 +1,8 @@
 """The web app: the submission form and incident pages (zh-CN), and the JSON API.
 
+Staff sign in to the pages with their personal token (starter.web.auth): a server-side session, CSRF
+tokens on every form, and R-SECRECY on the list and incident pages. The API keeps bearer tokens.
+
 Incident state comes from the workflow itself (a query), lists from the read model. Every input
 goes through starter.incidents, so the form, the API and the CLI refuse the same things the same way.
 """
@@ -7,13 +10,14 @@ goes through starter.incidents, so the form, the API and the CLI refuse the same
 from __future__ import annotations
 
 import json
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, Header, Query, Request
@@ -34,6 +38,8 @@ from starter.errors import FIELD_LABELS, translate_errors
 from starter.incidents import ServiceError
 from store import service
 from store.db import session_scope
+
+from .auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, Auth, Viewer, safe_next
 
 HERE = Path(__file__).resolve().parent
 MAX_BODY = 256 * 1024  # bytes; a submission is text, never this large
@@ -76,6 +82,7 @@ def create_app(
     settings = settings or get_settings()
     roster = roster or load_roster(settings.roster_file)
     state = AppState(settings, roster, client)
+    auth = Auth(settings, roster)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -113,30 +120,103 @@ def create_app(
         body = {"detail": "请求内容有误", "errors": [f.as_dict() for f in fields]}
         return JSONResponse(body, status_code=422)
 
+    def render(
+        request: Request, name: str, context: dict[str, Any], status_code: int = 200
+    ) -> Response:
+        """A page with the signed-in person (or none) for the header."""
+        context = {"me": auth.viewer(request), **context}
+        return templates.TemplateResponse(request, name, context, status_code=status_code)
+
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> Response:
         body = {"detail": exc.message, "errors": [f.as_dict() for f in exc.fields]}
         if request.url.path.startswith("/api/"):
             return JSONResponse(body, status_code=exc.status)
-        return templates.TemplateResponse(
-            request,
-            "error.html",
-            {"status": exc.status, "message": exc.message},
-            status_code=exc.status,
+        return render(
+            request, "error.html", {"status": exc.status, "message": exc.message}, exc.status
         )
+
+    def to_login(request: Request) -> Response:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse("/login?" + urlencode({"next": target}), status_code=303)
+
+    async def posted_form(request: Request, *, require_session: bool) -> dict[str, str]:
+        """A page's POST: same origin, and the CSRF token of the session when signed in."""
+        auth.check_origin(request)
+        form = await request.form()
+        values = {k: str(v) for k, v in form.items()}
+        me = auth.viewer(request)
+        if me is not None:
+            auth.check_csrf(me, values.get(CSRF_FIELD))
+        elif require_session:
+            raise ServiceError(403, "请先登录")
+        return values
+
+    # ------------------------------------------------------------------ sign-in
+
+    @app.get("/login", response_class=HTMLResponse)
+    async def login_page(request: Request, next: str | None = None) -> Response:
+        return login_form(request, safe_next(next), error=None, status_code=200)
+
+    def login_form(
+        request: Request, target: str, *, error: str | None, status_code: int
+    ) -> Response:
+        nonce = secrets.token_urlsafe(32)
+        response = render(
+            request,
+            "login.html",
+            {"next": target, "login_csrf": auth.login_csrf_for(nonce), "error": error},
+            status_code,
+        )
+        auth.set_cookie(response, LOGIN_COOKIE, nonce, max_age=3600)
+        return response
+
+    @app.post("/login", response_class=HTMLResponse)
+    async def login_submit(request: Request) -> Response:
+        auth.check_origin(request)
+        values = {k: str(v) for k, v in (await request.form()).items()}
+        auth.check_login_csrf(request, values.get(CSRF_FIELD))
+        target = safe_next(values.get("next"))
+        session_id = auth.sign_in(request, values.get("token", "").strip())
+        if session_id is None:
+            return login_form(
+                request, target, error="令牌无效或已吊销，请核对后重试", status_code=401
+            )
+        response = RedirectResponse(target, status_code=303)
+        auth.set_cookie(
+            response, SESSION_COOKIE, session_id, max_age=int(settings.session_hours * 3600)
+        )
+        auth.clear_cookie(response, LOGIN_COOKIE)
+        return response
+
+    @app.post("/logout")
+    async def logout(request: Request) -> Response:
+        auth.check_origin(request)
+        values = {k: str(v) for k, v in (await request.form()).items()}
+        me = auth.viewer(request)
+        if me is not None:
+            auth.check_csrf(me, values.get(CSRF_FIELD))
+            auth.sign_out(request)
+        response = RedirectResponse("/login", status_code=303)
+        auth.clear_cookie(response, SESSION_COOKIE)
+        return response
 
     # ------------------------------------------------------------------ pages
 
     @app.get("/", response_class=HTMLResponse)
     async def form_page(request: Request) -> Response:
-        return templates.TemplateResponse(
-            request, "form.html", {"values": {"submission_key": uuid.uuid4().hex}, "errors": {}}
-        )
+        values = {"submission_key": uuid.uuid4().hex}
+        me = auth.viewer(request)
+        if me is not None:
+            values["reporter_unit"] = me.unit
+            values["reporter_name"] = me.name
+        return render(request, "form.html", {"values": values, "errors": {}})
 
     @app.post("/incidents", response_class=HTMLResponse)
     async def form_submit(request: Request, client: TemporalClient) -> Response:
-        form = await request.form()
-        values = {k: str(v) for k, v in form.items()}
+        # Monitoring staff may report without an account; a signed-in person needs the CSRF token.
+        values = await posted_form(request, require_session=False)
+        values.pop(CSRF_FIELD, None)
         data, errors = _form_to_submission(values, tz)
         if not errors:
             try:
@@ -146,10 +226,12 @@ def create_app(
                     raise
                 errors = {f.field: f.message for f in exc.fields}
             else:
+                if auth.viewer(request) is None:
+                    # Without an account the incident page is not theirs to read (R-SECRECY):
+                    # confirm what was received instead.
+                    return render(request, "submitted.html", {"v": submitted.view}, 201)
                 return RedirectResponse(f"/incidents/{submitted.view.id}", status_code=303)
-        return templates.TemplateResponse(
-            request, "form.html", {"values": values, "errors": errors}, status_code=422
-        )
+        return render(request, "form.html", {"values": values, "errors": errors}, 422)
 
     @app.get("/incidents", response_class=HTMLResponse)
     async def list_page(
@@ -159,25 +241,36 @@ def create_app(
         overdue: bool | None = None,
         page: Annotated[int, Query(ge=1)] = 1,
     ) -> Response:
+        me = auth.viewer(request)
+        if me is None:
+            return to_login(request)
         with session_scope(settings.database_url) as s:
             rows = service.list_incidents(
                 s,
                 phase=phase or None,
                 unit=unit or None,
                 overdue=overdue,
+                involving=visible_unit(me),
                 limit=50,
                 offset=(page - 1) * 50,
             )
-        return templates.TemplateResponse(
+        return render(
             request, "list.html", {"rows": rows, "page": page, "phase": phase, "unit": unit}
         )
 
     @app.get("/incidents/{incident_id}", response_class=HTMLResponse)
     async def incident_page(request: Request, incident_id: str, client: TemporalClient) -> Response:
+        me = auth.viewer(request)
+        if me is None:
+            return to_login(request)
         view = await incidents.get(client, incident_id)
-        return templates.TemplateResponse(
-            request, "incident.html", {"v": view, "ui_link": ui_link(view.id)}
-        )
+        if not rules.can_view(roster, me.person_id, involved_units(view)):
+            raise ServiceError(403, "无权查看该事件（R-SECRECY：仅限与事件有关的人员）")
+        return render(request, "incident.html", {"v": view, "ui_link": ui_link(view.id)})
+
+    def visible_unit(me: Viewer) -> str | None:
+        """R-SECRECY: None when the person may see every incident, else the unit they see for."""
+        return None if rules.can_view(roster, me.person_id, set()) else me.unit
 
     # ------------------------------------------------------------------ JSON API
 

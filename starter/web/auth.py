@@ -1,0 +1,177 @@
+"""Sign-in for the HTML pages (R-SECRECY enforced by the server).
+
+Staff sign in with their personal token and get a server-side session behind the `yuqing_session`
+cookie (HttpOnly, SameSite=Strict, Secure over https); only the session id's SHA-256 is stored. Every
+form that POSTs carries a CSRF token, an HMAC of the session id under the server's secret key, and a
+POST whose Origin names another host is refused. The JSON API never reads the cookie: it keeps
+bearer tokens, so it needs no CSRF token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from fastapi import Request, Response
+
+from config.settings import Settings
+from plan.roster import Roster
+from starter.incidents import ServiceError
+from store import service
+from store.db import session_scope
+
+SESSION_COOKIE = "yuqing_session"
+LOGIN_COOKIE = "yuqing_login"  # a pre-sign-in nonce, so the sign-in form has a CSRF token too
+SECRET_FILE = Path("data") / "secret_key"
+CSRF_FIELD = "csrf_token"
+
+CSRF_REFUSED = "表单安全令牌缺失或无效（CSRF），请刷新页面后重新提交"
+ORIGIN_REFUSED = "请求来源与本站不一致，已拒绝（跨站请求）"
+
+
+def load_secret(settings: Settings, path: Path = SECRET_FILE) -> bytes:
+    """YUQING_SECRET_KEY, or a random key generated once and kept in data/secret_key."""
+    if settings.secret_key:
+        return settings.secret_key.encode()
+    if path.exists():
+        existing = path.read_text(encoding="utf-8").strip()
+        if existing:
+            return existing.encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(secrets.token_urlsafe(48))
+    try:
+        os.link(tmp, path)  # atomic: a second process starting at once keeps the first key
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_text(encoding="utf-8").strip().encode()
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The signed-in person of a request."""
+
+    person_id: str
+    name: str
+    unit: str
+    unit_name: str
+    session_id: str
+    csrf: str
+
+
+class Auth:
+    def __init__(self, settings: Settings, roster: Roster) -> None:
+        self.settings = settings
+        self.roster = roster
+        self.secret = load_secret(settings)
+        self.secure = settings.public_url.lower().startswith("https")
+
+    # ------------------------------------------------------------ tokens
+
+    def _mac(self, purpose: str, value: str) -> str:
+        return hmac.new(self.secret, f"{purpose}:{value}".encode(), hashlib.sha256).hexdigest()
+
+    def csrf_for(self, session_id: str) -> str:
+        return self._mac("csrf", session_id)
+
+    def login_csrf_for(self, nonce: str) -> str:
+        return self._mac("login", nonce)
+
+    # ------------------------------------------------------------ who is asking
+
+    def viewer(self, request: Request) -> Viewer | None:
+        """The person behind the session cookie, looked up once per request."""
+        if hasattr(request.state, "viewer"):
+            cached: Viewer | None = request.state.viewer
+            return cached
+        found: Viewer | None = None
+        session_id = request.cookies.get(SESSION_COOKIE)
+        if session_id and not request.url.path.startswith("/api/"):
+            with session_scope(self.settings.database_url) as s:
+                person_id = service.person_for_session(s, session_id=session_id)
+            person = self.roster.person(person_id) if person_id else None
+            if person is not None:
+                found = Viewer(
+                    person_id=person.id,
+                    name=person.name,
+                    unit=person.unit,
+                    unit_name=self.roster.unit_name(person.unit),
+                    session_id=session_id,
+                    csrf=self.csrf_for(session_id),
+                )
+        request.state.viewer = found
+        return found
+
+    # ------------------------------------------------------------ checks on POSTs from pages
+
+    def check_origin(self, request: Request) -> None:
+        """A browser names the page's origin on every POST; another host's page is refused."""
+        origin = request.headers.get("origin")
+        if origin is None:
+            return
+        host = request.headers.get("host", "").lower()
+        if origin == "null" or urlsplit(origin).netloc.lower() != host:
+            raise ServiceError(403, ORIGIN_REFUSED)
+
+    def check_csrf(self, viewer: Viewer, submitted: str | None) -> None:
+        if not submitted or not hmac.compare_digest(submitted, viewer.csrf):
+            raise ServiceError(403, CSRF_REFUSED)
+
+    def check_login_csrf(self, request: Request, submitted: str | None) -> None:
+        nonce = request.cookies.get(LOGIN_COOKIE)
+        if not nonce or not submitted:
+            raise ServiceError(403, CSRF_REFUSED)
+        if not hmac.compare_digest(submitted, self.login_csrf_for(nonce)):
+            raise ServiceError(403, CSRF_REFUSED)
+
+    # ------------------------------------------------------------ cookies
+
+    def set_cookie(self, response: Response, name: str, value: str, max_age: int) -> None:
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age,
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=self.secure,
+        )
+
+    def clear_cookie(self, response: Response, name: str) -> None:
+        response.delete_cookie(name, path="/", httponly=True, samesite="strict", secure=self.secure)
+
+    # ------------------------------------------------------------ sign in and out
+
+    def sign_in(self, request: Request, token: str) -> str | None:
+        """A fresh session for the token's person, or None. A session cookie the browser sent
+        before is ended, never reused (no session fixation)."""
+        with session_scope(self.settings.database_url) as s:
+            person_id = service.person_for_token(s, token=token)
+            if person_id is None or self.roster.person(person_id) is None:
+                return None
+            old = request.cookies.get(SESSION_COOKIE)
+            if old:
+                service.end_session(s, session_id=old)
+            return service.create_session(s, person_id=person_id, hours=self.settings.session_hours)
+
+    def sign_out(self, request: Request) -> None:
+        session_id = request.cookies.get(SESSION_COOKIE)
+        if session_id:
+            with session_scope(self.settings.database_url) as s:
+                service.end_session(s, session_id=session_id)
+
+
+def safe_next(target: str | None, default: str = "/incidents") -> str:
+    """Only a path on this site: never another host (no open redirect)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return default
+    return target
