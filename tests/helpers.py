@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -16,6 +16,7 @@ from config.settings import Settings
 from plan.models import IncidentView
 from plan.roster import Roster
 from starter import incidents
+from store.db import session_scope
 from worker import build_worker
 
 T = TypeVar("T")
@@ -100,3 +101,9 @@ async def triage(
     if co_units:
         data["co_units"] = co_units
     return await incidents.act(client, incident_id, "triage", data, actor)
+
+
+def stored(url: str, query: Callable[..., Sequence[T]], **kw: Any) -> list[T]:
+    """Rows from the read model through one store.service query, in a session of their own."""
+    with session_scope(url) as s:
+        return list(query(s, **kw))

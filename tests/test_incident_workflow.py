@@ -18,8 +18,7 @@ from plan.roster import Roster
 from starter import incidents
 from starter.incidents import ServiceError
 from store import service
-from store.db import session_scope
-from tests.helpers import eventually, publish, running_worker, submit
+from tests.helpers import eventually, publish, running_worker, stored, submit
 from workflows.incident import IncidentWorkflow
 
 WF_TASK = {
@@ -31,11 +30,6 @@ WF_TASK = {
 
 def _deadline(view, rule):  # type: ignore[no-untyped-def]
     return next(d for d in view.deadlines if d.rule == rule)
-
-
-def _rows(url: str, query, **kw):  # type: ignore[no-untyped-def]
-    with session_scope(url) as s:
-        return list(query(s, **kw))
 
 
 @pytest.mark.parametrize(("severity", "hours"), [("general", 12), ("major", 24), ("urgent", 3)])
@@ -57,7 +51,7 @@ async def test_reply_deadline_by_severity(
         assert reply.due_at == discovered + timedelta(hours=hours)
         assert reply.met_at is None and not reply.overdue
         rows = await eventually(
-            lambda: _rows(settings.database_url, service.deadlines, incident_id=view.id)
+            lambda: stored(settings.database_url, service.deadlines, incident_id=view.id)
         )
         assert {r.rule: r.due_at for r in rows}["R-REPLY"] == discovered + timedelta(hours=hours)
 
@@ -95,31 +89,31 @@ async def test_unmet_deadline_escalates_step_by_step_and_records_the_miss(
     async with running_worker(client, settings, executor):
         view = await submit(client, settings, roster, severity="urgent", responsible_unit="cjb")
         await time_env.sleep(timedelta(hours=3, minutes=1))
-        esc = await eventually(lambda: _rows(url, service.escalations, incident_id=view.id))
+        esc = await eventually(lambda: stored(url, service.escalations, incident_id=view.id))
         assert [e.step for e in esc] == [1]
         assert set(esc[0].targets.split(",")) >= {"sun.haitao", "liu.yang", "zhou.ting"}
-        acc = await eventually(lambda: _rows(url, service.accountability, incident_id=view.id))
+        acc = await eventually(lambda: stored(url, service.accountability, incident_id=view.id))
         assert [(a.rule, a.kind, a.unit, a.person) for a in acc] == [
             ("R-REPLY", "逾期", "cjb", "sun.haitao")
         ]
         assert acc[0].met_at is None
-        inbox = await eventually(lambda: _rows(url, service.inbox, recipient="sun.haitao"))
+        inbox = await eventually(lambda: stored(url, service.inbox, recipient="sun.haitao"))
         assert any("第1级" in m.subject for m in inbox)
-        assert not _rows(url, service.inbox, recipient="li.xiaomei")
+        assert not stored(url, service.inbox, recipient="li.xiaomei")
 
         await time_env.sleep(timedelta(minutes=61))
         esc = await eventually(
             lambda: (
-                (r := _rows(url, service.escalations, incident_id=view.id)) and len(r) >= 2 and r
+                (r := stored(url, service.escalations, incident_id=view.id)) and len(r) >= 2 and r
             )
         )
         assert [(e.step, e.targets) for e in esc] == [(1, esc[0].targets), (2, "li.xiaomei")]
-        await eventually(lambda: _rows(url, service.inbox, recipient="li.xiaomei"))
+        await eventually(lambda: stored(url, service.inbox, recipient="li.xiaomei"))
 
         await time_env.sleep(timedelta(minutes=61))
         esc = await eventually(
             lambda: (
-                (r := _rows(url, service.escalations, incident_id=view.id)) and len(r) >= 3 and r
+                (r := stored(url, service.escalations, incident_id=view.id)) and len(r) >= 3 and r
             )
         )
         assert [(e.step, e.targets) for e in esc][1:] == [(2, "li.xiaomei"), (3, "wang.jianguo")]
@@ -152,7 +146,7 @@ async def test_published_reply_stops_escalation(
             "liu.yang",
         )
         await time_env.sleep(timedelta(hours=3, minutes=1))
-        await eventually(lambda: _rows(url, service.escalations, incident_id=view.id))
+        await eventually(lambda: stored(url, service.escalations, incident_id=view.id))
         final = await publish(client, view.id, staff="lin.feng", head="sun.haitao", release=True)
         handle = client.get_workflow_handle_for(IncidentWorkflow.run, view.id)
         assert final.phase.value == "tracking"
@@ -161,10 +155,12 @@ async def test_published_reply_stops_escalation(
         assert [r.status.value for r in final.replies] == ["published"]
         assert final.replies[0].approved_by == "sun.haitao"
         await time_env.sleep(timedelta(hours=2))
-        escalated = _rows(url, service.escalations, incident_id=view.id)
+        escalated = stored(url, service.escalations, incident_id=view.id)
         assert [e.deadline_key for e in escalated] == ["R-REPLY#1"]
         acc = await eventually(
-            lambda: [a for a in _rows(url, service.accountability, incident_id=view.id) if a.met_at]
+            lambda: [
+                a for a in stored(url, service.accountability, incident_id=view.id) if a.met_at
+            ]
         )
         assert acc[0].met_at == reply.met_at
         # The whole history (timers, escalation, updates) replays deterministically.
@@ -194,11 +190,11 @@ async def test_reply_in_time_records_no_miss(
         assert not _deadline(final, "R-REPLY").overdue
         assert final.phase.value == "tracking"
         rows = await eventually(
-            lambda: [i for i in _rows(url, service.list_incidents) if i.phase == "tracking"]
+            lambda: [i for i in stored(url, service.list_incidents) if i.phase == "tracking"]
         )
         assert rows[0].id == view.id and not rows[0].overdue
-        assert _rows(url, service.escalations, incident_id=view.id) == []
-        assert _rows(url, service.accountability, incident_id=view.id) == []
+        assert stored(url, service.escalations, incident_id=view.id) == []
+        assert stored(url, service.accountability, incident_id=view.id) == []
 
 
 async def test_late_submission_records_late_report(
@@ -214,7 +210,7 @@ async def test_late_submission_records_late_report(
         report = _deadline(view, "R-REPORT")
         assert report.overdue and report.met_at == view.received_at
         assert any(e.kind == "late_report" for e in view.timeline)
-        acc = await eventually(lambda: _rows(url, service.accountability, incident_id=view.id))
+        acc = await eventually(lambda: stored(url, service.accountability, incident_id=view.id))
         assert [(a.rule, a.kind, a.unit, a.person) for a in acc] == [
             ("R-REPORT", "迟报", "dhc", "feng.gang")
         ]
@@ -226,8 +222,8 @@ async def test_late_submission_records_late_report(
             discovered_at=(datetime.now(UTC) - timedelta(minutes=50)).isoformat(),
         )
         assert not _deadline(on_time, "R-REPORT").overdue
-        await eventually(lambda: _rows(url, service.timeline, incident_id=on_time.id))
-        assert _rows(url, service.accountability, incident_id=on_time.id) == []
+        await eventually(lambda: stored(url, service.timeline, incident_id=on_time.id))
+        assert stored(url, service.accountability, incident_id=on_time.id) == []
 
 
 async def test_notify_on_report(
@@ -238,11 +234,11 @@ async def test_notify_on_report(
     url = settings.database_url
     async with running_worker(client, settings, executor):
         general = await submit(client, settings, roster, severity="general")
-        await eventually(lambda: _rows(url, service.inbox, recipient="liu.yang"))
-        await eventually(lambda: _rows(url, service.inbox, recipient="zhou.ting"))
+        await eventually(lambda: stored(url, service.inbox, recipient="liu.yang"))
+        await eventually(lambda: stored(url, service.inbox, recipient="zhou.ting"))
         assert not [
             m
-            for m in _rows(url, service.inbox, recipient="wang.jianguo")
+            for m in stored(url, service.inbox, recipient="wang.jianguo")
             if m.incident_id == general.id
         ]
 
@@ -250,7 +246,7 @@ async def test_notify_on_report(
         for person in ("wang.jianguo", "huang.li", "wu.fang", "xu.lei"):
             msgs = await eventually(
                 lambda p=person: [
-                    m for m in _rows(url, service.inbox, recipient=p) if m.incident_id == major.id
+                    m for m in stored(url, service.inbox, recipient=p) if m.incident_id == major.id
                 ]
             )
             assert msgs[0].rule == "R-NOTIFY" and "重大" in msgs[0].subject
@@ -264,7 +260,7 @@ async def test_refused_actions_change_nothing(
         view = await submit(client, settings, roster, severity="major")
         handle = client.get_workflow_handle_for(IncidentWorkflow.run, view.id)
         await eventually(
-            lambda: _rows(settings.database_url, service.timeline, incident_id=view.id)
+            lambda: stored(settings.database_url, service.timeline, incident_id=view.id)
         )
 
         async def history_length() -> int:

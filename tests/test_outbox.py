@@ -25,7 +25,7 @@ from store import service
 from store.db import session_scope
 from store.models import Delivery, InboxMessage
 from tests.conftest import EXAMPLE_ROSTER, make_settings
-from tests.helpers import eventually, running_worker, submit, triage
+from tests.helpers import eventually, running_worker, stored, submit, triage
 from tests.test_channels import Receiver
 
 OFFICE = ["liu.yang", "zhou.ting", "ma.chao"]
@@ -46,13 +46,8 @@ def webhook(url: str) -> str:
     return f'{{ kind = "webhook", url = "{url}" }}'
 
 
-def rows(url: str, query: Callable[..., Any], **kw: Any) -> list[Any]:
-    with session_scope(url) as s:
-        return list(query(s, **kw))
-
-
 def outbox(url: str, incident_id: str) -> list[Delivery]:
-    return rows(url, service.outbox, incident_id=incident_id)
+    return stored(url, service.outbox, incident_id=incident_id)
 
 
 def inbox_of(url: str, incident_id: str) -> list[InboxMessage]:
@@ -141,7 +136,7 @@ async def test_retried_until_accepted_exactly_once(
             view = await submit(client, settings, roster)
             # The inbox is written at once, whatever the channel does.
             await eventually(
-                lambda: rows(settings.database_url, service.inbox, recipient="liu.yang")
+                lambda: stored(settings.database_url, service.inbox, recipient="liu.yang")
             )
             async with clock_running(time_env):
                 row = await eventually(lambda: one_row(settings.database_url, view.id, "sent"))
@@ -217,7 +212,7 @@ async def test_refused_is_not_retried_and_the_office_is_told(
             timeline = await eventually(
                 lambda: [
                     e
-                    for e in rows(url, service.timeline, incident_id=view.id)
+                    for e in stored(url, service.timeline, incident_id=view.id)
                     if e.kind == "delivery_failed"
                 ]
             )
@@ -342,12 +337,12 @@ async def test_escalation_is_recorded_before_any_delivery_succeeds(
             view = await submit(client, settings, roster, drill_speedup=43200)
             await eventually(r.received)  # the report's message is held at the receiver
             esc = await eventually(
-                lambda: rows(database_url, service.escalations, incident_id=view.id)
+                lambda: stored(database_url, service.escalations, incident_id=view.id)
             )
             step1 = await eventually(
                 lambda: [
                     m
-                    for m in rows(database_url, service.inbox, recipient="liu.yang")
+                    for m in stored(database_url, service.inbox, recipient="liu.yang")
                     if "第1级" in m.subject
                 ]
             )
@@ -402,7 +397,7 @@ async def test_unit_group_and_first_responsible_hear_everything_about_the_unit(
             await time_env.sleep(timedelta(hours=15))
             await eventually(
                 lambda: (
-                    [e.step for e in rows(url, service.escalations, incident_id=view.id)]
+                    [e.step for e in stored(url, service.escalations, incident_id=view.id)]
                     == [1, 2, 3]
                 )
             )
@@ -431,7 +426,7 @@ async def test_unit_group_and_first_responsible_hear_everything_about_the_unit(
         assert len(head_told) == 5
         assert {k for k, who in told.items() if "unit:sswb" in who} == head_told
 
-        wu = rows(url, service.inbox, recipient="wu.fang")
+        wu = stored(url, service.inbox, recipient="wu.fang")
         assert sorted(m.rule for m in wu) == sorted(
             [
                 "R-NOTIFY",

@@ -3,7 +3,7 @@ re-triage, on the time-skipping test server with a real worker and a real SQLite
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
@@ -22,20 +22,14 @@ from plan.roster import Roster
 from starter import incidents
 from starter.incidents import ServiceError
 from store import service
-from store.db import session_scope
 from store.models import Incident, ReferralRow
-from tests.helpers import eventually, publish, running_worker, submit, triage
+from tests.helpers import eventually, publish, running_worker, stored, submit, triage
 
 TZ = ZoneInfo("Asia/Shanghai")
 T = TypeVar("T")
 
 
 # --- small helpers -------------------------------------------------------------------------
-
-
-def _rows(url: str, query: Callable[..., Sequence[T]], **kw: Any) -> list[T]:
-    with session_scope(url) as s:
-        return list(query(s, **kw))
 
 
 def _referrals(s: Session, *, incident_id: str) -> Sequence[ReferralRow]:
@@ -142,7 +136,7 @@ async def test_r_inquiry_opinion_due_at_local_midnight_and_missed_opinion_escala
         rows = await eventually(
             lambda: [
                 r
-                for r in _rows(url, service.deadlines, incident_id=view.id)
+                for r in stored(url, service.deadlines, incident_id=view.id)
                 if r.key == "R-INQUIRY-OPINION"
             ]
         )
@@ -153,7 +147,7 @@ async def test_r_inquiry_opinion_due_at_local_midnight_and_missed_opinion_escala
         acc = await eventually(
             lambda: [
                 a
-                for a in _rows(url, service.accountability, incident_id=view.id)
+                for a in stored(url, service.accountability, incident_id=view.id)
                 if a.deadline_key == "R-INQUIRY-OPINION"
             ]
         )
@@ -164,7 +158,7 @@ async def test_r_inquiry_opinion_due_at_local_midnight_and_missed_opinion_escala
         esc = await eventually(
             lambda: [
                 e
-                for e in _rows(url, service.escalations, incident_id=view.id)
+                for e in stored(url, service.escalations, incident_id=view.id)
                 if e.deadline_key == "R-INQUIRY-OPINION"
             ]
         )
@@ -223,7 +217,7 @@ async def test_r_inquiry_opinion_due_at_local_midnight_and_missed_opinion_escala
         rows = await eventually(
             lambda: [
                 r
-                for r in _rows(url, service.deadlines, incident_id=view.id)
+                for r in stored(url, service.deadlines, incident_id=view.id)
                 if r.key == "R-INQUIRY-RESULT" and r.met_at is not None
             ]
         )
@@ -254,14 +248,14 @@ async def test_r_inquiry_immediate_result_reply_meets_reply_and_opinion(
         await _refused(client, view.id, "conclude", {}, "lin.feng", 409, "已办结")
         rows = await eventually(
             lambda: (
-                (r := {d.key: d for d in _rows(url, service.deadlines, incident_id=view.id)})
+                (r := {d.key: d for d in stored(url, service.deadlines, incident_id=view.id)})
                 and "R-INQUIRY-OPINION" in r
                 and r["R-INQUIRY-OPINION"].met_at is not None
                 and r
             )
         )
         assert rows["R-REPLY#1"].met_at == published
-        assert _rows(url, service.accountability, incident_id=view.id) == []
+        assert stored(url, service.accountability, incident_id=view.id) == []
 
 
 # --- R-HYPE -----------------------------------------------------------------------------------
@@ -303,14 +297,14 @@ async def test_r_hype_referral_only_after_facts_published_and_only_once(
         ]
         assert "大V" in view.referrals[0].reason
         assert any(e.kind == "referred" and e.actor == "lin.feng" for e in view.timeline)
-        stored = await eventually(lambda: _rows(url, _referrals, incident_id=view.id))
-        assert [(r.no, r.rule, r.target, r.by) for r in stored] == [
+        saved = await eventually(lambda: stored(url, _referrals, incident_id=view.id))
+        assert [(r.no, r.rule, r.target, r.by) for r in saved] == [
             (1, "R-HYPE", "zhao.min", "lin.feng")
         ]
         inbox = await eventually(
             lambda: [
                 m
-                for m in _rows(url, service.inbox, recipient="zhao.min")
+                for m in stored(url, service.inbox, recipient="zhao.min")
                 if m.incident_id == view.id and m.rule == "R-HYPE"
             ]
         )
@@ -343,12 +337,12 @@ async def test_r_fabrication_triage_always_refers_once(
         assert [(r.no, r.rule, r.target, r.by) for r in view.referrals] == [
             (1, "R-FABRICATION", "qian.jun", None)
         ]
-        stored = await eventually(lambda: _rows(url, _referrals, incident_id=view.id))
-        assert [(r.rule, r.target) for r in stored] == [("R-FABRICATION", "qian.jun")]
+        saved = await eventually(lambda: stored(url, _referrals, incident_id=view.id))
+        assert [(r.rule, r.target) for r in saved] == [("R-FABRICATION", "qian.jun")]
         inbox = await eventually(
             lambda: [
                 m
-                for m in _rows(url, service.inbox, recipient="qian.jun")
+                for m in stored(url, service.inbox, recipient="qian.jun")
                 if m.incident_id == view.id and m.rule == "R-FABRICATION"
             ]
         )
@@ -360,16 +354,16 @@ async def test_r_fabrication_triage_always_refers_once(
         assert [r.rule for r in view.referrals] == ["R-FABRICATION"]
         await eventually(
             lambda: (
-                sum(e.kind == "triaged" for e in _rows(url, service.timeline, incident_id=view.id))
+                sum(e.kind == "triaged" for e in stored(url, service.timeline, incident_id=view.id))
                 == 4
             )
         )
-        assert len(_rows(url, _referrals, incident_id=view.id)) == 1
+        assert len(stored(url, _referrals, incident_id=view.id)) == 1
         assert (
             len(
                 [
                     m
-                    for m in _rows(url, service.inbox, recipient="qian.jun")
+                    for m in stored(url, service.inbox, recipient="qian.jun")
                     if m.rule == "R-FABRICATION"
                 ]
             )
@@ -444,7 +438,7 @@ async def test_r_suggestion_reply_only_after_adoption_decision(
         timeline = await eventually(
             lambda: [
                 e
-                for e in _rows(url, service.timeline, incident_id=view.id)
+                for e in stored(url, service.timeline, incident_id=view.id)
                 if e.kind in ("adoption", "reply_published")
             ]
         )
@@ -519,11 +513,11 @@ async def test_r_stance_declared_delay_stance_reply_and_official_reply_still_owe
         assert view.facts_published_at is None  # a stance reply does not tell the facts
 
         await _sleep_past(time_env, reply.due_at)
-        acc = await eventually(lambda: _rows(url, service.accountability, incident_id=view.id))
+        acc = await eventually(lambda: stored(url, service.accountability, incident_id=view.id))
         assert [(a.deadline_key, a.rule, a.kind, a.unit, a.met_at) for a in acc] == [
             ("R-REPLY#1", "R-REPLY", "逾期", "cjb", None)
         ]
-        esc = await eventually(lambda: _rows(url, service.escalations, incident_id=view.id))
+        esc = await eventually(lambda: stored(url, service.escalations, incident_id=view.id))
         assert {e.deadline_key for e in esc} == {"R-REPLY#1"}
         view = await incidents.get(client, view.id)
         assert _dl(view, "R-REPLY#1").state == "overdue"
@@ -621,7 +615,7 @@ async def test_r_review_rounds_record_who_and_when_and_rejected_draft_is_redraft
 
         events = await eventually(
             lambda: (
-                (r := _rows(url, service.timeline, incident_id=view.id))
+                (r := stored(url, service.timeline, incident_id=view.id))
                 and sum(e.kind == "reply_published" for e in r) == 2
                 and r
             )
@@ -661,7 +655,7 @@ async def test_retriage_away_from_inquiry_cancels_r_inquiry_opinion(
         row = await eventually(
             lambda: [
                 r
-                for r in _rows(url, service.deadlines, incident_id=view.id)
+                for r in stored(url, service.deadlines, incident_id=view.id)
                 if r.key == "R-INQUIRY-OPINION" and r.cancelled
             ]
         )
@@ -705,14 +699,14 @@ async def test_retriage_severity_moves_r_reply_and_is_on_the_timeline(
         rows = await eventually(
             lambda: [
                 r
-                for r in _rows(url, service.deadlines, incident_id=view.id)
+                for r in stored(url, service.deadlines, incident_id=view.id)
                 if r.key == "R-REPLY#1" and r.due_at == discovered + timedelta(hours=24)
             ]
         )
         assert rows[0].anchor_at == discovered
 
         def moved_twice() -> list[Any]:
-            rows = _rows(url, service.timeline, incident_id=view.id)
+            rows = stored(url, service.timeline, incident_id=view.id)
             moved = [e for e in rows if e.kind == "deadline_moved"]
             return moved if len(moved) == 2 else []
 
@@ -737,7 +731,7 @@ async def test_retriage_co_units_may_report_progress_but_not_publish(
         assert any(e.kind == "triaged" and "协办单位" in e.summary for e in view.timeline)
         await eventually(
             lambda: [
-                r for r in _rows(url, _incident_row, incident_id=view.id) if r.co_units == "sswb"
+                r for r in stored(url, _incident_row, incident_id=view.id) if r.co_units == "sswb"
             ]
         )
         assert _dl(view, "R-PROGRESS#1").open
@@ -803,13 +797,13 @@ async def test_return_to_office_sends_back_to_triage_deadlines_count_from_discov
         await eventually(
             lambda: [
                 m
-                for m in _rows(url, service.inbox, recipient="liu.yang")
+                for m in stored(url, service.inbox, recipient="liu.yang")
                 if m.incident_id == view.id and "退回" in m.subject
             ]
         )
         await eventually(
             lambda: [
-                r for r in _rows(url, _incident_row, incident_id=view.id) if r.phase == "triage"
+                r for r in stored(url, _incident_row, incident_id=view.id) if r.phase == "triage"
             ]
         )
         await _refused(client, view.id, "draft-reply", {"text": "x"}, "lin.feng", 409, "待研判")
@@ -824,7 +818,7 @@ async def test_return_to_office_sends_back_to_triage_deadlines_count_from_discov
         acc = await eventually(
             lambda: [
                 a
-                for a in _rows(url, service.accountability, incident_id=view.id)
+                for a in stored(url, service.accountability, incident_id=view.id)
                 if a.deadline_key == "R-REPLY#1"
             ]
         )

@@ -28,19 +28,13 @@ from plan.roster import Roster
 from starter import incidents
 from starter.incidents import ServiceError
 from store import service
-from store.db import session_scope
-from tests.helpers import eventually, publish, running_worker, submission, submit, triage
+from tests.helpers import eventually, publish, running_worker, stored, submission, submit, triage
 from workflows.incident import IncidentWorkflow
 
 OFFICE = {"liu.yang", "zhou.ting", "ma.chao"}
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def _rows(url: str, query: Any, **kw: Any) -> list[Any]:
-    with session_scope(url) as s:
-        return list(query(s, **kw))
 
 
 def _dl(view: IncidentView, key: str) -> Deadline:
@@ -60,14 +54,16 @@ def _kinds(view: IncidentView, kind: str) -> list[Any]:
 def _acc(url: str, incident_id: str, key_prefix: str = "") -> list[tuple[Any, ...]]:
     return [
         (a.rule, a.kind, a.unit, a.person)
-        for a in _rows(url, service.accountability, incident_id=incident_id)
+        for a in stored(url, service.accountability, incident_id=incident_id)
         if a.deadline_key.startswith(key_prefix)
     ]
 
 
 def _esc(url: str, incident_id: str, key: str) -> list[Any]:
     return [
-        e for e in _rows(url, service.escalations, incident_id=incident_id) if e.deadline_key == key
+        e
+        for e in stored(url, service.escalations, incident_id=incident_id)
+        if e.deadline_key == key
     ]
 
 
@@ -83,12 +79,12 @@ def _steps(url: str, incident_id: str, key: str, n: int) -> Any:
 
 def _store_deadline(url: str, incident_id: str, key: str) -> Any:
     return next(
-        (r for r in _rows(url, service.deadlines, incident_id=incident_id) if r.key == key), None
+        (r for r in stored(url, service.deadlines, incident_id=incident_id) if r.key == key), None
     )
 
 
 def _inbox(url: str, person: str, incident_id: str) -> list[Any]:
-    return [m for m in _rows(url, service.inbox, recipient=person) if m.incident_id == incident_id]
+    return [m for m in stored(url, service.inbox, recipient=person) if m.incident_id == incident_id]
 
 
 def _warnings_to(url: str, person: str, incident_id: str) -> list[Any]:
@@ -97,13 +93,17 @@ def _warnings_to(url: str, person: str, incident_id: str) -> list[Any]:
 
 def _incident_row(url: str, incident_id: str, *, phase: str) -> Any:
     return next(
-        (i for i in _rows(url, service.list_incidents) if i.id == incident_id and i.phase == phase),
+        (
+            i
+            for i in stored(url, service.list_incidents)
+            if i.id == incident_id and i.phase == phase
+        ),
         None,
     )
 
 
 def _stored_kinds(url: str, incident_id: str, kind: str) -> list[Any]:
-    return [e for e in _rows(url, service.timeline, incident_id=incident_id) if e.kind == kind]
+    return [e for e in stored(url, service.timeline, incident_id=incident_id) if e.kind == kind]
 
 
 async def _refused(
@@ -238,7 +238,7 @@ async def test_r_office_unconfirmed_lead_is_late_report_and_escalates(
         rows = await eventually(
             lambda: [
                 a
-                for a in _rows(url, service.accountability, incident_id=view.id)
+                for a in stored(url, service.accountability, incident_id=view.id)
                 if a.deadline_key == "R-REPORT" and a.met_at is not None
             ]
         )
@@ -381,7 +381,7 @@ async def test_r_progress_cadence_for_major_and_urgent(
         assert second.due_at == first.met_at + interval
         assert [e.actor for e in _kinds(view, "progress")] == ["lin.feng"]
         await eventually(lambda: _store_deadline(url, view.id, "R-PROGRESS#2"))
-        rows = {d.key: d for d in _rows(url, service.deadlines, incident_id=view.id)}
+        rows = {d.key: d for d in stored(url, service.deadlines, incident_id=view.id)}
         assert rows["R-PROGRESS#1"].met_at == first.met_at
         assert rows["R-PROGRESS#2"].due_at == second.due_at
 
@@ -522,7 +522,7 @@ async def test_r_discover_late_discovery_is_recorded_on_the_reporter_unit(
         assert d.state == "met_late" and d.met_at == discovered and d.unit == "dhc"
         assert len(_kinds(late, "late_discovery")) == 1
         assert not late.overdue  # a measure, not a timer: nothing stays open
-        rows = await eventually(lambda: _rows(url, service.accountability, incident_id=late.id))
+        rows = await eventually(lambda: stored(url, service.accountability, incident_id=late.id))
         assert [(a.rule, a.kind, a.unit, a.person) for a in rows] == [
             ("R-DISCOVER", "迟发现", "dhc", "feng.gang")
         ]
@@ -542,7 +542,7 @@ async def test_r_discover_late_discovery_is_recorded_on_the_reporter_unit(
         assert d.state == "met" and d.met_at == discovered
         assert not _kinds(on_time, "late_discovery")
         await eventually(lambda: _store_deadline(url, on_time.id, "R-DISCOVER"))
-        assert _rows(url, service.accountability, incident_id=on_time.id) == []
+        assert stored(url, service.accountability, incident_id=on_time.id) == []
 
 
 # ------------------------------------------------------------------ R-TRACK
@@ -814,7 +814,7 @@ async def test_r_close_withdraw_cancels_deadlines_and_refuses_later_actions(
         assert {d.key for d in result.deadlines if d.state == "cancelled"} == open_before
 
         await eventually(lambda: _incident_row(url, view.id, phase="closed"))
-        rows = _rows(url, service.deadlines, incident_id=view.id)
+        rows = stored(url, service.deadlines, incident_id=view.id)
         assert {x.key for x in rows if x.cancelled} == open_before
         assert {x.key for x in rows if not x.cancelled} == {"R-REPORT"}
 
@@ -833,8 +833,8 @@ async def test_r_close_withdraw_cancels_deadlines_and_refuses_later_actions(
 
         # Closed, nothing falls due any more.
         await time_env.sleep(timedelta(hours=25))
-        assert _rows(url, service.escalations, incident_id=view.id) == []
-        assert _rows(url, service.accountability, incident_id=view.id) == []
+        assert stored(url, service.escalations, incident_id=view.id) == []
+        assert stored(url, service.accountability, incident_id=view.id) == []
 
 
 async def test_r_close_withdrawing_a_lead(
