@@ -266,6 +266,8 @@ def list_incidents(
     involving: str | None = None,
     limit: int = 50,
     offset: int = 0,
+    severity: str | None = None,
+    category: str | None = None,
 ) -> Sequence[Incident]:
     """Incidents, the next deadline first and the closed ones last. `involving` keeps those a
     unit reported, leads or co-handles (R-SECRECY)."""
@@ -284,6 +286,10 @@ def list_incidents(
         q = q.where(Incident.overdue == overdue)
     if drill is not None:
         q = q.where(Incident.drill == drill)
+    if severity:
+        q = q.where(Incident.severity == severity)
+    if category:
+        q = q.where(Incident.category == category)
     q = q.order_by(
         Incident.next_due_at.is_(None), Incident.next_due_at, Incident.received_at.desc()
     )
@@ -537,3 +543,101 @@ def accountability_recorded_between(
         .order_by(AccountabilityRow.recorded_at, AccountabilityRow.id)
     ).all()
     return [(a, title) for a, title in rows]
+
+
+# --- the leading group's dashboard (starter/web/reports.py) ---
+
+
+def incident_counts(session: Session) -> dict[str, dict[str, int]]:
+    """Real incidents (drills left out): all of them by phase, the open ones by severity."""
+    from sqlalchemy import func
+
+    by_phase = session.execute(
+        select(Incident.phase, func.count())
+        .where(Incident.drill.is_(False))
+        .group_by(Incident.phase)
+    ).all()
+    by_severity = session.execute(
+        select(Incident.severity, func.count())
+        .where(Incident.drill.is_(False), Incident.phase != "closed")
+        .group_by(Incident.severity)
+    ).all()
+    return {
+        "phase": {str(k): int(n) for k, n in by_phase},
+        "severity": {str(k): int(n) for k, n in by_severity},
+    }
+
+
+def overdue_now(session: Session, *, limit: int = 100) -> Sequence[Incident]:
+    """Real incidents with a deadline overdue now, the oldest deadline first."""
+    return session.scalars(
+        select(Incident)
+        .where(Incident.overdue.is_(True), Incident.drill.is_(False), Incident.phase != "closed")
+        .order_by(Incident.next_due_at.is_(None), Incident.next_due_at)
+        .limit(limit)
+    ).all()
+
+
+def escalations_since(
+    session: Session, *, since: datetime, limit: int = 200
+) -> Sequence[tuple[EscalationRow, str]]:
+    """Escalation steps of real incidents from `since` on, the newest first, with the title."""
+    rows = session.execute(
+        select(EscalationRow, Incident.title)
+        .join(Incident, Incident.id == EscalationRow.incident_id)
+        .where(EscalationRow.at >= since, EscalationRow.drill.is_(False))
+        .order_by(EscalationRow.at.desc(), EscalationRow.id.desc())
+        .limit(limit)
+    ).all()
+    return [(e, title) for e, title in rows]
+
+
+# --- the staff pages: inbox and what a unit owes (web) ---
+
+
+def mark_read(session: Session, *, person: str, ids: Sequence[int] | None = None) -> int:
+    """Mark the person's unread inbox messages read: those with `ids`, or all of them (None).
+    Another person's messages are never touched; gives back how many changed."""
+    q = select(InboxMessage).where(InboxMessage.recipient == person, InboxMessage.read_at.is_(None))
+    if ids is not None:
+        if not ids:
+            return 0
+        q = q.where(InboxMessage.id.in_(list(ids)))
+    now = utcnow()
+    rows = session.scalars(q).all()
+    for row in rows:
+        row.read_at = now
+    return len(rows)
+
+
+def owed_deadlines(
+    session: Session,
+    *,
+    unit: str,
+    include_unassigned: bool = False,
+    involving: str | None = None,
+) -> list[tuple[DeadlineRow, Incident]]:
+    """Open deadlines (not met, not cancelled) of open incidents that `unit` owes, the soonest
+    first; with `include_unassigned` also those that name no unit (the office's). `involving`
+    keeps incidents that unit reported, leads or co-handles (R-SECRECY), as list_incidents."""
+    owner = DeadlineRow.unit == unit
+    if include_unassigned:
+        owner = owner | DeadlineRow.unit.is_(None)
+    q = (
+        select(DeadlineRow, Incident)
+        .join(Incident, Incident.id == DeadlineRow.incident_id)
+        .where(
+            owner,
+            DeadlineRow.met_at.is_(None),
+            DeadlineRow.cancelled.is_(False),
+            Incident.phase != "closed",
+        )
+    )
+    if involving:
+        q = q.where(
+            (Incident.responsible_unit == involving)
+            | (Incident.reporter_unit == involving)
+            | (("," + Incident.co_units + ",").contains("," + involving + ",", autoescape=True))
+        )
+    q = q.order_by(DeadlineRow.due_at, DeadlineRow.id)
+    return [(d, i) for d, i in session.execute(q).all()]

@@ -17,20 +17,19 @@ from contextlib import asynccontextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 from temporalio.client import Client
 
 from config.settings import Settings, get_settings
 from plan import rules
-from plan.models import ACTIONS, Category, IncidentView, Severity
+from plan.models import ACTIONS, IncidentView
 from plan.roster import Role, Roster, load_roster
 from starter import incidents
 from starter.client import connect
@@ -39,21 +38,12 @@ from starter.incidents import ServiceError
 from store import service
 from store.db import session_scope
 
-from .auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, Auth, Viewer, safe_next
+from . import reports, staff
+from .auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, Viewer, safe_next
+from .pages import Pages, involved_units
 
 HERE = Path(__file__).resolve().parent
 MAX_BODY = 256 * 1024  # bytes; a submission is text, never this large
-
-SOURCES = [
-    "微博",
-    "微信公众号",
-    "抖音",
-    "今日头条",
-    "本地论坛",
-    "12345热线",
-    "上级交办",
-    "舆情监测系统",
-]
 
 
 class AppState:
@@ -82,7 +72,11 @@ def create_app(
     settings = settings or get_settings()
     roster = roster or load_roster(settings.roster_file)
     state = AppState(settings, roster, client)
-    auth = Auth(settings, roster)
+    page_kit = Pages(state)
+    auth = page_kit.auth
+    tz = page_kit.tz
+    render = page_kit.render
+    ui_link = page_kit.ui_link
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -90,42 +84,14 @@ def create_app(
 
     app = FastAPI(title="舆情应急处置", lifespan=lifespan, docs_url="/api/docs", redoc_url=None)
     app.state.yuqing = state
+    app.state.pages = page_kit
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    templates = Jinja2Templates(directory=HERE / "templates")
-    tz = ZoneInfo(settings.timezone)
-
-    def local(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-        return value.astimezone(tz).strftime(fmt) if value else ""
-
-    templates.env.filters["local"] = local
-    templates.env.filters["duration"] = lambda delta: rules.format_duration(delta)
-    templates.env.globals.update(
-        roster=roster,
-        severities=list(Severity),
-        categories=list(Category),
-        sources=SOURCES,
-        labels=FIELD_LABELS,
-        timezone=settings.timezone,
-    )
-
-    def ui_link(incident_id: str) -> str:
-        base = settings.temporal_ui_url.rstrip("/")
-        return (
-            f"{base}/namespaces/{quote(settings.temporal_namespace)}/workflows/{quote(incident_id)}"
-        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         fields = translate_errors(list(exc.errors()))
         body = {"detail": "请求内容有误", "errors": [f.as_dict() for f in fields]}
         return JSONResponse(body, status_code=422)
-
-    def render(
-        request: Request, name: str, context: dict[str, Any], status_code: int = 200
-    ) -> Response:
-        """A page with the signed-in person (or none) for the header."""
-        context = {"me": auth.viewer(request), **context}
-        return templates.TemplateResponse(request, name, context, status_code=status_code)
 
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> Response:
@@ -238,24 +204,40 @@ def create_app(
         request: Request,
         phase: str | None = None,
         unit: str | None = None,
-        overdue: bool | None = None,
+        overdue: str | None = None,
+        severity: str | None = None,
+        category: str | None = None,
+        drill: str | None = None,
         page: Annotated[int, Query(ge=1)] = 1,
     ) -> Response:
         me = auth.viewer(request)
         if me is None:
             return to_login(request)
+        flags = {"true": True, "1": True, "on": True, "false": False, "0": False}
         with session_scope(settings.database_url) as s:
             rows = service.list_incidents(
                 s,
                 phase=phase or None,
                 unit=unit or None,
-                overdue=overdue,
+                overdue=flags.get((overdue or "").lower()),
+                drill=flags.get((drill or "").lower()),
+                severity=severity or None,
+                category=category or None,
                 involving=visible_unit(me),
                 limit=50,
                 offset=(page - 1) * 50,
             )
+        chosen = {"phase": phase, "unit": unit, "severity": severity, "category": category}
+        chosen |= {"overdue": overdue, "drill": drill}
         return render(
-            request, "list.html", {"rows": rows, "page": page, "phase": phase, "unit": unit}
+            request,
+            "list.html",
+            {
+                "rows": rows,
+                "page": page,
+                **chosen,
+                "filter_query": urlencode({k: v for k, v in chosen.items() if v}),
+            },
         )
 
     @app.get("/incidents/{incident_id}", response_class=HTMLResponse)
@@ -266,7 +248,9 @@ def create_app(
         view = await incidents.get(client, incident_id)
         if not rules.can_view(roster, me.person_id, involved_units(view)):
             raise ServiceError(403, "无权查看该事件（R-SECRECY：仅限与事件有关的人员）")
-        return render(request, "incident.html", {"v": view, "ui_link": ui_link(view.id)})
+        actions = staff.action_forms(roster, me.person_id, view)
+        context = {"v": view, "ui_link": ui_link(view.id), "actions": actions}
+        return render(request, "incident.html", context)
 
     def visible_unit(me: Viewer) -> str | None:
         """R-SECRECY: None when the person may see every incident, else the unit they see for."""
@@ -373,6 +357,8 @@ def create_app(
             row["unit_name"] = roster.unit_name(row["unit"])
         return {"start": start.isoformat(), "end": end.isoformat(), "units": rows}
 
+    app.include_router(reports.router)
+    app.include_router(staff.router)
     return app
 
 
@@ -394,13 +380,6 @@ def authenticate(state: AppState, authorization: str | None) -> str:
     if person is None or state.roster.person(person) is None:
         raise ServiceError(401, "令牌无效或已吊销")
     return person
-
-
-def involved_units(view: IncidentView) -> set[str]:
-    units = {view.reporter_unit, *view.co_units, *view.activated_units}
-    if view.responsible_unit:
-        units.add(view.responsible_unit)
-    return units
 
 
 def _add_action_route(

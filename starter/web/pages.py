@@ -1,0 +1,99 @@
+"""What every page needs, made once per app: the templates with their filters, sign-in, and the
+small helpers the app's own routes and its routers (staff, reports) share."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
+from zoneinfo import ZoneInfo
+
+from fastapi import Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from starlette.datastructures import FormData
+
+from plan import rules
+from plan.models import Category, IncidentView, Severity
+from starter.errors import FIELD_LABELS
+
+from .auth import CSRF_FIELD, Auth, Viewer
+
+if TYPE_CHECKING:
+    from .app import AppState
+
+HERE = Path(__file__).resolve().parent
+
+SOURCES = [
+    "微博",
+    "微信公众号",
+    "抖音",
+    "今日头条",
+    "本地论坛",
+    "12345热线",
+    "上级交办",
+    "舆情监测系统",
+]
+
+
+class Pages:
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+        self.settings = state.settings
+        self.roster = state.roster
+        self.auth = Auth(self.settings, self.roster)
+        self.tz = ZoneInfo(self.settings.timezone)
+        self.templates = Jinja2Templates(directory=HERE / "templates")
+        env = self.templates.env
+        env.filters["local"] = self.local
+        env.filters["duration"] = rules.format_duration
+        env.globals.update(
+            roster=self.roster,
+            severities=list(Severity),
+            categories=list(Category),
+            sources=SOURCES,
+            labels=FIELD_LABELS,
+            timezone=self.settings.timezone,
+        )
+
+    def local(self, value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+        return value.astimezone(self.tz).strftime(fmt) if value else ""
+
+    def render(
+        self, request: Request, name: str, context: dict[str, Any], status_code: int = 200
+    ) -> Response:
+        """A page with the signed-in person (or none) for the header."""
+        context = {"me": self.auth.viewer(request), **context}
+        return self.templates.TemplateResponse(request, name, context, status_code=status_code)
+
+    def ui_link(self, incident_id: str) -> str:
+        base = self.settings.temporal_ui_url.rstrip("/")
+        ns = quote(self.settings.temporal_namespace)
+        return f"{base}/namespaces/{ns}/workflows/{quote(incident_id)}"
+
+    async def posted(self, request: Request, me: Viewer) -> FormData:
+        """A signed-in person's form, after the Origin and CSRF checks."""
+        self.auth.check_origin(request)
+        form = await request.form()
+        submitted = form.get(CSRF_FIELD)
+        self.auth.check_csrf(me, submitted if isinstance(submitted, str) else None)
+        return form
+
+
+def pages(request: Request) -> Pages:
+    found: Pages = request.app.state.pages
+    return found
+
+
+def to_login(request: Request) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse("/login?" + urlencode({"next": target}), status_code=303)
+
+
+def involved_units(view: IncidentView) -> set[str]:
+    """The units an incident involves, for R-SECRECY."""
+    units = {view.reporter_unit, *view.co_units, *view.activated_units}
+    if view.responsible_unit:
+        units.add(view.responsible_unit)
+    return units

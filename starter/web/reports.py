@@ -1,0 +1,233 @@
+"""The leading group's pages: the accountability report (R-ACCOUNT, R-COMMEND) with its server-side
+SVG chart and CSV export, and the dashboard (领导小组看板).
+
+Only the office, the leading group and 镇党政办 may read them (the same roles as the report API);
+the server refuses everyone else with 403. Drills are left out of every figure.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from markupsafe import Markup
+
+from plan import rules
+from plan.models import Severity
+from plan.roster import Role, Roster
+from starter.incidents import ServiceError
+from store import service
+from store.db import session_scope
+
+from .auth import Viewer
+from .charts import on_time_bars
+from .pages import Pages, to_login
+from .pages import pages as pages_of
+
+HERE = Path(__file__).resolve().parent
+REPORT_ROLES = {Role.office, Role.leader, Role.deputy, Role.member, Role.party_office}
+REFUSED = "问责统计与领导小组看板仅对领导小组、领导小组办公室和镇党政办开放"
+KINDS = [rules.LATE_REPORT, rules.OVERDUE, rules.LATE_DISCOVERY, "谎报", "瞒报"]
+PHASES = {
+    "lead": "待确认线索",
+    "triage": "待研判",
+    "handling": "处置中",
+    "tracking": "动态跟踪",
+    "summary": "待总结",
+    "closed": "已结案",
+}
+CSV_HEADER = [
+    "单位",
+    "单位代码",
+    "按期完成",
+    "逾期完成",
+    "未完成（已逾期）",
+    "未到期",
+    "按期完成率",
+    *KINDS,
+    "表扬",
+]
+
+router = APIRouter()
+
+
+def may_see_reports(roster: Roster, person_id: str | None) -> bool:
+    """The office, the leading group and 镇党政办."""
+    return bool(person_id) and bool(roster.roles_of(person_id or "") & REPORT_ROLES)
+
+
+def _viewer(request: Request, pages: Pages) -> Viewer | Response:
+    """The signed-in person with a role that may read these pages; a redirect to sign in; 403."""
+    me = pages.auth.viewer(request)
+    if me is None:
+        return to_login(request)
+    if not may_see_reports(pages.roster, me.person_id):
+        raise ServiceError(403, REFUSED)
+    return me
+
+
+def _render(
+    request: Request, pages: Pages, me: Viewer, name: str, context: dict[str, Any], status: int
+) -> Response:
+    return pages.templates.TemplateResponse(
+        request, name, {"me": me, **context}, status_code=status
+    )
+
+
+def _period(pages: Pages, start: str | None, end: str | None) -> tuple[date, date, str | None]:
+    """The report's dates (town dates, inclusive); the last 30 days by default."""
+    today = datetime.now(pages.tz).date()
+    default_start, default_end = today - timedelta(days=29), today
+    try:
+        first = date.fromisoformat(start) if start else default_start
+        last = date.fromisoformat(end) if end else default_end
+    except ValueError:
+        return default_start, default_end, "日期格式不正确，应为 YYYY-MM-DD"
+    if last < first:
+        return first, last, "结束日期不能早于开始日期"
+    return first, last, None
+
+
+def _report_rows(pages: Pages, first: date, last: date) -> list[dict[str, Any]]:
+    begin = datetime(first.year, first.month, first.day, tzinfo=pages.tz)
+    finish = datetime(last.year, last.month, last.day, tzinfo=pages.tz) + timedelta(days=1)
+    with session_scope(pages.settings.database_url) as s:
+        raw = service.accountability_report(s, start=begin, end=finish)
+    rows = []
+    for r in raw:
+        records = r["records"]
+        commendations = r["commendations"]
+        assert isinstance(records, dict) and isinstance(commendations, list)
+        rate = r["on_time_rate"]
+        rows.append(
+            {
+                "unit": r["unit"],
+                "unit_name": pages.roster.unit_name(str(r["unit"])),
+                "on_time": r["on_time"],
+                "late": r["late"],
+                "missed": r["missed"],
+                "pending": r["pending"],
+                "rate": rate,
+                "rate_text": "—" if rate is None else f"{float(rate) * 100:.1f}%",  # type: ignore[arg-type]
+                "records": [int(records.get(k, 0)) for k in KINDS],
+                "commendations": commendations,
+                "commended": ", ".join(
+                    pages.roster.person_name(c.get("person"))
+                    or pages.roster.unit_name(str(r["unit"]))
+                    for c in commendations
+                ),
+            }
+        )
+    return rows
+
+
+@router.get("/reports/accountability", response_class=HTMLResponse)
+async def accountability_page(
+    request: Request, start: str | None = None, end: str | None = None
+) -> Response:
+    pages = pages_of(request)
+    me = _viewer(request, pages)
+    if isinstance(me, Response):
+        return me
+    first, last, error = _period(pages, start, end)
+    rows = [] if error else _report_rows(pages, first, last)
+    chart = on_time_bars([(r["unit_name"], r["rate"]) for r in rows])
+    context = {
+        "start": start if error and start else first.isoformat(),
+        "end": end if error and end else last.isoformat(),
+        "error": error,
+        "rows": rows,
+        "kinds": KINDS,
+        "chart": Markup(chart),  # built from escaped text only (charts.on_time_bars)
+        "csv_query": urlencode({"start": first.isoformat(), "end": last.isoformat()}),
+    }
+    return _render(request, pages, me, "reports.html", context, 422 if error else 200)
+
+
+@router.get("/reports/accountability.csv")
+async def accountability_csv(
+    request: Request, start: str | None = None, end: str | None = None
+) -> Response:
+    pages = pages_of(request)
+    me = _viewer(request, pages)
+    if isinstance(me, Response):
+        return me
+    first, last, error = _period(pages, start, end)
+    if error:
+        raise ServiceError(422, error)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_HEADER)
+    for r in _report_rows(pages, first, last):
+        writer.writerow(
+            [
+                r["unit_name"],
+                r["unit"],
+                r["on_time"],
+                r["late"],
+                r["missed"],
+                r["pending"],
+                "" if r["rate"] is None else r["rate_text"],
+                *r["records"],
+                len(r["commendations"]),
+            ]
+        )
+    filename = f"accountability_{first.isoformat()}_{last.isoformat()}.csv"
+    return Response(
+        ("\ufeff" + out.getvalue()).encode("utf-8"),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.get("/dashboard", response_class=HTMLResponse)
+async def dashboard_page(request: Request) -> Response:
+    pages = pages_of(request)
+    me = _viewer(request, pages)
+    if isinstance(me, Response):
+        return me
+    since = datetime.now(pages.tz) - timedelta(days=7)
+    with session_scope(pages.settings.database_url) as s:
+        counts = service.incident_counts(s)
+        overdue = list(service.overdue_now(s))
+        escalations = [
+            {
+                "incident_id": e.incident_id,
+                "title": title,
+                "rule": e.rule,
+                "step": e.step,
+                "at": e.at,
+                "summary": e.summary,
+                "targets": ", ".join(
+                    pages.roster.person_name(t) for t in e.targets.split(",") if t
+                ),
+            }
+            for e, title in service.escalations_since(s, since=since)
+        ]
+        overdue_rows = [
+            {
+                "id": i.id,
+                "title": i.title,
+                "severity": i.severity,
+                "phase": i.phase,
+                "unit": i.responsible_unit,
+                "due": i.next_due_at,
+            }
+            for i in overdue
+        ]
+    context = {
+        "by_phase": [(label, counts["phase"].get(p, 0), p) for p, label in PHASES.items()],
+        "by_severity": [
+            (sev.label, counts["severity"].get(sev.value, 0), sev.value) for sev in Severity
+        ],
+        "phases": PHASES,
+        "overdue": overdue_rows,
+        "escalations": escalations,
+    }
+    return _render(request, pages, me, "dashboard.html", context, 200)

@@ -1,0 +1,344 @@
+"""The staff's daily pages: the actions on an incident page, the inbox and 待办 (what my unit owes).
+
+Which forms an incident page offers is decided here by phase and role (`plausible_actions`, a pure
+helper); the workflow's update validators remain the real check, so a form posted by the wrong
+person is refused with the workflow's own Chinese reason and nothing changes.
+"""
+
+from __future__ import annotations
+
+import enum
+import typing
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel
+from starlette.datastructures import FormData
+
+from plan import rules
+from plan.models import ACTIONS, IncidentView, Phase, ReplyStatus
+from plan.roster import Role, Roster
+from starter import incidents
+from starter.errors import FIELD_LABELS
+from starter.incidents import ServiceError
+from store import service
+from store.db import session_scope
+
+from .pages import involved_units, pages, to_login
+
+HERE = Path(__file__).resolve().parent
+
+router = APIRouter()
+
+ACTION_LABELS = {
+    "confirm-lead": "确认线索",
+    "triage": "研判",
+    "file-written-report": "报送书面信息",
+    "report-progress": "报告进展",
+    "activate": "启动预案",
+    "consult": "会商",
+    "return-to-office": "退回办公室",
+    "declare-delay": "说明延期",
+    "draft-reply": "起草回复",
+    "approve-reply": "审定回复",
+    "approve-release": "领导小组审定发布",
+    "publish-reply": "发布回复",
+    "conclude": "办结",
+    "decide-adoption": "决定是否采纳",
+    "report-spreading": "报告扩散情况",
+    "track": "动态跟踪",
+    "submit-summary": "提交总结",
+    "withdraw": "撤销",
+    "record-accountability": "记录问责",
+    "commend": "表彰",
+}
+
+UNIT_FIELDS = {"responsible_unit", "unit", "units", "co_units"}
+PERSON_FIELDS = {"spokesperson", "person", "participants"}
+TRUE = ("on", "true", "1", "yes")
+WRITTEN_KEY = "R-WRITTEN"
+
+
+# ---------------------------------------------------------------- which actions, which fields
+
+
+def plausible_actions(roster: Roster, person_id: str, view: IncidentView) -> list[str]:
+    """The actions the person may plausibly take now, by phase and role (in ACTIONS' order)."""
+    phase = view.phase
+    roles = roster.roles_of(person_id)
+    if phase is Phase.closed or not roles:
+        return []
+    office = Role.office in roles
+    leading = bool(roles & {Role.leader, Role.deputy})
+    in_unit = roster.belongs_to(person_id, view.responsible_unit)
+    head = roster.is_head_of(person_id, view.responsible_unit)
+    involved = office or in_unit or any(roster.belongs_to(person_id, u) for u in view.co_units)
+    reply = view.replies[-1] if view.replies else None
+    working = phase in (Phase.handling, Phase.tracking)
+    written_open = any(
+        d.key == WRITTEN_KEY and d.met_at is None and not d.cancelled for d in view.deadlines
+    )
+    wanted = {
+        "confirm-lead": office and phase is Phase.lead,
+        "triage": (office or leading) and phase is Phase.triage,
+        "file-written-report": written_open
+        and (office or roster.belongs_to(person_id, view.reporter_unit)),
+        "report-progress": involved and working,
+        "activate": leading and phase is not Phase.lead,
+        "consult": office or leading or Role.member in roles,
+        "return-to-office": in_unit and phase is Phase.handling,
+        "declare-delay": in_unit and phase is Phase.handling,
+        "draft-reply": in_unit
+        and working
+        and (reply is None or reply.status in (ReplyStatus.rejected, ReplyStatus.published)),
+        "approve-reply": head
+        and working
+        and reply is not None
+        and reply.status is ReplyStatus.drafted,
+        "approve-release": leading
+        and working
+        and reply is not None
+        and reply.status is ReplyStatus.approved
+        and reply.release_needed
+        and reply.released_by is None,
+        "publish-reply": in_unit
+        and working
+        and reply is not None
+        and reply.status is ReplyStatus.approved
+        and (not reply.release_needed or reply.released_by is not None),
+        "conclude": in_unit and working,
+        "decide-adoption": in_unit and working,
+        "report-spreading": involved and phase is not Phase.lead,
+        "track": involved and phase is Phase.tracking,
+        "submit-summary": involved and phase is Phase.summary,
+        "withdraw": office,
+        "record-accountability": office and phase is not Phase.lead,
+        "commend": (office or leading) and phase is not Phase.lead,
+    }
+    return [name for name in ACTIONS if wanted.get(name)]
+
+
+@dataclass
+class FormField:
+    name: str
+    label: str
+    kind: str  # text | textarea | select | multiselect | checkbox | list
+    required: bool
+    default: Any = None
+    options: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class ActionForm:
+    name: str
+    label: str
+    help: str
+    fields: list[FormField]
+
+
+def _enum_of(annotation: Any) -> type[enum.Enum] | None:
+    for arg in (annotation, *typing.get_args(annotation)):
+        if isinstance(arg, type) and issubclass(arg, enum.Enum):
+            return arg
+    return None
+
+
+def _is_list(annotation: Any) -> bool:
+    return typing.get_origin(annotation) is list
+
+
+def _is_bool(annotation: Any) -> bool:
+    return annotation is bool
+
+
+def form_fields(model: type[BaseModel], roster: Roster) -> list[FormField]:
+    units = [(u.id, u.name) for u in roster.units]
+    people = [(p.id, f"{p.name}（{roster.unit_name(p.unit)}）") for p in roster.people]
+    out: list[FormField] = []
+    for name, info in model.model_fields.items():
+        ann = info.annotation
+        required = info.is_required()
+        default = None if required or info.default_factory is not None else info.default
+        label = FIELD_LABELS.get(name, name)
+        choices = units if name in UNIT_FIELDS else people if name in PERSON_FIELDS else None
+        enum_type = _enum_of(ann)
+        if _is_bool(ann):
+            f = FormField(name, label, "checkbox", False, bool(default))
+        elif _is_list(ann):
+            kind = "multiselect" if choices is not None else "list"
+            f = FormField(name, label, kind, required, options=choices or [])
+        elif enum_type is not None:
+            opts = [(str(m.value), str(getattr(m, "label", m.value))) for m in enum_type]
+            value = default.value if isinstance(default, enum.Enum) else default
+            f = FormField(name, label, "select", required, value, opts)
+        elif choices is not None:
+            f = FormField(name, label, "select", required, default, choices)
+        else:
+            long = any(getattr(m, "max_length", 0) and m.max_length > 200 for m in info.metadata)
+            kind = "textarea" if long and name != "url" else "text"
+            f = FormField(name, label, kind, required, default)
+        out.append(f)
+    return out
+
+
+def action_forms(roster: Roster, person_id: str, view: IncidentView) -> list[ActionForm]:
+    """The forms for the incident page's "我可以做的操作" section."""
+    forms = []
+    for name in plausible_actions(roster, person_id, view):
+        model = ACTIONS[name][0]
+        help_text = (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else ""
+        forms.append(
+            ActionForm(name, ACTION_LABELS.get(name, name), help_text, form_fields(model, roster))
+        )
+    return forms
+
+
+def form_to_data(model: type[BaseModel], form: FormData) -> dict[str, Any]:
+    """A posted form to the action's JSON shape: blank fields left out, lists from multi-selects
+    or a comma list, unchecked checkboxes false."""
+    data: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        ann = info.annotation
+        if _is_bool(ann):
+            data[name] = str(form.get(name, "")).strip().lower() in TRUE
+        elif _is_list(ann):
+            items: list[str] = []
+            for raw in form.getlist(name):
+                items += [p.strip() for p in str(raw).replace("，", ",").split(",")]
+            items = [i for i in items if i]
+            if items or name in form:
+                data[name] = items
+        else:
+            value = str(form.get(name, "")).strip()
+            if value:
+                data[name] = value
+    return data
+
+
+# ---------------------------------------------------------------- incident actions
+
+
+@router.post("/incidents/{incident_id}/actions/{name}", response_class=HTMLResponse)
+async def act_from_page(request: Request, incident_id: str, name: str) -> Response:
+    k = pages(request)
+    me = k.auth.viewer(request)
+    if me is None:
+        return RedirectResponse(
+            "/login?" + urlencode({"next": f"/incidents/{incident_id}"}), status_code=303
+        )
+    form = await k.posted(request, me)
+    entry = ACTIONS.get(name)
+    if entry is None:
+        raise ServiceError(404, f"未知操作“{name}”")
+    client = await k.state.temporal()
+    view = await incidents.get(client, incident_id)
+    if not rules.can_view(k.roster, me.person_id, involved_units(view)):
+        raise ServiceError(403, "无权查看该事件（R-SECRECY：仅限与事件有关的人员）")
+    data = form_to_data(entry[0], form)
+    try:
+        await incidents.act(client, incident_id, name, data, me.person_id)
+    except ServiceError as exc:
+        view = await incidents.get(client, incident_id)
+        context = {
+            "v": view,
+            "ui_link": k.ui_link(view.id),
+            "actions": action_forms(k.roster, me.person_id, view),
+            "action_error": exc.message,
+            "action_error_fields": [f.as_dict() for f in exc.fields],
+            "action_failed": name,
+        }
+        return k.render(request, "incident.html", context, exc.status)
+    return RedirectResponse(
+        f"/incidents/{quote(incident_id)}?" + urlencode({"done": name}), status_code=303
+    )
+
+
+# ---------------------------------------------------------------- inbox
+
+
+@router.get("/inbox", response_class=HTMLResponse)
+async def inbox_page(request: Request) -> Response:
+    k = pages(request)
+    me = k.auth.viewer(request)
+    if me is None:
+        return to_login(request)
+    with session_scope(k.settings.database_url) as s:
+        messages = [
+            {
+                "id": m.id,
+                "incident_id": m.incident_id,
+                "rule": m.rule,
+                "subject": m.subject,
+                "body": m.body,
+                "drill": m.drill,
+                "created_at": m.created_at,
+                "read": m.read_at is not None,
+            }
+            for m in service.inbox(s, recipient=me.person_id)
+        ]
+    unread = sum(1 for m in messages if not m["read"])
+    return k.render(request, "inbox.html", {"messages": messages, "unread": unread})
+
+
+@router.post("/inbox/read")
+async def inbox_mark_read(request: Request) -> Response:
+    k = pages(request)
+    me = k.auth.viewer(request)
+    if me is None:
+        return to_login(request)
+    form = await k.posted(request, me)
+    ids: list[int] | None = None
+    if str(form.get("all", "")).strip().lower() not in TRUE:
+        try:
+            ids = [int(str(v)) for v in form.getlist("id")]
+        except ValueError as exc:
+            raise ServiceError(422, "消息编号应为数字") from exc
+    with session_scope(k.settings.database_url) as s:
+        service.mark_read(s, person=me.person_id, ids=ids)
+    return RedirectResponse("/inbox", status_code=303)
+
+
+# ---------------------------------------------------------------- 待办
+
+
+@router.get("/my", response_class=HTMLResponse)
+async def my_work(request: Request) -> Response:
+    k = pages(request)
+    me = k.auth.viewer(request)
+    if me is None:
+        return to_login(request)
+    office = Role.office in k.roster.roles_of(me.person_id)
+    sees_all = rules.can_view(k.roster, me.person_id, set())
+    now = datetime.now(UTC)
+    with session_scope(k.settings.database_url) as s:
+        found = service.owed_deadlines(
+            s, unit=me.unit, include_unassigned=office, involving=None if sees_all else me.unit
+        )
+        rows = []
+        for d, inc in found:
+            overdue = d.overdue or d.due_at <= now
+            late = now - d.due_at
+            rows.append(
+                {
+                    "incident_id": inc.id,
+                    "incident_title": inc.title,
+                    "drill": inc.drill,
+                    "title": d.title,
+                    "rule": d.rule,
+                    "unit": d.unit,
+                    "due_at": d.due_at,
+                    "due_iso": d.due_at.astimezone(UTC).isoformat(),
+                    "overdue": overdue,
+                    "late": rules.format_duration(late)
+                    if overdue and late.total_seconds() > 0
+                    else "",
+                    "left": "" if overdue else rules.format_duration(d.due_at - now),
+                    "step": d.escalation_step,
+                }
+            )
+    return k.render(request, "my.html", {"rows": rows})

@@ -1,0 +1,31 @@
+// Live countdowns for the 待办 page: every [data-due] cell shows the time left, or how late it is.
+(function () {
+  "use strict";
+  function span(ms) {
+    var s = Math.floor(ms / 1000);
+    var d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600);
+    var m = Math.floor((s % 3600) / 60), sec = s % 60;
+    return (d ? d + "天" : "") + (d || h ? h + "小时" : "") + m + "分" + sec + "秒";
+  }
+  function tick() {
+    var now = Date.now();
+    var cells = document.querySelectorAll("[data-due]");
+    for (var i = 0; i < cells.length; i++) {
+      var cell = cells[i];
+      var due = Date.parse(cell.getAttribute("data-due"));
+      if (isNaN(due)) continue;
+      var left = due - now;
+      if (left > 0) {
+        cell.textContent = "还剩" + span(left);
+      } else {
+        cell.textContent = "已逾期" + span(-left);
+        cell.style.color = "#b00020";
+        cell.style.fontWeight = "600";
+        if (cell.parentNode) cell.parentNode.className += " overdue";
+        cell.removeAttribute("data-due");
+      }
+    }
+  }
+  tick();
+  setInterval(tick, 1000);
+})();

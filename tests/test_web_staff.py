@@ -1,0 +1,215 @@
+"""The staff pages: actions from the incident page, the inbox and 待办, over ASGI against the
+time-skipping server and a real database."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from config.settings import Settings
+from plan.roster import Roster
+from starter.web.app import create_app
+from starter.web.staff import plausible_actions
+from store.db import session_scope
+from store.models import DeadlineRow, InboxMessage
+from tests.helpers import eventually, running_worker, submission
+from tests.test_api import sign_in
+
+
+@pytest.fixture
+async def http(
+    client: Client, settings: Settings, roster: Roster, executor: ThreadPoolExecutor
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, client=client, roster=roster)
+    async with running_worker(client, settings, executor):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            yield c
+
+
+async def new_incident(http: httpx.AsyncClient, **change: str) -> str:
+    r = await http.post("/api/incidents", json=submission(**change))
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def forms_on(html: str) -> set[str]:
+    return set(re.findall(r'id="action-([a-z-]+)"', html))
+
+
+async def test_office_triages_unit_drafts_head_approves_from_the_page(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    incident_id = await new_incident(http)
+    page_url = f"/incidents/{incident_id}"
+
+    csrf = await sign_in(http, settings, "liu.yang")
+    page = await http.get(page_url)
+    assert page.status_code == 200 and "我可以做的操作" in page.text
+    assert "triage" in forms_on(page.text) and "draft-reply" not in forms_on(page.text)
+    r = await http.post(
+        f"{page_url}/actions/triage",
+        data={
+            "csrf_token": csrf,
+            "severity": "major",
+            "category": "inquiry",
+            "responsible_unit": "cjb",
+            "co_units": ["pcs"],
+        },
+    )
+    assert r.status_code == 303 and r.headers["location"] == f"{page_url}?done=triage", r.text
+    page = await http.get(r.headers["location"])
+    assert "已完成操作" in page.text and "处置中" in page.text
+    assert "派出所" in page.text or "pcs" in page.text
+
+    csrf = await sign_in(http, settings, "lin.feng")
+    page = await http.get(page_url)
+    assert "draft-reply" in forms_on(page.text) and "triage" not in forms_on(page.text)
+    r = await http.post(
+        f"{page_url}/actions/draft-reply",
+        data={"csrf_token": csrf, "text": "已组织抽排，今日内完成。", "kind": "official"},
+    )
+    assert r.status_code == 303, r.text
+
+    csrf = await sign_in(http, settings, "sun.haitao")
+    page = await http.get(page_url)
+    assert "approve-reply" in forms_on(page.text)
+    r = await http.post(
+        f"{page_url}/actions/approve-reply", data={"csrf_token": csrf, "approve": "on"}
+    )
+    assert r.status_code == 303, r.text
+    page = await http.get(page_url)
+    assert "已审定，待发布" in page.text
+
+
+async def test_wrong_role_is_refused_in_chinese_and_nothing_changes(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    incident_id = await new_incident(http, reporter_unit="cjb", reporter_name="林峰")
+    page_url = f"/incidents/{incident_id}"
+    csrf = await sign_in(http, settings, "xu.lei")
+    # xu.lei's unit has no part in it: R-SECRECY refuses before anything is tried.
+    triage = {"severity": "urgent", "category": "inquiry", "responsible_unit": "cjb"}
+    r = await http.post(f"{page_url}/actions/triage", data={"csrf_token": csrf, **triage})
+    assert r.status_code == 403 and "R-SECRECY" in r.text
+
+    # The reporting unit's staff sees the page, but triage is the office's: the workflow refuses.
+    csrf = await sign_in(http, settings, "lin.feng")
+    page = await http.get(page_url)
+    assert page.status_code == 200 and "triage" not in forms_on(page.text)
+    r = await http.post(f"{page_url}/actions/triage", data={"csrf_token": csrf, **triage})
+    assert r.status_code == 403 and "办公室" in r.text and "我可以做的操作" in r.text
+    got = await http.get(page_url)
+    assert "待研判" in got.text
+
+    # Missing CSRF token: 403; anonymous: to the sign-in page.
+    r = await http.post(f"{page_url}/actions/report-spreading", data={"description": "x"})
+    assert r.status_code == 403 and "CSRF" in r.text
+    http.cookies.clear()
+    r = await http.post(f"{page_url}/actions/triage", data=triage)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
+
+
+def test_plausible_actions_by_phase_and_role(roster: Roster) -> None:
+    from plan.models import IncidentView
+
+    now = datetime.now(UTC)
+    view = IncidentView(
+        id="YQ-1",
+        title="t",
+        content="c",
+        source="微博",
+        url=None,
+        reporter_unit="yqb",
+        reporter_name=None,
+        discovered_at=now,
+        posted_at=None,
+        received_at=now,
+        drill=False,
+        drill_speedup=None,
+        plan_version="1",
+    )
+    assert "triage" in plausible_actions(roster, "liu.yang", view)
+    assert "triage" not in plausible_actions(roster, "lin.feng", view)
+    assert "draft-reply" not in plausible_actions(roster, "lin.feng", view)
+
+
+async def test_inbox_lists_and_marks_read(http: httpx.AsyncClient, settings: Settings) -> None:
+    with session_scope(settings.database_url) as s:
+        for n in (1, 2):
+            s.add(
+                InboxMessage(
+                    key=f"test-{n}",
+                    incident_id="YQ-TEST",
+                    rule="R-REPLY",
+                    recipient="liu.yang",
+                    subject=f"请按期回复 {n}",
+                    body="<script>alert(1)</script>",
+                    link="http://localhost/incidents/YQ-TEST",
+                    drill=False,
+                    created_at=datetime.now(UTC) + timedelta(seconds=n),
+                )
+            )
+    assert (await http.get("/inbox")).status_code == 303
+    csrf = await sign_in(http, settings, "liu.yang")
+    page = await http.get("/inbox")
+    assert page.status_code == 200 and 'href="/inbox"' in page.text and 'href="/my"' in page.text
+    assert '<strong class="subject">请按期回复 1</strong>' in page.text
+    assert page.text.index("请按期回复 2") < page.text.index("请按期回复 1")  # newest first
+    assert "<script>alert(1)" not in page.text
+    with session_scope(settings.database_url) as s:
+        first = s.query(InboxMessage).filter_by(key="test-1").one().id
+    assert (await http.post("/inbox/read", data={"id": str(first)})).status_code == 403
+    r = await http.post("/inbox/read", data={"csrf_token": csrf, "id": str(first)})
+    assert r.status_code == 303 and r.headers["location"] == "/inbox"
+    page = await http.get("/inbox")
+    assert '<span class="subject">请按期回复 1</span>' in page.text
+    assert '<strong class="subject">请按期回复 2</strong>' in page.text
+    await http.post("/inbox/read", data={"csrf_token": csrf, "all": "1"})
+    page = await http.get("/inbox")
+    assert 'id="unread-count">0<' in page.text
+
+
+async def test_my_work_shows_overdue_in_red_and_countdowns(
+    http: httpx.AsyncClient, settings: Settings, time_env: WorkflowEnvironment
+) -> None:
+    now = datetime.now(UTC)
+    ids = [
+        await new_incident(http, discovered_at=(now - timedelta(minutes=m)).isoformat())
+        for m in (50, 1)
+    ]
+    await sign_in(http, settings, "liu.yang")
+
+    def owed() -> list[DeadlineRow]:
+        with session_scope(settings.database_url) as s:
+            return list(
+                s.query(DeadlineRow)
+                .filter(DeadlineRow.incident_id.in_(ids), DeadlineRow.met_at.is_(None))
+                .filter((DeadlineRow.unit == "yqb") | DeadlineRow.unit.is_(None))
+                .order_by(DeadlineRow.due_at)
+                .all()
+            )
+
+    await eventually(lambda: len(owed()) >= 2)
+    rows = owed()
+    page = await http.get("/my")
+    assert page.status_code == 200 and 'data-due="' in page.text and "已逾期" not in page.text
+    assert rows[0].title in page.text
+
+    gap = rows[0].due_at - datetime.now(UTC) + timedelta(minutes=1)
+    await time_env.sleep(gap)
+    await eventually(lambda: any(r.overdue for r in owed()), within=30)
+    page = await http.get("/my")
+    assert 'class="overdue"' in page.text and "已逾期" in page.text
+    assert "#b00020" in page.text
+    assert 'data-due="' in page.text  # a later one still counts down
+    assert "/static/countdown.js" in page.text
+    js = await http.get("/static/countdown.js")
+    assert js.status_code == 200 and "data-due" in js.text
