@@ -354,7 +354,7 @@ def create_app(
         with session_scope(settings.database_url) as s:
             rows = service.accountability_report(s, start=begin, end=finish)
         for row in rows:
-            row["unit_name"] = roster.unit_name(row["unit"])
+            row["unit_name"] = roster.unit_name(str(row["unit"]))
         return {"start": start.isoformat(), "end": end.isoformat(), "units": rows}
 
     app.include_router(reports.router)
@@ -395,7 +395,8 @@ def _add_action_route(
         authorization: Annotated[str | None, Header()] = None,
     ) -> dict[str, Any]:
         actor = authenticate(request_state(request.app), authorization)
-        view = await incidents.act(client, incident_id, name, body.model_dump(mode="json"), actor)
+        data = body.model_dump(mode="json")  # type: ignore[attr-defined]
+        view = await incidents.act(client, incident_id, name, data, actor)
         return incident_json(view, ui_link(view.id))
 
     act.__annotations__["body"] = request_model
