@@ -16,7 +16,12 @@ from typing import Any
 from pydantic import ValidationError
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -144,6 +149,12 @@ def _open_with_url(settings: Settings, url: str | None, incident_id: str) -> lis
 async def get(client: Client, incident_id: str) -> IncidentView:
     try:
         return await client.get_workflow_handle(incident_id).query(IncidentWorkflow.view)
+    except WorkflowQueryFailedError as exc:
+        # The worker could not answer for this incident (for instance its history does not
+        # replay on this code): say so with the id, never a bare 500.
+        raise ServiceError(
+            503, f"事件“{incident_id}”的状态暂时无法读取，请联系系统管理员（{exc}）"
+        ) from exc
     except RPCError as exc:
         if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
             raise ServiceError(404, f"事件“{incident_id}”不存在") from exc

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from temporalio import workflow
 from temporalio.client import Client
 
 from config.settings import Settings
@@ -302,3 +303,30 @@ async def test_ledger_lists_every_deadline_with_rule_anchor_due_and_state(
     page = await http.get(f"/incidents/{body['id']}")
     for d in body["deadlines"]:
         assert f'data-rule="{d["rule"]}" data-state="{d["state"]}"' in page.text
+
+
+@workflow.defn(name="NotAnIncident")
+class NotAnIncident:
+    """Answers no `view` query, like an incident whose history no longer replays."""
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: False)
+
+
+async def test_an_unreadable_incident_is_a_clear_503(
+    http: httpx.AsyncClient, client: Client, settings: Settings
+) -> None:
+    """A query the worker cannot answer is a 503 naming the incident, never a bare 500."""
+    from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+    queue = f"other-{settings.temporal_task_queue}"
+    runner = UnsandboxedWorkflowRunner()  # the test module is no workflow module
+    async with Worker(client, task_queue=queue, workflows=[NotAnIncident], workflow_runner=runner):
+        await client.start_workflow("NotAnIncident", id="YQ-BROKEN", task_queue=queue)
+        r = await http.get("/api/incidents/YQ-BROKEN", headers=token_for(settings, "liu.yang"))
+        assert r.status_code == 503 and "YQ-BROKEN" in r.json()["detail"]
+        await sign_in(http, settings, "liu.yang")
+        page = await http.get("/incidents/YQ-BROKEN")
+        assert page.status_code == 503 and "无法读取" in page.text
+        await client.get_workflow_handle("YQ-BROKEN").terminate()
