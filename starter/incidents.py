@@ -6,6 +6,7 @@ the field. Refusals from the workflow's update validators come back as the same 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -34,6 +35,9 @@ from starter.errors import FieldError, translate
 from store import service
 from store.db import session_scope
 from workflows.incident import IncidentWorkflow
+
+# An action that meets an incident in its first moment is tried again this often.
+ACT_ATTEMPTS = 5
 
 # A submitted discovery time may run ahead of the server's clock by this much (clock skew).
 CLOCK_SKEW = timedelta(minutes=5)
@@ -175,18 +179,37 @@ async def act(
     except ValidationError as exc:
         raise ServiceError(422, "操作内容有误", translate(exc)) from exc
     handle = client.get_workflow_handle(incident_id)
-    try:
-        return await handle.execute_update(UPDATES[action], payload)  # type: ignore[arg-type]
-    except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        if isinstance(cause, ApplicationError):
-            status = 403 if cause.type == "Forbidden" else 409
-            raise ServiceError(status, cause.message) from exc
-        raise
-    except RPCError as exc:
-        if exc.status is not RPCStatusCode.NOT_FOUND:
-            raise
-        raise await _not_found_or_closed(client, incident_id) from exc
+    for attempt in range(ACT_ATTEMPTS):
+        try:
+            return await handle.execute_update(UPDATES[action], payload)  # type: ignore[arg-type]
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            if (
+                isinstance(cause, ApplicationError)
+                and cause.type == "NotReady"
+                and attempt < ACT_ATTEMPTS - 1
+            ):
+                # The incident's first moment (its deadlines being set up): try again shortly.
+                await asyncio.sleep(0.2 * (attempt + 1))
+                continue
+            refusal = _refusal(exc)
+            if refusal is exc:
+                raise
+            raise refusal from exc
+        except RPCError as exc:
+            if exc.status is not RPCStatusCode.NOT_FOUND:
+                raise
+            raise await _not_found_or_closed(client, incident_id) from exc
+    raise AssertionError("unreachable")
+
+
+def _refusal(exc: WorkflowUpdateFailedError) -> Exception:
+    """A validator's refusal as the person's error; anything else as it was."""
+    cause = exc.cause
+    if isinstance(cause, ApplicationError):
+        status = 403 if cause.type == "Forbidden" else 409
+        return ServiceError(status, cause.message)
+    return exc
 
 
 async def _not_found_or_closed(client: Client, incident_id: str) -> ServiceError:

@@ -153,7 +153,8 @@ class IncidentWorkflow:
         self._watched: dict[str, asyncio.Task[None]] = {}
         self._delivery_tasks: dict[str, asyncio.Task[None]] = {}
         self._upserted: dict[str, object] = {}
-        self._started = False
+        # A resumed run (continue-as-new) has all its state already: actions may come at once.
+        self._started = self.resumed
 
     # ------------------------------------------------------------------ run
 
@@ -1324,7 +1325,7 @@ class IncidentWorkflow:
     def _require_open(self) -> None:
         if not self._started:
             # An update can arrive in the same activation as the start, before the deadlines exist.
-            raise refuse("事件正在创建，请稍后重试")
+            raise ApplicationError("事件正在创建，请稍后重试", type="NotReady", non_retryable=True)
         if self.s.phase is Phase.closed:
             raise refuse("事件已结案，不再接受操作")
 
