@@ -1,0 +1,323 @@
+"""Browser tests: a real headless Chromium (Debian's, driven by Playwright's sync API) against the
+real Temporal dev server, the worker and the web app as their own processes, as in test_e2e.
+
+Skipped, loudly, when no Chromium or no Playwright is installed (.ci/run installs both). Each page
+visited is saved as a screenshot in test-artifacts/screenshots/ (the user guide uses them)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from temporalio.testing import WorkflowEnvironment
+
+from tests.conftest import BIN, EXAMPLE_ROSTER, ROOT, binary
+from tests.test_e2e import free_port, wait_until
+from workflows.incident import SEARCH_ATTRIBUTES
+
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str | None:
+    if Path("/usr/bin/chromium").exists():
+        return "/usr/bin/chromium"
+    return shutil.which("chromium")
+
+
+def skip_reason() -> str | None:
+    missing = []
+    if chromium_path() is None:
+        missing.append("no Chromium (/usr/bin/chromium or `chromium` on PATH)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("the playwright package is not installed")
+    if not missing:
+        return None
+    return (
+        "!!! BROWSER TESTS SKIPPED: "
+        + "; ".join(missing)
+        + " — install Debian's chromium and fonts-wqy-microhei and `pip install -e '.[test]'`"
+        + " (.ci/run does) !!!"
+    )
+
+
+def skip_loudly(reason: str) -> None:
+    print(f"\n{reason}\n", file=sys.stderr)
+    warnings.warn(reason, UserWarning, stacklevel=2)
+    pytest.skip(reason)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def browser_dev_server() -> Any:
+    reason = skip_reason()
+    if reason:
+        skip_loudly(reason)
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=binary("temporal"),
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_log_level="error",
+    )
+    async with env:
+        yield env
+
+
+class Town:
+    """The running app: its base URL, staff tokens and a JSON API client."""
+
+    def __init__(self, url: str, tokens: dict[str, str]) -> None:
+        self.url = url
+        self.tokens = tokens
+        self.api = httpx.Client(base_url=url, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def town(
+    browser_dev_server: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Town]:
+    tmp_path = tmp_path_factory.mktemp("browser")
+    roster_file = tmp_path / "roster.toml"
+    roster_file.write_text(EXAMPLE_ROSTER.read_text(encoding="utf-8"), encoding="utf-8")
+    port = free_port()
+    env = {
+        **os.environ,
+        "YUQING_TEMPORAL_ADDRESS": browser_dev_server.client.service_client.config.target_host,
+        "YUQING_TEMPORAL_TASK_QUEUE": "browser",
+        "YUQING_DATABASE_URL": f"sqlite:///{tmp_path / 'yuqing.db'}",
+        "YUQING_ROSTER_FILE": str(roster_file),
+        "YUQING_API_URL": f"http://127.0.0.1:{port}",
+        "YUQING_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        # Drill escalation steps every 60 plan-minutes: 1 s at a 3600x speed-up.
+        "YUQING_ESCALATION_WAITS_MINUTES": "[60, 60]",
+    }
+    yuqing = str(BIN / "yuqing")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [yuqing, *args], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path
+        )
+
+    migrated = cli("migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("worker", "web")}  # noqa: SIM115
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(ROOT / "worker.py")],
+            env=env,
+            stdout=logs["worker"],
+            stderr=subprocess.STDOUT,
+        ),
+        subprocess.Popen(
+            [str(BIN / "uvicorn"), "--factory", "starter.web.app:create_app", "--port", str(port)],
+            env=env,
+            stdout=logs["web"],
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        ),
+    ]
+    try:
+        town = Town(env["YUQING_API_URL"], {})
+
+        def healthy() -> bool:
+            try:
+                return town.api.get("/healthz").status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(healthy)
+        for person in ("zhou.ting", "liu.yang", "lin.feng", "sun.haitao"):
+            made = cli("token", "create", person)
+            assert made.returncode == 0, made.stderr
+            town.tokens[person] = made.stdout.strip()
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        yield town
+        town.api.close()
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for f in logs.values():
+            f.close()
+    if any(p.returncode not in (0, -15) for p in procs):
+        print((tmp_path / "worker.log").read_text(), (tmp_path / "web.log").read_text())
+
+
+@pytest.fixture(scope="module")
+def browser(town: Town) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def shot(page: Any, name: str) -> None:
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def signed_in(browser: Any, town: Town, person: str) -> Any:
+    """A fresh browser context signed in as `person` through the /login page."""
+    context = browser.new_context(base_url=town.url, locale="zh-CN", timezone_id="Asia/Shanghai")
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    page.goto("/login")
+    shot(page, "login")
+    page.get_by_label("个人令牌").fill(town.tokens[person])
+    page.get_by_role("button", name="登录", exact=True).click()
+    page.wait_for_load_state()
+    assert "/login" not in page.url, page.content()
+    return page
+
+
+def fill_report(page: Any, title: str) -> None:
+    page.get_by_label("标题").fill(title)
+    page.get_by_label("内容摘要").fill("网友发帖称东湖村道路积水多日无人处理。")
+    page.get_by_label("来源", exact=False).first.fill("微信公众号")
+    page.get_by_label("发现时间").fill(datetime.now().strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_label("报告单位").select_option("yqb")
+
+
+def submit_report(browser: Any, town: Town, title: str) -> str:
+    page = signed_in(browser, town, "zhou.ting")
+    page.goto("/")
+    fill_report(page, title)
+    shot(page, "form-filled")
+    page.get_by_role("button", name="提交报告").click()
+    # Signed-in staff land straight on the new incident's page.
+    page.wait_for_url(re.compile(r"/incidents/YQ-[0-9A-F-]+$"))
+    incident_id = page.locator("#incident-id").inner_text().strip()
+    assert incident_id.startswith("YQ-") and page.url.endswith(f"/incidents/{incident_id}")
+    assert title in page.locator("h1").inner_text()
+    shot(page, "incident-monitoring")
+    page.context.close()
+    return incident_id
+
+
+def test_monitoring_staff_signs_in_and_submits_through_the_form(browser: Any, town: Town) -> None:
+    submit_report(browser, town, "浏览器测试：东湖村道路积水")
+
+
+def test_empty_title_shows_the_chinese_message_and_keeps_the_input(
+    browser: Any, town: Town
+) -> None:
+    page = signed_in(browser, town, "zhou.ting")
+    page.goto("/")
+    fill_report(page, "")
+    page.get_by_role("button", name="提交报告").click()
+    page.wait_for_load_state()
+    error = page.locator("#title-error")
+    assert error.inner_text().strip() == "标题：必填"
+    assert "提交未成功" in page.locator(".error-summary").inner_text()
+    assert page.get_by_label("标题").input_value() == ""
+    assert page.get_by_label("内容摘要").input_value() == "网友发帖称东湖村道路积水多日无人处理。"
+    assert page.locator("#source").input_value() == "微信公众号"
+    assert page.get_by_label("发现时间").input_value()
+    assert page.get_by_label("报告单位").input_value() == "yqb"
+    shot(page, "form-invalid")
+    page.context.close()
+
+
+def act(page: Any, action: str) -> Any:
+    """Open the action's small form on the incident page and return it."""
+    details = page.locator(f"#action-{action}")
+    details.locator("summary").click()
+    return details.locator("form")
+
+
+def test_office_triages_unit_drafts_head_approves(browser: Any, town: Town) -> None:
+    incident_id = submit_report(browser, town, "浏览器测试：村道路灯损坏")
+    url = f"/incidents/{incident_id}"
+
+    page = signed_in(browser, town, "liu.yang")
+    page.goto(url)
+    shot(page, "incident-office")
+    form = act(page, "triage")
+    form.locator("#triage-severity").select_option("urgent")
+    form.locator("#triage-category").select_option("inquiry")
+    form.locator("#triage-responsible_unit").select_option("cjb")
+    shot(page, "action-triage")
+    form.get_by_role("button").click()
+    page.wait_for_url(f"**{url}?done=triage")
+    assert page.locator("#action-done").is_visible()
+    assert page.locator("#phase").inner_text().strip() == "处置中"
+    shot(page, "incident-triaged")
+    page.context.close()
+
+    page = signed_in(browser, town, "lin.feng")
+    page.goto(url)
+    form = act(page, "draft-reply")
+    form.locator("#draft-reply-text").fill("村建办已安排维修，今日内恢复照明。")
+    shot(page, "action-draft-reply")
+    form.get_by_role("button").click()
+    page.wait_for_url(f"**{url}?done=draft-reply")
+    assert "村建办已安排维修" in page.content()
+    shot(page, "incident-drafted")
+    page.context.close()
+
+    page = signed_in(browser, town, "sun.haitao")
+    page.goto(url)
+    form = act(page, "approve-reply")
+    assert form.locator("#approve-reply-approve").is_checked()
+    shot(page, "action-approve-reply")
+    form.get_by_role("button").click()
+    page.wait_for_url(f"**{url}?done=approve-reply")
+    assert "已审定，待发布" in page.content()
+    shot(page, "incident-approved")
+    page.context.close()
+
+
+def test_drill_deadline_goes_overdue_and_escalation_appears(browser: Any, town: Town) -> None:
+    drill = town.api.post(
+        "/api/incidents",
+        json={
+            "title": "演练：桥梁裂缝视频传播",
+            "content": "演练内容",
+            "source": "抖音",
+            "discovered_at": datetime.now(UTC).isoformat(),
+            "reporter_unit": "yqb",
+            "severity": "urgent",
+            "responsible_unit": "cjb",
+            "drill_speedup": 3600,
+        },
+    )
+    assert drill.status_code == 201, drill.text
+    drill_id = drill.json()["id"]
+
+    page = signed_in(browser, town, "liu.yang")
+    page.goto(f"/incidents/{drill_id}")
+    shot(page, "drill-started")
+    overdue_reply = page.locator('#deadlines tr[data-rule="R-REPLY"][data-state="overdue"]')
+    escalations = page.get_by_role("heading", name="督办升级")
+    deadline = time.monotonic() + 30
+    while not (overdue_reply.count() and escalations.count()):
+        assert time.monotonic() < deadline, "the drill never showed overdue and escalated"
+        time.sleep(0.5)
+        page.reload()
+    assert "已逾期" in overdue_reply.inner_text()
+    assert "overdue" in (overdue_reply.get_attribute("class") or "")
+    shot(page, "drill-overdue-escalated")
+    page.context.close()
