@@ -248,7 +248,7 @@ def act(page: Any, action: str) -> Any:
     return details.locator("form")
 
 
-def test_office_triages_unit_drafts_head_approves(browser: Any, town: Town) -> None:
+def test_office_triages_unit_drafts_head_approves_unit_publishes(browser: Any, town: Town) -> None:
     incident_id = submit_report(browser, town, "浏览器测试：村道路灯损坏")
     url = f"/incidents/{incident_id}"
 
@@ -256,7 +256,7 @@ def test_office_triages_unit_drafts_head_approves(browser: Any, town: Town) -> N
     page.goto(url)
     shot(page, "incident-office")
     form = act(page, "triage")
-    form.locator("#triage-severity").select_option("urgent")
+    form.locator("#triage-severity").select_option("general")
     form.locator("#triage-category").select_option("inquiry")
     form.locator("#triage-responsible_unit").select_option("cjb")
     shot(page, "action-triage")
@@ -287,6 +287,18 @@ def test_office_triages_unit_drafts_head_approves(browser: Any, town: Town) -> N
     page.wait_for_url(f"**{url}?done=approve-reply")
     assert "已审定，待发布" in page.content()
     shot(page, "incident-approved")
+    page.context.close()
+
+    page = signed_in(browser, town, "lin.feng")
+    page.goto(url)
+    form = act(page, "publish-reply")
+    form.locator("#publish-reply-channel").fill("镇政府微博")
+    shot(page, "action-publish-reply")
+    form.get_by_role("button").click()
+    page.wait_for_url(f"**{url}?done=publish-reply")
+    assert page.locator("#phase").inner_text().strip() == "动态跟踪"
+    assert "已发布" in page.content()
+    shot(page, "incident-published")
     page.context.close()
 
 
