@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: up down test lint status
+.PHONY: up down test lint status guide-screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +36,9 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy plan workflows activities
+
+## guide-screenshots: re-take the user guide's screenshots with the browser tests
+guide-screenshots: $(VENV)/.test-installed
+	$(BIN)/pytest -q tests/test_browser.py
+	for f in $$(sed -n 's/.*(screenshots\/\([a-z-]*\.png\)).*/\1/p' docs/guide.zh.md); do \
+	  cp test-artifacts/screenshots/$$f docs/screenshots/$$f; done

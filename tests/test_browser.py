@@ -333,3 +333,14 @@ def test_drill_deadline_goes_overdue_and_escalation_appears(browser: Any, town: 
     assert "overdue" in (overdue_reply.get_attribute("class") or "")
     shot(page, "drill-overdue-escalated")
     page.context.close()
+
+
+def test_the_guide_uses_screenshots_the_browser_tests_take() -> None:
+    """docs/guide.zh.md shows pages the tests above photograph (`make guide-screenshots`)."""
+    guide = (ROOT / "docs" / "guide.zh.md").read_text(encoding="utf-8")
+    used = re.findall(r"\(screenshots/([a-z-]+)\.png\)", guide)
+    assert len(used) >= 8
+    source = Path(__file__).read_text(encoding="utf-8")
+    for name in used:
+        assert (ROOT / "docs" / "screenshots" / f"{name}.png").exists(), name
+        assert f'"{name}"' in source, f"no browser test takes the screenshot {name}"
