@@ -6,10 +6,8 @@ visited is saved as a screenshot in test-artifacts/screenshots/ (the user guide 
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 import warnings
@@ -23,8 +21,8 @@ import pytest
 import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import BIN, EXAMPLE_ROSTER, ROOT, binary
-from tests.test_e2e import free_port, wait_until
+from tests.conftest import EXAMPLE_ROSTER, ROOT, binary
+from tests.stack import running_stack
 from workflows.incident import SEARCH_ATTRIBUTES
 
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
@@ -97,72 +95,20 @@ def town(
     tmp_path = tmp_path_factory.mktemp("browser")
     roster_file = tmp_path / "roster.toml"
     roster_file.write_text(EXAMPLE_ROSTER.read_text(encoding="utf-8"), encoding="utf-8")
-    port = free_port()
-    env = {
-        **os.environ,
-        "YUQING_TEMPORAL_ADDRESS": browser_dev_server.client.service_client.config.target_host,
-        "YUQING_TEMPORAL_TASK_QUEUE": "browser",
-        "YUQING_DATABASE_URL": f"sqlite:///{tmp_path / 'yuqing.db'}",
-        "YUQING_ROSTER_FILE": str(roster_file),
-        "YUQING_API_URL": f"http://127.0.0.1:{port}",
-        "YUQING_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        # Drill escalation steps every 60 plan-minutes: 1 s at a 3600x speed-up.
-        "YUQING_ESCALATION_WAITS_MINUTES": "[60, 60]",
-    }
-    yuqing = str(BIN / "yuqing")
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [yuqing, *args], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path
-        )
-
-    migrated = cli("migrate")
-    assert migrated.returncode == 0, migrated.stderr
-    logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("worker", "web")}  # noqa: SIM115
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(ROOT / "worker.py")],
-            env=env,
-            stdout=logs["worker"],
-            stderr=subprocess.STDOUT,
-        ),
-        subprocess.Popen(
-            [str(BIN / "uvicorn"), "--factory", "starter.web.app:create_app", "--port", str(port)],
-            env=env,
-            stdout=logs["web"],
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        ),
-    ]
-    try:
-        town = Town(env["YUQING_API_URL"], {})
-
-        def healthy() -> bool:
-            try:
-                return town.api.get("/healthz").status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(healthy)
+    with running_stack(
+        browser_dev_server.client.service_client.config.target_host,
+        tmp_path,
+        roster_file,
+        "browser",
+    ) as stack:
+        town = Town(stack.url, {})
         for person in ("zhou.ting", "liu.yang", "lin.feng", "sun.haitao"):
-            made = cli("token", "create", person)
+            made = stack.cli("token", "create", person)
             assert made.returncode == 0, made.stderr
             town.tokens[person] = made.stdout.strip()
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         yield town
         town.api.close()
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        for f in logs.values():
-            f.close()
-    if any(p.returncode not in (0, -15) for p in procs):
-        print((tmp_path / "worker.log").read_text(), (tmp_path / "web.log").read_text())
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,8 @@ a real webhook receiver on 127.0.0.1, and the `yuqing` CLI — nothing in-proces
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,12 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import BIN, EXAMPLE_ROSTER, ROOT, binary
+from tests.conftest import EXAMPLE_ROSTER, binary
+from tests.stack import running_stack, wait_until
 from workflows.incident import SEARCH_ATTRIBUTES
 
 
@@ -53,12 +50,6 @@ class Receiver:
         self.server.shutdown()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 async def dev_server() -> Any:
     env = await WorkflowEnvironment.start_local(
@@ -77,17 +68,6 @@ def receiver() -> Iterator[Receiver]:
     r.close()
 
 
-def wait_until(check: Any, within: float = 30.0) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {within}s: {value!r}")
-        time.sleep(0.2)
-
-
 async def test_incident_end_to_end(
     dev_server: WorkflowEnvironment, receiver: Receiver, tmp_path: Path
 ) -> None:
@@ -98,52 +78,10 @@ async def test_incident_end_to_end(
     )
     roster_file = tmp_path / "roster.toml"
     roster_file.write_text(roster, encoding="utf-8")
-    port = free_port()
-    env = {
-        **os.environ,
-        "YUQING_TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host,
-        "YUQING_TEMPORAL_TASK_QUEUE": "e2e",
-        "YUQING_DATABASE_URL": f"sqlite:///{tmp_path / 'yuqing.db'}",
-        "YUQING_ROSTER_FILE": str(roster_file),
-        "YUQING_API_URL": f"http://127.0.0.1:{port}",
-        "YUQING_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        # Drill escalation steps every 60 plan-minutes: 1 s at a 3600x speed-up.
-        "YUQING_ESCALATION_WAITS_MINUTES": "[60, 60]",
-    }
-    yuqing = str(BIN / "yuqing")
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [yuqing, *args], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path
-        )
-
-    assert cli("migrate").returncode == 0
-    logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("worker", "web")}  # noqa: SIM115
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(ROOT / "worker.py")],
-            env=env,
-            stdout=logs["worker"],
-            stderr=subprocess.STDOUT,
-        ),
-        subprocess.Popen(
-            [str(BIN / "uvicorn"), "--factory", "starter.web.app:create_app", "--port", str(port)],
-            env=env,
-            stdout=logs["web"],
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        ),
-    ]
-    try:
-        api = httpx.Client(base_url=env["YUQING_API_URL"], timeout=30)
-
-        def healthy() -> bool:
-            try:
-                return api.get("/healthz").status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(healthy)
+    with running_stack(
+        dev_server.client.service_client.config.target_host, tmp_path, roster_file, "e2e"
+    ) as stack:
+        api, cli, env = stack.api, stack.cli, stack.env
 
         # 1. Submit through the form's HTTP endpoint, then read the state back through the API.
         discovered = datetime.now(UTC).astimezone().strftime("%Y-%m-%dT%H:%M")
@@ -276,15 +214,3 @@ async def test_incident_end_to_end(
         history = await dev_server.client.get_workflow_handle(drill_id).fetch_history()
         fired = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED]
         assert fired, "the drill's deadline ran as a durable timer"
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        for f in logs.values():
-            f.close()
-    if any(p.returncode not in (0, -15) for p in procs):
-        print((tmp_path / "worker.log").read_text(), (tmp_path / "web.log").read_text())
