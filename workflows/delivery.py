@@ -15,7 +15,8 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.messages import DeliverRequest, DeliveryFailure
 
-# Writes to the store must eventually succeed: retried without limit, backing off to a minute.
+# Writes to the read model and to people must eventually succeed: retried without limit, backing
+# off to once a minute, so a database or network outage delays them but never loses them.
 RETRY_FOREVER = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,

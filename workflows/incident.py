@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -69,7 +69,7 @@ with workflow.unsafe.imports_passed_through():
     from plan.outbox import deliveries_for
     from plan.roster import Role
     from workflows.deadlines import watch_deadline
-    from workflows.delivery import deliver
+    from workflows.delivery import ACTIVITY_TIMEOUT, RETRY_FOREVER, deliver
 
 SA_PHASE = SearchAttributeKey.for_keyword("IncidentPhase")
 SA_SEVERITY = SearchAttributeKey.for_keyword("IncidentSeverity")
@@ -78,15 +78,6 @@ SA_OVERDUE = SearchAttributeKey.for_bool("Overdue")
 SA_DRILL = SearchAttributeKey.for_bool("IsDrill")
 SA_NEXT_DEADLINE = SearchAttributeKey.for_datetime("NextDeadlineAt")
 SEARCH_ATTRIBUTES = (SA_PHASE, SA_SEVERITY, SA_UNIT, SA_OVERDUE, SA_DRILL, SA_NEXT_DEADLINE)
-
-# Writes to the read model and to people must eventually succeed: retry without limit, backing
-# off to once a minute, so a database or network outage delays them but never loses them.
-RETRY_FOREVER = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-)
-ACTIVITY_TIMEOUT = timedelta(seconds=30)
 
 # State the workflow keeps for itself and does not show.
 INTERNAL_STATE = {"pending_escalations", "pending_notifications", "in_flight_deliveries"}
