@@ -28,7 +28,29 @@ from plan.models import ACTIONS
 from plan.roster import RosterError, load_roster
 from starter.errors import FIELD_LABELS
 
-app = typer.Typer(help="舆情应急处置：员工命令行工具", no_args_is_help=True, add_completion=False)
+# Exit codes, so scripts can tell a refusal by role from one by the plan (the API's 403 / 409).
+EXIT_ERROR = 1  # anything else (2 is click's: the command line itself is wrong)
+EXIT_FORBIDDEN = 3  # no or bad token, or the role may not do this (HTTP 401/403)
+EXIT_NOT_FOUND = 4  # no such incident (HTTP 404)
+EXIT_REFUSED = 5  # the plan does not allow it now: wrong phase, closed, already done (HTTP 409)
+EXIT_INVALID = 6  # the input is invalid (HTTP 400/413/422)
+EXIT_UNREACHABLE = 7  # the API (or Temporal) could not be reached
+EXIT_BY_STATUS = {
+    400: EXIT_INVALID,
+    401: EXIT_FORBIDDEN,
+    403: EXIT_FORBIDDEN,
+    404: EXIT_NOT_FOUND,
+    409: EXIT_REFUSED,
+    413: EXIT_INVALID,
+    422: EXIT_INVALID,
+}
+
+app = typer.Typer(
+    help="舆情应急处置：员工命令行工具。\n\n退出码：0 成功；1 其他错误；2 命令用法错误；3 未登录或无权操作；"
+    "4 事件不存在；5 当前阶段不允许（已办理、已结案等）；6 输入无效；7 无法连接。",
+    no_args_is_help=True,
+    add_completion=False,
+)
 token_app = typer.Typer(help="管理个人访问令牌", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 
@@ -51,7 +73,10 @@ def _request(method: str, path: str, *, token: str | None = None, body: Any = No
         with httpx.Client(base_url=settings.api_url, timeout=60) as http:
             response = http.request(method, path, json=body, headers=headers)
     except httpx.HTTPError as exc:
-        _fail(f"无法连接 {settings.api_url}（{exc}）；请先运行 make up 或设置 YUQING_API_URL", 2)
+        _fail(
+            f"无法连接 {settings.api_url}（{exc}）；请先运行 make up 或设置 YUQING_API_URL",
+            EXIT_UNREACHABLE,
+        )
     try:
         data = response.json()
     except ValueError:
@@ -59,7 +84,7 @@ def _request(method: str, path: str, *, token: str | None = None, body: Any = No
     if response.is_error:
         lines = [str(data.get("detail", response.status_code))]
         lines += [f"  - {e['message']}" for e in data.get("errors", [])]
-        _fail("\n".join(lines))
+        _fail("\n".join(lines), EXIT_BY_STATUS.get(response.status_code, EXIT_ERROR))
     return data
 
 
@@ -219,7 +244,7 @@ async def _setup() -> None:
     try:
         client = await connect(settings)
     except Exception as exc:  # connection refused, bad TLS files, …
-        _fail(f"无法连接 Temporal {settings.temporal_address}（{exc}）", 2)
+        _fail(f"无法连接 Temporal {settings.temporal_address}（{exc}）", EXIT_UNREACHABLE)
     namespace = settings.temporal_namespace
     typer.echo(f"Temporal {settings.temporal_address}，命名空间 {namespace}")
 
@@ -487,7 +512,10 @@ def _act(
     incident_id: str, action: str, body: dict[str, Any], token: str | None, as_json: bool
 ) -> None:
     if not token:
-        _fail("需要令牌：使用 --token 或设置 YUQING_TOKEN（yuqing token create 人员编号）")
+        _fail(
+            "需要令牌：使用 --token 或设置 YUQING_TOKEN（yuqing token create 人员编号）",
+            EXIT_FORBIDDEN,
+        )
     data = _request(
         "POST", f"/api/incidents/{incident_id}/actions/{action}", token=token, body=body
     )

@@ -58,6 +58,6 @@ def test_token_create_and_revoke(database_url: str) -> None:
             assert service.person_for_token(s, token=token) is None
         # An action without a token never reaches the server.
         no_token = runner.invoke(app, ["withdraw", "YQ-X", "--reason", "误报"], env=env)
-        assert no_token.exit_code == 1 and "令牌" in no_token.output
+        assert no_token.exit_code == 3 and "令牌" in no_token.output
     finally:
         get_settings.cache_clear()

@@ -85,7 +85,8 @@ def plausible_actions(roster: Roster, person_id: str, view: IncidentView) -> lis
     )
     wanted = {
         "confirm-lead": office and phase is Phase.lead,
-        "triage": (office or leading) and phase is Phase.triage,
+        # Re-triage (重新研判) stays open until the incident has subsided.
+        "triage": (office or leading) and phase in (Phase.triage, Phase.handling, Phase.tracking),
         "file-written-report": written_open
         and (office or roster.belongs_to(person_id, view.reporter_unit)),
         "report-progress": involved and working,
@@ -192,9 +193,22 @@ def action_forms(roster: Roster, person_id: str, view: IncidentView) -> list[Act
     for name in plausible_actions(roster, person_id, view):
         model = ACTIONS[name][0]
         help_text = (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else ""
-        forms.append(
-            ActionForm(name, ACTION_LABELS.get(name, name), help_text, form_fields(model, roster))
-        )
+        fields = form_fields(model, roster)
+        label = ACTION_LABELS.get(name, name)
+        if name == "triage":
+            # Start from what is known: the reporter's first guess, or the last triage.
+            current = {
+                "severity": view.severity.value if view.severity_assessed else None,
+                "category": view.category.value if view.category else None,
+                "responsible_unit": view.responsible_unit,
+                "co_units": list(view.co_units),
+            }
+            for f in fields:
+                if current.get(f.name):
+                    f.default = current[f.name]
+            if view.phase is not Phase.triage:
+                label = "重新研判"
+        forms.append(ActionForm(name, label, help_text, fields))
     return forms
 
 
