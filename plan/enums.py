@@ -14,6 +14,17 @@ class Severity(StrEnum):
     def label(self) -> str:
         return {"general": "一般", "major": "重大", "urgent": "紧急"}[self.value]
 
+    @property
+    def explanation(self) -> str:
+        """One sentence from the plan, for the forms."""
+        return {
+            "general": "影响有限的一般性网络舆情：12小时内官方回复（R-REPLY）。",
+            "major": "影响较大的重大网络舆情：24小时内官方回复，口径和发布人须经领导小组审定，"
+            "并立即向主要领导汇报。",
+            "urgent": "可能迅速扩散、须立即处置的紧急舆情：3小时内回应社会关切，可先电话口头报告，"
+            "30分钟内补报书面信息。",
+        }[self.value]
+
 
 class Category(StrEnum):
     inquiry = "inquiry"
@@ -28,6 +39,18 @@ class Category(StrEnum):
             "hype": "恶意传播或炒作",
             "fabrication": "捏造、歪曲或夸大事实",
             "suggestion": "建议类",
+        }[self.value]
+
+    @property
+    def explanation(self) -> str:
+        """One sentence from the plan, for the forms."""
+        return {
+            "inquiry": "群众询问、置疑或提出诉求：能当即回复的当即回复，发现当日内回复处理意见，"
+            "办结之日内回复处理结果。",
+            "hype": "恶意传播或炒作：依法告知事实真相；仍继续恶意传播的，商请执纪执法部门查处。",
+            "fabrication": "捏造、歪曲或夸大事实，恶意攻击、诽谤、煽动或涉嫌违法犯罪："
+            "依法澄清事实真相，并商请监察执法部门查处。",
+            "suggestion": "对改革、发展、稳定有重要积极意义的建议：积极采纳并按要求予以回复。",
         }[self.value]
 
 

@@ -90,6 +90,15 @@ def parse_submission(data: dict[str, Any], roster: Roster, now: datetime) -> Sub
         errors.append(FieldError("discovered_at", "发现时间不能晚于当前时间"))
     if sub.posted_at and sub.posted_at > now + CLOCK_SKEW:
         errors.append(FieldError("posted_at", "发帖时间不能晚于当前时间"))
+    if sub.oral_reported_at is not None:
+        # R-WRITTEN counts from the call: a call in the future or before the post was found would
+        # move that deadline.
+        if not sub.oral:
+            errors.append(FieldError("oral_reported_at", "仅电话口头报告需要填写口头报告时间"))
+        elif sub.oral_reported_at > now + CLOCK_SKEW:
+            errors.append(FieldError("oral_reported_at", "口头报告时间不能晚于当前时间"))
+        elif sub.oral_reported_at < sub.discovered_at:
+            errors.append(FieldError("oral_reported_at", "口头报告时间不能早于发现时间"))
     if errors:
         raise ServiceError(422, "提交内容有误", errors)
     return sub

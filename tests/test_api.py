@@ -13,6 +13,7 @@ from temporalio import workflow
 from temporalio.client import Client
 
 from config.settings import Settings
+from plan.enums import Category, Severity
 from plan.roster import Roster
 from starter.web.app import create_app
 from store import service
@@ -196,6 +197,9 @@ async def test_form_submits_and_shows_the_incident(
     id; reading the incident page needs sign-in (R-SECRECY)."""
     page = await http.get("/")
     assert page.status_code == 200 and "报告舆情" in page.text
+    # The plan's severities and categories, a sentence each.
+    for option in [*Severity, *Category]:
+        assert f"<strong>{option.label}</strong>：{option.explanation}" in page.text
     key = re.search(r'name="submission_key" value="([0-9a-f]+)"', page.text)
     assert key
     now_local = datetime.now(UTC).astimezone().strftime("%Y-%m-%dT%H:%M")
@@ -249,6 +253,95 @@ async def test_form_shows_errors_and_keeps_input(
     assert 'value="保留我输入的标题"' in r.text
     for words in ("内容摘要：必填", "发现时间：必填", "报告单位：必填"):
         assert words in r.text
+    assert _list(settings) == []
+
+
+async def test_quick_oral_report_form(http: httpx.AsyncClient, settings: Settings) -> None:
+    """R-WRITTEN: the 电话口头报告 form asks only what a call gives, prefills the times, and the
+    confirmation names the written report's deadline, 30 minutes from the call."""
+    page = await http.get("/report/oral")
+    assert page.status_code == 200 and "电话口头报告" in page.text
+    assert 'name="variant" value="oral"' in page.text
+    prefilled = re.search(
+        r'id="oral_reported_at" name="oral_reported_at" type="datetime-local" value="([^"]+)"',
+        page.text,
+    )
+    assert prefilled and prefilled.group(1)
+    key = re.search(r'name="submission_key" value="([0-9a-f]+)"', page.text)
+    assert key
+    assert 'href="/report/oral"' in (await http.get("/")).text  # offered from the full form
+
+    tz = _shanghai()
+    call = datetime.now(tz).replace(second=0, microsecond=0) - timedelta(minutes=4)
+    seen = call - timedelta(minutes=6)
+    form = {
+        "variant": "oral",
+        "submission_key": key.group(1),
+        "title": "东湖村道路积水视频在抖音传播",
+        "reporter_unit": "dhc",
+        "reporter_name": "冯刚",
+        "severity": "urgent",
+        "discovered_at": seen.strftime("%Y-%m-%dT%H:%M"),
+        "oral_reported_at": call.strftime("%Y-%m-%dT%H:%M"),
+    }
+    # A call before the post was found is refused and the form keeps what was typed.
+    early = {**form, "oral_reported_at": (seen - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M")}
+    r = await http.post("/incidents", data=early)
+    assert r.status_code == 422 and "口头报告时间不能早于发现时间" in r.text
+    assert (
+        'value="东湖村道路积水视频在抖音传播"' in r.text and 'name="variant" value="oral"' in r.text
+    )
+    assert _list(settings) == []
+    missing = await http.post("/incidents", data={**form, "oral_reported_at": ""})
+    assert missing.status_code == 422 and "口头报告时间：请填写" in missing.text
+
+    r = await http.post("/incidents", data=form)
+    assert r.status_code == 201, r.text
+    due = (call + timedelta(minutes=30)).strftime("%Y-%m-%d %H:%M")
+    assert "R-WRITTEN" in r.text and due in r.text
+    incident_id = re.search(r'id="incident-id">(YQ-[0-9A-F-]+)<', r.text)
+    assert incident_id
+    office = token_for(settings, "liu.yang")
+    got = (await http.get(f"/api/incidents/{incident_id.group(1)}", headers=office)).json()
+    assert got["oral"] is True and got["severity"] == "urgent" and got["source"] == "电话口头报告"
+    written = next(d for d in got["deadlines"] if d["rule"] == "R-WRITTEN")
+    assert datetime.fromisoformat(written["due_at"]) == call + timedelta(minutes=30)
+    assert datetime.fromisoformat(written["anchor_at"]) == call
+    # The reporting unit files the written report from the incident page (R-WRITTEN met).
+    csrf = await sign_in(http, settings, "feng.gang")
+    page = await http.get(f"/incidents/{incident_id.group(1)}")
+    assert "/actions/file-written-report" in page.text
+    done = await http.post(
+        f"/incidents/{incident_id.group(1)}/actions/file-written-report",
+        data={"csrf_token": csrf, "text": "书面信息：抖音视频播放量约两万。"},
+    )
+    assert done.status_code == 303, done.text
+    got = (await http.get(f"/api/incidents/{incident_id.group(1)}", headers=office)).json()
+    assert next(d for d in got["deadlines"] if d["rule"] == "R-WRITTEN")["state"] == "met"
+
+
+async def test_oral_report_time_through_the_api(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    """oral_reported_at must belong to an oral report, not lie in the future, and not precede
+    the discovery: each is a 422 naming the field, and nothing starts."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    base = submission(discovered_at=(now - timedelta(minutes=10)).isoformat())
+    cases = [
+        ({"oral_reported_at": now.isoformat()}, "仅电话口头报告需要填写"),
+        (
+            {"oral": True, "oral_reported_at": (now + timedelta(hours=1)).isoformat()},
+            "不能晚于当前时间",
+        ),
+        (
+            {"oral": True, "oral_reported_at": (now - timedelta(hours=1)).isoformat()},
+            "不能早于发现时间",
+        ),
+    ]
+    for extra, words in cases:
+        r = await http.post("/api/incidents", json={**base, **extra})
+        assert r.status_code == 422 and words in r.text, r.text
+        assert any(e["field"] == "oral_reported_at" for e in r.json()["errors"]), r.text
     assert _list(settings) == []
 
 

@@ -187,6 +187,29 @@ def test_empty_title_shows_the_chinese_message_and_keeps_the_input(
     page.context.close()
 
 
+def test_a_phone_report_through_the_quick_form(browser: Any, town: Town) -> None:
+    """R-WRITTEN: the office logs a phone report in a few fields; the confirmation names the time
+    the written report is due."""
+    context = browser.new_context(base_url=town.url, locale="zh-CN", timezone_id="Asia/Shanghai")
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    page.goto("/")
+    page.locator("#oral-link").click()
+    page.wait_for_url("**/report/oral")
+    assert page.get_by_label("通话时间").input_value()  # prefilled with now
+    page.get_by_label("事由").fill("浏览器测试：抖音传播桥梁裂缝视频")
+    page.get_by_label("报告单位").select_option("dhc")
+    page.get_by_label("报告人").fill("冯刚")
+    assert page.get_by_label("舆情等级").input_value() == "urgent"
+    shot(page, "oral-form")
+    page.get_by_role("button", name="登记口头报告").click()
+    page.wait_for_load_state()
+    assert "报告已提交" in page.locator("h1").inner_text()
+    assert "R-WRITTEN" in page.locator("#written-due").inner_text()
+    shot(page, "oral-submitted")
+    context.close()
+
+
 def act(page: Any, action: str) -> Any:
     """Open the action's small form on the incident page and return it."""
     details = page.locator(f"#action-{action}")

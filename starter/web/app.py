@@ -178,6 +178,17 @@ def create_app(
             values["reporter_name"] = me.name
         return render(request, "form.html", {"values": values, "errors": {}})
 
+    @app.get("/report/oral", response_class=HTMLResponse)
+    async def oral_page(request: Request) -> Response:
+        """R-WRITTEN: the quick form for a phone report, times prefilled with now."""
+        now = datetime.now(tz).strftime("%Y-%m-%dT%H:%M")
+        values = {"submission_key": uuid.uuid4().hex, "oral_reported_at": now, "discovered_at": now}
+        me = auth.viewer(request)
+        if me is not None:
+            values["reporter_unit"] = me.unit
+            values["reporter_name"] = me.name
+        return render(request, "oral.html", {"values": values, "errors": {}})
+
     @app.post("/incidents", response_class=HTMLResponse)
     async def form_submit(request: Request, client: TemporalClient) -> Response:
         # Monitoring staff may report without an account; a signed-in person needs the CSRF token.
@@ -197,7 +208,8 @@ def create_app(
                     # confirm what was received instead.
                     return render(request, "submitted.html", {"v": submitted.view}, 201)
                 return RedirectResponse(f"/incidents/{submitted.view.id}", status_code=303)
-        return render(request, "form.html", {"values": values, "errors": errors}, 422)
+        template = "oral.html" if values.get("variant") == "oral" else "form.html"
+        return render(request, template, {"values": values, "errors": errors}, 422)
 
     @app.get("/incidents", response_class=HTMLResponse)
     async def list_page(
@@ -462,7 +474,13 @@ def _form_to_submission(
         value = values.get(name, "").strip()
         if value:
             data[name] = value
-    for name in ("discovered_at", "posted_at"):
+    oral_variant = values.get("variant") == "oral"
+    if oral_variant:
+        # The quick phone-report form asks only what the call gives; the rest has a fixed wording
+        # until the written report (R-WRITTEN) follows.
+        data.setdefault("source", "电话口头报告")
+        data.setdefault("content", "电话口头报告，详细情况以书面信息为准。")
+    for name in ("discovered_at", "posted_at", "oral_reported_at"):
         value = values.get(name, "").strip()
         if not value:
             continue
@@ -472,7 +490,9 @@ def _form_to_submission(
             errors[name] = f"{FIELD_LABELS[name]}：时间格式不正确"
             continue
         data[name] = (parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)).isoformat()
-    data["oral"] = values.get("oral") in ("on", "true", "1")
+    data["oral"] = oral_variant or values.get("oral") in ("on", "true", "1")
+    if oral_variant and "oral_reported_at" not in data and "oral_reported_at" not in errors:
+        errors["oral_reported_at"] = f"{FIELD_LABELS['oral_reported_at']}：请填写"
     if values.get("drill") in ("on", "true", "1"):
         speedup = values.get("drill_speedup", "").strip() or "60"
         try:
