@@ -281,6 +281,7 @@ async def test_r_written_report_filed_within_30_minutes(
             settings,
             roster,
             oral=True,
+            discovered_at=(oral_at - timedelta(minutes=5)).isoformat(),
             oral_reported_at=oral_at.isoformat(),
             url="https://weibo.example/post/written-2",
         )
