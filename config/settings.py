@@ -47,6 +47,16 @@ class Settings(BaseSettings):
     # random key is generated once and kept in data/secret_key).
     session_hours: float = 12.0
     secret_key: str | None = None
+    # Payload encryption (AES-256-GCM): "KEY_ID:BASE64KEY" entries, comma- or line-separated, the
+    # encrypting key first; older keys stay listed to decrypt what they wrote. Inline or in a file
+    # only the service can read. `yuqing codec-key new KEY_ID` prints a fresh entry.
+    codec_keys: str | None = None
+    codec_keys_file: Path | None = None
+    # Observability: the worker's Prometheus endpoint for Temporal SDK metrics (host:port, off when
+    # unset), its health endpoint (host:port), and log lines as JSON ("json") or text ("text").
+    metrics_bind: str | None = None
+    worker_health_bind: str | None = None
+    log_format: str = "text"
     # Continue-as-new once an incident's history reaches this many events.
     continue_as_new_after: int = 2_000
     # Set false only against a server without the custom search attributes registered.

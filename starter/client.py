@@ -1,12 +1,15 @@
 """The one place that builds a Temporal client from settings: dev server, cluster (mTLS) or Cloud
-(API key). Payloads are pydantic-aware."""
+(API key). Payloads are pydantic-aware, and encrypted when codec keys are set (starter/codec.py)."""
 
 from __future__ import annotations
 
 from temporalio.client import Client, TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
+from temporalio.runtime import Runtime
 
 from config.settings import Settings
+from starter.codec import EncryptionCodec, load_keys, with_codec
 
 
 def tls_config(settings: Settings) -> TLSConfig | bool:
@@ -23,11 +26,21 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
     )
 
 
-async def connect(settings: Settings) -> Client:
+def codec_for(settings: Settings) -> EncryptionCodec | None:
+    keys = load_keys(settings.codec_keys, settings.codec_keys_file)
+    return EncryptionCodec(keys) if keys else None
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    return with_codec(pydantic_data_converter, codec_for(settings))
+
+
+async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         tls=tls_config(settings),
         api_key=settings.temporal_api_key,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
+        runtime=runtime,
     )
