@@ -47,7 +47,9 @@ if start temporal "$BIN/temporal" server start-dev \
     --log-level warn \
     --search-attribute IncidentPhase=Keyword --search-attribute IncidentSeverity=Keyword \
     --search-attribute ResponsibleUnit=Keyword --search-attribute Overdue=Bool \
-    --search-attribute IsDrill=Bool --search-attribute NextDeadlineAt=Datetime; then
+    --search-attribute IsDrill=Bool --search-attribute NextDeadlineAt=Datetime \
+    --search-attribute IncidentCategory=Keyword --search-attribute PlanVersion=Keyword \
+    ${YUQING_CODEC_KEYS:+--ui-codec-endpoint "${YUQING_PUBLIC_URL:-http://localhost:$WEB_PORT}/codec"}; then
   :
 fi
 wait_for temporal "$BIN/temporal" operator cluster health --address "127.0.0.1:$TEMPORAL_PORT"

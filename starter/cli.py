@@ -220,6 +220,67 @@ def web(host: str = "127.0.0.1", port: Annotated[int, typer.Option(help="端口"
     uvicorn.run("starter.web.app:create_app", factory=True, host=host, port=port)
 
 
+codec_app = typer.Typer(help="载荷加密密钥（YUQING_CODEC_KEYS）", no_args_is_help=True)
+app.add_typer(codec_app, name="codec-key")
+
+
+@codec_app.command("new")
+def codec_key_new(key_id: Annotated[str, typer.Argument(help="密钥编号，如 2026-11")]) -> None:
+    """生成一个新的 AES-256 密钥条目（KEY_ID:BASE64）。轮换：把新条目放在最前，旧条目保留用于解密。"""
+    from starter.codec import new_key_entry
+
+    if not key_id.strip() or ":" in key_id or "," in key_id:
+        _fail("密钥编号不能为空，也不能含“:”或“,”", EXIT_INVALID)
+    typer.echo(new_key_entry(key_id.strip()))
+
+
+@app.command("export-history")
+def export_history(
+    incident_id: Annotated[str, typer.Argument(help="事件编号（工作流 ID）")],
+    out: Annotated[Path | None, typer.Option("--out", help="写入文件（默认输出到屏幕）")] = None,
+    decode: Annotated[
+        bool, typer.Option("--decode", help="用 YUQING_CODEC_KEYS 解密后导出（供审计或回放测试）")
+    ] = False,
+) -> None:
+    """导出事件的 Temporal 历史（JSON），供回放测试（tests/histories/）或审计存档。"""
+    import asyncio
+
+    from google.protobuf import json_format
+    from temporalio.service import RPCError
+
+    from starter.client import codec_for, connect
+    from starter.codec import decode_message
+
+    async def run() -> str:
+        settings = get_settings()
+        try:
+            client = await connect(settings)
+        except Exception as exc:
+            _fail(f"无法连接 Temporal {settings.temporal_address}（{exc}）", EXIT_UNREACHABLE)
+        try:
+            history = await client.get_workflow_handle(incident_id).fetch_history()
+        except RPCError as exc:
+            _fail(f"无法读取事件“{incident_id}”的历史：{exc.message}", EXIT_NOT_FOUND)
+        proto = history.to_json_dict()
+        if decode:
+            codec = codec_for(settings)
+            if codec is None:
+                _fail("未设置 YUQING_CODEC_KEYS，无法解密", EXIT_INVALID)
+            from temporalio.api.history.v1 import History
+
+            message = json_format.ParseDict(proto, History())
+            await decode_message(message, codec)
+            proto = json_format.MessageToDict(message)
+        return json.dumps(proto, ensure_ascii=False, indent=2)
+
+    text = asyncio.run(run())
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text + "\n", encoding="utf-8")
+        typer.echo(f"已写入 {out}")
+
+
 @app.command()
 def setup() -> None:
     """注册搜索属性，创建或更新每日简报和每周问责汇总的定时任务。"""

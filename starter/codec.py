@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import (
     DataConverter,
@@ -115,3 +116,32 @@ def with_codec(converter: DataConverter, codec: PayloadCodec | None) -> DataConv
         payload_codec=codec,
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
+
+
+async def decode_message(message: Message, codec: PayloadCodec) -> None:
+    """Decode, in place, every payload anywhere inside a proto message (a whole history, say):
+    for exporting a history of an encrypted namespace in clear (`yuqing export-history --decode`)."""
+    for field, value in message.ListFields():
+        if field.message_type is None:
+            continue
+        if field.message_type.full_name == Payload.DESCRIPTOR.full_name:
+            if field.is_repeated:
+                decoded = await codec.decode(list(value))
+                del value[:]
+                value.extend(decoded)
+            else:
+                value.CopyFrom((await codec.decode([value]))[0])
+        elif field.message_type.GetOptions().map_entry:
+            entry_value = field.message_type.fields_by_name["value"]
+            if entry_value.message_type is None:
+                continue
+            for key in list(value):
+                if entry_value.message_type.full_name == Payload.DESCRIPTOR.full_name:
+                    value[key].CopyFrom((await codec.decode([value[key]]))[0])
+                else:
+                    await decode_message(value[key], codec)
+        elif field.is_repeated:
+            for item in value:
+                await decode_message(item, codec)
+        else:
+            await decode_message(value, codec)

@@ -33,6 +33,8 @@ SEARCH_ATTRIBUTES = {
     "Overdue": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
     "IsDrill": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
     "NextDeadlineAt": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+    "IncidentCategory": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    "PlanVersion": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
 }
 
 

@@ -56,7 +56,11 @@ class Stack:
 
 @contextmanager
 def running_stack(
-    temporal_address: str, tmp_path: Path, roster_file: Path, task_queue: str
+    temporal_address: str,
+    tmp_path: Path,
+    roster_file: Path,
+    task_queue: str,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
     """Migrate a fresh SQLite store, start the worker and the web app, wait until the app answers;
     stop both afterwards (and print their logs if either failed)."""
@@ -72,6 +76,7 @@ def running_stack(
         "YUQING_PUBLIC_URL": url,
         # Drill escalation steps every 60 plan-minutes: 1 s at a 3600x speed-up.
         "YUQING_ESCALATION_WAITS_MINUTES": "[60, 60]",
+        **(extra_env or {}),
     }
     stack = Stack(env, url, tmp_path, httpx.Client(base_url=url, timeout=30))
     migrated = stack.cli("migrate")

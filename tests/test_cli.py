@@ -61,3 +61,15 @@ def test_token_create_and_revoke(database_url: str) -> None:
         assert no_token.exit_code == 3 and "令牌" in no_token.output
     finally:
         get_settings.cache_clear()
+
+
+def test_codec_key_new_prints_a_usable_entry() -> None:
+    from starter.codec import EncryptionCodec, parse_keys
+
+    made = runner.invoke(app, ["codec-key", "new", "2026-11"])
+    assert made.exit_code == 0, made.output
+    entry = made.output.strip()
+    assert entry.startswith("2026-11:")
+    assert EncryptionCodec(parse_keys(entry)).active_id == "2026-11"
+    bad = runner.invoke(app, ["codec-key", "new", "a:b"])
+    assert bad.exit_code == 6 and "密钥编号" in bad.output

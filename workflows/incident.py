@@ -77,7 +77,19 @@ SA_UNIT = SearchAttributeKey.for_keyword("ResponsibleUnit")
 SA_OVERDUE = SearchAttributeKey.for_bool("Overdue")
 SA_DRILL = SearchAttributeKey.for_bool("IsDrill")
 SA_NEXT_DEADLINE = SearchAttributeKey.for_datetime("NextDeadlineAt")
-SEARCH_ATTRIBUTES = (SA_PHASE, SA_SEVERITY, SA_UNIT, SA_OVERDUE, SA_DRILL, SA_NEXT_DEADLINE)
+SA_CATEGORY = SearchAttributeKey.for_keyword("IncidentCategory")
+SA_PLAN_VERSION = SearchAttributeKey.for_keyword("PlanVersion")
+# Codes and instants only: no names, titles or content (they are not encrypted by a codec).
+SEARCH_ATTRIBUTES = (
+    SA_PHASE,
+    SA_SEVERITY,
+    SA_CATEGORY,
+    SA_UNIT,
+    SA_NEXT_DEADLINE,
+    SA_OVERDUE,
+    SA_DRILL,
+    SA_PLAN_VERSION,
+)
 
 # State the workflow keeps for itself and does not show.
 INTERNAL_STATE = {"pending_escalations", "pending_notifications", "in_flight_deliveries"}
@@ -1524,6 +1536,8 @@ class IncidentWorkflow:
             SA_OVERDUE.name: any(d.overdue and d.open for d in s.deadlines),
             SA_DRILL.name: self.sub.is_drill,
             SA_NEXT_DEADLINE.name: self._next_due(),
+            SA_CATEGORY.name: s.category.value if s.category else None,
+            SA_PLAN_VERSION.name: self.inp.plan_version,
         }
         if values == self._upserted:
             return

@@ -38,7 +38,7 @@ from starter.incidents import ServiceError
 from store import service
 from store.db import session_scope
 
-from . import reports, staff
+from . import codec, reports, staff
 from .auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, Viewer, safe_next
 from .pages import Pages, involved_units
 
@@ -371,6 +371,7 @@ def create_app(
 
     app.include_router(reports.router)
     app.include_router(staff.router)
+    app.include_router(codec.router)
     return app
 
 

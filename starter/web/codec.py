@@ -1,0 +1,101 @@
+"""The codec endpoint the Temporal UI and `temporal` CLI call to show encrypted payloads in clear.
+
+Temporal's remote-codec protocol: POST {endpoint}/decode (and /encode) with a JSON `Payloads`
+message, answered in kind. Only signed-in staff may use it: a browser session of this app (the
+UI's "include cross-origin credentials" sends its cookie) or a personal token as
+`Authorization: Bearer …` (`temporal workflow show --codec-auth`). Cross-origin calls are allowed
+from the Temporal UI's own origin only.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from temporalio.api.common.v1 import Payloads
+
+from starter.client import codec_for
+from starter.incidents import ServiceError
+
+from .pages import pages
+
+router = APIRouter()
+
+MAX_BODY = 4 * 1024 * 1024
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _cors(request: Request, response: Response) -> Response:
+    k = pages(request)
+    origin = request.headers.get("origin")
+    if origin and origin == _origin(k.settings.temporal_ui_url):
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Credentials"] = "true"
+        response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = (
+            "Content-Type, Authorization, X-Namespace"
+        )
+        response.headers["Vary"] = "Origin"
+    return response
+
+
+def _error(request: Request, status: int, message: str) -> Response:
+    return _cors(request, JSONResponse({"detail": message}, status_code=status))
+
+
+@router.options("/codec/{operation}")
+async def codec_preflight(request: Request, operation: str) -> Response:
+    return _cors(request, Response(status_code=204))
+
+
+@router.post("/codec/{operation}")
+async def codec(request: Request, operation: str) -> Response:
+    if operation not in ("encode", "decode"):
+        return _error(request, 404, f"未知操作“{operation}”")
+    k = pages(request)
+    codec_impl = codec_for(k.settings)
+    if codec_impl is None:
+        return _error(request, 404, "未启用载荷加密（YUQING_CODEC_KEYS）")
+    if not _signed_in(request):
+        return _error(
+            request, 401, "需要登录：请先登录本系统，或在 Authorization 头中提供 Bearer 令牌"
+        )
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        return _error(request, 413, "请求内容过大")
+    try:
+        payloads = json_format.Parse(raw or b"{}", Payloads())
+    except (json_format.ParseError, DecodeError, UnicodeDecodeError) as exc:
+        return _error(request, 400, f"请求内容不是有效的 Payloads JSON（{exc}）")
+    try:
+        if operation == "encode":
+            out = await codec_impl.encode(list(payloads.payloads))
+        else:
+            out = await codec_impl.decode(list(payloads.payloads))
+    except Exception as exc:  # an unknown key id, a payload that fails authentication
+        return _error(request, 400, f"无法{'加密' if operation == 'encode' else '解密'}：{exc}")
+    body = json_format.MessageToJson(Payloads(payloads=out))
+    return _cors(request, Response(body, media_type="application/json"))
+
+
+def _signed_in(request: Request) -> bool:
+    from starter.web.app import authenticate, request_state
+
+    k = pages(request)
+    if k.auth.viewer(request) is not None:
+        return True
+    header = request.headers.get("authorization")
+    if not header:
+        return False
+    try:
+        authenticate(request_state(request.app), header)
+    except ServiceError:
+        return False
+    return True
