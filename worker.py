@@ -1,9 +1,15 @@
-"""The worker: runs IncidentWorkflow and its activities on the task queue from settings."""
+"""The worker: runs IncidentWorkflow and its activities on the task queue from settings.
+
+Observability (starter/observability.py), from settings: Temporal SDK metrics for Prometheus at
+http://YUQING_METRICS_BIND/metrics, `GET /healthz` on YUQING_WORKER_HEALTH_BIND, and log lines as
+text or JSON (YUQING_LOG_FORMAT) with secrets redacted. SIGTERM or SIGINT shuts the worker down
+and the process exits 0."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from concurrent.futures import ThreadPoolExecutor
 
 from temporalio.client import Client
@@ -16,6 +22,7 @@ from activities.record import RecordActivities
 from config.settings import Settings, get_settings
 from plan.roster import load_roster
 from starter.client import connect
+from starter.observability import HealthServer, build_runtime, configure_logging, secret_values
 from workflows.digest import DigestWorkflow
 from workflows.incident import IncidentWorkflow
 
@@ -59,16 +66,71 @@ def build_worker(
 
 
 async def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = get_settings()
+    # Never log the settings object: it holds the SMTP password, codec keys, the API key.
+    configure_logging(settings.log_format, secrets=secret_values(settings))
+    log = logging.getLogger("yuqing.worker")
     load_roster(settings.roster_file)  # a broken roster stops the worker here, naming the entry
-    client = await connect(settings)
+    runtime = build_runtime(settings)
+    client = await connect(settings, runtime=runtime)
+    if settings.metrics_bind:
+        log.info("metrics on http://%s/metrics", settings.metrics_bind)
     with ThreadPoolExecutor(max_workers=16) as executor:
         worker = build_worker(client, settings, executor=executor)
-        logging.getLogger("yuqing.worker").info(
-            "worker on %s, task queue %s", settings.temporal_address, settings.temporal_task_queue
+        health = None
+        if settings.worker_health_bind:
+            health = HealthServer(
+                settings.worker_health_bind,
+                client=client,
+                worker=worker,
+                task_queue=settings.temporal_task_queue,
+                namespace=settings.temporal_namespace,
+            )
+        await run_until_signalled(worker, health, log, settings)
+
+
+async def run_until_signalled(
+    worker: Worker, health: HealthServer | None, log: logging.Logger, settings: Settings
+) -> None:
+    """Run the worker until it fails or SIGTERM / SIGINT arrives; then shut it down (in-flight
+    activities are cancelled and retried elsewhere) and stop the health endpoint, so the process
+    exits 0 on a signal."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    received: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        stop.set()
+
+    if health is not None:
+        await health.start()  # a port in use stops the worker here, before it polls
+        log.info("health on http://%s/healthz", settings.worker_health_bind)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    running = asyncio.create_task(worker.run())
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        log.info(
+            "worker on %s, namespace %s, task queue %s",
+            settings.temporal_address,
+            settings.temporal_namespace,
+            settings.temporal_task_queue,
         )
-        await worker.run()
+        await asyncio.wait({running, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not running.done():
+            log.info("%s received: shutting down the worker", received[0])
+            if health is not None:
+                health.stopping = True
+            await worker.shutdown()
+        await running  # re-raises a worker failure
+        log.info("worker stopped")
+    finally:
+        stopped.cancel()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        if health is not None:
+            await health.close()
 
 
 if __name__ == "__main__":

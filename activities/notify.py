@@ -84,6 +84,12 @@ class NotifyActivities:
                     kind=req.channel.kind,
                     target=req.target,
                 )
+        activity.logger.info(
+            "notified %d recipients for %s in the inbox; %d external deliveries queued",
+            len(note.recipients),
+            note.rule,
+            len(requests),
+        )
         return len(requests)
 
     @activity.defn(name="deliver")
@@ -99,23 +105,32 @@ class NotifyActivities:
                 kind=request.channel.kind,
                 target=request.target,
             )
+            kind, to = request.channel.kind, request.recipient.person_id
             if row.state == "sent":
+                activity.logger.info("already delivered via %s to %s", kind, to)
                 return "already sent"
             if row.state in ("failed", "given_up"):
+                activity.logger.info("delivery via %s to %s is %s: not sent", kind, to, row.state)
                 return row.state  # the workflow stopped trying and the office was told
             row.attempts += 1
+            attempt = row.attempts
         try:
             with httpx.Client(timeout=self.webhook_timeout) as client:
                 Channels(client, self.smtp).send(outgoing(request), request.channel)
         except Retryable as exc:
             self._mark(request.key, "pending", str(exc))
+            activity.logger.info(
+                "delivery via %s to %s failed (attempt %d, will retry): %s", kind, to, attempt, exc
+            )
             raise ApplicationError(f"{request.target}: {exc}", type="DeliveryRetry") from exc
         except Refused as exc:
             self._mark(request.key, "failed", str(exc))
+            activity.logger.info("delivery via %s to %s refused: %s", kind, to, exc)
             raise ApplicationError(
                 f"{request.target}: {exc}", type="DeliveryRefused", non_retryable=True
             ) from exc
         self._mark(request.key, "sent", None)
+        activity.logger.info("delivered via %s to %s (attempt %d)", kind, to, attempt)
         return "sent"
 
     @activity.defn(name="delivery_failed")
@@ -125,6 +140,14 @@ class NotifyActivities:
         state = "given_up" if failure.given_up else "failed"
         self._mark(req.key, state, failure.reason)
         what = "多次重试后放弃" if failure.given_up else "被拒收"
+        activity.logger.info(
+            "delivery via %s to %s %s: %s; telling the office (%s)",
+            req.channel.kind,
+            req.recipient.person_id,
+            "given up" if failure.given_up else "refused",
+            failure.reason,
+            ", ".join(failure.office),
+        )
         with session_scope(self.database_url) as session:
             for person in failure.office:
                 service.write_inbox(

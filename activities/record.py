@@ -21,14 +21,30 @@ class RecordActivities:
         """Write the incident snapshot, deadlines, new timeline entries and accountability (R-ACCOUNT)."""
         with session_scope(self.database_url) as session:
             service.record(session, request=request)
+        activity.logger.info(
+            "recorded %d timeline events, %d deadlines, %d accountability records; phase %s",
+            len(request.timeline),
+            len(request.deadlines),
+            len(request.accountability),
+            request.incident.phase,
+        )
 
     @activity.defn(name="escalate")
     def escalate(self, request: EscalateRequest) -> bool:
         """Record one R-ESCALATE step with its time and targets; True if it was new."""
         with session_scope(self.database_url) as session:
-            return service.record_escalation(
+            new = service.record_escalation(
                 session,
                 incident_id=request.incident_id,
                 escalation=request.escalation,
                 drill=request.drill,
             )
+        step = request.escalation
+        activity.logger.info(
+            "escalation step %d for %s to %s%s",
+            step.step,
+            step.rule,
+            ", ".join(step.targets),
+            "" if new else " (already recorded)",
+        )
+        return new
