@@ -423,3 +423,21 @@ async def test_an_unreadable_incident_is_a_clear_503(
         page = await http.get("/incidents/YQ-BROKEN")
         assert page.status_code == 503 and "无法读取" in page.text
         await client.get_workflow_handle("YQ-BROKEN").terminate()
+
+
+async def test_health_and_readiness(http: httpx.AsyncClient, settings: Settings) -> None:
+    """/healthz: the process answers; /readyz: the store and Temporal answer too."""
+    assert (await http.get("/healthz")).json() == {"status": "ok"}
+    ready = await http.get("/readyz")
+    assert ready.status_code == 200 and ready.json() == {"status": "ok"}
+
+
+async def test_readiness_names_what_is_missing(client: Client) -> None:
+    from tests.conftest import make_settings
+
+    broken = make_settings("postgresql://nobody@127.0.0.1:1/none")  # nothing listens on port 1
+    app = create_app(broken, client=client)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        ready = await c.get("/readyz")
+    assert ready.status_code == 503 and set(ready.json()["problems"]) == {"database"}

@@ -9,6 +9,7 @@ goes through starter.incidents, so the form, the API and the CLI refuse the same
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import uuid
@@ -25,6 +26,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
+from sqlalchemy import text
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
 from config.settings import Settings, get_settings
@@ -272,7 +275,28 @@ def create_app(
 
     @app.get("/healthz")
     async def health() -> dict[str, str]:
+        """Liveness: the process answers (a load balancer's cheap check)."""
         return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def ready() -> Response:
+        """Readiness: the store and the Temporal frontend both answer, or 503 naming which not."""
+        problems: dict[str, str] = {}
+        try:
+            with session_scope(settings.database_url) as s:
+                s.execute(text("SELECT 1"))
+        except Exception as exc:  # any driver error means not ready
+            problems["database"] = type(exc).__name__
+        try:
+            client = await asyncio.wait_for(state.temporal(), 5)
+            await client.workflow_service.get_system_info(
+                GetSystemInfoRequest(), timeout=timedelta(seconds=3)
+            )
+        except Exception as exc:  # unreachable, TLS refused, timed out
+            problems["temporal"] = type(exc).__name__
+        if problems:
+            return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
+        return JSONResponse({"status": "ok"})
 
     @app.post("/api/incidents", status_code=201)
     async def api_submit(request: Request, client: TemporalClient) -> Response:
