@@ -27,6 +27,7 @@ from temporalio.converter import DefaultFailureConverterWithEncodedAttributes
 from temporalio.testing import WorkflowEnvironment
 
 from config.settings import Settings
+from plan.enums import Phase
 from plan.roster import Roster
 from starter.client import connect, data_converter
 from starter.codec import CodecKeyError, EncryptionCodec, new_key_entry, parse_keys
@@ -111,6 +112,14 @@ async def test_overdue_drill_found_by_search_attributes_with_a_readable_history(
         meta = await handle.query("__temporal_workflow_metadata")
 
     assert await desc.static_summary() == "【演练】演练：桥梁裂缝视频传播"
+    # Search attributes hold codes and instants only; the id is a date and a hash.
+    attrs = {p.key.name: p.value for p in desc.typed_search_attributes}
+    assert {k.name for k in SEARCH_ATTRIBUTES} <= set(attrs)
+    assert attrs["IncidentPhase"] in {p.value for p in Phase}
+    assert attrs["ResponsibleUnit"] == "cjb" and attrs["IncidentCategory"] == "inquiry"
+    for value in attrs.values():
+        assert not any(name in str(value) for name in ("桥梁", "周婷", "村镇建设办")), value
+    assert re.fullmatch(r"YQ-\d{8}-[0-9A-F]{12}", view.id)
     assert "村镇建设办" in (await desc.static_details() or "") or "报告单位" in (
         await desc.static_details() or ""
     )
