@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: up down test lint status guide-screenshots
+.PHONY: up down test reliability lint status guide-screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +28,14 @@ down:
 status:
 	scripts/up.sh --status
 
-## test: install the test extras and run the whole suite
+## test: install the test extras and run the quick suite (everything but tests/reliability)
 test: $(VENV)/.test-installed
-	$(BIN)/pytest
+	$(BIN)/pytest --ignore=tests/reliability
+
+## reliability: faults, restarts, bad input and intruders against real processes; prints figures
+reliability: $(VENV)/.test-installed
+	$(BIN)/pytest -q tests/reliability
+	$(BIN)/python -m tests.reliability.figures
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
