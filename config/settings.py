@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     metrics_bind: str | None = None
     worker_health_bind: str | None = None
     log_format: str = "text"
+    # Rate limits per client address: failed sign-ins per window, and submissions (form, API,
+    # leads) per minute. 0 turns a limit off.
+    login_failures_allowed: int = 10
+    login_window_minutes: float = 15.0
+    submissions_per_minute: int = 60
     # Continue-as-new once an incident's history reaches this many events.
     continue_as_new_after: int = 2_000
     # Set false only against a server without the custom search attributes registered.

@@ -151,6 +151,8 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "roster_file": EXAMPLE_ROSTER,
         "temporal_task_queue": f"tq-{uuid.uuid4()}",
         "escalation_waits_minutes": [60.0, 60.0],
+        # Tests submit far more than a person would; the limit has tests of its own.
+        "submissions_per_minute": 0,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

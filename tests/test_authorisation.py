@@ -179,7 +179,8 @@ class Town:
             **scene.submission,
         )
         path = "/api/leads" if data.pop("lead", False) else "/api/incidents"
-        r = await self.http.post(path, json=data)
+        # As a monitoring system would: with a token, so the anonymous rate limit does not apply.
+        r = await self.http.post(path, json=data, headers=self.bearer("zhou.ting"))
         assert r.status_code == 201, r.text
         incident_id = str(r.json()["id"])
         if scene.triaged:

@@ -41,7 +41,7 @@ from starter.incidents import ServiceError
 from store import service
 from store.db import session_scope
 
-from . import codec, reports, staff
+from . import codec, limits, reports, staff
 from .auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, Viewer, safe_next
 from .pages import Pages, involved_units
 
@@ -99,11 +99,34 @@ def create_app(
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> Response:
         body = {"detail": exc.message, "errors": [f.as_dict() for f in exc.fields]}
+        response: Response
         if request.url.path.startswith("/api/"):
-            return JSONResponse(body, status_code=exc.status)
-        return render(
-            request, "error.html", {"status": exc.status, "message": exc.message}, exc.status
-        )
+            response = JSONResponse(body, status_code=exc.status)
+        else:
+            context = {"status": exc.status, "message": exc.message}
+            response = render(request, "error.html", context, exc.status)
+        if isinstance(exc, limits.RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+
+    # The two doors open to anyone: token guessing and report floods (starter/web/limits.py).
+    login_failures = limits.SlidingWindow(
+        settings.login_failures_allowed, settings.login_window_minutes * 60
+    )
+    submissions = limits.SlidingWindow(settings.submissions_per_minute, 60)
+
+    def count_submission(request: Request) -> None:
+        """Anonymous submissions count against the client's address; a monitoring system or a
+        person sending a valid personal token is known and not limited."""
+        header = request.headers.get("authorization")
+        if header:
+            try:
+                authenticate(state, header)
+                return
+            except ServiceError:
+                pass  # a bad token is treated as anonymous, not refused here
+        limits.refuse_if_limited(submissions, request, "提交")
+        submissions.hit(limits.client_key(request))
 
     def to_login(request: Request) -> Response:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -146,8 +169,10 @@ def create_app(
         values = {k: str(v) for k, v in (await request.form()).items()}
         auth.check_login_csrf(request, values.get(CSRF_FIELD))
         target = safe_next(values.get("next"))
+        limits.refuse_if_limited(login_failures, request, "登录失败")
         session_id = auth.sign_in(request, values.get("token", "").strip())
         if session_id is None:
+            login_failures.hit(limits.client_key(request))
             return login_form(
                 request, target, error="令牌无效或已吊销，请核对后重试", status_code=401
             )
@@ -195,6 +220,7 @@ def create_app(
     @app.post("/incidents", response_class=HTMLResponse)
     async def form_submit(request: Request, client: TemporalClient) -> Response:
         # Monitoring staff may report without an account; a signed-in person needs the CSRF token.
+        count_submission(request)
         values = await posted_form(request, require_session=False)
         values.pop(CSRF_FIELD, None)
         data, errors = _form_to_submission(values, tz)
@@ -300,6 +326,7 @@ def create_app(
 
     @app.post("/api/incidents", status_code=201)
     async def api_submit(request: Request, client: TemporalClient) -> Response:
+        count_submission(request)
         data = await _json_body(request)
         submitted = await incidents.submit(client, settings, roster, data)
         return JSONResponse(
@@ -310,6 +337,7 @@ def create_app(
     @app.post("/api/leads", status_code=201)
     async def api_lead(request: Request, client: TemporalClient) -> Response:
         """R-OFFICE: a monitoring system feeds a lead; the office must confirm it within R-REPORT's hour."""
+        count_submission(request)
         data = await _json_body(request)
         submitted = await incidents.submit(client, settings, roster, {**data, "lead": True})
         return JSONResponse(

@@ -1,0 +1,66 @@
+"""Rate limits for the two doors open to anyone: sign-in (guessing tokens) and submission
+(flooding the office with reports). Per client address, in this process's memory: each web process
+counts for itself, which is enough to make guessing hopeless and a flood visible. Behind a reverse
+proxy run uvicorn with --proxy-headers (and --forwarded-allow-ips) so the address is the client's.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+
+from fastapi import Request
+
+from starter.incidents import ServiceError
+
+
+class SlidingWindow:
+    """At most `limit` events per key within `window` seconds."""
+
+    def __init__(
+        self, limit: int, window: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self._events: dict[str, deque[float]] = {}
+
+    def _recent(self, key: str) -> deque[float]:
+        now = self.clock()
+        events = self._events.setdefault(key, deque())
+        while events and events[0] <= now - self.window:
+            events.popleft()
+        if not events:
+            del self._events[key]  # forget quiet clients, so memory stays bounded
+            return self._events.setdefault(key, deque())
+        return events
+
+    def retry_after(self, key: str) -> float:
+        """Seconds until `key` may act again; 0 when it may now."""
+        events = self._recent(key)
+        if self.limit <= 0 or len(events) < self.limit:
+            return 0.0
+        return max(0.0, events[0] + self.window - self.clock())
+
+    def hit(self, key: str) -> None:
+        self._recent(key).append(self.clock())
+
+
+class RateLimited(ServiceError):
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(429, message)
+        self.retry_after = retry_after
+
+
+def client_key(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def refuse_if_limited(window: SlidingWindow, request: Request, what: str) -> None:
+    """A 429 with the wait in Chinese when the client is over the limit."""
+    wait = window.retry_after(client_key(request))
+    if wait > 0:
+        minutes = max(1, math.ceil(wait / 60))
+        raise RateLimited(f"{what}过于频繁，请{minutes}分钟后再试", math.ceil(wait))
