@@ -12,6 +12,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from tests.replay_mutants import WithoutRecord, WithoutRecordPatched
 from workflows.incident import IncidentWorkflow
 
 HISTORIES = sorted((Path(__file__).resolve().parent / "histories").glob("*.json"))
@@ -34,3 +35,21 @@ async def test_saved_history_replays(path: Path) -> None:
     replayer = Replayer(workflows=[IncidentWorkflow], data_converter=pydantic_data_converter)
     result = await replayer.replay_workflow(history)
     assert result.replay_failure is None
+
+
+# The gate itself: a change that drops an activity fails replay unless it is behind patched().
+
+
+async def _replay(workflow_class: type, path: Path) -> Exception | None:
+    history = WorkflowHistory.from_json(path.stem, path.read_text(encoding="utf-8"))
+    replayer = Replayer(workflows=[workflow_class], data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    return result.replay_failure
+
+
+@pytest.mark.parametrize("path", HISTORIES[:2], ids=[p.stem for p in HISTORIES[:2]])
+async def test_the_gate_catches_a_removed_activity(path: Path) -> None:
+    failure = await _replay(WithoutRecord, path)
+    assert failure is not None, "replay passed although an activity was removed"
+    assert "nondetermin" in str(failure).lower() or "Nondeterminism" in type(failure).__name__
+    assert await _replay(WithoutRecordPatched, path) is None
