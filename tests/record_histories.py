@@ -8,6 +8,7 @@ the saved files is that today's code must replay yesterday's incidents.
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -76,17 +77,79 @@ async def scenario_withdrawn_lead(env: WorkflowEnvironment, settings: Settings) 
     return view.id
 
 
+async def scenario_fabrication(env: WorkflowEnvironment, settings: Settings) -> str:
+    """Major fabrication: referral, activation, consultation, release, a summary filed late
+    (escalated), a commendation and a manual accountability record."""
+    roster = load_roster(EXAMPLE_ROSTER)
+    c = env.client
+    view = (await incidents.submit(c, settings, roster, submission(severity="major"))).view
+    await triage(c, view.id, severity="major", category="fabrication", unit="pcs")
+    await incidents.act(c, view.id, "activate", {"units": ["jw"]}, "li.xiaomei")
+    consult = {"topic": "是否报警", "decision": "报警", "participants": ["qian.jun"]}
+    await incidents.act(c, view.id, "consult", consult, "liu.yang")
+    await publish(c, view.id, staff="qian.jun", head="qian.jun", release=True)
+    await incidents.act(c, view.id, "track", {"status": "subsided"}, "liu.yang")
+    await env.sleep(timedelta(hours=80))  # R-SUMMARY (72 h) missed: escalates
+    await incidents.act(c, view.id, "commend", {"unit": "pcs", "reason": "查处及时"}, "liu.yang")
+    blame = {"kind": "瞒报", "unit": "cjb", "reason": "未报告"}
+    await incidents.act(c, view.id, "record-accountability", blame, "liu.yang")
+    await incidents.act(c, view.id, "submit-summary", {"text": "总结"}, "qian.jun")
+    return view.id
+
+
+async def scenario_suggestion(env: WorkflowEnvironment, settings: Settings) -> str:
+    """Suggestion sent to the wrong unit: returned, re-triaged, adopted, replied, closed."""
+    roster = load_roster(EXAMPLE_ROSTER)
+    c = env.client
+    view = (await incidents.submit(c, settings, roster, submission())).view
+    await triage(c, view.id, severity="general", category="suggestion", unit="cjb")
+    await incidents.act(c, view.id, "return-to-office", {"reason": "不属本单位"}, "lin.feng")
+    await triage(c, view.id, severity="general", category="suggestion", unit="sswb")
+    adopt = {"adopted": True, "decision": "采纳，纳入明年计划"}
+    await incidents.act(c, view.id, "decide-adoption", adopt, "xu.lei")
+    await publish(c, view.id, staff="xu.lei", head="huang.li")
+    await incidents.act(c, view.id, "track", {"status": "subsided"}, "xu.lei")
+    await incidents.act(c, view.id, "submit-summary", {"text": "总结"}, "xu.lei")
+    return view.id
+
+
+async def scenario_continued(env: WorkflowEnvironment, settings: Settings) -> str:
+    """A long inquiry that continues as new (a low threshold) and completes in its second run."""
+    roster = load_roster(EXAMPLE_ROSTER)
+    c = env.client
+    short = settings.model_copy(update={"continue_as_new_after": 80})
+    view = (await incidents.submit(c, short, roster, submission())).view
+    await triage(c, view.id, severity="general", category="inquiry", unit="sswb")
+    for day in range(3):
+        await incidents.act(
+            c, view.id, "consult", {"topic": f"第{day}次会商", "decision": "继续"}, "liu.yang"
+        )
+        await env.sleep(timedelta(hours=13))
+    await publish(c, view.id, staff="xu.lei", head="huang.li", kind="result", text="处理结果")
+    await incidents.act(c, view.id, "track", {"status": "subsided"}, "xu.lei")
+    await incidents.act(c, view.id, "submit-summary", {"text": "总结"}, "xu.lei")
+    return view.id
+
+
 SCENARIOS = {
     "inquiry": scenario_inquiry,
     "urgent": scenario_urgent,
     "withdrawn_lead": scenario_withdrawn_lead,
+    "fabrication": scenario_fabrication,
+    "suggestion": scenario_suggestion,
+    "continued": scenario_continued,
 }
 
 
-async def main() -> None:
+async def main(names: list[str]) -> None:
+    """Record the named scenarios (all when none are named). Keep old files: add new paths."""
     HERE.mkdir(exist_ok=True)
+    unknown = set(names) - set(SCENARIOS)
+    if unknown:
+        raise SystemExit(f"unknown scenarios: {sorted(unknown)}; known: {sorted(SCENARIOS)}")
+    chosen = {n: SCENARIOS[n] for n in names} if names else SCENARIOS
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(max_workers=16) as executor:
-        for name, scenario in SCENARIOS.items():
+        for name, scenario in chosen.items():
             env = await WorkflowEnvironment.start_time_skipping(
                 test_server_existing_path=binary("temporal-test-server"),
                 data_converter=pydantic_data_converter,
@@ -116,4 +179,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(sys.argv[1:]))
