@@ -344,6 +344,7 @@ async def test_every_action_by_every_role_through_the_pages(town: Town) -> None:
                 csrf = _csrf((await c.get("/")).text)
             browsers[person] = (c, csrf)
         offered_wrongly: list[str] = []
+        csrf_failures: list[str] = []
 
         async def attempt(
             action: str, person: str, incident_id: str, body: dict[str, Any]
@@ -355,10 +356,21 @@ async def test_every_action_by_every_role_through_the_pages(town: Town) -> None:
                 page.status_code == 200 and allowed(action, person)
             ):
                 offered_wrongly.append(f"{action} for {person}: offered={offers}")
-            r = await c.post(
-                f"/incidents/{incident_id}/actions/{action}",
-                data={"csrf_token": csrf, **_form(body)},
-            )
+            url = f"/incidents/{incident_id}/actions/{action}"
+            if person != ANONYMOUS and allowed(action, person):
+                # CSRF: the right person's form without its token, or from another site, is
+                # refused before it reaches the workflow (the real post below still succeeds).
+                missing = await c.post(url, data=_form(body))
+                forged = await c.post(
+                    url,
+                    data={"csrf_token": csrf, **_form(body)},
+                    headers={"Origin": "https://evil.example"},
+                )
+                if (missing.status_code, forged.status_code) != (403, 403):
+                    csrf_failures.append(
+                        f"{action} by {person}: {missing.status_code}/{forged.status_code}"
+                    )
+            r = await c.post(url, data={"csrf_token": csrf, **_form(body)})
             location = r.headers.get("location", "")
             if person == ANONYMOUS:
                 return Outcome(
@@ -369,6 +381,7 @@ async def test_every_action_by_every_role_through_the_pages(town: Town) -> None:
 
         await check_matrix(town, attempt)
         assert not offered_wrongly, "\n".join(offered_wrongly)
+        assert not csrf_failures, "\n".join(csrf_failures)
     finally:
         for c, _ in browsers.values():
             await c.aclose()
