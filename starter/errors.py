@@ -45,6 +45,7 @@ FIELD_LABELS = {
     "lead": "监测线索",
     "start": "开始日期",
     "end": "结束日期",
+    "body": "请求内容",
 }
 
 
@@ -82,6 +83,11 @@ def _message(kind: str, ctx: dict[str, object], raw: str) -> str:
         "model_type": "格式不正确",
         "dict_type": "格式不正确",
         "json_invalid": "不是有效的JSON",
+        "model_attributes_type": "应为JSON对象",
+        "list_type": "应为列表",
+        "too_long": f"不能超过{ctx.get('max_length')}项",
+        "too_short": f"至少{ctx.get('min_length')}项",
+        "string_unicode": "含有无效字符",
     }
     if kind == "value_error":
         if "posted_at" in raw:
@@ -106,7 +112,8 @@ def translate_errors(errors: list[Any]) -> list[FieldError]:
             if not isinstance(p, int) and p not in ("body", "query", "path", "header")
         ]
         field = loc[0] if loc else ("posted_at" if "posted_at" in err["msg"] else "")
+        field = field or "body"  # the request as a whole (not JSON, not an object)
         label = FIELD_LABELS.get(field, field)
         text = _message(err["type"], dict(err.get("ctx") or {}), str(err["msg"]))
-        out.append(FieldError(field or "body", f"{label}：{text}" if label else text))
+        out.append(FieldError(field, f"{label}：{text}"))
     return out

@@ -10,11 +10,12 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import (
@@ -28,10 +29,10 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from config.settings import Settings
-from plan.models import ACTIONS, IncidentInput, IncidentView, Submission
+from plan.models import ACTIONS, SHORT_MAX, IncidentInput, IncidentView, Submission
 from plan.roster import Roster
 from plan.spec import SHIPPED
-from starter.errors import FieldError, translate
+from starter.errors import FIELD_LABELS, FieldError, translate
 from store import service
 from store.db import session_scope
 from workflows.incident import IncidentWorkflow
@@ -41,6 +42,19 @@ ACT_ATTEMPTS = 5
 
 # A submitted discovery time may run ahead of the server's clock by this much (clock skew).
 CLOCK_SKEW = timedelta(minutes=5)
+
+# No post, discovery or call is older than this: an earlier time is a typo or a bad clock (and a
+# time near year 1 cannot even be shown in the town's zone, so its workflow could not run).
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+
+# Invisible on the pages, unsafe in e-mail and webhooks, refused by PostgreSQL (NUL): C0 controls
+# other than tab, line feed and carriage return, and DEL. Refused in every text field.
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+# Action fields that name roster units or people; checked here so an unknown one is a 422 naming
+# the field, before anything reaches Temporal (the workflow's validators check again).
+UNIT_FIELDS = ("responsible_unit", "unit", "units", "co_units")
+PERSON_FIELDS = ("spokesperson", "person", "participants")
 
 # Each action is the workflow update of the same name (kebab-case → snake_case).
 UPDATES = {name: getattr(IncidentWorkflow, name.replace("-", "_")) for name in ACTIONS}
@@ -81,7 +95,11 @@ def parse_submission(data: dict[str, Any], roster: Roster, now: datetime) -> Sub
         sub = Submission.model_validate(data)
     except ValidationError as exc:
         raise ServiceError(422, "提交内容有误", translate(exc)) from exc
-    errors: list[FieldError] = []
+    errors = _text_errors(sub)
+    for name in ("discovered_at", "posted_at", "oral_reported_at"):
+        at = getattr(sub, name)
+        if at is not None and at < EARLIEST:
+            errors.append(FieldError(name, f"{FIELD_LABELS[name]}不能早于2000年1月1日"))
     if roster.unit(sub.reporter_unit) is None:
         errors.append(FieldError("reporter_unit", f"报告单位“{sub.reporter_unit}”不在名册中"))
     if sub.responsible_unit and roster.unit(sub.responsible_unit) is None:
@@ -175,10 +193,17 @@ async def get(client: Client, incident_id: str) -> IncidentView:
 
 
 async def act(
-    client: Client, incident_id: str, action: str, data: dict[str, Any], actor: str
+    client: Client,
+    incident_id: str,
+    action: str,
+    data: dict[str, Any],
+    actor: str,
+    *,
+    roster: Roster | None = None,
 ) -> IncidentView:
     """Perform a staff action as `actor` (already authenticated). Wrong phase, wrong role, an
-    unknown or a closed incident: ServiceError, and nothing changes."""
+    unknown or a closed incident: ServiceError, and nothing changes. With `roster`, units and
+    people the action names are checked against it here (422) rather than by the workflow."""
     entry = ACTIONS.get(action)
     if entry is None:
         raise ServiceError(404, f"未知操作“{action}”")
@@ -187,6 +212,9 @@ async def act(
         payload = model.model_validate({**data, "actor": actor})
     except ValidationError as exc:
         raise ServiceError(422, "操作内容有误", translate(exc)) from exc
+    errors = _text_errors(payload) + _action_errors(payload, roster)
+    if errors:
+        raise ServiceError(422, "操作内容有误", errors)
     handle = client.get_workflow_handle(incident_id)
     for attempt in range(ACT_ATTEMPTS):
         try:
@@ -210,6 +238,46 @@ async def act(
                 raise
             raise await _not_found_or_closed(client, incident_id) from exc
     raise AssertionError("unreachable")
+
+
+def _label(name: str) -> str:
+    return FIELD_LABELS.get(name, name)
+
+
+def _text_errors(model: BaseModel) -> list[FieldError]:
+    """Control characters in any text field (or list of texts)."""
+    errors = []
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        items = value if isinstance(value, list) else [value]
+        if any(isinstance(v, str) and CONTROL_CHARS.search(v) for v in items):
+            errors.append(FieldError(name, f"{_label(name)}：不能包含控制字符"))
+    return errors
+
+
+def _action_errors(payload: BaseModel, roster: Roster | None) -> list[FieldError]:
+    """What the schema cannot say: each listed id within the short limit, a link that is a web
+    link, and (with the roster) units and people that exist."""
+    errors: list[FieldError] = []
+    fields = type(payload).model_fields
+    for name in (*UNIT_FIELDS, *PERSON_FIELDS):
+        if name not in fields:
+            continue
+        value = getattr(payload, name)
+        items = [v for v in (value if isinstance(value, list) else [value]) if v]
+        if any(len(v) > SHORT_MAX for v in items):
+            errors.append(FieldError(name, f"{_label(name)}：每项不能超过{SHORT_MAX}个字"))
+            continue
+        if roster is None:
+            continue
+        find = roster.unit if name in UNIT_FIELDS else roster.person
+        missing = [v for v in items if find(v) is None]
+        if missing:
+            errors.append(FieldError(name, f"{_label(name)}：“{_clip(missing[0], 40)}”不在名册中"))
+    url = getattr(payload, "url", None)
+    if isinstance(url, str) and url and not url.startswith(("http://", "https://")):
+        errors.append(FieldError("url", f"{_label('url')}：链接须以 http:// 或 https:// 开头"))
+    return errors
 
 
 def _refusal(exc: WorkflowUpdateFailedError) -> Exception:

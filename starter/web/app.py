@@ -36,7 +36,7 @@ from plan.models import ACTIONS, IncidentView
 from plan.roster import Role, Roster, load_roster
 from starter import incidents
 from starter.client import connect
-from starter.errors import FIELD_LABELS, translate_errors
+from starter.errors import FIELD_LABELS, FieldError, translate_errors
 from starter.incidents import ServiceError
 from store import service
 from store.db import session_scope
@@ -135,7 +135,7 @@ def create_app(
     async def posted_form(request: Request, *, require_session: bool) -> dict[str, str]:
         """A page's POST: same origin, and the CSRF token of the session when signed in."""
         auth.check_origin(request)
-        form = await request.form()
+        form = await staff.read_form(request)
         values = {k: str(v) for k, v in form.items()}
         me = auth.viewer(request)
         if me is not None:
@@ -461,7 +461,8 @@ def _add_action_route(
     ) -> dict[str, Any]:
         actor = authenticate(request_state(request.app), authorization)
         data = body.model_dump(mode="json")  # type: ignore[attr-defined]
-        view = await incidents.act(client, incident_id, name, data, actor)
+        roster = request_state(request.app).roster
+        view = await incidents.act(client, incident_id, name, data, actor, roster=roster)
         return incident_json(view, ui_link(view.id))
 
     act.__annotations__["body"] = request_model
@@ -490,10 +491,12 @@ async def _json_body(request: Request) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ServiceError(422, "请求内容不是有效的JSON") from exc
+    except (ValueError, RecursionError) as exc:  # also too deep, or an integer too long
+        body = FieldError("body", "请求内容：不是有效的JSON")
+        raise ServiceError(422, "请求内容不是有效的JSON", [body]) from exc
     if not isinstance(data, dict):
-        raise ServiceError(422, "请求内容应为JSON对象")
+        body = FieldError("body", "请求内容：应为JSON对象")
+        raise ServiceError(422, "请求内容应为JSON对象", [body])
     return data
 
 

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 
 from plan import rules
 from plan.models import ACTIONS, IncidentView, Phase, ReplyStatus
@@ -237,6 +238,18 @@ def form_to_data(model: type[BaseModel], form: FormData) -> dict[str, Any]:
 # ---------------------------------------------------------------- incident actions
 
 
+async def read_form(request: Request) -> FormData:
+    """A posted form. Starlette refuses a field over 1 MB or over 1,000 fields, and a broken
+    multipart body, with a bare 400 in English: here a 413 or a 400 with the page in Chinese."""
+    try:
+        return await request.form()
+    except HTTPException as exc:
+        detail = str(exc.detail)
+        if "maximum size" in detail or "Too many" in detail:
+            raise ServiceError(413, "提交内容过大，请精简后重试") from exc
+        raise ServiceError(400, "表单内容无法解析，请刷新页面后重新提交") from exc
+
+
 @router.post("/incidents/{incident_id}/actions/{name}", response_class=HTMLResponse)
 async def act_from_page(request: Request, incident_id: str, name: str) -> Response:
     k = pages(request)
@@ -245,6 +258,7 @@ async def act_from_page(request: Request, incident_id: str, name: str) -> Respon
         return RedirectResponse(
             "/login?" + urlencode({"next": f"/incidents/{incident_id}"}), status_code=303
         )
+    await read_form(request)  # parsed once, then read again from the request's cache
     form = await k.posted(request, me)
     entry = ACTIONS.get(name)
     if entry is None:
@@ -255,13 +269,18 @@ async def act_from_page(request: Request, incident_id: str, name: str) -> Respon
         raise ServiceError(403, "无权查看该事件（R-SECRECY：仅限与事件有关的人员）")
     data = form_to_data(entry[0], form)
     try:
-        await incidents.act(client, incident_id, name, data, me.person_id)
+        await incidents.act(client, incident_id, name, data, me.person_id, roster=k.roster)
     except ServiceError as exc:
         view = await incidents.get(client, incident_id)
+        forms = action_forms(k.roster, me.person_id, view)
+        for a in forms:
+            if a.name == name:  # the refused form keeps what was typed
+                for f in a.fields:
+                    f.default = data.get(f.name)
         context = {
             "v": view,
             "ui_link": k.ui_link(view.id),
-            "actions": action_forms(k.roster, me.person_id, view),
+            "actions": forms,
             "action_error": exc.message,
             "action_error_fields": [f.as_dict() for f in exc.fields],
             "action_failed": name,
