@@ -37,6 +37,11 @@ reliability: $(VENV)/.test-installed
 	$(BIN)/pytest -q tests/reliability
 	$(BIN)/python -m tests.reliability.figures
 
+## bench: figures on a dev server of its own (not part of `make test`); BENCH_ARGS="--n 20 --scale-n 300"
+.PHONY: bench
+bench: $(VENV)/.test-installed
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
