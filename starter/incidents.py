@@ -165,7 +165,16 @@ async def submit(
                 await client.get_workflow_handle(other).signal(
                     IncidentWorkflow.related_reported, incident_id
                 )
-    view = await handle.query(IncidentWorkflow.view)
+    try:
+        view = await handle.query(IncidentWorkflow.view)
+    except RPCError as exc:
+        # The incident is started and safe in Temporal; only its first answer is late (a busy
+        # worker). Say so with its id: sending the same report again returns it (R-DEDUP).
+        raise ServiceError(
+            503,
+            f"报告已受理，事件编号 {incident_id}；系统繁忙，暂时无法显示其期限，请稍后在事件列表中查看"
+            f"（{exc.message}）",
+        ) from exc
     return Submitted(view=view, created=created)
 
 
