@@ -73,6 +73,10 @@ class Incident(Base):
     plan_version: Mapped[str] = mapped_column(String(50))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
+    # R-DEDUP's "same post still open?" check on every submission: a hash index on PostgreSQL
+    # (a URL can outgrow a btree entry), a plain one on SQLite.
+    __table_args__ = (Index("ix_incidents_url", "url", postgresql_using="hash"),)
+
 
 class TimelineEvent(Base):
     __tablename__ = "timeline_events"
