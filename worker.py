@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from temporalio.client import Client
@@ -23,19 +24,13 @@ from config.settings import Settings, get_settings
 from plan.roster import load_roster
 from starter.client import connect
 from starter.observability import HealthServer, build_runtime, configure_logging, secret_values
+from workflows.delivery import delivery_task_queue
 from workflows.digest import DigestWorkflow
 from workflows.incident import IncidentWorkflow
 
 
-def build_worker(
-    client: Client,
-    settings: Settings,
-    *,
-    task_queue: str | None = None,
-    executor: ThreadPoolExecutor,
-) -> Worker:
-    records = RecordActivities(settings.database_url)
-    notify = NotifyActivities(
+def _notify_activities(settings: Settings) -> NotifyActivities:
+    return NotifyActivities(
         settings.database_url,
         settings.webhook_timeout_seconds,
         SmtpSettings(
@@ -47,6 +42,19 @@ def build_worker(
             sender=settings.smtp_from,
         ),
     )
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    *,
+    task_queue: str | None = None,
+    executor: ThreadPoolExecutor,
+) -> Worker:
+    """The workflows and the activities that write what they decide (and `deliver`, for
+    deliveries scheduled on this queue before they had a queue of their own)."""
+    records = RecordActivities(settings.database_url)
+    notify = _notify_activities(settings)
     digests = DigestActivities(settings.database_url, settings.roster_file)
     return Worker(
         client,
@@ -65,6 +73,25 @@ def build_worker(
     )
 
 
+def build_delivery_worker(
+    client: Client,
+    settings: Settings,
+    *,
+    task_queue: str | None = None,
+    executor: ThreadPoolExecutor,
+) -> Worker:
+    """External channels on their own task queue (workflows/delivery.py), with their own slots
+    and threads: a receiver that is down, and its retries, never hold up the inbox."""
+    notify = _notify_activities(settings)
+    return Worker(
+        client,
+        task_queue=delivery_task_queue(task_queue or settings.temporal_task_queue),
+        activities=[notify.deliver],
+        activity_executor=executor,
+        max_concurrent_activities=16,
+    )
+
+
 async def main() -> None:
     settings = get_settings()
     # Never log the settings object: it holds the SMTP password, codec keys, the API key.
@@ -75,8 +102,12 @@ async def main() -> None:
     client = await connect(settings, runtime=runtime)
     if settings.metrics_bind:
         log.info("metrics on http://%s/metrics", settings.metrics_bind)
-    with ThreadPoolExecutor(max_workers=16) as executor:
+    with (
+        ThreadPoolExecutor(max_workers=16) as executor,
+        ThreadPoolExecutor(max_workers=16, thread_name_prefix="deliver") as delivering,
+    ):
         worker = build_worker(client, settings, executor=executor)
+        deliveries = build_delivery_worker(client, settings, executor=delivering)
         health = None
         if settings.worker_health_bind:
             health = HealthServer(
@@ -86,15 +117,20 @@ async def main() -> None:
                 task_queue=settings.temporal_task_queue,
                 namespace=settings.temporal_namespace,
             )
-        await run_until_signalled(worker, health, log, settings)
+        await run_until_signalled(worker, health, log, settings, others=[deliveries])
 
 
 async def run_until_signalled(
-    worker: Worker, health: HealthServer | None, log: logging.Logger, settings: Settings
+    worker: Worker,
+    health: HealthServer | None,
+    log: logging.Logger,
+    settings: Settings,
+    *,
+    others: Sequence[Worker] = (),
 ) -> None:
-    """Run the worker until it fails or SIGTERM / SIGINT arrives; then shut it down (in-flight
-    activities are cancelled and retried elsewhere) and stop the health endpoint, so the process
-    exits 0 on a signal."""
+    """Run the worker (and `others`) until one fails or SIGTERM / SIGINT arrives; then shut them
+    down (in-flight activities are cancelled and retried elsewhere) and stop the health endpoint,
+    so the process exits 0 on a signal."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     received: list[str] = []
@@ -108,22 +144,26 @@ async def run_until_signalled(
         log.info("health on http://%s/healthz", settings.worker_health_bind)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    running = asyncio.create_task(worker.run())
+    workers = [worker, *others]
+    runs = [asyncio.create_task(w.run()) for w in workers]
     stopped = asyncio.create_task(stop.wait())
     try:
         log.info(
-            "worker on %s, namespace %s, task queue %s",
+            "worker on %s, namespace %s, task queues %s",
             settings.temporal_address,
             settings.temporal_namespace,
-            settings.temporal_task_queue,
+            ", ".join(w.task_queue for w in workers),
         )
-        await asyncio.wait({running, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        if not running.done():
+        await asyncio.wait({*runs, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if received:
             log.info("%s received: shutting down the worker", received[0])
             if health is not None:
                 health.stopping = True
-            await worker.shutdown()
-        await running  # re-raises a worker failure
+        for w, run in zip(workers, runs, strict=True):
+            if not run.done():
+                await w.shutdown()
+        for run in runs:
+            await run  # re-raises a worker failure
         log.info("worker stopped")
     finally:
         stopped.cancel()

@@ -17,7 +17,7 @@ from plan.models import IncidentView
 from plan.roster import Roster
 from starter import incidents
 from store.db import session_scope
-from worker import build_worker
+from worker import build_delivery_worker, build_worker
 
 T = TypeVar("T")
 
@@ -26,8 +26,12 @@ T = TypeVar("T")
 async def running_worker(
     client: Client, settings: Settings, executor: ThreadPoolExecutor
 ) -> AsyncIterator[None]:
-    async with build_worker(client, settings, executor=executor):
-        yield
+    with ThreadPoolExecutor(max_workers=16, thread_name_prefix="deliver") as delivering:
+        async with (
+            build_worker(client, settings, executor=executor),
+            build_delivery_worker(client, settings, executor=delivering),
+        ):
+            yield
 
 
 def submission(**overrides: Any) -> dict[str, Any]:

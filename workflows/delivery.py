@@ -24,13 +24,27 @@ RETRY_FOREVER = RetryPolicy(
 )
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 
+# External channels are tried on a task queue of their own (served by its own worker slots, see
+# worker.py), so the retries of a receiver that is down never queue ahead of the inbox, the read
+# model or an escalation record on the incident's queue. Workflows that scheduled deliveries before
+# this replay without the marker and keep their deliveries on their own queue.
+OWN_QUEUE_PATCH = "deliveries-on-their-own-task-queue"
+DELIVERY_QUEUE_SUFFIX = "-deliveries"
+
+
+def delivery_task_queue(task_queue: str) -> str:
+    """The task queue external deliveries run on, beside a workflow task queue."""
+    return task_queue + DELIVERY_QUEUE_SUFFIX
+
 
 async def deliver(request: DeliverRequest, office: list[str], give_up_minutes: float) -> str | None:
     """Deliver; None when sent, else the reason it failed (already recorded and reported)."""
+    own_queue = workflow.patched(OWN_QUEUE_PATCH)
     try:
         await workflow.execute_activity(
             "deliver",
             request,
+            task_queue=delivery_task_queue(workflow.info().task_queue) if own_queue else None,
             start_to_close_timeout=timedelta(minutes=1),
             schedule_to_close_timeout=timedelta(minutes=give_up_minutes),
             retry_policy=RetryPolicy(

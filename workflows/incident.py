@@ -819,7 +819,7 @@ class IncidentWorkflow:
             )
         current = self._current_reply()
         if current is None or current.status is not ReplyStatus.drafted:
-            raise refuse("没有待审定的回复稿")
+            raise refuse(self._why_not_pending(current, "没有待审定的回复稿"))
         if not action.approve and not action.comment:
             raise refuse("退回回复稿须说明理由")
 
@@ -852,13 +852,19 @@ class IncidentWorkflow:
         self._require_phase(Phase.handling, Phase.tracking)
         self._require_role(action.actor, LEADING, "领导小组组长或副组长")
         current = self._current_reply()
-        if (
-            current is None
-            or current.status is not ReplyStatus.approved
-            or not current.release_needed
-            or current.released_by is not None
-        ):
-            raise refuse("没有待领导小组审定的回复（须先经单位负责人审定）")
+        if current is None or current.status is not ReplyStatus.approved:
+            if current is not None and current.status is ReplyStatus.drafted:
+                raise refuse("没有待领导小组审定的回复（须先经单位负责人审定）")
+            raise refuse(self._why_not_pending(current, "没有待领导小组审定的回复"))
+        if current.released_by is not None:
+            raise refuse(
+                f"{current.kind.label}的发布口径已由{self.roster.person_name(current.released_by)}"
+                f"审定（发布人：{self.roster.person_name(current.spokesperson)}），无需重复审定"
+            )
+        if not current.release_needed:
+            raise refuse(
+                "此回复经单位负责人审定即可发布，无须领导小组审定（仅重大、紧急舆情须审定，R-RELEASE）"
+            )
         if action.approve and not action.spokesperson:
             raise refuse("须确定发布人")
         if action.spokesperson and self.roster.person(action.spokesperson) is None:
@@ -923,7 +929,9 @@ class IncidentWorkflow:
         self._require_unit_member(action.actor)
         current = self._current_reply()
         if current is None or current.status is not ReplyStatus.approved:
-            raise refuse("回复须经单位负责人审定后方可发布（R-REVIEW）")
+            raise refuse(
+                self._why_not_pending(current, "回复须经单位负责人审定后方可发布（R-REVIEW）")
+            )
         if current.release_needed and current.released_by is None:
             raise refuse("重大、紧急舆情的回复须经领导小组审定口径和发布人后方可发布（R-RELEASE）")
 
@@ -1365,6 +1373,24 @@ class IncidentWorkflow:
 
     def _current_reply(self) -> ReplyRound | None:
         return self.s.replies[-1] if self.s.replies else None
+
+    def _why_not_pending(self, current: ReplyRound | None, refusal: str) -> str:
+        """A validator's refusal that says where the reply is, so a second click or a colleague
+        who acted at the same moment learns it was already done, and by whom."""
+        name = self.roster.person_name
+        if current is None:
+            return refusal
+        if current.status is ReplyStatus.published:
+            at = messages.local(current.published_at, self.tz) if current.published_at else ""
+            return (
+                f"{current.kind.label}已由{name(current.published_by)}于{at}发布"
+                f"（{current.channel}），无需重复操作"
+            )
+        if current.status is ReplyStatus.approved:
+            return f"{current.kind.label}已由{name(current.approved_by)}审定通过，无需重复审定"
+        if current.status is ReplyStatus.rejected:
+            return f"{refusal}；回复稿已退回（{current.comment}），待重新起草"
+        return refusal
 
     # ------------------------------------------------------------------ effects
 

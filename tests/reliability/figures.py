@@ -22,6 +22,7 @@ SUMMARY = [
     ("notifications_expected", "notifications expected"),
     ("notifications_received", "received"),
     ("notifications_duplicated", "duplicated"),
+    ("notifications_redelivered", "redelivered (same webhook-id)"),
     ("notifications_missed", "missed"),
     ("incidents_lost", "incidents lost"),
     ("incidents_stuck", "stuck"),
