@@ -147,6 +147,10 @@ def test_the_matrix_covers_every_action() -> None:
 
 # ---------------------------------------------------------------- the running town
 
+# Drop idle connections before uvicorn does (its keep-alive is 5 s): a persona waits while others
+# act, and reusing a connection the server is closing fails the request with a ReadError.
+IDLE = httpx.Limits(keepalive_expiry=2)
+
 
 @dataclass
 class Town:
@@ -220,7 +224,7 @@ def stack(
 async def town(stack: Stack) -> AsyncIterator[Town]:
     with session_scope(stack.env["YUQING_DATABASE_URL"]) as s:
         tokens = {p: service.create_token(s, person_id=p) for p in PERSONAS}
-    async with httpx.AsyncClient(base_url=stack.url, timeout=60) as http:
+    async with httpx.AsyncClient(base_url=stack.url, timeout=60, limits=IDLE) as http:
         yield Town(stack, tokens, http)
 
 
@@ -333,7 +337,7 @@ async def test_every_action_by_every_role_through_the_pages(town: Town) -> None:
     browsers: dict[str, tuple[httpx.AsyncClient, str]] = {}
     try:
         for person in [ANONYMOUS, *PERSONAS]:
-            c = httpx.AsyncClient(base_url=town.stack.url, timeout=60)
+            c = httpx.AsyncClient(base_url=town.stack.url, timeout=60, limits=IDLE)
             login = await c.get("/login")
             csrf = _csrf(login.text)
             if person != ANONYMOUS:
