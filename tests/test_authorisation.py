@@ -29,10 +29,9 @@ from plan.models import ACTIONS
 from starter.cli import EXIT_FORBIDDEN, app
 from store import service
 from store.db import session_scope
-from tests.conftest import EXAMPLE_ROSTER, binary
+from tests.conftest import EXAMPLE_ROSTER, start_dev_server
 from tests.helpers import submission
 from tests.stack import Stack, running_stack
-from workflows.incident import SEARCH_ATTRIBUTES
 
 # Each persona's standing on the test incident: reported by 东湖村 (dhc), led by 村镇建设办 (cjb)
 # with 社会事务办 (sswb) co-handling. Written by hand from config/roster.example.toml.
@@ -197,11 +196,7 @@ class Town:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def matrix_server() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=binary("temporal"),
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_log_level="error",
-    )
+    env = await start_dev_server()
     async with env:
         yield env
 

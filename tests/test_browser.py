@@ -21,9 +21,8 @@ import pytest
 import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import EXAMPLE_ROSTER, ROOT, binary
+from tests.conftest import EXAMPLE_ROSTER, ROOT, start_dev_server
 from tests.stack import running_stack
-from workflows.incident import SEARCH_ATTRIBUTES
 
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 CHROMIUM_ARGS = [
@@ -70,11 +69,7 @@ async def browser_dev_server() -> Any:
     reason = skip_reason()
     if reason:
         skip_loudly(reason)
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=binary("temporal"),
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_log_level="error",
-    )
+    env = await start_dev_server()
     async with env:
         yield env
 

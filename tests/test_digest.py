@@ -19,7 +19,6 @@ import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client, ScheduleActionExecutionStartWorkflow, ScheduleHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
@@ -32,7 +31,7 @@ from starter.cli import TEST_SUBJECT, app
 from starter.schedules import DAILY_SCHEDULE_ID, WEEKLY_SCHEDULE_ID, ensure_schedules
 from store import service
 from store.db import session_scope
-from tests.conftest import EXAMPLE_ROSTER, binary, make_settings
+from tests.conftest import EXAMPLE_ROSTER, make_settings, start_dev_server
 from tests.helpers import eventually, running_worker, submit
 from workflows.incident import SEARCH_ATTRIBUTES
 
@@ -246,12 +245,7 @@ def test_digest_note_is_a_notification_for_the_day(town: Roster) -> None:
 
 @pytest.fixture
 async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=binary("temporal"),
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_log_level="error",
-        data_converter=pydantic_data_converter,
-    )
+    env = await start_dev_server()
     async with env:
         yield env
 
@@ -450,11 +444,7 @@ async def test_schedules_send_the_digests_once_a_day(
 async def test_setup_registers_missing_search_attributes(database_url: str) -> None:
     """`yuqing setup` on a namespace without the incidents' search attributes registers them,
     then (run again) finds them and only updates the schedules."""
-    env_server = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=binary("temporal"),
-        dev_server_log_level="error",
-        data_converter=pydantic_data_converter,
-    )
+    env_server = await start_dev_server(search_attributes=False)
     async with env_server:
         client = env_server.client
         env = {

@@ -18,9 +18,8 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import EXAMPLE_ROSTER, binary
+from tests.conftest import EXAMPLE_ROSTER, binary, start_dev_server
 from tests.stack import running_stack, wait_until
-from workflows.incident import SEARCH_ATTRIBUTES
 
 
 class Receiver:
@@ -52,11 +51,7 @@ class Receiver:
 
 @pytest.fixture
 async def dev_server() -> Any:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=binary("temporal"),
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_log_level="error",
-    )
+    env = await start_dev_server()
     async with env:
         yield env
 

@@ -22,21 +22,16 @@ from config.settings import Settings
 from plan.roster import Roster
 from starter import incidents
 from starter.client import connect
-from tests.conftest import BIN, EXAMPLE_ROSTER, ROOT, binary
+from tests.conftest import BIN, EXAMPLE_ROSTER, ROOT, start_dev_server
 from tests.helpers import submission
 from tests.stack import free_port, wait_until
-from workflows.incident import SEARCH_ATTRIBUTES
 
 SECRET = "smtp-pa55-very-secret"
 
 
 @pytest.fixture
 async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=binary("temporal"),
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_log_level="error",
-    )
+    env = await start_dev_server()
     async with env:
         yield env
 
@@ -240,11 +235,7 @@ def test_log_lines_are_redacted(fmt: str) -> None:
 
 
 async def test_health_answers_503_when_the_frontend_is_gone(tmp_path: Path) -> None:
-    server = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=binary("temporal"),
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_log_level="error",
-    )
+    server = await start_dev_server()
     health_url = f"http://127.0.0.1:{free_port()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("YUQING_")}
     env.update(
@@ -267,16 +258,17 @@ async def test_health_answers_503_when_the_frontend_is_gone(tmp_path: Path) -> N
         )
     server_up = True
     try:
-        wait_until(lambda: answering(f"{health_url}/healthz", 200), within=20)
+        # Generous waits: on a loaded 2-core machine the worker takes a while to start.
+        wait_until(lambda: answering(f"{health_url}/healthz", 200), within=60)
         await server.shutdown()
         server_up = False
         # The frontend check is cached for 5 s: 503 within that and the check's own timeout.
-        r = wait_until(lambda: answering(f"{health_url}/healthz", 503), within=15)
+        r = wait_until(lambda: answering(f"{health_url}/healthz", 503), within=30)
         body = r.json()
         assert body["status"] == "unavailable" and "frontend" in body["reason"], body
         assert body["task_queue"] == "observability-503"
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0, log.read_text()
+        assert proc.wait(timeout=30) == 0, log.read_text()
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -31,7 +31,7 @@ from plan.enums import Phase
 from plan.roster import Roster
 from starter.client import connect, data_converter
 from starter.codec import CodecKeyError, EncryptionCodec, new_key_entry, parse_keys
-from tests.conftest import EXAMPLE_ROSTER, binary, make_settings
+from tests.conftest import EXAMPLE_ROSTER, binary, make_settings, start_dev_server
 from tests.helpers import running_worker, submission
 from tests.stack import running_stack
 from workflows.incident import SEARCH_ATTRIBUTES
@@ -39,12 +39,7 @@ from workflows.incident import SEARCH_ATTRIBUTES
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=binary("temporal"),
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_log_level="error",
-        data_converter=pydantic_data_converter,
-    )
+    env = await start_dev_server()
     async with env:
         yield env
 

@@ -22,15 +22,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from temporalio.testing import WorkflowEnvironment
 
 from config.settings import Settings
 from plan.roster import Roster
 from starter import incidents
 from starter.client import connect
-from tests.conftest import binary, make_settings
+from tests.conftest import make_settings, start_dev_server
 from tests.helpers import eventually, running_worker, submission
-from workflows.incident import SEARCH_ATTRIBUTES
 
 
 def _write_cert(
@@ -106,11 +104,7 @@ def pki(tmp_path: Path) -> dict[str, Path]:
 async def tls_frontend(pki: dict[str, Path]) -> AsyncIterator[tuple[str, list[str]]]:
     """A mutual-TLS front for a dev server: gives its address and the client certificate names
     of the connections it accepted."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=binary("temporal"),
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_log_level="error",
-    )
+    env = await start_dev_server()
     host, _, port = env.client.service_client.config.target_host.rpartition(":")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki["ca"]))
     context.load_cert_chain(pki["server"], pki["server-key"])
