@@ -79,8 +79,15 @@ ALLOWED: dict[str, set[str]] = {
     "commend": {"office"} | LEADING,  # R-COMMEND
 }
 # Actions one person can repeat on the same incident; the others need a fresh incident per success.
-REPEATABLE = {"report-progress", "activate", "consult", "decide-adoption", "record-accountability"}
-REPEATABLE |= {"commend", "triage"}
+REPEATABLE = {
+    "report-progress",
+    "activate",
+    "consult",
+    "decide-adoption",
+    "record-accountability",
+    "commend",
+    "triage",
+}
 
 TRIAGE = {"category": "inquiry", "responsible_unit": "cjb", "co_units": ["sswb"]}
 

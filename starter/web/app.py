@@ -35,7 +35,7 @@ from plan import rules
 from plan.models import ACTIONS, IncidentView
 from plan.roster import Role, Roster, load_roster
 from starter import incidents
-from starter.client import connect
+from starter.client import codec_for, connect
 from starter.errors import FIELD_LABELS, FieldError, translate_errors
 from starter.incidents import ServiceError
 from store import service
@@ -54,6 +54,8 @@ class AppState:
         self.settings = settings
         self.roster = roster
         self.client = client
+        # Read (and checked) once at start-up: the codec endpoint uses it on every UI request.
+        self.codec = codec_for(settings)
 
     async def temporal(self) -> Client:
         if self.client is None:

@@ -17,7 +17,6 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payloads
 
-from starter.client import codec_for
 from starter.incidents import ServiceError
 
 from .pages import pages
@@ -59,8 +58,9 @@ async def codec_preflight(request: Request, operation: str) -> Response:
 async def codec(request: Request, operation: str) -> Response:
     if operation not in ("encode", "decode"):
         return _error(request, 404, f"未知操作“{operation}”")
-    k = pages(request)
-    codec_impl = codec_for(k.settings)
+    from starter.web.app import request_state
+
+    codec_impl = request_state(request.app).codec
     if codec_impl is None:
         return _error(request, 404, "未启用载荷加密（YUQING_CODEC_KEYS）")
     if not _signed_in(request):

@@ -28,13 +28,12 @@ class SlidingWindow:
         self._events: dict[str, deque[float]] = {}
 
     def _recent(self, key: str) -> deque[float]:
-        now = self.clock()
-        events = self._events.setdefault(key, deque())
-        while events and events[0] <= now - self.window:
+        events = self._events.get(key, deque())
+        cutoff = self.clock() - self.window
+        while events and events[0] <= cutoff:
             events.popleft()
         if not events:
-            del self._events[key]  # forget quiet clients, so memory stays bounded
-            return self._events.setdefault(key, deque())
+            self._events.pop(key, None)  # forget quiet clients, so memory stays bounded
         return events
 
     def retry_after(self, key: str) -> float:
@@ -45,7 +44,9 @@ class SlidingWindow:
         return max(0.0, events[0] + self.window - self.clock())
 
     def hit(self, key: str) -> None:
-        self._recent(key).append(self.clock())
+        events = self._recent(key)
+        events.append(self.clock())
+        self._events[key] = events
 
 
 class RateLimited(ServiceError):
