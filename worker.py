@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.channels import SmtpSettings
 from activities.digest import DigestActivities
@@ -27,6 +28,14 @@ from starter.observability import HealthServer, build_runtime, configure_logging
 from workflows.delivery import delivery_task_queue
 from workflows.digest import DigestWorkflow
 from workflows.incident import IncidentWorkflow
+
+# Our workflow modules hold no state of their own (constants, classes, functions), so the sandbox
+# need not import them afresh for every workflow it starts or replays: that took a third of the
+# worker's time and about 200 KiB per cached workflow (docs/PERFORMANCE.md). The sandbox still
+# refuses what workflow code must not call (the clock, randomness, I/O: tests/test_sandbox.py).
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows")
+)
 
 
 def _notify_activities(settings: Settings) -> NotifyActivities:
@@ -60,6 +69,7 @@ def build_worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
         workflows=[IncidentWorkflow, DigestWorkflow],
+        workflow_runner=WORKFLOW_RUNNER,
         activities=[
             records.record,
             records.escalate,
@@ -70,6 +80,7 @@ def build_worker(
         ],
         activity_executor=executor,
         max_concurrent_activities=16,
+        max_cached_workflows=settings.worker_cached_workflows,
     )
 
 

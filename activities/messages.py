@@ -57,8 +57,11 @@ class IncidentRow(BaseModel):
 
 
 class RecordRequest(BaseModel):
-    """Write what happened: the incident snapshot, its deadlines, new timeline entries and the
-    accountability records. Every write is an idempotent upsert on a natural key."""
+    """Write what happened, in one transaction: the incident snapshot, its deadlines, new
+    timeline entries and the accountability records, and (since one write per step) the
+    escalation steps and the notifications' inbox and outbox rows. Every write is an idempotent
+    upsert on a natural key. Deadlines, accountability, referrals and commendations are those
+    changed since the run's last write (all of them in a run's first)."""
 
     incident: IncidentRow
     deadlines: list[Deadline]
@@ -66,6 +69,8 @@ class RecordRequest(BaseModel):
     accountability: list[AccountabilityRecord]
     referrals: list[Referral] = []
     commendations: list[Commendation] = []
+    escalations: list[Escalation] = []
+    notifications: list[Notification] = []
 
 
 class EscalateRequest(BaseModel):

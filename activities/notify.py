@@ -22,8 +22,6 @@ from plan.outbox import deliveries_for
 from store import service
 from store.db import session_scope
 
-UNIT_PREFIX = "unit:"  # a unit's group channel as a recipient: no inbox of its own
-
 
 def outgoing(request: DeliverRequest) -> OutgoingMessage:
     note = request.note
@@ -63,31 +61,7 @@ class NotifyActivities:
         """Write the inbox and the pending outbox rows; returns the number of external deliveries."""
         requests = deliveries_for(note)
         with session_scope(self.database_url) as session:
-            for r in note.recipients:
-                if r.person_id.startswith(UNIT_PREFIX):
-                    continue
-                service.write_inbox(
-                    session,
-                    key=note.key,
-                    incident_id=note.incident_id,
-                    rule=note.rule,
-                    recipient=r.person_id,
-                    subject=note.subject,
-                    body=note.body,
-                    link=note.link,
-                    drill=note.drill,
-                    created_at=note.sent_at,
-                )
-            for req in requests:
-                service.outbox_row(
-                    session,
-                    key=req.key,
-                    incident_id=note.incident_id,
-                    rule=note.rule,
-                    recipient=req.recipient.person_id,
-                    kind=req.channel.kind,
-                    target=req.target,
-                )
+            service.write_notification(session, note=note, deliveries=requests)
         activity.logger.info(
             "notified %d recipients for %s in the inbox; %d external deliveries queued",
             len(note.recipients),

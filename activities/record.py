@@ -1,4 +1,5 @@
-"""Activities that write what happened to the read model: `record` and `escalate`.
+"""Activities that write what happened to the read model: `record` and (for histories from
+before one write per step) `escalate`.
 
 Both are idempotent upserts keyed by the incident and natural keys, so Temporal may retry them at
 will. They run in the worker's thread pool (blocking database I/O)."""
@@ -8,6 +9,7 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.messages import EscalateRequest, RecordRequest
+from plan.outbox import deliveries_for
 from store import service
 from store.db import session_scope
 
@@ -18,14 +20,25 @@ class RecordActivities:
 
     @activity.defn(name="record")
     def record(self, request: RecordRequest) -> None:
-        """Write the incident snapshot, deadlines, new timeline entries and accountability (R-ACCOUNT)."""
+        """Write the incident snapshot, deadlines, new timeline entries and accountability
+        (R-ACCOUNT), escalation steps (R-ESCALATE) and notifications (inbox and outbox), all in
+        one transaction: a step is in the store whole or not at all."""
+        deliveries = 0
         with session_scope(self.database_url) as session:
             service.record(session, request=request)
+            for note in request.notifications:
+                requests = deliveries_for(note)
+                deliveries += len(requests)
+                service.write_notification(session, note=note, deliveries=requests)
         activity.logger.info(
-            "recorded %d timeline events, %d deadlines, %d accountability records; phase %s",
+            "recorded %d timeline events, %d deadlines, %d accountability records, "
+            "%d escalation steps, %d notifications (%d external deliveries queued); phase %s",
             len(request.timeline),
             len(request.deadlines),
             len(request.accountability),
+            len(request.escalations),
+            len(request.notifications),
+            deliveries,
             request.incident.phase,
         )
 

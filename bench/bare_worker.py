@@ -18,6 +18,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from bench.bare import BareLifecycleWorkflow, BareTimerWorkflow, Mark
 from store.db import engine_for, session_scope
@@ -79,6 +80,10 @@ async def main() -> None:
             client,
             task_queue=args.task_queue,
             workflows=[BareLifecycleWorkflow, BareTimerWorkflow],
+            # As worker.py passes workflows/ through: neither module is imported afresh per run.
+            workflow_runner=SandboxedWorkflowRunner(
+                restrictions=SandboxRestrictions.default.with_passthrough_modules("bench.bare")
+            ),
             activities=[acts.noop, acts.mark],
             activity_executor=executor,
             max_concurrent_activities=16,  # as worker.py

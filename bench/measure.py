@@ -172,13 +172,13 @@ async def _ours_lifecycle(stack: Stack, i: int) -> tuple[str, float]:
     data = report("lifecycle", i, drill_speedup=DRILL_SPEEDUP)
     incident_id = (await incidents.submit(c, settings, roster, data)).view.id
     triage = {"severity": "general", "category": "inquiry", "responsible_unit": UNIT}
-    await incidents.act(c, incident_id, "triage", triage, OFFICE)
+    await incidents.perform(c, incident_id, "triage", triage, OFFICE)
     draft = {"text": "已安排抽排积水，今日完成。", "kind": "official"}
-    await incidents.act(c, incident_id, "draft-reply", draft, UNIT_STAFF)
-    await incidents.act(c, incident_id, "approve-reply", {}, UNIT_HEAD)
-    await incidents.act(c, incident_id, "publish-reply", {"channel": "镇政府微博"}, UNIT_STAFF)
-    await incidents.act(c, incident_id, "track", {"status": "subsided"}, UNIT_STAFF)
-    await incidents.act(c, incident_id, "submit-summary", {"text": "总结"}, UNIT_STAFF)
+    await incidents.perform(c, incident_id, "draft-reply", draft, UNIT_STAFF)
+    await incidents.perform(c, incident_id, "approve-reply", {}, UNIT_HEAD)
+    await incidents.perform(c, incident_id, "publish-reply", {"channel": "镇政府微博"}, UNIT_STAFF)
+    await incidents.perform(c, incident_id, "track", {"status": "subsided"}, UNIT_STAFF)
+    await incidents.perform(c, incident_id, "submit-summary", {"text": "总结"}, UNIT_STAFF)
     await c.get_workflow_handle_for(IncidentWorkflow.run, incident_id).result()
     return incident_id, time.perf_counter() - begin
 

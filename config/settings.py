@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     login_failures_allowed: int = 10
     login_window_minutes: float = 15.0
     submissions_per_minute: int = 60
+    # Incidents the worker keeps in memory between their events (about 0.3 MB each,
+    # docs/PERFORMANCE.md); any other is rebuilt from its history when its next event comes.
+    # Bounds the worker's memory however many incidents are open.
+    worker_cached_workflows: int = 300
     # Continue-as-new once an incident's history reaches this many events.
     continue_as_new_after: int = 2_000
     # Set false only against a server without the custom search attributes registered.

@@ -552,6 +552,18 @@ class IncidentInput(BaseModel):
     state: IncidentState | None = None
 
 
+class ActionDone(BaseModel):
+    """What an accepted staff action answers: the incident's version and phase after it, and the
+    last timeline entry. Not the whole view: an update's answer is stored in the incident's
+    history, and the whole view there made up half of a completed incident's payload bytes
+    (docs/PERFORMANCE.md); the view is one query away."""
+
+    incident_id: str
+    version: int
+    phase: Phase
+    latest: TimelineEntry | None = None
+
+
 class IncidentView(IncidentState):
     id: str
     title: str

@@ -29,7 +29,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from config.settings import Settings
-from plan.models import ACTIONS, SHORT_MAX, IncidentInput, IncidentView, Submission
+from plan.models import ACTIONS, SHORT_MAX, ActionDone, IncidentInput, IncidentView, Submission
 from plan.roster import Roster
 from plan.spec import SHIPPED
 from starter.errors import FIELD_LABELS, FieldError, translate
@@ -210,6 +210,20 @@ async def act(
     *,
     roster: Roster | None = None,
 ) -> IncidentView:
+    """`perform`, then the incident as it is after the action (one query more)."""
+    await perform(client, incident_id, action, data, actor, roster=roster)
+    return await get(client, incident_id)
+
+
+async def perform(
+    client: Client,
+    incident_id: str,
+    action: str,
+    data: dict[str, Any],
+    actor: str,
+    *,
+    roster: Roster | None = None,
+) -> ActionDone:
     """Perform a staff action as `actor` (already authenticated). Wrong phase, wrong role, an
     unknown or a closed incident: ServiceError, and nothing changes. With `roster`, units and
     people the action names are checked against it here (422) rather than by the workflow."""

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from activities.messages import IncidentRow, RecordRequest
-from plan.models import Escalation
+from plan.models import DeliverRequest, Escalation, Notification
 from store.models import (
     AccountabilityRow,
     ApiToken,
@@ -30,12 +30,20 @@ from store.models import (
     utcnow,
 )
 
+# A unit's group channel as a recipient (plan.roster): it is told, but has no inbox of its own.
+UNIT_RECIPIENT_PREFIX = "unit:"
+
 # --- writes (activities) ---
 
 
 def record(session: Session, *, request: RecordRequest) -> None:
     """Write an incident snapshot. A snapshot older than the stored one changes nothing but
     adds any timeline entries it carries (those are keyed and immutable)."""
+    with session.no_autoflush:  # one flush at commit, not one before every query
+        _record(session, request)
+
+
+def _record(session: Session, request: RecordRequest) -> None:
     row = request.incident
     incident = session.get(Incident, row.id)
     fresh = incident is None or incident.version < row.version
@@ -46,13 +54,22 @@ def record(session: Session, *, request: RecordRequest) -> None:
     elif fresh:
         for name, value in _incident_fields(row).items():
             setattr(incident, name, value)
-    for entry in request.timeline:
-        exists = session.scalar(
-            select(TimelineEvent.id).where(
-                TimelineEvent.incident_id == row.id, TimelineEvent.seq == entry.seq
+    # One query for the entries already there (a retry), not one per entry.
+    seqs = [e.seq for e in request.timeline]
+    have = (
+        set(
+            session.scalars(
+                select(TimelineEvent.seq).where(
+                    TimelineEvent.incident_id == row.id, TimelineEvent.seq.in_(seqs)
+                )
             )
         )
-        if exists is None:
+        if seqs
+        else set()
+    )
+    for entry in request.timeline:
+        if entry.seq not in have:
+            have.add(entry.seq)
             session.add(
                 TimelineEvent(
                     incident_id=row.id,
@@ -63,12 +80,24 @@ def record(session: Session, *, request: RecordRequest) -> None:
                     summary=entry.summary,
                 )
             )
+    for esc in request.escalations:
+        record_escalation(session, incident_id=row.id, escalation=esc, drill=row.drill)
     if not fresh:
         return
-    existing = {
-        d.key: d
-        for d in session.scalars(select(DeadlineRow).where(DeadlineRow.incident_id == row.id))
-    }
+    # Each table is read only for what the request carries (usually a deadline or two).
+    keys = [d.key for d in request.deadlines]
+    existing = (
+        {
+            d.key: d
+            for d in session.scalars(
+                select(DeadlineRow).where(
+                    DeadlineRow.incident_id == row.id, DeadlineRow.key.in_(keys)
+                )
+            )
+        }
+        if keys
+        else {}
+    )
     for d in request.deadlines:
         target = existing.get(d.key)
         if target is None:
@@ -84,12 +113,16 @@ def record(session: Session, *, request: RecordRequest) -> None:
         target.overdue = d.overdue
         target.cancelled = d.cancelled
         target.escalation_step = d.escalation_step
-    records = {
-        (a.deadline_key, a.recorded_at): a
-        for a in session.scalars(
-            select(AccountabilityRow).where(AccountabilityRow.incident_id == row.id)
-        )
-    }
+    records = (
+        {
+            (a.deadline_key, a.recorded_at): a
+            for a in session.scalars(
+                select(AccountabilityRow).where(AccountabilityRow.incident_id == row.id)
+            )
+        }
+        if request.accountability
+        else {}
+    )
     for rec in request.accountability:
         acc = records.get((rec.deadline_key, rec.recorded_at))
         if acc is None:
@@ -105,8 +138,10 @@ def record(session: Session, *, request: RecordRequest) -> None:
         acc.met_at = rec.met_at
         acc.reason = rec.reason
         acc.drill = row.drill
-    known = set(
-        session.scalars(select(ReferralRow.no).where(ReferralRow.incident_id == row.id)).all()
+    known = (
+        set(session.scalars(select(ReferralRow.no).where(ReferralRow.incident_id == row.id)))
+        if request.referrals
+        else set()
     )
     for ref in request.referrals:
         if ref.no not in known:
@@ -121,12 +156,16 @@ def record(session: Session, *, request: RecordRequest) -> None:
                     by=ref.by,
                 )
             )
-    seen = {
-        (c.at, c.unit)
-        for c in session.scalars(
-            select(CommendationRow).where(CommendationRow.incident_id == row.id)
-        )
-    }
+    seen = (
+        {
+            (c.at, c.unit)
+            for c in session.scalars(
+                select(CommendationRow).where(CommendationRow.incident_id == row.id)
+            )
+        }
+        if request.commendations
+        else set()
+    )
     for com in request.commendations:
         if (com.at, com.unit) not in seen:
             session.add(
@@ -208,6 +247,58 @@ def write_inbox(
         )
     )
     return True
+
+
+def write_notification(
+    session: Session, *, note: Notification, deliveries: Sequence[DeliverRequest]
+) -> int:
+    """A notification's inbox rows (one per person; a unit's group channel has no inbox) and a
+    pending outbox row for each external delivery, in two queries whatever the number of
+    recipients. Rows already there (a retried activity) are left as they are. Returns the
+    number of inbox rows written."""
+    people = [
+        r.person_id for r in note.recipients if not r.person_id.startswith(UNIT_RECIPIENT_PREFIX)
+    ]
+    have = set(session.scalars(select(InboxMessage.recipient).where(InboxMessage.key == note.key)))
+    written = 0
+    for person in dict.fromkeys(people):
+        if person in have:
+            continue
+        written += 1
+        session.add(
+            InboxMessage(
+                key=note.key,
+                incident_id=note.incident_id,
+                rule=note.rule,
+                recipient=person,
+                subject=note.subject,
+                body=note.body,
+                link=note.link,
+                drill=note.drill,
+                created_at=note.sent_at,
+            )
+        )
+    keys = [d.key for d in deliveries]
+    queued = (
+        set(session.scalars(select(Delivery.key).where(Delivery.key.in_(keys)))) if keys else set()
+    )
+    for d in deliveries:
+        if d.key in queued:
+            continue
+        queued.add(d.key)
+        session.add(
+            Delivery(
+                key=d.key,
+                incident_id=note.incident_id,
+                rule=note.rule,
+                recipient=d.recipient.person_id,
+                kind=d.channel.kind,
+                channel=d.target,
+                state="pending",
+                attempts=0,
+            )
+        )
+    return written
 
 
 def outbox_row(

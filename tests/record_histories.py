@@ -141,8 +141,12 @@ SCENARIOS = {
 }
 
 
-async def main(names: list[str]) -> None:
-    """Record the named scenarios (all when none are named). Keep old files: add new paths."""
+async def main(args: list[str]) -> None:
+    """Record the named scenarios (all when none are named). Keep old files: add new paths, with
+    `--tag=T` (saved as NAME_T.json) for a scenario recorded again after a patched change."""
+    tags = [a.removeprefix("--tag=") for a in args if a.startswith("--tag=")]
+    names = [a for a in args if not a.startswith("--tag=")]
+    suffix = f"_{tags[-1]}" if tags else ""
     HERE.mkdir(exist_ok=True)
     unknown = set(names) - set(SCENARIOS)
     if unknown:
@@ -174,8 +178,8 @@ async def main(names: list[str]) -> None:
                     handle = env.client.get_workflow_handle_for(IncidentWorkflow.run, incident_id)
                     await handle.result()
                     history = await handle.fetch_history()
-            (HERE / f"{name}.json").write_text(history.to_json(), encoding="utf-8")
-            print(f"{name}: {len(history.events)} events at {datetime.now(UTC):%Y-%m-%d}")
+            (HERE / f"{name}{suffix}.json").write_text(history.to_json(), encoding="utf-8")
+            print(f"{name}{suffix}: {len(history.events)} events at {datetime.now(UTC):%Y-%m-%d}")
 
 
 if __name__ == "__main__":

@@ -13,12 +13,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel
+
     from activities.messages import (
         DeliverRequest,
         EscalateRequest,
@@ -30,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from plan import messages, rules
     from plan.models import (
         AccountabilityRecord,
+        ActionDone,
         Activate,
         ApproveRelease,
         ApproveReply,
@@ -70,6 +74,8 @@ with workflow.unsafe.imports_passed_through():
     from plan.roster import Role
     from workflows.deadlines import watch_deadline
     from workflows.delivery import ACTIVITY_TIMEOUT, RETRY_FOREVER, deliver
+
+T = TypeVar("T", bound="BaseModel")
 
 SA_PHASE = SearchAttributeKey.for_keyword("IncidentPhase")
 SA_SEVERITY = SearchAttributeKey.for_keyword("IncidentSeverity")
@@ -112,6 +118,31 @@ UNIT_RULES = {
 }
 REPLY_RULES = {rules.R_REPLY, rules.R_STANCE, rules.R_INQUIRY}
 
+# One `record` activity writes each step whole (read model, escalations, notifications); before
+# it, `record`, `escalate` and `notify` ran one after another, each a round trip through the
+# server (docs/PERFORMANCE.md). Histories from before it replay the old way.
+ONE_WRITE_PATCH = "one-write-per-step"
+
+
+class Sent:
+    """What this run last sent to `record`, so each write carries only what changed since.
+
+    Kept in memory, not in the state: a replay rebuilds it by running the same writes again, and
+    a new run (continue-as-new) starts empty and sends everything once."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, object], object] = {}
+
+    def changed(self, kind: str, items: list[T], key: Callable[[T], object]) -> list[T]:
+        out = []
+        for item in items:
+            k = (kind, key(item))
+            if self._last.get(k) != item:
+                self._last[k] = item.model_copy(deep=True)
+                out.append(item)
+        return out
+
+
 LEADING = {Role.leader, Role.deputy}
 OFFICE = {Role.office}
 
@@ -153,6 +184,7 @@ class IncidentWorkflow:
                 related=list(inp.related),
             )
         self._record_due = False
+        self._sent = Sent()
         self._watched: dict[str, asyncio.Task[None]] = {}
         self._delivery_tasks: dict[str, asyncio.Task[None]] = {}
         self._upserted: dict[str, object] = {}
@@ -298,15 +330,28 @@ class IncidentWorkflow:
     @workflow.query
     def view(self) -> IncidentView:
         sub = self.sub
-        return IncidentView(
-            **self.s.model_dump(exclude=INTERNAL_STATE),
-            **self._facts(),
+        # Built without a dump and re-validation of the whole state (the view is made several
+        # times an activation: messages, the ledger, answers): it shares the state's values, so
+        # whoever gets a view reads it and never changes it.
+        values: dict[str, Any] = {n: v for n, v in self.s if n not in INTERNAL_STATE}
+        values.update(
+            self._facts(),
             reporter_name=sub.reporter_name,
             posted_at=sub.posted_at,
             oral=sub.oral,
             lead=sub.lead,
             assigned_by_superior=sub.assigned_by_superior,
             drill_speedup=sub.drill_speedup,
+        )
+        return IncidentView.model_construct(**values)
+
+    def _done(self) -> ActionDone:
+        s = self.s
+        return ActionDone(
+            incident_id=self.inp.incident_id,
+            version=s.version,
+            phase=s.phase,
+            latest=s.timeline[-1] if s.timeline else None,
         )
 
     def _facts(self) -> dict[str, object]:
@@ -340,7 +385,7 @@ class IncidentWorkflow:
     # ------------------------------------------------------------------ office and leading group
 
     @workflow.update
-    def confirm_lead(self, action: ConfirmLead) -> IncidentView:
+    def confirm_lead(self, action: ConfirmLead) -> ActionDone:
         now = workflow.now()
         self.s.phase = Phase.triage
         report = self._deadline(REPORT_KEY)
@@ -353,7 +398,7 @@ class IncidentWorkflow:
         self._apply_category(None)
         self._reported(now)
         self._changed()
-        return self.view()
+        return self._done()
 
     @confirm_lead.validator
     def _v_confirm_lead(self, action: ConfirmLead) -> None:
@@ -363,7 +408,7 @@ class IncidentWorkflow:
             raise refuse("该事件不是待确认的监测线索")
 
     @workflow.update
-    def triage(self, action: Triage) -> IncidentView:
+    def triage(self, action: Triage) -> ActionDone:
         s = self.s
         changes = []
         if action.severity != s.severity or not s.severity_assessed:
@@ -401,7 +446,7 @@ class IncidentWorkflow:
                 who += self.roster.members_of(unit)
             self._notify(rules.R_NOTIFY, who, *messages.assigned(self.view(), self.roster, self.tz))
         self._changed()
-        return self.view()
+        return self._done()
 
     @triage.validator
     def _v_triage(self, action: Triage) -> None:
@@ -418,7 +463,7 @@ class IncidentWorkflow:
             raise refuse("牵头单位不能同时是协办单位")
 
     @workflow.update
-    def activate(self, action: Activate) -> IncidentView:
+    def activate(self, action: Activate) -> ActionDone:
         new = [u for u in action.units if u not in self.s.activated_units]
         self.s.activated_units.extend(new)
         names = "、".join(self.roster.unit_name(u) for u in action.units)
@@ -433,7 +478,7 @@ class IncidentWorkflow:
             who += self.roster.members_of(unit)
         self._notify(rules.R_ACTIVATE, who, *messages.activated(self.view(), self.roster, names))
         self._changed()
-        return self.view()
+        return self._done()
 
     @activate.validator
     def _v_activate(self, action: Activate) -> None:
@@ -446,7 +491,7 @@ class IncidentWorkflow:
                 raise refuse(f"单位“{unit}”不在名册中")
 
     @workflow.update
-    def consult(self, action: Consult) -> IncidentView:
+    def consult(self, action: Consult) -> ActionDone:
         who = "、".join(self.roster.person_name(p) for p in action.participants)
         people = f"（参加：{who}）" if who else ""
         self._event(
@@ -455,7 +500,7 @@ class IncidentWorkflow:
             f"{rules.R_CONSULT} 会商：{action.topic}。决定：{action.decision}{people}",
         )
         self._changed()
-        return self.view()
+        return self._done()
 
     @consult.validator
     def _v_consult(self, action: Consult) -> None:
@@ -466,7 +511,7 @@ class IncidentWorkflow:
                 raise refuse(f"参加人员“{p}”不在名册中")
 
     @workflow.update
-    def withdraw(self, action: Withdraw) -> IncidentView:
+    def withdraw(self, action: Withdraw) -> ActionDone:
         now = workflow.now()
         for d in self.s.deadlines:
             if d.open:
@@ -477,7 +522,7 @@ class IncidentWorkflow:
             "withdrawn", action.actor, f"{rules.R_CLOSE} 办公室撤销（误报）：{action.reason}"
         )
         self._close(now)
-        return self.view()
+        return self._done()
 
     @withdraw.validator
     def _v_withdraw(self, action: Withdraw) -> None:
@@ -485,7 +530,7 @@ class IncidentWorkflow:
         self._require_role(action.actor, OFFICE, "领导小组办公室")
 
     @workflow.update
-    def record_accountability(self, action: RecordAccountability) -> IncidentView:
+    def record_accountability(self, action: RecordAccountability) -> ActionDone:
         now = workflow.now()
         person = action.person or rules.accountable_person(self.roster, action.unit)
         n = sum(1 for a in self.s.accountability if a.deadline_key.startswith("manual#")) + 1
@@ -509,7 +554,7 @@ class IncidentWorkflow:
             f"（{self.roster.person_name(person)}）：{action.reason}",
         )
         self._changed()
-        return self.view()
+        return self._done()
 
     @record_accountability.validator
     def _v_record_accountability(self, action: RecordAccountability) -> None:
@@ -521,7 +566,7 @@ class IncidentWorkflow:
             raise refuse(f"人员“{action.person}”不在名册中")
 
     @workflow.update
-    def commend(self, action: Commend) -> IncidentView:
+    def commend(self, action: Commend) -> ActionDone:
         self.s.commendations.append(
             Commendation(
                 at=workflow.now(),
@@ -538,7 +583,7 @@ class IncidentWorkflow:
             f"{rules.R_COMMEND} 表彰：{self.roster.unit_name(action.unit)}{who}：{action.reason}",
         )
         self._changed()
-        return self.view()
+        return self._done()
 
     @commend.validator
     def _v_commend(self, action: Commend) -> None:
@@ -552,12 +597,12 @@ class IncidentWorkflow:
     # ------------------------------------------------------------------ reports
 
     @workflow.update
-    def file_written_report(self, action: WrittenReport) -> IncidentView:
+    def file_written_report(self, action: WrittenReport) -> ActionDone:
         self.s.written_report = action.text
         self._meet(self._deadline(WRITTEN_KEY), workflow.now())
         self._event("written_report", action.actor, f"{rules.R_WRITTEN} 报送书面信息")
         self._changed()
-        return self.view()
+        return self._done()
 
     @file_written_report.validator
     def _v_written(self, action: WrittenReport) -> None:
@@ -572,7 +617,7 @@ class IncidentWorkflow:
             raise forbid("书面信息由报告单位或领导小组办公室报送")
 
     @workflow.update
-    def report_progress(self, action: Progress) -> IncidentView:
+    def report_progress(self, action: Progress) -> ActionDone:
         now = workflow.now()
         for d in self.s.deadlines:
             if d.rule == rules.R_PROGRESS and d.open:
@@ -580,7 +625,7 @@ class IncidentWorkflow:
         self._event("progress", action.actor, f"{rules.R_PROGRESS} 续报：{action.text}")
         self._ensure_progress(now)
         self._changed()
-        return self.view()
+        return self._done()
 
     @report_progress.validator
     def _v_progress(self, action: Progress) -> None:
@@ -592,7 +637,7 @@ class IncidentWorkflow:
     # ------------------------------------------------------------------ the unit's handling
 
     @workflow.update
-    def return_to_office(self, action: ReturnToOffice) -> IncidentView:
+    def return_to_office(self, action: ReturnToOffice) -> ActionDone:
         unit = self.s.responsible_unit
         self.s.responsible_unit = None
         self.s.phase = Phase.triage
@@ -608,7 +653,7 @@ class IncidentWorkflow:
             *messages.returned(self.view(), self.roster, unit, action.reason),
         )
         self._changed()
-        return self.view()
+        return self._done()
 
     @return_to_office.validator
     def _v_return(self, action: ReturnToOffice) -> None:
@@ -619,7 +664,7 @@ class IncidentWorkflow:
             raise refuse("已有回复稿在办理中，不能退回")
 
     @workflow.update
-    def declare_delay(self, action: DeclareDelay) -> IncidentView:
+    def declare_delay(self, action: DeclareDelay) -> ActionDone:
         s = self.s
         s.delay_reason = action.reason
         anchor, label = self._round_anchor()
@@ -638,7 +683,7 @@ class IncidentWorkflow:
             f"{rules.R_STANCE} 无法在回复期内办结：{action.reason}；须3日内作出表态性回复，官方回复仍须完成",
         )
         self._changed()
-        return self.view()
+        return self._done()
 
     @declare_delay.validator
     def _v_delay(self, action: DeclareDelay) -> None:
@@ -648,7 +693,7 @@ class IncidentWorkflow:
             raise refuse("本轮已声明无法按期办结")
 
     @workflow.update
-    def conclude(self, action: Conclude) -> IncidentView:
+    def conclude(self, action: Conclude) -> ActionDone:
         now = workflow.now()
         self.s.concluded_at = now
         self._add_deadline(
@@ -665,7 +710,7 @@ class IncidentWorkflow:
             "concluded", action.actor, f"{rules.R_INQUIRY} 办结{note}；须于当日内回复处理结果"
         )
         self._changed()
-        return self.view()
+        return self._done()
 
     @conclude.validator
     def _v_conclude(self, action: Conclude) -> None:
@@ -677,11 +722,11 @@ class IncidentWorkflow:
             raise refuse("已办结")
 
     @workflow.update
-    def decide_adoption(self, action: DecideAdoption) -> IncidentView:
+    def decide_adoption(self, action: DecideAdoption) -> ActionDone:
         self.s.adoption = ("采纳：" if action.adopted else "不予采纳：") + action.decision
         self._event("adoption", action.actor, f"{rules.R_SUGGESTION} 建议{self.s.adoption}")
         self._changed()
-        return self.view()
+        return self._done()
 
     @decide_adoption.validator
     def _v_adoption(self, action: DecideAdoption) -> None:
@@ -691,7 +736,7 @@ class IncidentWorkflow:
             raise refuse("采纳决定仅适用于建议类舆情（R-SUGGESTION）")
 
     @workflow.update
-    def report_spreading(self, action: ReportSpreading) -> IncidentView:
+    def report_spreading(self, action: ReportSpreading) -> ActionDone:
         self._refer(rules.R_HYPE, action.description, action.actor)
         self._event(
             "spreading",
@@ -699,7 +744,7 @@ class IncidentWorkflow:
             f"{rules.R_HYPE} 告知事实真相后仍继续恶意传播：{action.description}",
         )
         self._changed()
-        return self.view()
+        return self._done()
 
     @report_spreading.validator
     def _v_spreading(self, action: ReportSpreading) -> None:
@@ -715,7 +760,7 @@ class IncidentWorkflow:
     # ------------------------------------------------------------------ replies
 
     @workflow.update
-    def draft_reply(self, action: DraftReply) -> IncidentView:
+    def draft_reply(self, action: DraftReply) -> ActionDone:
         current = self._current_reply()
         now = workflow.now()
         if current is None or current.status is ReplyStatus.published:
@@ -752,7 +797,7 @@ class IncidentWorkflow:
                 *messages.review_requested(self.view(), self.roster),
             )
         self._changed()
-        return self.view()
+        return self._done()
 
     @draft_reply.validator
     def _v_draft(self, action: DraftReply) -> None:
@@ -782,7 +827,7 @@ class IncidentWorkflow:
             raise refuse("须先作出采纳决定（R-SUGGESTION）")
 
     @workflow.update
-    def approve_reply(self, action: ApproveReply) -> IncidentView:
+    def approve_reply(self, action: ApproveReply) -> ActionDone:
         current = self._current_reply()
         assert current is not None  # the validator ensured it
         now = workflow.now()
@@ -808,7 +853,7 @@ class IncidentWorkflow:
             current.comment = action.comment
             self._event("reply_rejected", action.actor, f"单位负责人退回回复稿：{action.comment}")
         self._changed()
-        return self.view()
+        return self._done()
 
     @approve_reply.validator
     def _v_approve(self, action: ApproveReply) -> None:
@@ -824,7 +869,7 @@ class IncidentWorkflow:
             raise refuse("退回回复稿须说明理由")
 
     @workflow.update
-    def approve_release(self, action: ApproveRelease) -> IncidentView:
+    def approve_release(self, action: ApproveRelease) -> ActionDone:
         current = self._current_reply()
         assert current is not None
         if action.approve:
@@ -845,7 +890,7 @@ class IncidentWorkflow:
                 f"{rules.R_RELEASE} 领导小组退回发布口径：{action.comment}",
             )
         self._changed()
-        return self.view()
+        return self._done()
 
     @approve_release.validator
     def _v_release(self, action: ApproveRelease) -> None:
@@ -873,7 +918,7 @@ class IncidentWorkflow:
             raise refuse("退回须说明理由")
 
     @workflow.update
-    def publish_reply(self, action: PublishReply) -> IncidentView:
+    def publish_reply(self, action: PublishReply) -> ActionDone:
         s = self.s
         current = self._current_reply()
         assert current is not None
@@ -921,7 +966,7 @@ class IncidentWorkflow:
             s.phase = Phase.tracking
             self._next_track(now)
         self._changed()
-        return self.view()
+        return self._done()
 
     @publish_reply.validator
     def _v_publish(self, action: PublishReply) -> None:
@@ -938,7 +983,7 @@ class IncidentWorkflow:
     # ------------------------------------------------------------------ after the reply
 
     @workflow.update
-    def track(self, action: Track) -> IncidentView:
+    def track(self, action: Track) -> ActionDone:
         s = self.s
         now = workflow.now()
         for d in s.deadlines:
@@ -977,7 +1022,7 @@ class IncidentWorkflow:
             who = rules.notify_recipients(self.roster, s.severity, s.responsible_unit)
             self._notify(rules.R_TRACK, who, *messages.flared(self.view(), self.roster, self.tz))
         self._changed()
-        return self.view()
+        return self._done()
 
     @track.validator
     def _v_track(self, action: Track) -> None:
@@ -992,7 +1037,7 @@ class IncidentWorkflow:
             raise refuse("只有再次升温时可以调整等级")
 
     @workflow.update
-    def submit_summary(self, action: SubmitSummary) -> IncidentView:
+    def submit_summary(self, action: SubmitSummary) -> ActionDone:
         now = workflow.now()
         self.s.summary = action.text
         self._meet(self._deadline(SUMMARY_KEY), now)
@@ -1003,7 +1048,7 @@ class IncidentWorkflow:
             *messages.summary(self.view(), self.roster, action.text),
         )
         self._close(now)
-        return self.view()
+        return self._done()
 
     @submit_summary.validator
     def _v_summary(self, action: SubmitSummary) -> None:
@@ -1448,7 +1493,6 @@ class IncidentWorkflow:
     def _changed(self) -> None:
         self.s.version += 1
         self._record_due = True
-        workflow.set_current_details(messages.ledger(self.view(), self.roster, self.tz))
 
     def _pending(self) -> bool:
         return (
@@ -1458,8 +1502,55 @@ class IncidentWorkflow:
         )
 
     async def _flush(self) -> None:
-        """Write queued effects: the read model first, then escalation steps, then messages."""
+        """Write queued effects: the read model, escalation steps and messages in one activity
+        (one transaction), then each external channel in the background."""
         self._upsert_search_attributes()
+        if self._record_due:
+            # The ledger on the Temporal UI's page, once per write rather than once per change.
+            workflow.set_current_details(messages.ledger(self.view(), self.roster, self.tz))
+        if not workflow.patched(ONE_WRITE_PATCH):
+            await self._flush_in_steps()
+            return
+        self._record_due = False
+        new = [e for e in self.s.timeline if e.seq > self.s.recorded_seq]
+        escalations, self.s.pending_escalations = self.s.pending_escalations, []
+        notes, self.s.pending_notifications = self.s.pending_notifications, []
+        s, sent = self.s, self._sent
+        request = RecordRequest(
+            incident=self._row(),
+            deadlines=sent.changed("deadline", s.deadlines, lambda d: d.key),
+            timeline=new,
+            accountability=sent.changed(
+                "accountability", s.accountability, lambda a: (a.deadline_key, a.recorded_at)
+            ),
+            referrals=sent.changed("referral", s.referrals, lambda r: r.no),
+            commendations=sent.changed("commendation", s.commendations, lambda c: (c.at, c.unit)),
+            escalations=escalations,
+            notifications=notes,
+        )
+        # What the Temporal UI shows for the step: an escalation first, as `escalate` used to.
+        if escalations:
+            parts = [e.summary for e in escalations]
+        else:
+            parts = [f"记录：{new[-1].summary if new else '状态'}"]
+        parts += [f"{n.rule} 通知：{n.subject}" for n in notes]
+        what = "；".join(parts)
+        await workflow.execute_activity(
+            "record",
+            request,
+            start_to_close_timeout=ACTIVITY_TIMEOUT,
+            retry_policy=RETRY_FOREVER,
+            summary=what[:200],
+        )
+        self.s.recorded_seq = max([self.s.recorded_seq] + [e.seq for e in new])
+        for note in notes:
+            for delivery in deliveries_for(note):
+                self.s.in_flight_deliveries.append(delivery)
+                self._start_delivery(delivery)
+
+    async def _flush_in_steps(self) -> None:
+        """Before ONE_WRITE_PATCH: the read model first, then each escalation step, then each
+        message, one activity after another (kept so those histories replay)."""
         if self._record_due:
             self._record_due = False
             new = [e for e in self.s.timeline if e.seq > self.s.recorded_seq]

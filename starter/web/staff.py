@@ -269,7 +269,7 @@ async def act_from_page(request: Request, incident_id: str, name: str) -> Respon
         raise ServiceError(403, "无权查看该事件（R-SECRECY：仅限与事件有关的人员）")
     data = form_to_data(entry[0], form)
     try:
-        await incidents.act(client, incident_id, name, data, me.person_id, roster=k.roster)
+        await incidents.perform(client, incident_id, name, data, me.person_id, roster=k.roster)
     except ServiceError as exc:
         view = await incidents.get(client, incident_id)
         forms = action_forms(k.roster, me.person_id, view)
