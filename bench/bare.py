@@ -3,14 +3,14 @@
 - `BareLifecycleWorkflow` takes a `LifecyclePlan` counted from one of our completed incidents
   (bench.history.lifecycle_plan): it accepts `plan.updates` updates whose handler only counts, and
   after each one (and once at the start, as ours opens its incident) its main loop runs that
-  segment's no-op activities, batch after batch, each batch in parallel (ours runs `record`, then
-  the `notify` activities together). Timers follow ours segment by segment, from a second loop so
+  segment's search-attribute upserts (ours keeps the Temporal UI's columns current: a Temporal
+  step like a timer) and no-op activities, batch after batch, each batch in parallel. Timers follow ours segment by segment, from a second loop so
   that an update cancels them at once, as a moved or met deadline cancels ours: a "long" timer
   (one hour) is started where ours started one and cancelled in the segment where ours was
   cancelled, or left open at completion as ours was; a timer that fired in ours is a short one
   (0.1 s) here, firing early. It completes when the last update's segment is done.
-- `BareTimerWorkflow` sleeps until an instant (one timer) and then runs one activity that writes a
-  row (`bench_marks`) with the workflow's time at that moment, through SQLAlchemy like the store's
+- `BareTimerWorkflow` sleeps until an instant (one timer), upserts a search attribute (as ours
+  marks the incident overdue) and then runs one activity that writes a row (`bench_marks`) with the workflow's time at that moment, through SQLAlchemy like the store's
   writes: the baseline of an escalation step (a timer, then I/O).
 
 Their worker and activities are in bench.bare_worker (kept out of this module, which the workflow
@@ -25,7 +25,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeKey
+
+# The bench's dev server registers ours; the baseline writes one of them with values of its own.
+BARE_STEP = SearchAttributeKey.for_keyword("IncidentPhase")
 
 # As ours (workflows/delivery.py): retried without limit, 30 s per attempt.
 RETRY = RetryPolicy(
@@ -46,6 +49,7 @@ class Segment:
     long_timers: int = 0  # started here; cancelled later (see `cancel`) or left open
     short_timers: int = 0  # started here; they fire (early)
     cancel: list[int] = field(default_factory=list)  # long timers (by start order) cancelled here
+    upserts: int = 0  # search-attribute upserts (ours keeps the Temporal UI's columns current)
 
 
 @dataclass
@@ -64,6 +68,7 @@ class Mark:
 class BareLifecycleWorkflow:
     def __init__(self) -> None:
         self.accepted = 0
+        self.upserted = 0
         self.timers: list[asyncio.Task[None]] = []
 
     @workflow.query
@@ -90,6 +95,10 @@ class BareLifecycleWorkflow:
         return self.accepted
 
     async def _activities(self, segment: Segment) -> None:
+        for _ in range(segment.upserts):
+            # One keyword each time, a new value (as ours writes only what changed).
+            self.upserted += 1
+            workflow.upsert_search_attributes([BARE_STEP.value_set(f"bare-{self.upserted}")])
         for size in segment.batches:
             await asyncio.gather(
                 *(
@@ -124,6 +133,8 @@ class BareTimerWorkflow:
         wait = t0 - workflow.now()
         if wait > timedelta(0):
             await workflow.sleep(wait)
+        # Ours marks the incident overdue in the same workflow task (a search-attribute upsert).
+        workflow.upsert_search_attributes([BARE_STEP.value_set("bare-overdue")])
         await workflow.execute_activity(
             "bench_mark",
             Mark(workflow_id=workflow.info().workflow_id, at=workflow.now()),

@@ -26,14 +26,15 @@ def counts(history: WorkflowHistory) -> dict[str, int]:
         "timers_started": by_type["EVENT_TYPE_TIMER_STARTED"],
         "timers_fired": by_type["EVENT_TYPE_TIMER_FIRED"],
         "timers_canceled": by_type["EVENT_TYPE_TIMER_CANCELED"],
+        "search_attribute_upserts": by_type["EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES"],
         "workflow_tasks": by_type["EVENT_TYPE_WORKFLOW_TASK_COMPLETED"],
     }
 
 
 def lifecycle_plan(history: WorkflowHistory) -> LifecyclePlan:
     """Segment the history at each accepted update: the activities scheduled in it, grouped by the
-    workflow task that scheduled them (one batch, run in parallel), and the timers it started and
-    cancelled. A timer that fired becomes a short timer in the plan."""
+    workflow task that scheduled them (one batch, run in parallel), the search-attribute upserts,
+    and the timers it started and cancelled. A timer that fired becomes a short timer in the plan."""
     segments = [Segment()]
     batches: list[dict[int, int]] = [{}]
     started: dict[str, int] = {}  # timer id -> segment
@@ -47,6 +48,8 @@ def lifecycle_plan(history: WorkflowHistory) -> LifecyclePlan:
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             task = e.activity_task_scheduled_event_attributes.workflow_task_completed_event_id
             batches[-1][task] = batches[-1].get(task, 0) + 1
+        elif kind == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+            segments[-1].upserts += 1
         elif kind == EventType.EVENT_TYPE_TIMER_STARTED:
             started[e.timer_started_event_attributes.timer_id] = len(segments) - 1
         elif kind == EventType.EVENT_TYPE_TIMER_FIRED:

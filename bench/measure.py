@@ -219,6 +219,7 @@ async def lifecycle(stack: Stack, n: int) -> dict[str, Any]:
             "timers_started",
             "timers_fired",
             "timers_canceled",
+            "search_attribute_upserts",
         )
     }
 
@@ -259,6 +260,7 @@ async def lifecycle(stack: Stack, n: int) -> dict[str, Any]:
                 "long_timers": s.long_timers,
                 "short_timers": s.short_timers,
                 "cancel": s.cancel,
+                "upserts": s.upserts,
             }
             for s in plan.segments
         ],

@@ -10,7 +10,7 @@ import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from activities.messages import IncidentRow, RecordRequest
@@ -67,19 +67,22 @@ def _record(session: Session, request: RecordRequest) -> None:
         if seqs
         else set()
     )
+    entries = []
     for entry in request.timeline:
         if entry.seq not in have:
             have.add(entry.seq)
-            session.add(
-                TimelineEvent(
-                    incident_id=row.id,
-                    seq=entry.seq,
-                    at=entry.at,
-                    kind=entry.kind,
-                    actor=entry.actor,
-                    summary=entry.summary,
-                )
+            entries.append(
+                {
+                    "incident_id": row.id,
+                    "seq": entry.seq,
+                    "at": entry.at,
+                    "kind": entry.kind,
+                    "actor": entry.actor,
+                    "summary": entry.summary,
+                }
             )
+    if entries:  # one INSERT for all of them (the ORM's unit of work costs more than the write)
+        session.execute(insert(TimelineEvent), entries)
     for esc in request.escalations:
         record_escalation(session, incident_id=row.id, escalation=esc, drill=row.drill)
     if not fresh:
@@ -260,45 +263,47 @@ def write_notification(
         r.person_id for r in note.recipients if not r.person_id.startswith(UNIT_RECIPIENT_PREFIX)
     ]
     have = set(session.scalars(select(InboxMessage.recipient).where(InboxMessage.key == note.key)))
-    written = 0
-    for person in dict.fromkeys(people):
-        if person in have:
-            continue
-        written += 1
-        session.add(
-            InboxMessage(
-                key=note.key,
-                incident_id=note.incident_id,
-                rule=note.rule,
-                recipient=person,
-                subject=note.subject,
-                body=note.body,
-                link=note.link,
-                drill=note.drill,
-                created_at=note.sent_at,
-            )
-        )
+    inbox = [
+        {
+            "key": note.key,
+            "incident_id": note.incident_id,
+            "rule": note.rule,
+            "recipient": person,
+            "subject": note.subject,
+            "body": note.body,
+            "link": note.link,
+            "drill": note.drill,
+            "created_at": note.sent_at,
+        }
+        for person in dict.fromkeys(people)
+        if person not in have
+    ]
+    if inbox:
+        session.execute(insert(InboxMessage), inbox)
     keys = [d.key for d in deliveries]
     queued = (
         set(session.scalars(select(Delivery.key).where(Delivery.key.in_(keys)))) if keys else set()
     )
+    outbox = []
     for d in deliveries:
         if d.key in queued:
             continue
         queued.add(d.key)
-        session.add(
-            Delivery(
-                key=d.key,
-                incident_id=note.incident_id,
-                rule=note.rule,
-                recipient=d.recipient.person_id,
-                kind=d.channel.kind,
-                channel=d.target,
-                state="pending",
-                attempts=0,
-            )
+        outbox.append(
+            {
+                "key": d.key,
+                "incident_id": note.incident_id,
+                "rule": note.rule,
+                "recipient": d.recipient.person_id,
+                "kind": d.channel.kind,
+                "channel": d.target,
+                "state": "pending",
+                "attempts": 0,
+            }
         )
-    return written
+    if outbox:
+        session.execute(insert(Delivery), outbox)
+    return len(inbox)
 
 
 def outbox_row(
