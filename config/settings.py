@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     login_failures_allowed: int = 10
     login_window_minutes: float = 15.0
     submissions_per_minute: int = 60
-    # Incidents the worker keeps in memory between their events (about 0.3 MB each,
+    # Incidents the worker keeps in memory between their events (about 0.2 MB each,
     # docs/PERFORMANCE.md); any other is rebuilt from its history when its next event comes.
     # Bounds the worker's memory however many incidents are open.
     worker_cached_workflows: int = 300

@@ -15,6 +15,7 @@ from temporalio.client import Client
 from config.settings import Settings
 from plan.enums import Category, Severity
 from plan.roster import Roster
+from starter import incidents
 from starter.web.app import create_app
 from store import service
 from store.db import session_scope
@@ -441,3 +442,28 @@ async def test_readiness_names_what_is_missing(client: Client) -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
         ready = await c.get("/readyz")
     assert ready.status_code == 503 and set(ready.json()["problems"]) == {"database"}
+
+
+async def test_an_action_accepted_but_not_read_back_says_so(
+    http: httpx.AsyncClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The action's answer is small (ActionDone); the API reads the incident back with a query.
+    When that read fails the action still happened: 200 with what the workflow answered and a
+    message, never a 5xx that would make the caller do it again."""
+    office = token_for(settings, "liu.yang")
+    r = await http.post("/api/incidents", json=submission(), headers=office)
+    incident_id = r.json()["id"]
+
+    async def unreadable(client: Client, incident_id: str) -> None:
+        raise incidents.ServiceError(503, f"事件“{incident_id}”的状态暂时无法读取")
+
+    monkeypatch.setattr(incidents, "get", unreadable)
+    triage = {"severity": "general", "category": "inquiry", "responsible_unit": "sswb"}
+    r = await http.post(f"/api/incidents/{incident_id}/actions/triage", json=triage, headers=office)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["accepted"] is True and body["id"] == incident_id
+    assert body["phase"] == "handling" and "已受理" in body["message"]
+    monkeypatch.undo()
+    again = await http.get(f"/api/incidents/{incident_id}", headers=office)
+    assert again.json()["responsible_unit"] == "sswb"

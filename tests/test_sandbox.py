@@ -4,7 +4,8 @@ module is the worker's own, and the sandbox no longer swaps the clock or `random
 same holds for plan/, passed through from the start). So the rule the sandbox enforced is checked
 here instead, on the source: workflow code and the plan logic it calls never read the clock,
 draw random numbers, sleep, read the environment or open files; they use `workflow.now()`,
-`workflow.random()`, `workflow.sleep()` and their input."""
+`workflow.random()`, `workflow.sleep()` and their input. And what the workflow's write deltas
+rely on (records of scalars only) is checked too."""
 
 from __future__ import annotations
 
@@ -128,3 +129,16 @@ async def test_a_passed_through_module_is_the_workers_own(client: Client) -> Non
             )
     finally:
         del sandbox_probe.MARK  # type: ignore[attr-defined]
+
+
+def test_what_the_workflow_sends_as_changes_holds_scalars_only() -> None:
+    """workflows/incident.py `Sent` keeps shallow copies of these to tell what changed since the
+    last write; a list or a model inside one would change under the copy unnoticed."""
+    from plan.models import AccountabilityRecord, Commendation, Deadline, Referral
+
+    for model in (Deadline, AccountabilityRecord, Referral, Commendation):
+        for name, field in model.model_fields.items():
+            kind = str(field.annotation)
+            assert not any(w in kind for w in ("list", "dict", "set", "plan.models")), (
+                f"{model.__name__}.{name}: {kind}"
+            )

@@ -464,7 +464,19 @@ def _add_action_route(
         actor = authenticate(request_state(request.app), authorization)
         data = body.model_dump(mode="json")  # type: ignore[attr-defined]
         roster = request_state(request.app).roster
-        view = await incidents.act(client, incident_id, name, data, actor, roster=roster)
+        done = await incidents.perform(client, incident_id, name, data, actor, roster=roster)
+        try:
+            view = await incidents.get(client, incident_id)
+        except incidents.ServiceError:
+            # Accepted and in the history; only reading it back failed: say so, never a 5xx
+            # that would make the caller try an action that is already done.
+            return {
+                "id": done.incident_id,
+                "version": done.version,
+                "phase": done.phase.value,
+                "accepted": True,
+                "message": "操作已受理；事件状态暂时无法读取，请稍后刷新",
+            }
         return incident_json(view, ui_link(view.id))
 
     act.__annotations__["body"] = request_model
