@@ -559,6 +559,9 @@ class ActionDone(BaseModel):
     (docs/PERFORMANCE.md); the view is one query away."""
 
     incident_id: str
+    run_id: str | None = (
+        None  # the run that took it (an action can make the incident continue as new)
+    )
     version: int
     phase: Phase
     latest: TimelineEntry | None = None

@@ -186,9 +186,22 @@ def _open_with_url(settings: Settings, url: str | None, incident_id: str) -> lis
         return [i for i in service.open_incidents_with_url(s, url=url) if i != incident_id]
 
 
-async def get(client: Client, incident_id: str) -> IncidentView:
+async def get(client: Client, incident_id: str, *, run_id: str | None = None) -> IncidentView:
+    """The incident's view (of its current run, or of `run_id`)."""
+    handle = client.get_workflow_handle(incident_id, run_id=run_id)
     try:
-        return await client.get_workflow_handle(incident_id).query(IncidentWorkflow.view)
+        for attempt in range(QUERY_ATTEMPTS):
+            try:
+                return await handle.query(IncidentWorkflow.view, rpc_timeout=QUERY_TIMEOUT)
+            except RPCError as exc:
+                # A query that reached a run in the moment it continued as new can go
+                # unanswered (seen with the time-skipping test server): ask again.
+                if (
+                    exc.status is not RPCStatusCode.DEADLINE_EXCEEDED
+                    or attempt == QUERY_ATTEMPTS - 1
+                ):
+                    raise
+        raise AssertionError("unreachable")
     except WorkflowQueryFailedError as exc:
         # The worker could not answer for this incident (for instance its history does not
         # replay on this code): say so with the id, never a bare 500.
@@ -201,6 +214,10 @@ async def get(client: Client, incident_id: str) -> IncidentView:
         raise
 
 
+QUERY_ATTEMPTS = 3
+QUERY_TIMEOUT = timedelta(seconds=5)
+
+
 async def act(
     client: Client,
     incident_id: str,
@@ -210,9 +227,11 @@ async def act(
     *,
     roster: Roster | None = None,
 ) -> IncidentView:
-    """`perform`, then the incident as it is after the action (one query more)."""
-    await perform(client, incident_id, action, data, actor, roster=roster)
-    return await get(client, incident_id)
+    """`perform`, then the incident as it is after the action (one query more), read from the run
+    that took the action: an action can be the one that makes the incident continue as new, and
+    the next run may not answer yet."""
+    done = await perform(client, incident_id, action, data, actor, roster=roster)
+    return await get(client, incident_id, run_id=done.run_id)
 
 
 async def perform(

@@ -8,9 +8,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any, cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import CursorResult, Table, bindparam, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from activities.messages import IncidentRow, RecordRequest
@@ -18,6 +23,7 @@ from plan.models import DeliverRequest, Escalation, Notification
 from store.models import (
     AccountabilityRow,
     ApiToken,
+    Base,
     CommendationRow,
     DeadlineRow,
     Delivery,
@@ -38,150 +44,159 @@ UNIT_RECIPIENT_PREFIX = "unit:"
 
 def record(session: Session, *, request: RecordRequest) -> None:
     """Write an incident snapshot. A snapshot older than the stored one changes nothing but
-    adds any timeline entries it carries (those are keyed and immutable)."""
-    with session.no_autoflush:  # one flush at commit, not one before every query
-        _record(session, request)
+    adds any timeline entries and escalation steps it carries (those are keyed and immutable).
 
-
-def _record(session: Session, request: RecordRequest) -> None:
+    One prepared statement per table, each an insert that leaves (or updates) what a retry finds
+    already there: under a burst of escalations the ORM's reads before writes, and building
+    statements for each call, were most of the worker's time (docs/PERFORMANCE.md)."""
+    w = _writes(session.get_bind().dialect.name)
     row = request.incident
-    incident = session.get(Incident, row.id)
-    fresh = incident is None or incident.version < row.version
-    if incident is None:
-        incident = Incident(**_incident_fields(row))
-        session.add(incident)
-        session.flush()
-    elif fresh:
-        for name, value in _incident_fields(row).items():
-            setattr(incident, name, value)
-    # One query for the entries already there (a retry), not one per entry.
-    seqs = [e.seq for e in request.timeline]
-    have = (
-        set(
-            session.scalars(
-                select(TimelineEvent.seq).where(
-                    TimelineEvent.incident_id == row.id, TimelineEvent.seq.in_(seqs)
-                )
-            )
+    fields = _incident_fields(row)
+    updated = session.execute(w.update_incident, {**fields, "_id": row.id, "_version": row.version})
+    fresh = bool(cast("CursorResult[Any]", updated).rowcount)
+    if not fresh and session.execute(w.incident_version, {"_id": row.id}).first() is None:
+        session.execute(w.insert_incident, fields)
+        fresh = True
+    if request.timeline:
+        session.execute(
+            w.timeline, [{"incident_id": row.id, **e.model_dump()} for e in request.timeline]
         )
-        if seqs
-        else set()
-    )
-    entries = []
-    for entry in request.timeline:
-        if entry.seq not in have:
-            have.add(entry.seq)
-            entries.append(
-                {
-                    "incident_id": row.id,
-                    "seq": entry.seq,
-                    "at": entry.at,
-                    "kind": entry.kind,
-                    "actor": entry.actor,
-                    "summary": entry.summary,
-                }
-            )
-    if entries:  # one INSERT for all of them (the ORM's unit of work costs more than the write)
-        session.execute(insert(TimelineEvent), entries)
-    for esc in request.escalations:
-        record_escalation(session, incident_id=row.id, escalation=esc, drill=row.drill)
+    if request.escalations:
+        session.execute(
+            w.escalations, [_escalation_fields(row.id, e, row.drill) for e in request.escalations]
+        )
     if not fresh:
         return
-    # Each table is read only for what the request carries (usually a deadline or two).
-    keys = [d.key for d in request.deadlines]
-    existing = (
-        {
-            d.key: d
-            for d in session.scalars(
-                select(DeadlineRow).where(
-                    DeadlineRow.incident_id == row.id, DeadlineRow.key.in_(keys)
-                )
-            )
-        }
-        if keys
-        else {}
+    if request.deadlines:
+        session.execute(
+            w.deadlines,
+            [
+                {
+                    "incident_id": row.id,
+                    "key": d.key,
+                    **{c: getattr(d, c) for c in DEADLINE_COLUMNS},
+                }
+                for d in request.deadlines
+            ],
+        )
+    if request.accountability:
+        session.execute(
+            w.accountability,
+            [
+                {
+                    "incident_id": row.id,
+                    "deadline_key": a.deadline_key,
+                    "recorded_at": a.recorded_at,
+                    "drill": row.drill,
+                    **{c: getattr(a, c) for c in ACCOUNTABILITY_COLUMNS},
+                }
+                for a in request.accountability
+            ],
+        )
+    if request.referrals:
+        session.execute(
+            w.referrals, [{"incident_id": row.id, **r.model_dump()} for r in request.referrals]
+        )
+    if request.commendations:
+        session.execute(
+            w.commendations,
+            [
+                {"incident_id": row.id, "drill": row.drill, **c.model_dump()}
+                for c in request.commendations
+            ],
+        )
+
+
+DEADLINE_COLUMNS = (
+    "rule",
+    "title",
+    "unit",
+    "anchor_at",
+    "anchor_label",
+    "due_at",
+    "met_at",
+    "overdue",
+    "cancelled",
+    "escalation_step",
+)
+ACCOUNTABILITY_COLUMNS = ("rule", "kind", "unit", "person", "due_at", "met_at", "reason")
+
+
+@dataclass(frozen=True)
+class _Writes:
+    update_incident: Any
+    incident_version: Any
+    insert_incident: Any
+    timeline: Any
+    escalations: Any
+    deadlines: Any
+    accountability: Any
+    referrals: Any
+    commendations: Any
+    inbox: Any
+    outbox: Any
+
+
+def _table(model: type[Base]) -> Table:
+    return cast(Table, model.__table__)
+
+
+@lru_cache(maxsize=4)
+def _writes(dialect: str) -> _Writes:
+    """The read model's writes for a dialect, built once: values come as parameters, so each
+    statement is compiled once and its cache key never computed again. Inserts use the
+    dialect's ON CONFLICT (SQLite and PostgreSQL alike) on the natural keys."""
+    if dialect not in ("postgresql", "sqlite"):
+        raise RuntimeError(f"unsupported database: {dialect}")
+    upsert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    incidents = _table(Incident)
+    columns = list(IncidentRow.model_fields)
+    deadlines = upsert(_table(DeadlineRow))
+    accountability = upsert(_table(AccountabilityRow))
+    return _Writes(
+        update_incident=update(incidents)
+        .where(incidents.c.id == bindparam("_id"), incidents.c.version < bindparam("_version"))
+        .values({c: bindparam(c) for c in columns}),
+        incident_version=select(incidents.c.version).where(incidents.c.id == bindparam("_id")),
+        insert_incident=insert(incidents),
+        timeline=upsert(_table(TimelineEvent)).on_conflict_do_nothing(
+            index_elements=["incident_id", "seq"]
+        ),
+        escalations=upsert(_table(EscalationRow)).on_conflict_do_nothing(
+            index_elements=["incident_id", "deadline_key", "step", "at"]
+        ),
+        deadlines=deadlines.on_conflict_do_update(
+            index_elements=["incident_id", "key"],
+            set_={c: deadlines.excluded[c] for c in DEADLINE_COLUMNS},
+        ),
+        accountability=accountability.on_conflict_do_update(
+            index_elements=["incident_id", "deadline_key", "recorded_at"],
+            set_={c: accountability.excluded[c] for c in (*ACCOUNTABILITY_COLUMNS, "drill")},
+        ),
+        referrals=upsert(_table(ReferralRow)).on_conflict_do_nothing(
+            index_elements=["incident_id", "no"]
+        ),
+        commendations=upsert(_table(CommendationRow)).on_conflict_do_nothing(
+            index_elements=["incident_id", "at", "unit"]
+        ),
+        inbox=upsert(_table(InboxMessage)).on_conflict_do_nothing(
+            index_elements=["key", "recipient"]
+        ),
+        outbox=upsert(_table(Delivery)).on_conflict_do_nothing(index_elements=["key"]),
     )
-    for d in request.deadlines:
-        target = existing.get(d.key)
-        if target is None:
-            target = DeadlineRow(incident_id=row.id, key=d.key)
-            session.add(target)
-        target.rule = d.rule
-        target.title = d.title
-        target.unit = d.unit
-        target.anchor_at = d.anchor_at
-        target.anchor_label = d.anchor_label
-        target.due_at = d.due_at
-        target.met_at = d.met_at
-        target.overdue = d.overdue
-        target.cancelled = d.cancelled
-        target.escalation_step = d.escalation_step
-    records = (
-        {
-            (a.deadline_key, a.recorded_at): a
-            for a in session.scalars(
-                select(AccountabilityRow).where(AccountabilityRow.incident_id == row.id)
-            )
-        }
-        if request.accountability
-        else {}
-    )
-    for rec in request.accountability:
-        acc = records.get((rec.deadline_key, rec.recorded_at))
-        if acc is None:
-            acc = AccountabilityRow(
-                incident_id=row.id, deadline_key=rec.deadline_key, recorded_at=rec.recorded_at
-            )
-            session.add(acc)
-        acc.rule = rec.rule
-        acc.kind = rec.kind
-        acc.unit = rec.unit
-        acc.person = rec.person
-        acc.due_at = rec.due_at
-        acc.met_at = rec.met_at
-        acc.reason = rec.reason
-        acc.drill = row.drill
-    known = (
-        set(session.scalars(select(ReferralRow.no).where(ReferralRow.incident_id == row.id)))
-        if request.referrals
-        else set()
-    )
-    for ref in request.referrals:
-        if ref.no not in known:
-            session.add(
-                ReferralRow(
-                    incident_id=row.id,
-                    no=ref.no,
-                    rule=ref.rule,
-                    at=ref.at,
-                    target=ref.target,
-                    reason=ref.reason,
-                    by=ref.by,
-                )
-            )
-    seen = (
-        {
-            (c.at, c.unit)
-            for c in session.scalars(
-                select(CommendationRow).where(CommendationRow.incident_id == row.id)
-            )
-        }
-        if request.commendations
-        else set()
-    )
-    for com in request.commendations:
-        if (com.at, com.unit) not in seen:
-            session.add(
-                CommendationRow(
-                    incident_id=row.id,
-                    at=com.at,
-                    unit=com.unit,
-                    person=com.person,
-                    reason=com.reason,
-                    by=com.by,
-                    drill=row.drill,
-                )
-            )
+
+
+def _escalation_fields(incident_id: str, escalation: Escalation, drill: bool) -> dict[str, object]:
+    return {
+        "incident_id": incident_id,
+        "deadline_key": escalation.deadline_key,
+        "rule": escalation.rule,
+        "step": escalation.step,
+        "at": escalation.at,
+        "targets": ",".join(escalation.targets),
+        "summary": escalation.summary,
+        "drill": drill,
+    }
 
 
 def _incident_fields(row: IncidentRow) -> dict[str, object]:
@@ -202,18 +217,7 @@ def record_escalation(
     )
     if exists is not None:
         return False
-    session.add(
-        EscalationRow(
-            incident_id=incident_id,
-            deadline_key=escalation.deadline_key,
-            rule=escalation.rule,
-            step=escalation.step,
-            at=escalation.at,
-            targets=",".join(escalation.targets),
-            summary=escalation.summary,
-            drill=drill,
-        )
-    )
+    session.add(EscalationRow(**_escalation_fields(incident_id, escalation, drill)))
     return True
 
 
@@ -254,56 +258,50 @@ def write_inbox(
 
 def write_notification(
     session: Session, *, note: Notification, deliveries: Sequence[DeliverRequest]
-) -> int:
+) -> None:
     """A notification's inbox rows (one per person; a unit's group channel has no inbox) and a
-    pending outbox row for each external delivery, in two queries whatever the number of
-    recipients. Rows already there (a retried activity) are left as they are. Returns the
-    number of inbox rows written."""
+    pending outbox row for each external delivery: one statement each, whatever the number of
+    recipients. Rows already there (a retried activity) are left as they are."""
     people = [
         r.person_id for r in note.recipients if not r.person_id.startswith(UNIT_RECIPIENT_PREFIX)
     ]
-    have = set(session.scalars(select(InboxMessage.recipient).where(InboxMessage.key == note.key)))
-    inbox = [
-        {
-            "key": note.key,
-            "incident_id": note.incident_id,
-            "rule": note.rule,
-            "recipient": person,
-            "subject": note.subject,
-            "body": note.body,
-            "link": note.link,
-            "drill": note.drill,
-            "created_at": note.sent_at,
-        }
-        for person in dict.fromkeys(people)
-        if person not in have
-    ]
-    if inbox:
-        session.execute(insert(InboxMessage), inbox)
-    keys = [d.key for d in deliveries]
-    queued = (
-        set(session.scalars(select(Delivery.key).where(Delivery.key.in_(keys)))) if keys else set()
-    )
-    outbox = []
-    for d in deliveries:
-        if d.key in queued:
-            continue
-        queued.add(d.key)
-        outbox.append(
-            {
-                "key": d.key,
-                "incident_id": note.incident_id,
-                "rule": note.rule,
-                "recipient": d.recipient.person_id,
-                "kind": d.channel.kind,
-                "channel": d.target,
-                "state": "pending",
-                "attempts": 0,
-            }
+    w = _writes(session.get_bind().dialect.name)
+    if people:
+        session.execute(
+            w.inbox,
+            [
+                {
+                    "key": note.key,
+                    "incident_id": note.incident_id,
+                    "rule": note.rule,
+                    "recipient": person,
+                    "subject": note.subject,
+                    "body": note.body,
+                    "link": note.link,
+                    "drill": note.drill,
+                    "created_at": note.sent_at,
+                }
+                for person in dict.fromkeys(people)
+            ],
         )
-    if outbox:
-        session.execute(insert(Delivery), outbox)
-    return len(inbox)
+    if deliveries:
+        session.execute(
+            w.outbox,
+            [
+                {
+                    "key": d.key,
+                    "incident_id": note.incident_id,
+                    "rule": note.rule,
+                    "recipient": d.recipient.person_id,
+                    "kind": d.channel.kind,
+                    "channel": d.target,
+                    "state": "pending",
+                    "attempts": 0,
+                    "created_at": utcnow(),
+                }
+                for d in {d.key: d for d in deliveries}.values()
+            ],
+        )
 
 
 def outbox_row(

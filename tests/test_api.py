@@ -454,7 +454,7 @@ async def test_an_action_accepted_but_not_read_back_says_so(
     r = await http.post("/api/incidents", json=submission(), headers=office)
     incident_id = r.json()["id"]
 
-    async def unreadable(client: Client, incident_id: str) -> None:
+    async def unreadable(client: Client, incident_id: str, run_id: str | None = None) -> None:
         raise incidents.ServiceError(503, f"事件“{incident_id}”的状态暂时无法读取")
 
     monkeypatch.setattr(incidents, "get", unreadable)

@@ -47,7 +47,12 @@ async def _replay(workflow_class: type, path: Path) -> Exception | None:
     return result.replay_failure
 
 
-@pytest.mark.parametrize("path", HISTORIES[:2], ids=[p.stem for p in HISTORIES[:2]])
+# Histories of the steps written one activity after another (before ONE_WRITE_PATCH), where
+# dropping `record` leaves a gap the replay must notice.
+IN_STEPS = [p for p in HISTORIES if not p.stem.endswith("_one_write")][:2]
+
+
+@pytest.mark.parametrize("path", IN_STEPS, ids=[p.stem for p in IN_STEPS])
 async def test_the_gate_catches_a_removed_activity(path: Path) -> None:
     failure = await _replay(WithoutRecord, path)
     assert failure is not None, "replay passed although an activity was removed"

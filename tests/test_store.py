@@ -442,6 +442,51 @@ def test_escalate_records_each_step_once(store_url: str) -> None:
         assert count(s, EscalationRow) == 2
 
 
+def test_one_write_carries_a_step_whole(store_url: str) -> None:
+    """One write per step: the read model, the R-ESCALATE step and the notifications' inbox and
+    outbox rows land in one `record`; a retried write (and an older one) adds nothing twice."""
+    from plan.roster import WebhookChannel
+
+    activities = RecordActivities(store_url)
+    at = DISCOVERED + timedelta(hours=1, seconds=1)
+    step = Escalation(
+        deadline_key="R-REPORT#1",
+        rule="R-REPORT",
+        step=1,
+        at=at,
+        targets=["liu.yang"],
+        summary="R-ESCALATE 第1级",
+    )
+    hook = WebhookChannel(kind="webhook", url="https://hooks.example/yuqing")
+    told = note("inc-1:n2:R-ESCALATE", [person("liu.yang", hook), person("wu.fang")])
+    request = RecordRequest(
+        incident=incident_row(version=2, overdue=True),
+        deadlines=[report_deadline(overdue=True, escalation_step=1)],
+        timeline=[entry(1, "reported", "zhou.ting"), entry(2, "escalated")],
+        accountability=[late_report()],
+        escalations=[step],
+        notifications=[told],
+    )
+    activities.record(request)
+    activities.record(request)
+    older = request.model_copy(update={"incident": incident_row(version=1)})
+    activities.record(older)
+    with session_scope(store_url) as s:
+        incident = s.get(Incident, "inc-1")
+        assert incident is not None and (incident.version, incident.overdue) == (2, True)
+        assert [(r.step, r.targets) for r in service.escalations(s, incident_id="inc-1")] == [
+            (1, "liu.yang")
+        ]
+        assert count(s, TimelineEvent) == 2 and count(s, AccountabilityRow) == 1
+        assert sorted(m.recipient for m in s.scalars(select(InboxMessage))) == [
+            "liu.yang",
+            "wu.fang",
+        ]
+        (delivery,) = service.outbox(s, incident_id="inc-1")
+        assert (delivery.state, delivery.recipient, delivery.attempts) == ("pending", "liu.yang", 0)
+        assert delivery.created_at is not None
+
+
 # --- notify: the inbox ---
 
 

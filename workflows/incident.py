@@ -353,6 +353,7 @@ class IncidentWorkflow:
         s = self.s
         return ActionDone(
             incident_id=self.inp.incident_id,
+            run_id=workflow.info().run_id,
             version=s.version,
             phase=s.phase,
             latest=s.timeline[-1] if s.timeline else None,

@@ -466,7 +466,7 @@ def _add_action_route(
         roster = request_state(request.app).roster
         done = await incidents.perform(client, incident_id, name, data, actor, roster=roster)
         try:
-            view = await incidents.get(client, incident_id)
+            view = await incidents.get(client, incident_id, run_id=done.run_id)
         except incidents.ServiceError:
             # Accepted and in the history; only reading it back failed: say so, never a 5xx
             # that would make the caller try an action that is already done.
