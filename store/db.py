@@ -50,7 +50,10 @@ def engine_for(url: str) -> Engine:
     return make_engine(url)
 
 
+@lru_cache(maxsize=8)
 def session_factory(url: str) -> sessionmaker[Session]:
+    # One per URL: a new sessionmaker sets up its event dispatch again (a third of a short
+    # transaction's CPU, docs/PERFORMANCE.md).
     return sessionmaker(engine_for(url), expire_on_commit=False)
 
 
