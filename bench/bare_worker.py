@@ -66,6 +66,7 @@ async def main() -> None:
     parser.add_argument("--task-queue", required=True)
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--metrics-bind", help="host:port for Prometheus metrics, as worker.py")
+    parser.add_argument("--cached-workflows", type=int, default=1000, help="as worker.py's cache")
     args = parser.parse_args()
     runtime = None
     if args.metrics_bind:
@@ -87,6 +88,7 @@ async def main() -> None:
             activities=[acts.noop, acts.mark],
             activity_executor=executor,
             max_concurrent_activities=16,  # as worker.py
+            max_cached_workflows=args.cached_workflows,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

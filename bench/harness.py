@@ -363,6 +363,8 @@ async def running_stack(
     bare_argv += ["--task-queue", bare_task_queue, "--database-url", bare_database_url]
     bare_metrics_bind = f"127.0.0.1:{free_port()}"
     bare_argv += ["--metrics-bind", bare_metrics_bind]
+    # As many workflows cached as ours keeps (settings, from YUQING_WORKER_CACHED_WORKFLOWS).
+    bare_argv += ["--cached-workflows", str(settings.worker_cached_workflows)]
     bare = Process("bare-worker", bare_argv, env, tmp)
     processes = [temporal, worker, web, bare]
     failed = False

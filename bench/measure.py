@@ -638,8 +638,8 @@ async def _bare_scale(stack: Stack, n: int) -> dict[str, Any]:
     begin = time.perf_counter()
     _, start_errors = await settled(n, SUBMIT_CONCURRENCY, start)
     start_wall = time.perf_counter() - begin
-    # Cached once the worker has run each one's first task; the cache holds 1000 at most.
-    want = min(1000.0, cache_before + n)
+    # Cached once the worker has run each one's first task; the cache holds as many as ours.
+    want = min(float(stack.settings.worker_cached_workflows), cache_before + n)
     deadline = time.monotonic() + 120
     cache = cache_before
     while time.monotonic() < deadline:
