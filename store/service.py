@@ -135,6 +135,10 @@ class _Writes:
     commendations: Any
     inbox: Any
     outbox: Any
+    # One row, telling whether it was new (RETURNING: an INSERT's rowcount is not reliable on
+    # every driver): for the activities that write one step or one message at a time.
+    escalation_once: Any
+    inbox_once: Any
 
 
 def _table(model: type[Base]) -> Table:
@@ -152,6 +156,10 @@ def _writes(dialect: str) -> _Writes:
     incidents = _table(Incident)
     columns = list(IncidentRow.model_fields)
     deadlines = upsert(_table(DeadlineRow))
+    escalations = upsert(_table(EscalationRow)).on_conflict_do_nothing(
+        index_elements=["incident_id", "deadline_key", "step", "at"]
+    )
+    inbox = upsert(_table(InboxMessage)).on_conflict_do_nothing(index_elements=["key", "recipient"])
     accountability = upsert(_table(AccountabilityRow))
     return _Writes(
         update_incident=update(incidents)
@@ -162,9 +170,7 @@ def _writes(dialect: str) -> _Writes:
         timeline=upsert(_table(TimelineEvent)).on_conflict_do_nothing(
             index_elements=["incident_id", "seq"]
         ),
-        escalations=upsert(_table(EscalationRow)).on_conflict_do_nothing(
-            index_elements=["incident_id", "deadline_key", "step", "at"]
-        ),
+        escalations=escalations,
         deadlines=deadlines.on_conflict_do_update(
             index_elements=["incident_id", "key"],
             set_={c: deadlines.excluded[c] for c in DEADLINE_COLUMNS},
@@ -179,10 +185,10 @@ def _writes(dialect: str) -> _Writes:
         commendations=upsert(_table(CommendationRow)).on_conflict_do_nothing(
             index_elements=["incident_id", "at", "unit"]
         ),
-        inbox=upsert(_table(InboxMessage)).on_conflict_do_nothing(
-            index_elements=["key", "recipient"]
-        ),
+        inbox=inbox,
         outbox=upsert(_table(Delivery)).on_conflict_do_nothing(index_elements=["key"]),
+        escalation_once=escalations.returning(_table(EscalationRow).c.id),
+        inbox_once=inbox.returning(_table(InboxMessage).c.id),
     )
 
 
@@ -207,18 +213,9 @@ def record_escalation(
     session: Session, *, incident_id: str, escalation: Escalation, drill: bool
 ) -> bool:
     """Record one escalation step; False when it was already recorded (a retry)."""
-    exists = session.scalar(
-        select(EscalationRow.id).where(
-            EscalationRow.incident_id == incident_id,
-            EscalationRow.deadline_key == escalation.deadline_key,
-            EscalationRow.step == escalation.step,
-            EscalationRow.at == escalation.at,
-        )
-    )
-    if exists is not None:
-        return False
-    session.add(EscalationRow(**_escalation_fields(incident_id, escalation, drill)))
-    return True
+    w = _writes(session.get_bind().dialect.name)
+    row = _escalation_fields(incident_id, escalation, drill)
+    return session.execute(w.escalation_once, row).first() is not None
 
 
 def write_inbox(
@@ -235,25 +232,19 @@ def write_inbox(
     created_at: datetime,
 ) -> bool:
     """One inbox message per (key, recipient); False when it is already there."""
-    exists = session.scalar(
-        select(InboxMessage.id).where(InboxMessage.key == key, InboxMessage.recipient == recipient)
-    )
-    if exists is not None:
-        return False
-    session.add(
-        InboxMessage(
-            key=key,
-            incident_id=incident_id,
-            rule=rule,
-            recipient=recipient,
-            subject=subject,
-            body=body,
-            link=link,
-            drill=drill,
-            created_at=created_at,
-        )
-    )
-    return True
+    w = _writes(session.get_bind().dialect.name)
+    row = {
+        "key": key,
+        "incident_id": incident_id,
+        "rule": rule,
+        "recipient": recipient,
+        "subject": subject,
+        "body": body,
+        "link": link,
+        "drill": drill,
+        "created_at": created_at,
+    }
+    return session.execute(w.inbox_once, row).first() is not None
 
 
 def write_notification(

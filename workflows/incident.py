@@ -334,10 +334,9 @@ class IncidentWorkflow:
         # Built without a dump and re-validation of the whole state (the view is made several
         # times an activation: messages, the ledger, answers): it shares the state's values, so
         # whoever gets a view reads it and never changes it.
-        values: dict[str, Any] = {n: v for n, v in self.s if n not in INTERNAL_STATE}
-        # Given, not defaulted: pydantic inspects a default factory's signature on every
-        # model_construct (0.3 ms each, most of a view's cost).
-        values.update({n: [] for n in INTERNAL_STATE})
+        # The internal lists are given empty, not defaulted: pydantic inspects a default
+        # factory's signature on every model_construct (0.3 ms each, most of a view's cost).
+        values: dict[str, Any] = {n: [] if n in INTERNAL_STATE else v for n, v in self.s}
         values.update(
             self._facts(),
             reporter_name=sub.reporter_name,
@@ -1549,9 +1548,7 @@ class IncidentWorkflow:
         )
         self.s.recorded_seq = max([self.s.recorded_seq] + [e.seq for e in new])
         for note in notes:
-            for delivery in deliveries_for(note):
-                self.s.in_flight_deliveries.append(delivery)
-                self._start_delivery(delivery)
+            self._start_deliveries(note)
 
     async def _flush_in_steps(self) -> None:
         """Before ONE_WRITE_PATCH: the read model first, then each escalation step, then each
@@ -1600,6 +1597,10 @@ class IncidentWorkflow:
             retry_policy=RETRY_FOREVER,
             summary=f"{note.rule} 通知：{note.subject}"[:200],
         )
+        self._start_deliveries(note)
+
+    def _start_deliveries(self, note: Notification) -> None:
+        """Each external channel of a written notification, in the background."""
         for request in deliveries_for(note):
             self.s.in_flight_deliveries.append(request)
             self._start_delivery(request)
