@@ -9,6 +9,7 @@ from temporalio.converter import DataConverter
 from temporalio.runtime import Runtime
 
 from config.settings import Settings
+from starter import core_exit
 from starter.codec import EncryptionCodec, load_keys, with_codec
 
 
@@ -36,6 +37,7 @@ def data_converter(settings: Settings) -> DataConverter:
 
 
 async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
+    core_exit.guard()  # the process will not finalise while the SDK core's threads are in Python
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,

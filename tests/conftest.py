@@ -20,11 +20,15 @@ from temporalio.testing import WorkflowEnvironment
 
 from config.settings import Settings
 from plan.roster import Roster, load_roster
+from starter import core_exit
 from store.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_ROSTER = ROOT / "config" / "roster.example.toml"
 BIN = Path(sys.executable).parent
+
+# pytest talks to Temporal servers itself: it too must not finalise while the core is in Python.
+core_exit.guard()
 
 SEARCH_ATTRIBUTES = {
     "IncidentPhase": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,

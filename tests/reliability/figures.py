@@ -29,6 +29,8 @@ SUMMARY = [
     ("inputs_tried", "bad inputs tried"),
     ("responses_500", "500s"),
     ("invalid_started_or_changed", "invalid requests that changed something"),
+    ("process_runs", "process runs"),
+    ("unclean_exits", "unclean exits"),
 ]
 
 
