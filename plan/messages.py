@@ -93,6 +93,8 @@ def ledger(view: IncidentView, roster: Roster, tz: str) -> str:
             state = f"已完成 {local(d.met_at, tz)}" + ("（逾期）" if d.overdue else "")
         elif d.overdue:
             state = f"**已逾期**，督办第{d.escalation_step}级"
+        elif d.replaced_by:
+            state = "已声明延期，仍须完成（不计时）"
         else:
             state = "进行中"
         lines.append(f"| {d.title} | {local(d.due_at, tz)} | {state} |")

@@ -333,28 +333,6 @@ class Commend(CommendRequest, Action):
 
 # name (the API route and CLI command) → (request schema, command); the workflow's update of
 # the same name with '-' as '_' handles it.
-ACTIONS: dict[str, tuple[type[_Message], type[Action]]] = {
-    "confirm-lead": (ConfirmLeadRequest, ConfirmLead),
-    "triage": (TriageRequest, Triage),
-    "file-written-report": (WrittenReportRequest, WrittenReport),
-    "report-progress": (ProgressRequest, Progress),
-    "activate": (ActivateRequest, Activate),
-    "consult": (ConsultRequest, Consult),
-    "return-to-office": (ReturnRequest, ReturnToOffice),
-    "declare-delay": (DeclareDelayRequest, DeclareDelay),
-    "draft-reply": (DraftReplyRequest, DraftReply),
-    "approve-reply": (ApproveReplyRequest, ApproveReply),
-    "approve-release": (ApproveReleaseRequest, ApproveRelease),
-    "publish-reply": (PublishReplyRequest, PublishReply),
-    "conclude": (ConcludeRequest, Conclude),
-    "decide-adoption": (AdoptionRequest, DecideAdoption),
-    "report-spreading": (SpreadingRequest, ReportSpreading),
-    "track": (TrackRequest, Track),
-    "submit-summary": (SummaryRequest, SubmitSummary),
-    "withdraw": (WithdrawRequest, Withdraw),
-    "record-accountability": (AccountabilityRequest, RecordAccountability),
-    "commend": (CommendRequest, Commend),
-}
 
 
 # --- The workflow's state: one model, so continue-as-new carries all of it. ---
@@ -376,6 +354,11 @@ class Deadline(BaseModel):
     last_step_at: datetime | None = None
     warned: bool = False
     cancelled: bool = False  # void: the incident was withdrawn, or the rule no longer applies
+    # Missed together with this deadline (met by the same reply): its record and chain cover both.
+    joined: str | None = None
+    # R-STANCE: a delay declared in time replaces this deadline's miss by the stance deadline's;
+    # what it asks for (the official reply) is still owed, without a timer of its own.
+    replaced_by: str | None = None
     version: int = 0
 
     @property
@@ -385,12 +368,14 @@ class Deadline(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def state(self) -> str:
-        """pending, overdue, met, met_late or cancelled."""
+        """pending, overdue, replaced (owed, no timer: R-STANCE), met, met_late or cancelled."""
         if self.cancelled:
             return "cancelled"
         if self.met_at is not None:
             return "met_late" if self.overdue else "met"
-        return "overdue" if self.overdue else "pending"
+        if self.overdue:
+            return "overdue"
+        return "replaced" if self.replaced_by else "pending"
 
 
 class Escalation(BaseModel):

@@ -24,7 +24,7 @@ import typer
 from pydantic import BaseModel
 
 from config.settings import get_settings
-from plan.models import ACTIONS
+from plan.actions import ACTIONS
 from plan.roster import RosterError, load_roster
 from starter.errors import FIELD_LABELS
 
@@ -109,6 +109,7 @@ def _print_incident(data: dict[str, Any], as_json: bool) -> None:
         "overdue": "已逾期",
         "met": "已完成",
         "met_late": "已完成（逾期）",
+        "replaced": "已声明延期，仍须完成",
         "cancelled": "已取消",
     }
     for d in data["deadlines"]:
@@ -583,30 +584,6 @@ def _act(
     _print_incident(data, as_json)
 
 
-ACTION_HELP = {
-    "confirm-lead": "办公室确认监测线索为舆情（R-OFFICE）。",
-    "triage": "领导小组办公室研判：等级、类别、牵头单位和协办单位。",
-    "file-written-report": "口头报告后报送书面信息（R-WRITTEN）。",
-    "report-progress": "续报处置进展和新情况（R-PROGRESS）。",
-    "activate": "领导小组启动应急预案，决定介入单位（R-ACTIVATE）。",
-    "consult": "记录会商议题和决定（R-CONSULT）。",
-    "return-to-office": "牵头单位退回办公室重新研判（须说明理由）。",
-    "declare-delay": "声明无法在回复期内办结，3日内作表态性回复（R-STANCE）。",
-    "draft-reply": "责任单位起草回复（官方回复、表态性回复或处理结果）。",
-    "approve-reply": "单位负责人审定回复稿（R-REVIEW）。",
-    "approve-release": "领导小组审定发布口径并确定发布人（R-RELEASE）。",
-    "publish-reply": "发布经审定的回复（R-REPLY）。",
-    "conclude": "询问类事项办结，当日内回复处理结果（R-INQUIRY）。",
-    "decide-adoption": "建议类：作出采纳决定（R-SUGGESTION）。",
-    "report-spreading": "告知真相后仍继续恶意传播，商请执纪执法部门查处（R-HYPE）。",
-    "track": "动态跟踪检查：仍在发酵、已平息或再次升温（R-TRACK）。",
-    "submit-summary": "报送书面总结至镇党政办（R-SUMMARY），结案。",
-    "withdraw": "办公室撤销误报（须说明理由，R-CLOSE）。",
-    "record-accountability": "办公室记录谎报、瞒报（R-ACCOUNT）。",
-    "commend": "记录表彰（R-COMMEND）。",
-}
-
-
 def _option_type(annotation: Any) -> tuple[Any, bool]:
     """A request field's type as typer takes it, and whether it is a list."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -677,12 +654,13 @@ def _action_command(name: str, model: type[BaseModel]) -> None:
         _act(incident_id, name, body, token, as_json)
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    command.__doc__ = ACTION_HELP.get(name, (model.__doc__ or name).strip())
+    rule = ACTIONS[name]
+    command.__doc__ = f"{rule.help}（由{rule.who.value}执行）"
     app.command(name)(command)
 
 
-for _name, (_request_model, _command_model) in ACTIONS.items():
-    _action_command(_name, _request_model)
+for _name, _rule in ACTIONS.items():
+    _action_command(_name, _rule.request)
 
 
 def main() -> None:  # pragma: no cover - console entry

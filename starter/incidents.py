@@ -29,7 +29,8 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from config.settings import Settings
-from plan.models import ACTIONS, SHORT_MAX, ActionDone, IncidentInput, IncidentView, Submission
+from plan.actions import ACTIONS
+from plan.models import SHORT_MAX, ActionDone, IncidentInput, IncidentView, Submission
 from plan.roster import Roster
 from plan.spec import SHIPPED
 from starter.errors import FIELD_LABELS, FieldError, translate
@@ -249,7 +250,7 @@ async def perform(
     entry = ACTIONS.get(action)
     if entry is None:
         raise ServiceError(404, f"未知操作“{action}”")
-    model = entry[1]
+    model = entry.command
     try:
         payload = model.model_validate({**data, "actor": actor})
     except ValidationError as exc:

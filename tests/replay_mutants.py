@@ -19,7 +19,7 @@ class WithoutRecord(IncidentWorkflow):
         return await super().run(inp)
 
     async def _flush(self) -> None:
-        self._record_due = False
+        self.core.dirty = False
         await super()._flush()
 
 
@@ -33,5 +33,5 @@ class WithoutRecordPatched(IncidentWorkflow):
 
     async def _flush(self) -> None:
         if workflow.patched("drop-record-activity"):
-            self._record_due = False
+            self.core.dirty = False
         await super()._flush()

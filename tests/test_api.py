@@ -354,10 +354,11 @@ def _shanghai():  # type: ignore[no-untyped-def]
 
 async def test_every_action_has_its_own_route_and_schema(http: httpx.AsyncClient) -> None:
     """Each staff action is POST /api/incidents/{id}/actions/{name} with its own request schema."""
-    from plan.models import ACTIONS
+    from plan.actions import ACTIONS
 
     spec = (await http.get("/openapi.json")).json()
-    for name, (request_model, _command) in ACTIONS.items():
+    for name, rule in ACTIONS.items():
+        request_model = rule.request
         route = spec["paths"][f"/api/incidents/{{incident_id}}/actions/{name}"]["post"]
         ref = route["requestBody"]["content"]["application/json"]["schema"]["$ref"]
         assert ref.endswith(f"/{request_model.__name__}"), (name, ref)

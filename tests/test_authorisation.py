@@ -25,7 +25,7 @@ import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
 from config.settings import get_settings
-from plan.models import ACTIONS
+from plan.actions import ACTIONS
 from starter.cli import EXIT_FORBIDDEN, app
 from store import service
 from store.db import session_scope

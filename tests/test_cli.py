@@ -6,7 +6,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from plan.models import ACTIONS
+from plan.actions import ACTIONS
 from starter.cli import app
 from store import service
 from store.db import session_scope
@@ -16,7 +16,8 @@ runner = CliRunner()
 
 
 def test_every_action_is_a_command_with_the_request_fields() -> None:
-    for name, (request_model, _command) in ACTIONS.items():
+    for name, rule in ACTIONS.items():
+        request_model = rule.request
         result = runner.invoke(app, [name, "--help"], env={"COLUMNS": "200"})
         assert result.exit_code == 0, (name, result.output)
         for field in request_model.model_fields:

@@ -144,26 +144,34 @@ async def test_r_inquiry_opinion_due_at_local_midnight_and_missed_opinion_escala
 
         # Let the opinion deadline pass unmet (it may already have passed at submission).
         await _sleep_past(time_env, opinion.due_at)
+        # One unanswered post is one omission (defect 4 of issue 14): the opinion's miss is one
+        # 逾期 record naming R-INQUIRY (and R-REPLY too when the 12-hour reply had already passed:
+        # then the record is the reply deadline's) and one escalation chain.
         acc = await eventually(
             lambda: [
                 a
                 for a in stored(url, service.accountability, incident_id=view.id)
-                if a.deadline_key == "R-INQUIRY-OPINION"
+                if "R-INQUIRY" in a.rule
             ]
         )
-        assert [(a.rule, a.kind, a.unit, a.person, a.met_at) for a in acc] == [
-            ("R-INQUIRY", "逾期", "cjb", "sun.haitao", None)
-        ]
-        assert acc[0].due_at == midnight
+        # On the unit that owed it when it was first missed: the office, when the reply deadline
+        # had passed before triage (discovered the evening before).
+        assert len(acc) == 1
+        assert (acc[0].kind, acc[0].met_at) == ("逾期", None)
+        assert (acc[0].unit, acc[0].person) in {("cjb", "sun.haitao"), ("yqb", "liu.yang")}
+        key = acc[0].deadline_key
+        assert key in ("R-INQUIRY-OPINION", "R-REPLY#1")
+        if key == "R-INQUIRY-OPINION":
+            assert acc[0].due_at == midnight
         esc = await eventually(
             lambda: [
                 e
                 for e in stored(url, service.escalations, incident_id=view.id)
-                if e.deadline_key == "R-INQUIRY-OPINION"
+                if e.deadline_key == key
             ]
         )
-        assert esc[0].step == 1 and esc[0].rule == "R-INQUIRY"
-        assert set(esc[0].targets.split(",")) >= {"sun.haitao", "liu.yang"}
+        assert esc[0].step == 1
+        assert "liu.yang" in esc[0].targets.split(",")
         view = await incidents.get(client, view.id)
         opinion = _dl(view, "R-INQUIRY-OPINION")
         assert opinion.overdue and opinion.open and opinion.state == "overdue"
@@ -815,13 +823,15 @@ async def test_return_to_office_sends_back_to_triage_deadlines_count_from_discov
 
         # Still counting from discovery: it falls due 12 h after discovery, on the new unit.
         await _sleep_past(time_env, reply_due)
+        # One omission, one record (issue 14): when the same-day opinion fell due first, the
+        # reply's miss joins its record, which then names R-REPLY too.
         acc = await eventually(
             lambda: [
                 a
                 for a in stored(url, service.accountability, incident_id=view.id)
-                if a.deadline_key == "R-REPLY#1"
+                if "R-REPLY" in a.rule
             ]
         )
-        assert [(a.kind, a.unit, a.person, a.due_at) for a in acc] == [
-            ("逾期", "sswb", "wu.fang", reply_due)
-        ]
+        assert [(a.kind, a.unit, a.person) for a in acc] == [("逾期", "sswb", "wu.fang")]
+        if acc[0].deadline_key == "R-REPLY#1":
+            assert acc[0].due_at == reply_due

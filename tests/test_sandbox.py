@@ -27,7 +27,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # or plan/spec.py, which load files when the worker and the starter start, outside any workflow).
 WORKFLOW_CODE = sorted(
     [*(ROOT / "workflows").glob("*.py")]
-    + [ROOT / "plan" / f"{m}.py" for m in ("rules", "messages", "outbox", "models", "enums")]
+    + [
+        ROOT / "plan" / f"{m}.py"
+        for m in ("incident", "rules", "messages", "outbox", "models", "enums")
+    ]
 )
 FORBIDDEN_CALLS = {
     ("datetime", "now"),

@@ -32,8 +32,9 @@ from temporalio.client import Client
 
 from config.settings import Settings, get_settings
 from plan import rules
-from plan.models import ACTIONS, IncidentView
-from plan.roster import Role, Roster, load_roster
+from plan.actions import ACTIONS, may_read_reports
+from plan.models import IncidentView
+from plan.roster import Roster, load_roster
 from starter import incidents
 from starter.client import codec_for, connect
 from starter.errors import FIELD_LABELS, FieldError, translate_errors
@@ -400,8 +401,8 @@ def create_app(
             raise ServiceError(403, "无权查看该事件（R-SECRECY：仅限与事件有关的人员）")
         return incident_json(view, ui_link(view.id))
 
-    for name, (request_model, _command) in ACTIONS.items():
-        _add_action_route(app, name, request_model, ui_link)
+    for name, rule in ACTIONS.items():
+        _add_action_route(app, name, rule.request, ui_link)
 
     @app.get("/api/reports/accountability")
     async def api_report(
@@ -412,7 +413,7 @@ def create_app(
         """R-ACCOUNT / R-COMMEND: per-unit on-time rates, miss counts and commendations for
         deadlines due from `start` to `end` (inclusive, town dates); drills are left out."""
         person = authenticate(request_state(app), authorization)
-        if not roster.roles_of(person) & REPORT_ROLES:
+        if not may_read_reports(roster, person):
             raise ServiceError(403, "问责统计仅对领导小组及其办公室开放")
         if end < start:
             raise ServiceError(422, "结束日期不能早于开始日期")
@@ -427,9 +428,6 @@ def create_app(
     app.include_router(staff.router)
     app.include_router(codec.router)
     return app
-
-
-REPORT_ROLES = {Role.office, Role.leader, Role.deputy, Role.member, Role.party_office}
 
 
 def request_state(app: FastAPI) -> AppState:

@@ -19,8 +19,9 @@ from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 
 from plan import rules
+from plan.actions import may_read_reports
 from plan.models import Severity
-from plan.roster import Role, Roster
+from plan.roster import Roster
 from starter.incidents import ServiceError
 from store import service
 from store.db import session_scope
@@ -31,7 +32,6 @@ from .pages import Pages, to_login
 from .pages import pages as pages_of
 
 HERE = Path(__file__).resolve().parent
-REPORT_ROLES = {Role.office, Role.leader, Role.deputy, Role.member, Role.party_office}
 REFUSED = "问责统计与领导小组看板仅对领导小组、领导小组办公室和镇党政办开放"
 KINDS = [rules.LATE_REPORT, rules.OVERDUE, rules.LATE_DISCOVERY, "谎报", "瞒报"]
 PHASES = {
@@ -59,7 +59,7 @@ router = APIRouter()
 
 def may_see_reports(roster: Roster, person_id: str | None) -> bool:
     """The office, the leading group and 镇党政办."""
-    return bool(person_id) and bool(roster.roles_of(person_id or "") & REPORT_ROLES)
+    return may_read_reports(roster, person_id)
 
 
 def _viewer(request: Request, pages: Pages) -> Viewer | Response:

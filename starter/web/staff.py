@@ -1,8 +1,8 @@
 """The staff's daily pages: the actions on an incident page, the inbox and 待办 (what my unit owes).
 
-Which forms an incident page offers is decided here by phase and role (`plausible_actions`, a pure
-helper); the workflow's update validators remain the real check, so a form posted by the wrong
-person is refused with the workflow's own Chinese reason and nothing changes.
+Which forms an incident page offers comes from the one table of actions (plan/actions.py `may`), the
+same the workflow's update validators read: the page offers a person exactly what the incident
+would accept from them. A form posted anyway is refused with the core's Chinese reason.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
 from plan import rules
-from plan.models import ACTIONS, IncidentView, Phase, ReplyStatus
+from plan.actions import ACTIONS, Place, may
+from plan.models import IncidentState, IncidentView, Phase
 from plan.roster import Role, Roster
 from starter import incidents
 from starter.errors import FIELD_LABELS
@@ -36,28 +37,6 @@ HERE = Path(__file__).resolve().parent
 
 router = APIRouter()
 
-ACTION_LABELS = {
-    "confirm-lead": "确认线索",
-    "triage": "研判",
-    "file-written-report": "报送书面信息",
-    "report-progress": "报告进展",
-    "activate": "启动预案",
-    "consult": "会商",
-    "return-to-office": "退回办公室",
-    "declare-delay": "说明延期",
-    "draft-reply": "起草回复",
-    "approve-reply": "审定回复",
-    "approve-release": "领导小组审定发布",
-    "publish-reply": "发布回复",
-    "conclude": "办结",
-    "decide-adoption": "决定是否采纳",
-    "report-spreading": "报告扩散情况",
-    "track": "动态跟踪",
-    "submit-summary": "提交总结",
-    "withdraw": "撤销",
-    "record-accountability": "记录问责",
-    "commend": "表彰",
-}
 
 UNIT_FIELDS = {"responsible_unit", "unit", "units", "co_units"}
 PERSON_FIELDS = {"spokesperson", "person", "participants"}
@@ -69,60 +48,15 @@ WRITTEN_KEY = "R-WRITTEN"
 
 
 def plausible_actions(roster: Roster, person_id: str, view: IncidentView) -> list[str]:
-    """The actions the person may plausibly take now, by phase and role (in ACTIONS' order)."""
-    phase = view.phase
-    roles = roster.roles_of(person_id)
-    if phase is Phase.closed or not roles:
-        return []
-    office = Role.office in roles
-    leading = bool(roles & {Role.leader, Role.deputy})
-    in_unit = roster.belongs_to(person_id, view.responsible_unit)
-    head = roster.is_head_of(person_id, view.responsible_unit)
-    involved = office or in_unit or any(roster.belongs_to(person_id, u) for u in view.co_units)
-    reply = view.replies[-1] if view.replies else None
-    working = phase in (Phase.handling, Phase.tracking)
-    written_open = any(
-        d.key == WRITTEN_KEY and d.met_at is None and not d.cancelled for d in view.deadlines
+    """The actions the person may take now (in ACTIONS' order): exactly those the incident's
+    core would accept from them with valid fields (plan/actions.py `may`, the same table the
+    workflow's validators read)."""
+    state = IncidentState.model_construct(
+        **{name: getattr(view, name) for name in IncidentState.model_fields}
     )
-    wanted = {
-        "confirm-lead": office and phase is Phase.lead,
-        # Re-triage (重新研判) stays open until the incident has subsided.
-        "triage": (office or leading) and phase in (Phase.triage, Phase.handling, Phase.tracking),
-        "file-written-report": written_open
-        and (office or roster.belongs_to(person_id, view.reporter_unit)),
-        "report-progress": involved and working,
-        "activate": leading and phase is not Phase.lead,
-        "consult": office or leading or Role.member in roles,
-        "return-to-office": in_unit and phase is Phase.handling,
-        "declare-delay": in_unit and phase is Phase.handling,
-        "draft-reply": in_unit
-        and working
-        and (reply is None or reply.status in (ReplyStatus.rejected, ReplyStatus.published)),
-        "approve-reply": head
-        and working
-        and reply is not None
-        and reply.status is ReplyStatus.drafted,
-        "approve-release": leading
-        and working
-        and reply is not None
-        and reply.status is ReplyStatus.approved
-        and reply.release_needed
-        and reply.released_by is None,
-        "publish-reply": in_unit
-        and working
-        and reply is not None
-        and reply.status is ReplyStatus.approved
-        and (not reply.release_needed or reply.released_by is not None),
-        "conclude": in_unit and working,
-        "decide-adoption": in_unit and working,
-        "report-spreading": involved and phase is not Phase.lead,
-        "track": involved and phase is Phase.tracking,
-        "submit-summary": involved and phase is Phase.summary,
-        "withdraw": office,
-        "record-accountability": office and phase is not Phase.lead,
-        "commend": (office or leading) and phase is not Phase.lead,
-    }
-    return [name for name in ACTIONS if wanted.get(name)]
+    place = Place(view.responsible_unit, tuple(view.co_units), view.reporter_unit)
+    # The zone only shapes a refusal's wording, never whether an action is allowed.
+    return [name for name in ACTIONS if may(name, roster, state, place, person_id, "UTC") is None]
 
 
 @dataclass
@@ -192,10 +126,10 @@ def action_forms(roster: Roster, person_id: str, view: IncidentView) -> list[Act
     """The forms for the incident page's "我可以做的操作" section."""
     forms = []
     for name in plausible_actions(roster, person_id, view):
-        model = ACTIONS[name][0]
-        help_text = (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else ""
+        model = ACTIONS[name].request
+        help_text = ACTIONS[name].help
         fields = form_fields(model, roster)
-        label = ACTION_LABELS.get(name, name)
+        label = ACTIONS[name].label
         if name == "triage":
             # Start from what is known: the reporter's first guess, or the last triage.
             current = {
@@ -267,7 +201,7 @@ async def act_from_page(request: Request, incident_id: str, name: str) -> Respon
     view = await incidents.get(client, incident_id)
     if not rules.can_view(k.roster, me.person_id, involved_units(view)):
         raise ServiceError(403, "无权查看该事件（R-SECRECY：仅限与事件有关的人员）")
-    data = form_to_data(entry[0], form)
+    data = form_to_data(entry.request, form)
     try:
         await incidents.perform(client, incident_id, name, data, me.person_id, roster=k.roster)
     except ServiceError as exc:

@@ -71,7 +71,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from plan import rules
-from plan.models import ACTIONS, CONTENT_MAX, SHORT_MAX, TITLE_MAX, Submission
+from plan.actions import ACTIONS
+from plan.models import CONTENT_MAX, SHORT_MAX, TITLE_MAX, Submission
 from plan.roster import Roster, load_roster
 from starter import incidents
 from starter.errors import FIELD_LABELS
@@ -682,7 +683,7 @@ def action_patches(
 ) -> tuple[dict[str, Any], set[str]]:
     """A valid body for the action with one to three fields broken (and, for JSON, perhaps a
     field the schema does not have): the body, and the fields that are wrong."""
-    model = ACTIONS[action][0]
+    model = ACTIONS[action].request
     names = [n for n in model.model_fields if not (form and _field_kind(model, n) == "bool")] + (
         [] if form else ["(extra)"]
     )
@@ -911,7 +912,7 @@ async def test_bodies_that_are_not_json_objects_are_refused(
 
 def _all_fields() -> set[str]:
     names = set(Submission.model_fields)
-    for model, _ in ACTIONS.values():
+    for model in (rule.request for rule in ACTIONS.values()):
         names |= set(model.model_fields)
     return names
 
@@ -1092,7 +1093,9 @@ async def test_api_actions_are_refused_and_change_nothing(town: Town, data: st.D
 
 def _text_fields(action: str, roster: Roster) -> set[str]:
     return {
-        f.name for f in form_fields(ACTIONS[action][0], roster) if f.kind in ("text", "textarea")
+        f.name
+        for f in form_fields(ACTIONS[action].request, roster)
+        if f.kind in ("text", "textarea")
     }
 
 

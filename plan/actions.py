@@ -1,0 +1,529 @@
+"""The one table of staff actions: who may take each, in which phases, and when the incident is
+ready for it. The workflow's validators (through plan/incident.py), the forms the incident page
+offers, the CLI's commands and the API's routes all read it, so what a page offers a person is
+exactly what the incident would accept from them (tests/test_model.py checks that).
+
+`may(name, …)` answers for a person without the action's fields (who, phase, the incident's state);
+the field checks (a reason given, a roster id that exists) are the core's, in plan/incident.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from pydantic import BaseModel
+
+from plan import rules
+from plan.enums import Category, Phase, ReplyKind, ReplyStatus, Severity
+from plan.messages import local
+from plan.models import (
+    AccountabilityRequest,
+    Activate,
+    ActivateRequest,
+    AdoptionRequest,
+    ApproveRelease,
+    ApproveReleaseRequest,
+    ApproveReply,
+    ApproveReplyRequest,
+    Commend,
+    CommendRequest,
+    Conclude,
+    ConcludeRequest,
+    ConfirmLead,
+    ConfirmLeadRequest,
+    Consult,
+    ConsultRequest,
+    Deadline,
+    DecideAdoption,
+    DeclareDelay,
+    DeclareDelayRequest,
+    DraftReply,
+    DraftReplyRequest,
+    IncidentState,
+    Progress,
+    ProgressRequest,
+    PublishReply,
+    PublishReplyRequest,
+    RecordAccountability,
+    ReplyRound,
+    ReportSpreading,
+    ReturnRequest,
+    ReturnToOffice,
+    SpreadingRequest,
+    SubmitSummary,
+    SummaryRequest,
+    Track,
+    TrackRequest,
+    Triage,
+    TriageRequest,
+    Withdraw,
+    WithdrawRequest,
+    WrittenReport,
+    WrittenReportRequest,
+)
+from plan.roster import Role, Roster
+
+WRITTEN_KEY = "R-WRITTEN"
+OPINION_KEY = "R-INQUIRY-OPINION"
+RESULT_KEY = "R-INQUIRY-RESULT"
+REPLY_RULES = {rules.R_REPLY, rules.R_STANCE, rules.R_INQUIRY}
+OPEN_PHASES = (Phase.lead, Phase.triage, Phase.handling, Phase.tracking, Phase.summary)
+
+
+class Who(Enum):
+    """Who may take an action: a role in the roster, or a place on this incident."""
+
+    office = "领导小组办公室"
+    leading = "领导小组组长或副组长"
+    office_or_leading = "领导小组或其办公室"
+    group = "领导小组（含成员）或其办公室"
+    unit = "责任单位人员"
+    unit_head = "责任单位负责人"
+    involved = "责任单位、协办单位或领导小组办公室"
+    reporter = "报告单位或领导小组办公室"
+
+
+@dataclass(frozen=True)
+class Place:
+    """What `Who` needs to know of an incident: its units and who reported it."""
+
+    responsible_unit: str | None
+    co_units: tuple[str, ...] = ()
+    reporter_unit: str | None = None
+
+
+def holds(who: Who, roster: Roster, actor: str, place: Place) -> bool:
+    roles = roster.roles_of(actor)
+    if who is Who.office:
+        return Role.office in roles
+    if who is Who.leading:
+        return bool(roles & {Role.leader, Role.deputy})
+    if who is Who.office_or_leading:
+        return bool(roles & {Role.office, Role.leader, Role.deputy})
+    if who is Who.group:
+        return bool(roles & {Role.office, Role.leader, Role.deputy, Role.member})
+    if who is Who.unit:
+        return roster.belongs_to(actor, place.responsible_unit)
+    if who is Who.unit_head:
+        return roster.is_head_of(actor, place.responsible_unit)
+    if who is Who.involved:
+        units = [place.responsible_unit, *place.co_units]
+        return Role.office in roles or any(roster.belongs_to(actor, u) for u in units)
+    return Role.office in roles or roster.belongs_to(actor, place.reporter_unit)
+
+
+def who_refusal(who: Who, roster: Roster, place: Place) -> str:
+    """The Chinese reason a person outside `who` is refused (HTTP 403)."""
+    unit = roster.unit_name(place.responsible_unit)
+    if who is Who.unit:
+        return f"此操作只能由责任单位（{unit}）人员执行"
+    if who is Who.unit_head:
+        return f"只有责任单位（{unit}）负责人可以审定回复（{rules.R_REVIEW}）"
+    if who is Who.reporter:
+        return "书面信息由报告单位或领导小组办公室报送"
+    return f"此操作只能由{who.value}执行"
+
+
+# Who may read the accountability report and the leading group's dashboard (R-ACCOUNT): the
+# leading group, its office and 镇党政办, who receives the summaries.
+REPORT_READERS = frozenset({Role.office, Role.leader, Role.deputy, Role.member, Role.party_office})
+
+
+def may_read_reports(roster: Roster, person_id: str | None) -> bool:
+    return bool(person_id) and bool(roster.roles_of(person_id or "") & REPORT_READERS)
+
+
+# --- the incident's state, read the same way by the table and the core ---
+
+
+def find(s: IncidentState, key: str) -> Deadline | None:
+    return next((d for d in s.deadlines if d.key == key), None)
+
+
+def current_reply(s: IncidentState) -> ReplyRound | None:
+    return s.replies[-1] if s.replies else None
+
+
+def reply_owed(s: IncidentState) -> bool:
+    return any(d.open and d.rule in REPLY_RULES for d in s.deadlines)
+
+
+def reply_phases(s: IncidentState) -> tuple[Phase, ...]:
+    """Replies are drafted, approved and published while handling and tracking, and after the
+    incident subsided while one is still owed (a result or stance reply): no dead end."""
+    return (Phase.handling, Phase.tracking) + ((Phase.summary,) if reply_owed(s) else ())
+
+
+def draftable(s: IncidentState, kind: ReplyKind) -> str | None:
+    """Why a reply of this kind cannot be drafted now, or None."""
+    reply = find(s, f"R-REPLY#{s.reply_round}")
+    if kind is ReplyKind.stance:
+        stance = find(s, f"R-STANCE#{s.reply_round}")
+        if stance is None or not stance.open:
+            return "须先声明无法在回复期内办结，方可作表态性回复（R-STANCE）"
+    elif kind is ReplyKind.result:
+        if s.category is not Category.inquiry:
+            return "处理结果回复仅适用于询问、置疑、诉求类（R-INQUIRY）"
+        result = find(s, RESULT_KEY)
+        immediate = result is None and reply is not None and reply.open
+        if not immediate and (result is None or not result.open):
+            return "没有待回复的处理结果"
+    elif s.phase is not Phase.handling or reply is None or not reply.open:
+        return "本轮官方回复已发布（每轮一次）"
+    if kind is not ReplyKind.stance and s.category is Category.suggestion and not s.adoption:
+        return "须先作出采纳决定（R-SUGGESTION）"
+    return None
+
+
+def why_not_pending(roster: Roster, tz: str, current: ReplyRound | None, refusal: str) -> str:
+    """A refusal that says where the reply is, so a second click or a colleague who acted at the
+    same moment learns it was already done, and by whom."""
+    name = roster.person_name
+    if current is None:
+        return refusal
+    if current.status is ReplyStatus.published:
+        at = local(current.published_at, tz) if current.published_at else ""
+        return (
+            f"{current.kind.label}已由{name(current.published_by)}于{at}发布"
+            f"（{current.channel}），无需重复操作"
+        )
+    if current.status is ReplyStatus.approved:
+        return f"{current.kind.label}已由{name(current.approved_by)}审定通过，无需重复审定"
+    if current.status is ReplyStatus.rejected:
+        return f"{refusal}；回复稿已退回（{current.comment}），待重新起草"
+    return refusal
+
+
+# --- when each action fits the incident (state only; None = it does) ---
+
+When = Callable[[IncidentState, Roster, str], str | None]
+
+
+def _always(s: IncidentState, roster: Roster, tz: str) -> str | None:
+    return None
+
+
+def _activate(s: IncidentState, roster: Roster, tz: str) -> str | None:
+    if s.severity not in (Severity.major, Severity.urgent):
+        return "只有重大、紧急舆情可以启动应急预案（R-ACTIVATE）"
+    return None
+
+
+def _written(s: IncidentState, roster: Roster, tz: str) -> str | None:
+    d = find(s, WRITTEN_KEY)
+    return "没有待报送的书面信息（仅电话口头报告后需要）" if d is None or not d.open else None
+
+
+def _progress(s: IncidentState, roster: Roster, tz: str) -> str | None:
+    if not any(d.rule == rules.R_PROGRESS and d.open for d in s.deadlines):
+        return "当前无需续报（仅重大、紧急舆情处置期间按期续报）"
+    return None
+
+
+def _return(s: IncidentState, roster: Roster, tz: str) -> str | None:
+    current = current_reply(s)
+    if current is not None and current.status is not ReplyStatus.published:
+        return "已有回复稿在办理中，不能退回"
+    return None
+
+
+def _delay(s: IncidentState, roster: Roster, tz: str) -> str | None:
+    return "本轮已声明无法按期办结" if find(s, f"R-STANCE#{s.reply_round}") else None
+
+
+def _conclude(s: IncidentState, roster: Roster, tz: str) -> str | None:
+    if s.category is not Category.inquiry:
+        return "办结后回复处理结果仅适用于询问、置疑、诉求类（R-INQUIRY）"
+    return "已办结" if s.concluded_at is not None else None
+
+
+def _adoption(s: IncidentState, roster: Roster, tz: str) -> str | None:
+    if s.category is not Category.suggestion:
+        return "采纳决定仅适用于建议类舆情（R-SUGGESTION）"
+    return None
+
+
+def _spreading(s: IncidentState, roster: Roster, tz: str) -> str | None:
+    if s.category is not Category.hype:
+        return "仅恶意传播或炒作类舆情适用（R-HYPE）"
+    if s.facts_published_at is None:
+        return "须先依法告知事实真相（发布官方回复）"
+    if any(r.rule == rules.R_HYPE for r in s.referrals):
+        return "已商请执纪执法部门查处"
+    return None
+
+
+def _draft(s: IncidentState, roster: Roster, tz: str) -> str | None:
+    reasons = [draftable(s, kind) for kind in ReplyKind]
+    return None if None in reasons else reasons[0]
+
+
+def _approve(s: IncidentState, roster: Roster, tz: str) -> str | None:
+    current = current_reply(s)
+    if current is None or current.status is not ReplyStatus.drafted:
+        return why_not_pending(roster, tz, current, "没有待审定的回复稿")
+    return None
+
+
+def _release(s: IncidentState, roster: Roster, tz: str) -> str | None:
+    current = current_reply(s)
+    if current is None or current.status is not ReplyStatus.approved:
+        if current is not None and current.status is ReplyStatus.drafted:
+            return "没有待领导小组审定的回复（须先经单位负责人审定）"
+        return why_not_pending(roster, tz, current, "没有待领导小组审定的回复")
+    if current.released_by is not None:
+        return (
+            f"{current.kind.label}的发布口径已由{roster.person_name(current.released_by)}"
+            f"审定（发布人：{roster.person_name(current.spokesperson)}），无需重复审定"
+        )
+    if not rules.needs_release(s.severity):
+        return (
+            "此回复经单位负责人审定即可发布，无须领导小组审定（仅重大、紧急舆情须审定，R-RELEASE）"
+        )
+    return None
+
+
+def _publish(s: IncidentState, roster: Roster, tz: str) -> str | None:
+    current = current_reply(s)
+    if current is None or current.status is not ReplyStatus.approved:
+        return why_not_pending(roster, tz, current, "回复须经单位负责人审定后方可发布（R-REVIEW）")
+    if rules.needs_release(s.severity) and current.released_by is None:
+        return "重大、紧急舆情的回复须经领导小组审定口径和发布人后方可发布（R-RELEASE）"
+    return None
+
+
+def _summary(s: IncidentState, roster: Roster, tz: str) -> str | None:
+    owed = [d.title for d in s.deadlines if d.open and d.rule in REPLY_RULES]
+    return f"须先完成：{'、'.join(owed)}" if owed else None
+
+
+@dataclass(frozen=True)
+class ActionRule:
+    """One staff action: its messages, its Chinese label, who may take it, in which phases (a
+    callable for the reply steps, whose phases follow what is owed) and when."""
+
+    request: type[BaseModel]
+    command: type[BaseModel]
+    label: str
+    help: str
+    who: Who
+    phases: tuple[Phase, ...] | Callable[[IncidentState], tuple[Phase, ...]]
+    when: When = _always
+    phase_refusals: dict[Phase, str] = field(default_factory=dict)
+
+    def phases_for(self, s: IncidentState) -> tuple[Phase, ...]:
+        return self.phases(s) if callable(self.phases) else self.phases
+
+
+HANDLING = (Phase.handling,)
+WORKING = (Phase.handling, Phase.tracking)
+
+ACTIONS: dict[str, ActionRule] = {
+    "confirm-lead": ActionRule(
+        ConfirmLeadRequest,
+        ConfirmLead,
+        "确认线索",
+        "办公室确认监测线索为舆情（R-OFFICE）。",
+        Who.office,
+        (Phase.lead,),
+        phase_refusals={p: "该事件不是待确认的监测线索" for p in OPEN_PHASES},
+    ),
+    "triage": ActionRule(
+        TriageRequest,
+        Triage,
+        "研判",
+        "领导小组办公室研判：等级、类别、牵头单位和协办单位。",
+        Who.office_or_leading,
+        (Phase.triage, Phase.handling, Phase.tracking),
+        phase_refusals={
+            Phase.lead: "请先确认监测线索（R-OFFICE）",
+            Phase.summary: "事件已平息待总结，不能重新研判",
+        },
+    ),
+    "file-written-report": ActionRule(
+        WrittenReportRequest,
+        WrittenReport,
+        "报送书面信息",
+        "口头报告后报送书面信息（R-WRITTEN）。",
+        Who.reporter,
+        OPEN_PHASES,
+        _written,
+    ),
+    "report-progress": ActionRule(
+        ProgressRequest,
+        Progress,
+        "报告进展",
+        "续报处置进展和新情况（R-PROGRESS）。",
+        Who.involved,
+        OPEN_PHASES,
+        _progress,
+    ),
+    "activate": ActionRule(
+        ActivateRequest,
+        Activate,
+        "启动预案",
+        "领导小组启动应急预案，决定介入单位（R-ACTIVATE）。",
+        Who.leading,
+        OPEN_PHASES,
+        _activate,
+    ),
+    "consult": ActionRule(
+        ConsultRequest, Consult, "会商", "记录会商议题和决定（R-CONSULT）。", Who.group, OPEN_PHASES
+    ),
+    "return-to-office": ActionRule(
+        ReturnRequest,
+        ReturnToOffice,
+        "退回办公室",
+        "牵头单位退回办公室重新研判（须说明理由）。",
+        Who.unit,
+        HANDLING,
+        _return,
+    ),
+    "declare-delay": ActionRule(
+        DeclareDelayRequest,
+        DeclareDelay,
+        "说明延期",
+        "声明无法在回复期内办结，3日内作表态性回复（R-STANCE）。",
+        Who.unit,
+        HANDLING,
+        _delay,
+    ),
+    "draft-reply": ActionRule(
+        DraftReplyRequest,
+        DraftReply,
+        "起草回复",
+        "责任单位起草回复（官方回复、表态性回复或处理结果）。",
+        Who.unit,
+        reply_phases,
+        _draft,
+    ),
+    "approve-reply": ActionRule(
+        ApproveReplyRequest,
+        ApproveReply,
+        "审定回复",
+        "单位负责人审定回复稿（R-REVIEW）。",
+        Who.unit_head,
+        reply_phases,
+        _approve,
+    ),
+    "approve-release": ActionRule(
+        ApproveReleaseRequest,
+        ApproveRelease,
+        "领导小组审定发布",
+        "领导小组审定发布口径并确定发布人（R-RELEASE）。",
+        Who.leading,
+        reply_phases,
+        _release,
+    ),
+    "publish-reply": ActionRule(
+        PublishReplyRequest,
+        PublishReply,
+        "发布回复",
+        "发布经审定的回复（R-REPLY）。",
+        Who.unit,
+        reply_phases,
+        _publish,
+    ),
+    "conclude": ActionRule(
+        ConcludeRequest,
+        Conclude,
+        "办结",
+        "询问类事项办结，当日内回复处理结果（R-INQUIRY）。",
+        Who.unit,
+        WORKING,
+        _conclude,
+    ),
+    "decide-adoption": ActionRule(
+        AdoptionRequest,
+        DecideAdoption,
+        "决定是否采纳",
+        "建议类：作出采纳决定（R-SUGGESTION）。",
+        Who.unit,
+        WORKING,
+        _adoption,
+    ),
+    "report-spreading": ActionRule(
+        SpreadingRequest,
+        ReportSpreading,
+        "报告扩散情况",
+        "告知真相后仍继续恶意传播，商请执纪执法部门查处（R-HYPE）。",
+        Who.involved,
+        OPEN_PHASES,
+        _spreading,
+    ),
+    "track": ActionRule(
+        TrackRequest,
+        Track,
+        "动态跟踪",
+        "动态跟踪检查：仍在发酵、已平息或再次升温（R-TRACK）。",
+        Who.involved,
+        (Phase.tracking,),
+    ),
+    "submit-summary": ActionRule(
+        SummaryRequest,
+        SubmitSummary,
+        "提交总结",
+        "报送书面总结至镇党政办（R-SUMMARY），结案。",
+        Who.involved,
+        (Phase.summary,),
+        _summary,
+    ),
+    "withdraw": ActionRule(
+        WithdrawRequest,
+        Withdraw,
+        "撤销",
+        "办公室撤销误报（须说明理由，R-CLOSE）。",
+        Who.office,
+        OPEN_PHASES,
+    ),
+    "record-accountability": ActionRule(
+        AccountabilityRequest,
+        RecordAccountability,
+        "记录问责",
+        "办公室记录谎报、瞒报（R-ACCOUNT）。",
+        Who.office,
+        OPEN_PHASES,
+    ),
+    "commend": ActionRule(
+        CommendRequest,
+        Commend,
+        "表彰",
+        "记录表彰（R-COMMEND）。",
+        Who.office_or_leading,
+        OPEN_PHASES,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Why an action is not accepted: `forbidden` (the person: HTTP 403) or `refused` (the
+    incident now: 409)."""
+
+    message: str
+    kind: str = "refused"
+
+
+def may(
+    name: str, roster: Roster, s: IncidentState, place: Place, actor: str, tz: str
+) -> Refused | None:
+    """Whether `actor` may take action `name` on the incident now, whatever the fields say:
+    None, or why not. In order: closed, wrong phase (409: nobody may now), an unknown person or
+    not this person's role (403), the incident not ready for it (409)."""
+    rule = ACTIONS[name]
+    if s.phase is Phase.closed:
+        return Refused("事件已结案，不再接受操作")
+    phases = rule.phases_for(s)
+    if s.phase not in phases:
+        if s.phase in rule.phase_refusals:
+            return Refused(rule.phase_refusals[s.phase])
+        wanted = "或".join(f"“{p.label}”" for p in phases)
+        return Refused(f"事件当前处于“{s.phase.label}”阶段，此操作须在{wanted}阶段进行")
+    if not roster.roles_of(actor) and roster.person(actor) is None:
+        return Refused(f"人员“{actor}”不在名册中", "forbidden")
+    if not holds(rule.who, roster, actor, place):
+        return Refused(who_refusal(rule.who, roster, place), "forbidden")
+    reason = rule.when(s, roster, tz)
+    return Refused(reason) if reason else None

@@ -1,0 +1,1197 @@
+"""The incident as a pure state machine: the plan's rules with no Temporal, no I/O and no clock.
+
+`Incident` holds one incident's state (`IncidentState`, carried across continue-as-new) with the
+input it started under (plan, roster, time zone). Each staff action has a check that raises
+`Refusal` before anything changes (the workflow's update validators call it) and a handler that
+changes the state; timer events (`warn`, `miss`, `escalate`) do the same for deadlines. The time is
+given by the caller (`now`), so the same calls give the same state, on a replay or in a test.
+
+Effects are left in the state for the caller to carry out: queued notifications and escalation
+steps (`pending_*`), deadlines to start watching (`to_watch`), and `dirty` when the read model
+needs a write. workflows/incident.py is the Temporal glue around it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from plan import messages, rules
+from plan.actions import Place, Refused, current_reply, draftable, may, reply_phases
+from plan.models import (
+    AccountabilityRecord,
+    Activate,
+    ApproveRelease,
+    ApproveReply,
+    Category,
+    Commend,
+    Commendation,
+    Conclude,
+    ConfirmLead,
+    Consult,
+    Deadline,
+    DecideAdoption,
+    DeclareDelay,
+    DraftReply,
+    Escalation,
+    IncidentInput,
+    IncidentState,
+    IncidentView,
+    Notification,
+    Phase,
+    Progress,
+    PublishReply,
+    Recipient,
+    RecordAccountability,
+    Referral,
+    ReplyKind,
+    ReplyRound,
+    ReplyStatus,
+    ReportSpreading,
+    ReturnToOffice,
+    Severity,
+    SubmitSummary,
+    TimelineEntry,
+    Track,
+    TrackStatus,
+    Triage,
+    Withdraw,
+    WrittenReport,
+)
+from plan.roster import Role
+
+REPORT_KEY = "R-REPORT"
+DISCOVER_KEY = "R-DISCOVER"
+WRITTEN_KEY = "R-WRITTEN"
+OPINION_KEY = "R-INQUIRY-OPINION"
+RESULT_KEY = "R-INQUIRY-RESULT"
+SUMMARY_KEY = "R-SUMMARY"
+
+# Rules whose deadlines belong to the responsible unit and follow it when it changes.
+UNIT_RULES = {
+    rules.R_REPLY,
+    rules.R_STANCE,
+    rules.R_INQUIRY,
+    rules.R_PROGRESS,
+    rules.R_TRACK,
+    rules.R_SUMMARY,
+}
+REPLY_RULES = {rules.R_REPLY, rules.R_STANCE, rules.R_INQUIRY}
+
+# State the incident keeps for itself and does not show.
+INTERNAL_STATE = {"pending_escalations", "pending_notifications", "in_flight_deliveries"}
+
+LEADING = {Role.leader, Role.deputy}
+OFFICE = {Role.office}
+
+
+class Refusal(Exception):
+    """A staff action the incident does not accept now. `kind`: "refused" (wrong phase, closed,
+    missing reason: HTTP 409), "forbidden" (not this person's role: 403) or "not_ready" (the
+    incident is still being created: try again)."""
+
+    def __init__(self, message: str, kind: str = "refused") -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+
+
+def refuse(message: str) -> Refusal:
+    """A staff action that does not fit the incident now (wrong phase, closed, missing reason)."""
+    return Refusal(message, "refused")
+
+
+def forbid(message: str) -> Refusal:
+    """A staff action by someone whose role does not allow it."""
+    return Refusal(message, "forbidden")
+
+
+class Incident:
+    """One incident's state and the plan's rules over it; see the module docstring."""
+
+    def __init__(self, inp: IncidentInput, *, now: datetime) -> None:
+        self.inp = inp
+        self.sub = inp.submission
+        self.roster = inp.roster
+        self.spec = inp.plan
+        self.tz = inp.timezone
+        self.speedup = self.sub.drill_speedup
+        self.now = now
+        self.resumed = inp.state is not None
+        if inp.state is not None:
+            self.s = inp.state.model_copy(deep=True)
+            self.s.runs += 1
+        else:
+            self.s = IncidentState(
+                phase=Phase.lead if self.sub.lead else Phase.triage,
+                severity=self.sub.severity or Severity.general,
+                severity_assessed=self.sub.severity is not None,
+                category=self.sub.category,
+                responsible_unit=self.sub.responsible_unit,
+                related=list(inp.related),
+            )
+        self.dirty = False
+        self.to_watch: list[str] = []
+        # A resumed run (continue-as-new) has all its state already: actions may come at once.
+        self.started = self.resumed
+
+    def open_incident(self) -> None:
+        """The submission's own deadlines and records, and the first messages."""
+        sub = self.sub
+        received = self.inp.received_at
+        reporter = self.roster.unit_name(sub.reporter_unit)
+        flags = ("【演练】" if sub.is_drill else "") + (
+            "【上级交办】" if sub.assigned_by_superior else ""
+        )
+        if sub.lead:
+            self.event(
+                "lead",
+                None,
+                f"{rules.R_OFFICE} 监测线索（来源：{sub.source}），待办公室确认{flags}",
+            )
+        else:
+            self.event(
+                "reported", sub.reporter_name, f"{reporter}报告舆情（来源：{sub.source}）{flags}"
+            )
+        if sub.assigned_by_superior:
+            self.event("assigned", None, f"{rules.R_ASSIGNED} 市委、市政府交办事项，按同一程序处置")
+        for other in self.s.related:
+            self.event("related", None, f"{rules.R_DEDUP} 与事件 {other} 原帖链接相同，已关联")
+
+        # R-DISCOVER: a measure, both instants are in the past.
+        if sub.posted_at is not None:
+            d = self._add_deadline(
+                DISCOVER_KEY,
+                rules.R_DISCOVER,
+                rules.TITLES[rules.R_DISCOVER],
+                anchor=sub.posted_at,
+                anchor_label="发帖时间",
+                due=sub.posted_at + self.spec.discover_within,
+                unit=sub.reporter_unit,
+                met_at=sub.discovered_at,
+            )
+            if sub.discovered_at > d.due_at:
+                d.overdue = True
+                self._account(d, rules.LATE_DISCOVERY, sub.reporter_unit, met_at=sub.discovered_at)
+                late = rules.format_duration(sub.discovered_at - d.due_at)
+                self.event(
+                    "late_discovery", None, f"{rules.R_DISCOVER} 发帖后超过半小时才发现（晚{late}）"
+                )
+
+        # R-REPORT: a staff submission is the report; a lead waits for the office (R-OFFICE).
+        report = self._add_deadline(
+            REPORT_KEY,
+            rules.R_REPORT,
+            rules.report_title(),
+            anchor=sub.discovered_at,
+            anchor_label="发现时间",
+            due=rules.report_due(sub.discovered_at, received, self.speedup, self.spec),
+            unit=self.roster.roles.office if sub.lead else sub.reporter_unit,
+            met_at=None if sub.lead else received,
+        )
+        if not sub.lead and received > report.due_at:
+            report.overdue = True
+            self._account(report, rules.LATE_REPORT, sub.reporter_unit, met_at=received)
+            late = rules.format_duration(received - (sub.discovered_at + self.spec.report_within))
+            self.event(
+                "late_report", None, f"{rules.R_REPORT} 迟报：发现后超过1小时才报告（晚{late}）"
+            )
+
+        # R-WRITTEN: an oral report is followed by the written one within 30 minutes.
+        if sub.oral:
+            oral_at = sub.oral_reported_at or received
+            self._add_deadline(
+                WRITTEN_KEY,
+                rules.R_WRITTEN,
+                rules.TITLES[rules.R_WRITTEN],
+                anchor=oral_at,
+                anchor_label="口头报告时间",
+                due=rules.plan_due(oral_at, self.spec.written_within, received, self.speedup),
+                unit=sub.reporter_unit,
+            )
+
+        # R-REPLY: from discovery, by severity; general until triage says otherwise.
+        self._add_reply_deadline(sub.discovered_at, "发现时间")
+        self._apply_category(None)
+        if sub.lead:
+            self._notify(
+                rules.R_OFFICE,
+                self.roster.members_of(self.roster.roles.office),
+                *messages.lead(self.view(), self.roster, self.tz),
+            )
+        else:
+            self._reported(received)
+
+    def _reported(self, at: datetime) -> None:
+        """R-NOTIFY and the R-PROGRESS cadence start at the recorded instant of the report."""
+        who = rules.notify_recipients(self.roster, self.s.severity, self.s.responsible_unit)
+        self._notify(rules.R_NOTIFY, who, *messages.reported(self.view(), self.roster, self.tz))
+        self._ensure_progress(at)
+
+    # ------------------------------------------------------------------ queries and signals
+
+    def view(self) -> IncidentView:
+        sub = self.sub
+        # Built without a dump and re-validation of the whole state (the view is made several
+        # times an activation: messages, the ledger, answers): it shares the state's values, so
+        # whoever gets a view reads it and never changes it.
+        # The internal lists are given empty, not defaulted: pydantic inspects a default
+        # factory's signature on every model_construct (0.3 ms each, most of a view's cost).
+        values: dict[str, Any] = {n: [] if n in INTERNAL_STATE else v for n, v in self.s}
+        values.update(
+            self.facts(),
+            reporter_name=sub.reporter_name,
+            posted_at=sub.posted_at,
+            oral=sub.oral,
+            lead=sub.lead,
+            assigned_by_superior=sub.assigned_by_superior,
+            drill_speedup=sub.drill_speedup,
+        )
+        return IncidentView.model_construct(**values)
+
+    def facts(self) -> dict[str, object]:
+        """What the view and the read model's row both say about the submission."""
+        sub = self.sub
+        return {
+            "id": self.inp.incident_id,
+            "title": sub.title,
+            "content": sub.content,
+            "source": sub.source,
+            "url": sub.url,
+            "reporter_unit": sub.reporter_unit,
+            "discovered_at": sub.discovered_at,
+            "received_at": self.inp.received_at,
+            "drill": sub.is_drill,
+            "plan_version": self.spec.version,
+        }
+
+    def related_reported(self, incident_id: str) -> None:
+        """R-DEDUP: a later submission with this incident's URL was linked to it."""
+        if incident_id not in self.s.related and self.s.phase is not Phase.closed:
+            self.s.related.append(incident_id)
+            self.event(
+                "related",
+                None,
+                f"{rules.R_DEDUP} 新报告 {incident_id} 与本事件原帖链接相同，已关联",
+            )
+            self.changed()
+
+    # ------------------------------------------------------------------ office and leading group
+
+    def confirm_lead(self, action: ConfirmLead) -> None:
+        now = self.now
+        self.s.phase = Phase.triage
+        report = self.deadline(REPORT_KEY)
+        self._meet(report, now)
+        late = "（已超过1小时，记迟报）" if report.overdue else ""
+        note = f"：{action.note}" if action.note else ""
+        self.event(
+            "lead_confirmed", action.actor, f"{rules.R_OFFICE} 办公室确认线索为舆情{late}{note}"
+        )
+        self._apply_category(None)
+        self._reported(now)
+        self.changed()
+
+    def triage(self, action: Triage) -> None:
+        s = self.s
+        changes = []
+        if action.severity != s.severity or not s.severity_assessed:
+            changes.append(f"等级：{action.severity.label}")
+        if action.category != s.category:
+            changes.append(f"类别：{action.category.label}")
+        if action.responsible_unit != s.responsible_unit:
+            changes.append(f"责任单位：{self.roster.unit_name(action.responsible_unit)}")
+        if sorted(action.co_units) != sorted(s.co_units):
+            names = "、".join(self.roster.unit_name(u) for u in action.co_units) or "无"
+            changes.append(f"协办单位：{names}")
+        first = s.phase is Phase.triage
+        old_category = s.category
+        new_unit = action.responsible_unit != s.responsible_unit
+        s.severity = action.severity
+        s.severity_assessed = True
+        s.category = action.category
+        s.responsible_unit = action.responsible_unit
+        s.co_units = list(dict.fromkeys(action.co_units))
+        if s.phase is Phase.triage:
+            s.phase = Phase.handling
+        note = f"（{action.note}）" if action.note else ""
+        self.event(
+            "triaged",
+            action.actor,
+            ("研判：" if first else "重新研判：") + ("，".join(changes) or "无变化") + note,
+        )
+        self._follow_unit()
+        self._move_reply_deadlines()
+        self._follow_release(action.actor)
+        self._apply_category(old_category)
+        self._ensure_progress(self.now)
+        if first or new_unit:
+            who = rules.notify_recipients(self.roster, s.severity, s.responsible_unit)
+            for unit in s.co_units:
+                who += self.roster.members_of(unit)
+            self._notify(rules.R_NOTIFY, who, *messages.assigned(self.view(), self.roster, self.tz))
+        self.changed()
+
+    def activate(self, action: Activate) -> None:
+        new = [u for u in action.units if u not in self.s.activated_units]
+        self.s.activated_units.extend(new)
+        names = "、".join(self.roster.unit_name(u) for u in action.units)
+        note = f"（{action.note}）" if action.note else ""
+        self.event(
+            "activated",
+            action.actor,
+            f"{rules.R_ACTIVATE} 领导小组启动应急预案，{names}介入处置{note}",
+        )
+        who: list[str] = []
+        for unit in action.units:
+            who += self.roster.members_of(unit)
+        self._notify(rules.R_ACTIVATE, who, *messages.activated(self.view(), self.roster, names))
+        self.changed()
+
+    def consult(self, action: Consult) -> None:
+        who = "、".join(self.roster.person_name(p) for p in action.participants)
+        people = f"（参加：{who}）" if who else ""
+        self.event(
+            "consulted",
+            action.actor,
+            f"{rules.R_CONSULT} 会商：{action.topic}。决定：{action.decision}{people}",
+        )
+        self.changed()
+
+    def withdraw(self, action: Withdraw) -> None:
+        now = self.now
+        for d in self.s.deadlines:
+            if d.open:
+                d.cancelled = True
+                d.version += 1
+        self.s.close_reason = action.reason
+        self.event(
+            "withdrawn", action.actor, f"{rules.R_CLOSE} 办公室撤销（误报）：{action.reason}"
+        )
+        self._close(now)
+
+    def record_accountability(self, action: RecordAccountability) -> None:
+        now = self.now
+        person = action.person or rules.accountable_person(self.roster, action.unit)
+        n = sum(1 for a in self.s.accountability if a.deadline_key.startswith("manual#")) + 1
+        self.s.accountability.append(
+            AccountabilityRecord(
+                deadline_key=f"manual#{n}",
+                rule=rules.R_ACCOUNT,
+                kind=action.kind.value,
+                unit=action.unit,
+                person=person,
+                due_at=now,
+                recorded_at=now,
+                met_at=now,
+                reason=action.reason,
+            )
+        )
+        self.event(
+            "accountability",
+            action.actor,
+            f"{rules.R_ACCOUNT} {action.kind.value}：{self.roster.unit_name(action.unit)}"
+            f"（{self.roster.person_name(person)}）：{action.reason}",
+        )
+        self.changed()
+
+    def commend(self, action: Commend) -> None:
+        self.s.commendations.append(
+            Commendation(
+                at=self.now,
+                unit=action.unit,
+                person=action.person,
+                reason=action.reason,
+                by=action.actor,
+            )
+        )
+        who = self.roster.person_name(action.person) if action.person else ""
+        self.event(
+            "commended",
+            action.actor,
+            f"{rules.R_COMMEND} 表彰：{self.roster.unit_name(action.unit)}{who}：{action.reason}",
+        )
+        self.changed()
+
+    # ------------------------------------------------------------------ reports
+
+    def file_written_report(self, action: WrittenReport) -> None:
+        self.s.written_report = action.text
+        self._meet(self.deadline(WRITTEN_KEY), self.now)
+        self.event("written_report", action.actor, f"{rules.R_WRITTEN} 报送书面信息")
+        self.changed()
+
+    def report_progress(self, action: Progress) -> None:
+        now = self.now
+        for d in self.s.deadlines:
+            if d.rule == rules.R_PROGRESS and d.open:
+                self._meet(d, now)
+        self.event("progress", action.actor, f"{rules.R_PROGRESS} 续报：{action.text}")
+        self._ensure_progress(now)
+        self.changed()
+
+    # ------------------------------------------------------------------ the unit's handling
+
+    def return_to_office(self, action: ReturnToOffice) -> None:
+        unit = self.s.responsible_unit
+        self.s.responsible_unit = None
+        self.s.phase = Phase.triage
+        self._follow_unit()
+        self.event(
+            "returned",
+            action.actor,
+            f"{self.roster.unit_name(unit)}退回办公室重新研判：{action.reason}",
+        )
+        self._notify(
+            rules.R_NOTIFY,
+            self.roster.members_of(self.roster.roles.office),
+            *messages.returned(self.view(), self.roster, unit, action.reason),
+        )
+        self.changed()
+
+    def declare_delay(self, action: DeclareDelay) -> None:
+        s = self.s
+        s.delay_reason = action.reason
+        anchor, label = self._round_anchor()
+        self._add_deadline(
+            f"R-STANCE#{s.reply_round}",
+            rules.R_STANCE,
+            rules.TITLES[rules.R_STANCE],
+            anchor=anchor,
+            anchor_label=label,
+            due=rules.plan_due(anchor, self.spec.stance_within, self.inp.received_at, self.speedup),
+            unit=s.responsible_unit,
+        )
+        self.event(
+            "delay_declared",
+            action.actor,
+            f"{rules.R_STANCE} 无法在回复期内办结：{action.reason}；须3日内作出表态性回复，官方回复仍须完成",
+        )
+        self.changed()
+
+    def conclude(self, action: Conclude) -> None:
+        now = self.now
+        self.s.concluded_at = now
+        self._add_deadline(
+            RESULT_KEY,
+            rules.R_INQUIRY,
+            rules.TITLES[RESULT_KEY],
+            anchor=now,
+            anchor_label="办结时间",
+            due=rules.same_day_due(now, self.inp.received_at, self.speedup, self.tz),
+            unit=self.s.responsible_unit,
+        )
+        note = f"：{action.note}" if action.note else ""
+        self.event(
+            "concluded", action.actor, f"{rules.R_INQUIRY} 办结{note}；须于当日内回复处理结果"
+        )
+        self.changed()
+
+    def decide_adoption(self, action: DecideAdoption) -> None:
+        self.s.adoption = ("采纳：" if action.adopted else "不予采纳：") + action.decision
+        self.event("adoption", action.actor, f"{rules.R_SUGGESTION} 建议{self.s.adoption}")
+        self.changed()
+
+    def report_spreading(self, action: ReportSpreading) -> None:
+        self._refer(rules.R_HYPE, action.description, action.actor)
+        self.event(
+            "spreading",
+            action.actor,
+            f"{rules.R_HYPE} 告知事实真相后仍继续恶意传播：{action.description}",
+        )
+        self.changed()
+
+    # ------------------------------------------------------------------ replies
+
+    def draft_reply(self, action: DraftReply) -> None:
+        current = current_reply(self.s)
+        now = self.now
+        if current is None or current.status is ReplyStatus.published:
+            self.s.replies.append(
+                ReplyRound(
+                    round=len(self.s.replies) + 1,
+                    kind=action.kind,
+                    status=ReplyStatus.drafted,
+                    text=action.text,
+                    drafted_by=action.actor,
+                    drafted_at=now,
+                )
+            )
+        else:
+            # A redraft replaces the text and needs fresh approvals (R-REVIEW, R-RELEASE).
+            current.kind = action.kind
+            current.text = action.text
+            current.status = ReplyStatus.drafted
+            current.drafted_by = action.actor
+            current.drafted_at = now
+            current.approved_by = current.approved_at = current.comment = None
+            current.release_needed = False
+            current.released_by = current.released_at = current.spokesperson = None
+        self.event(
+            "reply_drafted",
+            action.actor,
+            f"起草{action.kind.label}，待单位负责人审定（{rules.R_REVIEW}）",
+        )
+        unit = self.roster.unit(self.s.responsible_unit) if self.s.responsible_unit else None
+        if unit is not None:
+            self._notify(
+                rules.R_REVIEW,
+                [unit.head, unit.first_responsible],
+                *messages.review_requested(self.view(), self.roster),
+            )
+        self.changed()
+
+    def approve_reply(self, action: ApproveReply) -> None:
+        current = current_reply(self.s)
+        assert current is not None  # the validator ensured it
+        now = self.now
+        if action.approve:
+            current.status = ReplyStatus.approved
+            current.approved_by = action.actor
+            current.approved_at = now
+            current.comment = action.comment
+            current.release_needed = rules.needs_release(self.s.severity)
+            then = "，待领导小组审定口径和发布人（R-RELEASE）" if current.release_needed else ""
+            self.event(
+                "reply_approved", action.actor, f"单位负责人审定通过{current.kind.label}{then}"
+            )
+            if current.release_needed:
+                lg = self.roster.leading_group
+                self._notify(
+                    rules.R_RELEASE,
+                    [lg.leader, lg.deputy],
+                    *messages.release_requested(self.view(), self.roster),
+                )
+        else:
+            current.status = ReplyStatus.rejected
+            current.comment = action.comment
+            self.event("reply_rejected", action.actor, f"单位负责人退回回复稿：{action.comment}")
+        self.changed()
+
+    def approve_release(self, action: ApproveRelease) -> None:
+        current = current_reply(self.s)
+        assert current is not None
+        if action.approve:
+            current.released_by = action.actor
+            current.released_at = self.now
+            current.spokesperson = action.spokesperson
+            self.event(
+                "release_approved",
+                action.actor,
+                f"{rules.R_RELEASE} 领导小组审定发布口径，发布人：{self.roster.person_name(action.spokesperson)}",
+            )
+        else:
+            current.status = ReplyStatus.rejected
+            current.comment = action.comment
+            self.event(
+                "release_rejected",
+                action.actor,
+                f"{rules.R_RELEASE} 领导小组退回发布口径：{action.comment}",
+            )
+        self.changed()
+
+    def publish_reply(self, action: PublishReply) -> None:
+        s = self.s
+        current = current_reply(self.s)
+        assert current is not None
+        now = self.now
+        current.status = ReplyStatus.published
+        current.published_by = action.actor
+        current.published_at = now
+        current.channel = action.channel
+        current.url = action.url
+        met: list[Deadline] = []
+        reply = self.find(f"R-REPLY#{s.reply_round}")
+        if current.kind is ReplyKind.stance:
+            met.append(self.deadline(f"R-STANCE#{s.reply_round}"))
+        elif current.kind is ReplyKind.result:
+            result = self.find(RESULT_KEY)
+            if result is not None and result.open:
+                met.append(result)
+            else:
+                # 能当即回复的要当即回复: an immediate reply settles both the opinion and the result.
+                s.concluded_at = now
+            # A result reply is an official reply too: whatever of the round is still owed is met.
+            met += [d for d in (reply, self.find(OPINION_KEY)) if d is not None and d.open]
+        else:
+            met += [d for d in (reply, self.find(OPINION_KEY)) if d is not None and d.open]
+        for d in met:
+            self._meet(d, now)
+        stance = self.find(f"R-STANCE#{s.reply_round}")
+        if current.kind is not ReplyKind.stance and stance is not None and stance.open:
+            self._cancel(stance)  # the official reply came first: no stance reply is owed
+        late = [d.title for d in met if d.overdue]
+        suffix = f"（逾期：{'、'.join(late)}）" if late else ""
+        self.event(
+            "reply_published", action.actor, f"发布{current.kind.label}（{action.channel}）{suffix}"
+        )
+        if (
+            current.kind is not ReplyKind.stance
+            and s.category is Category.hype
+            and s.facts_published_at is None
+        ):
+            s.facts_published_at = now
+            self.event("facts_published", action.actor, f"{rules.R_HYPE} 已依法告知事实真相")
+        if current.kind is not ReplyKind.stance and s.category is Category.fabrication:
+            self.event("clarified", action.actor, f"{rules.R_FABRICATION} 已依法澄清事实真相")
+        if reply is not None and reply.met_at is not None and s.phase is Phase.handling:
+            s.phase = Phase.tracking
+            self._next_track(now)
+        self.changed()
+
+    # ------------------------------------------------------------------ after the reply
+
+    def track(self, action: Track) -> None:
+        s = self.s
+        now = self.now
+        for d in s.deadlines:
+            if d.rule == rules.R_TRACK and d.open:
+                self._meet(d, now)
+        note = f"：{action.note}" if action.note else ""
+        self.event(
+            "tracked", action.actor, f"{rules.R_TRACK} 跟踪检查：{action.status.label}{note}"
+        )
+        if action.status is TrackStatus.active:
+            self._next_track(now)
+        elif action.status is TrackStatus.subsided:
+            s.subsided_at = now
+            s.phase = Phase.summary
+            self._stop_progress()
+            self._add_deadline(
+                SUMMARY_KEY,
+                rules.R_SUMMARY,
+                rules.TITLES[rules.R_SUMMARY],
+                anchor=now,
+                anchor_label="平息时间",
+                due=rules.plan_due(
+                    now, self.spec.summary_within, self.inp.received_at, self.speedup
+                ),
+                unit=s.responsible_unit,
+            )
+        else:
+            # A flare-up: back to handling with a new official-reply round from now.
+            if action.severity is not None and action.severity != s.severity:
+                self.event("severity_raised", action.actor, f"舆情升级为{action.severity.label}")
+                s.severity = action.severity
+            s.phase = Phase.handling
+            s.reply_round += 1
+            self._add_reply_deadline(now, "再次升温时间")
+            self._ensure_progress(now)
+            who = rules.notify_recipients(self.roster, s.severity, s.responsible_unit)
+            self._notify(rules.R_TRACK, who, *messages.flared(self.view(), self.roster, self.tz))
+        self.changed()
+
+    def submit_summary(self, action: SubmitSummary) -> None:
+        now = self.now
+        self.s.summary = action.text
+        self._meet(self.deadline(SUMMARY_KEY), now)
+        self.event("summary", action.actor, f"{rules.R_SUMMARY} 书面总结报送镇党政办")
+        self._notify(
+            rules.R_SUMMARY,
+            self.roster.members_of(self.roster.roles.party_office),
+            *messages.summary(self.view(), self.roster, action.text),
+        )
+        self._close(now)
+
+    # ------------------------------------------------------------------ deadlines
+
+    def _add_deadline(
+        self,
+        key: str,
+        rule: str,
+        title: str,
+        *,
+        anchor: datetime,
+        anchor_label: str,
+        due: datetime,
+        unit: str | None,
+        met_at: datetime | None = None,
+    ) -> Deadline:
+        d = Deadline(
+            key=key,
+            rule=rule,
+            title=title,
+            anchor_at=anchor,
+            anchor_label=anchor_label,
+            window_start=rules.plan_due(anchor, timedelta(0), self.inp.received_at, self.speedup)
+            if self.speedup
+            else anchor,
+            due_at=due,
+            unit=unit,
+            met_at=met_at,
+        )
+        self.s.deadlines.append(d)
+        self.to_watch.append(key)
+        return d
+
+    def find(self, key: str) -> Deadline | None:
+        return next((d for d in self.s.deadlines if d.key == key), None)
+
+    def deadline(self, key: str) -> Deadline:
+        d = self.find(key)
+        assert d is not None, key
+        return d
+
+    def _meet(self, d: Deadline, at: datetime) -> None:
+        d.met_at = at
+        d.version += 1
+        for rec in self.s.accountability:
+            if rec.deadline_key == d.key and rec.met_at is None:
+                rec.met_at = at
+
+    def _cancel(self, d: Deadline) -> None:
+        d.cancelled = True
+        d.version += 1
+
+    def _round_anchor(self) -> tuple[datetime, str]:
+        d = self.deadline(f"R-REPLY#{self.s.reply_round}")
+        assert d.anchor_at is not None
+        return d.anchor_at, d.anchor_label or "发现时间"
+
+    def _add_reply_deadline(self, anchor: datetime, label: str) -> None:
+        """R-REPLY: 12 h / 24 h / 3 h by severity from discovery (or from a flare-up)."""
+        s = self.s
+        self._add_deadline(
+            f"R-REPLY#{s.reply_round}",
+            rules.R_REPLY,
+            rules.reply_title(s.severity),
+            anchor=anchor,
+            anchor_label=label,
+            due=rules.plan_due(
+                anchor, self.spec.reply_within[s.severity], self.inp.received_at, self.speedup
+            ),
+            unit=s.responsible_unit,
+        )
+
+    def _move_reply_deadlines(self) -> None:
+        """A changed severity moves the open reply deadline; the change is on the timeline."""
+        d = self.find(f"R-REPLY#{self.s.reply_round}")
+        if d is None or not d.open or d.anchor_at is None:
+            return
+        due = rules.plan_due(
+            d.anchor_at, self.spec.reply_within[self.s.severity], self.inp.received_at, self.speedup
+        )
+        if due == d.due_at:
+            return
+        if d.overdue:
+            # One omission, one record and one chain (R-ACCOUNT): a miss under the severity then
+            # in force stands; a later re-triage neither voids it nor starts the deadline afresh.
+            self.event(
+                "deadline_kept",
+                None,
+                f"{rules.R_REPLY} 已逾期并记录，等级调整不改变原回复期限"
+                f"（{messages.local(d.due_at, self.tz)}）",
+            )
+            return
+        old = d.due_at
+        d.due_at = due
+        d.title = rules.reply_title(self.s.severity)
+        d.version += 1
+        d.warned = False
+        if d.overdue and self.now < due:
+            # The new severity gives more time: no longer overdue, the chain starts afresh.
+            d.overdue = False
+            d.escalation_step = 0
+            d.last_step_at = None
+        self.event(
+            "deadline_moved",
+            None,
+            f"{rules.R_REPLY} 回复期限调整：{messages.local(old, self.tz)} → {messages.local(due, self.tz)}",
+        )
+
+    def _follow_release(self, actor: str | None) -> None:
+        """R-RELEASE follows the severity at publish time: a reply approved but not yet published
+        needs the leading group exactly while the incident is major or urgent; when a re-triage
+        makes it so, the leading group is asked at once."""
+        current = current_reply(self.s)
+        if current is None or current.status is not ReplyStatus.approved:
+            return
+        needed = rules.needs_release(self.s.severity)
+        if needed == current.release_needed:
+            return
+        current.release_needed = needed
+        if not needed or current.released_by is not None:
+            return
+        self.event(
+            "release_needed",
+            actor,
+            f"{rules.R_RELEASE} 等级提高为{self.s.severity.label}：{current.kind.label}须经领导小组审定口径和发布人后方可发布",
+        )
+        lg = self.roster.leading_group
+        self._notify(
+            rules.R_RELEASE,
+            [lg.leader, lg.deputy],
+            *messages.release_requested(self.view(), self.roster),
+        )
+
+    def _follow_unit(self) -> None:
+        """Open deadlines of the unit's rules follow the responsible unit (and its chain)."""
+        for d in self.s.deadlines:
+            if d.open and d.rule in UNIT_RULES and d.unit != self.s.responsible_unit:
+                d.unit = self.s.responsible_unit
+                d.version += 1
+
+    def _apply_category(self, old: Category | None) -> None:
+        """Category rules: R-INQUIRY's same-day opinion, R-FABRICATION's referral. Idempotent:
+        called on every triage, it only adds what the current category owes and is not there."""
+        s = self.s
+        opinion = self.find(OPINION_KEY)
+        reply = self.find("R-REPLY#1")
+        owed = s.phase is not Phase.lead and (reply is None or reply.open)
+        if s.category is Category.inquiry and owed:
+            if opinion is None:
+                sub = self.sub
+                self._add_deadline(
+                    OPINION_KEY,
+                    rules.R_INQUIRY,
+                    rules.TITLES[OPINION_KEY],
+                    anchor=sub.discovered_at,
+                    anchor_label="发现时间",
+                    due=rules.same_day_due(
+                        sub.discovered_at, self.inp.received_at, self.speedup, self.tz
+                    ),
+                    unit=s.responsible_unit,
+                )
+            elif opinion.cancelled:
+                # Back to inquiry: the same-day opinion is owed again, still from discovery.
+                opinion.cancelled = False
+                opinion.version += 1
+                self.to_watch.append(OPINION_KEY)
+        elif s.category is not Category.inquiry:
+            for key in (OPINION_KEY, RESULT_KEY):
+                d = self.find(key)
+                if d is not None and d.open:
+                    self._cancel(d)
+        if s.category is Category.hype and s.facts_published_at is None:
+            # Re-triaged as hype after a reply went out: that reply made the facts public.
+            out = [r for r in s.replies if r.published_at and r.kind is not ReplyKind.stance]
+            if out:
+                s.facts_published_at = out[0].published_at
+        if (
+            s.category is Category.fabrication
+            and s.phase in (Phase.handling, Phase.tracking)
+            and not any(r.rule == rules.R_FABRICATION for r in s.referrals)
+        ):
+            self._refer(rules.R_FABRICATION, "捏造、歪曲或夸大事实，依法澄清并商请查处", None)
+        if old is not None and s.category is not old:
+            label = s.category.label if s.category else "未定"
+            self.event("category_changed", None, f"类别由“{old.label}”改为“{label}”，期限随之调整")
+
+    def _refer(self, rule: str, reason: str, by: str | None) -> None:
+        """R-HYPE / R-FABRICATION: create, send and record a referral."""
+        s = self.s
+        assert s.category is not None
+        _, target = rules.referral_contact(self.roster, s.category)
+        s.referrals.append(
+            Referral(
+                no=len(s.referrals) + 1,
+                rule=rule,
+                at=self.now,
+                target=target,
+                reason=reason,
+                by=by,
+            )
+        )
+        self.event(
+            "referred", by, f"{rule} 商请{self.roster.person_name(target)}依纪依法查处：{reason}"
+        )
+        self._notify(rule, [target], *messages.referral(self.view(), self.roster, rule, reason))
+
+    def _ensure_progress(self, since: datetime) -> None:
+        """R-PROGRESS: major and urgent incidents owe a 续报 every interval until they subside."""
+        s = self.s
+        if s.phase in (Phase.lead, Phase.summary, Phase.closed):
+            return
+        interval = rules.progress_interval(self.spec, s.severity)
+        open_ = [d for d in s.deadlines if d.rule == rules.R_PROGRESS and d.open]
+        if interval is None:
+            for d in open_:
+                self._cancel(d)
+            return
+        if open_:
+            for d in open_:
+                # A changed severity changes the cadence; the last report still anchors it.
+                assert d.anchor_at is not None
+                due = rules.plan_due(d.anchor_at, interval, d.anchor_at, self.speedup)
+                if due != d.due_at:
+                    d.due_at = due
+                    d.version += 1
+                    d.warned = False
+            return
+        s.progress_round += 1
+        self._add_deadline(
+            f"R-PROGRESS#{s.progress_round}",
+            rules.R_PROGRESS,
+            rules.TITLES[rules.R_PROGRESS],
+            anchor=since,
+            anchor_label="上次报告时间",
+            due=rules.plan_due(since, interval, since, self.speedup),
+            unit=s.responsible_unit,
+        )
+
+    def _stop_progress(self) -> None:
+        for d in self.s.deadlines:
+            if d.rule == rules.R_PROGRESS and d.open:
+                self._cancel(d)
+
+    def _next_track(self, since: datetime) -> None:
+        """R-TRACK: the next tracking check, one interval after the last."""
+        s = self.s
+        s.track_round += 1
+        self._add_deadline(
+            f"R-TRACK#{s.track_round}",
+            rules.R_TRACK,
+            rules.TITLES[rules.R_TRACK],
+            anchor=since,
+            anchor_label="上次检查时间",
+            due=rules.plan_due(since, self.spec.track_interval, since, self.speedup),
+            unit=s.responsible_unit,
+        )
+
+    def _close(self, at: datetime) -> None:
+        """R-CLOSE: no action is accepted after this."""
+        self._stop_progress()
+        self.s.phase = Phase.closed
+        self.s.closed_at = at
+        self.event(
+            "closed",
+            None,
+            "结案" + (f"（撤销：{self.s.close_reason}）" if self.s.close_reason else ""),
+        )
+        self.changed()
+
+    def on_warn(self, d: Deadline) -> None:
+        """临期提醒: once, to the owning unit (or the office), before the deadline falls due."""
+        d.warned = True
+        who = self.roster.members_of(d.unit or self.roster.roles.office)
+        self.event(
+            "deadline_warning",
+            None,
+            f"临期提醒：{d.title}，期限{messages.local(d.due_at, self.tz)}",
+        )
+        self._notify(d.rule, who, *messages.warning(self.view(), self.roster, self.tz, d))
+        self.changed()
+
+    def on_miss(self, d: Deadline) -> None:
+        """R-ACCOUNT: a deadline passed unmet is an accountability record on the unit; one
+        omission is one record, so a deadline the same reply would meet as one already missed
+        joins that record (naming both rules) and its escalation chain."""
+        d.overdue = True
+        first = self._missed_by_the_same_act(d)
+        if first is not None:
+            d.joined = first.key
+            d.version += 1
+            for rec in self.s.accountability:
+                if rec.deadline_key == first.key and rec.met_at is None:
+                    named = rec.rule.split("、")
+                    if d.rule not in named:
+                        rec.rule = "、".join([*named, d.rule])
+            self.event(
+                "deadline_missed",
+                None,
+                f"{d.title}：已逾期（与“{first.title}”为同一未回复，{rules.R_ACCOUNT} 合并记录）",
+            )
+            self.changed()
+            return
+        unit = d.unit or self.roster.roles.office
+        self._account(d, rules.miss_kind(d.rule), unit)
+        self.event(
+            "deadline_missed",
+            None,
+            f"{d.title}：已逾期（{rules.R_ACCOUNT} 记{rules.miss_kind(d.rule)}）",
+        )
+        self.changed()
+
+    def _missed_by_the_same_act(self, d: Deadline) -> Deadline | None:
+        """An open, already missed deadline that the reply owed for `d` would meet too (R-REPLY
+        and R-INQUIRY's opinion and result: one official reply settles them)."""
+        group = {f"R-REPLY#{self.s.reply_round}", OPINION_KEY, RESULT_KEY}
+        if d.key not in group:
+            return None
+        for other in self.s.deadlines:
+            joinable = other.open and other.overdue and other.joined is None
+            if other.key in group and other.key != d.key and joinable:
+                return other
+        return None
+
+    def escalation_chain(self, key: str, waits: list[timedelta]) -> list[rules.EscalationStep]:
+        """The steps a missed deadline escalates through: none for one joined to another's
+        record, whose chain covers it (R-ESCALATE)."""
+        d = self.deadline(key)
+        if d.joined is not None:
+            return []
+        return rules.escalation_chain(self.roster, d.unit, waits)
+
+    def on_escalation_step(self, d: Deadline, step: rules.EscalationStep) -> None:
+        """R-ESCALATE: record the step, tell its targets; the next step waits its turn."""
+        now = self.now
+        d.escalation_step = step.step
+        d.last_step_at = now
+        names = "、".join(self.roster.person_name(t) for t in step.targets)
+        summary = f"{rules.R_ESCALATE} 第{step.step}级: {step.label}"
+        esc = Escalation(
+            deadline_key=d.key,
+            rule=d.rule,
+            step=step.step,
+            at=now,
+            targets=list(step.targets),
+            summary=summary,
+        )
+        self.s.escalations.append(esc)
+        self.s.pending_escalations.append(esc)
+        self.event("escalated", None, f"{summary}（{d.title}逾期，通知{names}）")
+        subject, body = messages.escalation(self.view(), self.roster, self.tz, d, step, now)
+        self._notify(rules.R_ESCALATE, list(step.targets), subject, body)
+        self.changed()
+
+    def _account(self, d: Deadline, kind: str, unit: str, met_at: datetime | None = None) -> None:
+        self.s.accountability.append(
+            AccountabilityRecord(
+                deadline_key=d.key,
+                rule=d.rule,
+                kind=kind,
+                unit=unit,
+                person=rules.accountable_person(self.roster, unit),
+                due_at=d.due_at,
+                recorded_at=self.now,
+                met_at=met_at,
+            )
+        )
+
+    # ------------------------------------------------------------------ checks for validators
+
+    def place(self) -> Place:
+        return Place(self.s.responsible_unit, tuple(self.s.co_units), self.sub.reporter_unit)
+
+    def may(self, name: str, actor: str) -> Refused | None:
+        """Whether `actor` may take action `name` now, whatever its fields (plan/actions.py)."""
+        return may(name, self.roster, self.s, self.place(), actor, self.tz)
+
+    def check(self, name: str, action: Any) -> None:
+        """Raise `Refusal` if the action (by its ACTIONS name) is not accepted now: first who and
+        when (the table), then the action's own fields."""
+        if not self.started:
+            # An update can arrive in the same activation as the start, before the deadlines exist.
+            raise Refusal("事件正在创建，请稍后重试", "not_ready")
+        refused = self.may(name, action.actor)
+        if refused is not None and name == "draft-reply" and refused.kind == "refused":
+            # The table asks whether any kind of reply is owed; the refusal names the kind asked.
+            kind_reason = draftable(self.s, action.kind)
+            if kind_reason is not None and self.s.phase in reply_phases(self.s):
+                raise refuse(kind_reason)
+        if refused is not None:
+            raise Refusal(refused.message, refused.kind)
+        reason = self._fields_refusal(name, action)
+        if reason is not None:
+            raise refuse(reason)
+
+    def _fields_refusal(self, name: str, action: Any) -> str | None:
+        """What is wrong with the action's own fields, if anything."""
+        roster = self.roster
+        units: list[str] = []
+        people: list[tuple[str, str]] = []
+        if name == "triage":
+            units = [action.responsible_unit, *action.co_units]
+            if action.responsible_unit in action.co_units:
+                return "牵头单位不能同时是协办单位"
+        elif name == "activate":
+            units = list(action.units)
+        elif name == "consult":
+            people = [("参加人员", p) for p in action.participants]
+        elif name in ("record-accountability", "commend"):
+            units = [action.unit]
+            people = [("人员", action.person)] if action.person else []
+        elif name == "draft-reply":
+            return draftable(self.s, action.kind)
+        elif name == "approve-reply":
+            if not action.approve and not action.comment:
+                return "退回回复稿须说明理由"
+        elif name == "approve-release":
+            if action.approve and not action.spokesperson:
+                return "须确定发布人"
+            people = [("发布人", action.spokesperson)] if action.spokesperson else []
+            if not action.approve and not action.comment:
+                return "退回须说明理由"
+        elif name == "track":
+            order = list(Severity)
+            if action.severity is not None and order.index(action.severity) < order.index(
+                self.s.severity
+            ):
+                return "再次升温时只能维持或提高舆情等级"
+            if action.severity is not None and action.status is not TrackStatus.flared:
+                return "只有再次升温时可以调整等级"
+        for unit in units:
+            if roster.unit(unit) is None:
+                return f"单位“{unit}”不在名册中"
+        for label, pid in people:
+            if roster.person(pid) is None:
+                return f"{label}“{pid}”不在名册中"
+        return None
+
+    # ------------------------------------------------------------------ effects
+
+    def event(self, kind: str, actor: str | None, summary: str) -> None:
+        self.s.timeline.append(
+            TimelineEntry(
+                seq=len(self.s.timeline) + 1,
+                at=self.now,
+                kind=kind,
+                actor=actor,
+                summary=summary,
+            )
+        )
+
+    def _notify(self, rule: str, person_ids: list[str], subject: str, body: str) -> None:
+        # R-DUTY: every notification about the incident reaches the responsible unit's
+        # first-responsible person (and the co-handling units'), whoever else it is for.
+        person_ids = list(person_ids)
+        for unit_id in [self.s.responsible_unit, *self.s.co_units]:
+            unit = self.roster.unit(unit_id) if unit_id else None
+            if unit is not None:
+                person_ids.append(unit.first_responsible)
+        involved = {self.sub.reporter_unit, self.s.responsible_unit, *self.s.co_units}
+        involved |= set(self.s.activated_units)
+        recipients = []
+        for pid in dict.fromkeys(person_ids):
+            p = self.roster.person(pid)
+            if p is not None:
+                recipients.append(Recipient(person_id=p.id, name=p.name, channels=list(p.channels)))
+        for unit in self.roster.units:
+            # A unit's group chat hears what its head is told about an incident the unit is
+            # part of (not, say, what its head is told as a member of the leading group).
+            if unit.channels and unit.id in involved and unit.head in person_ids:
+                recipients.append(
+                    Recipient(
+                        person_id=f"unit:{unit.id}", name=unit.name, channels=list(unit.channels)
+                    )
+                )
+        incident_id = self.inp.incident_id
+        self.s.notify_seq += 1
+        self.s.pending_notifications.append(
+            Notification(
+                key=f"{incident_id}:n{self.s.notify_seq}:{rule}",
+                incident_id=incident_id,
+                rule=rule,
+                recipients=recipients,
+                subject=subject,
+                body=body,
+                link=f"{self.inp.public_url.rstrip('/')}/incidents/{incident_id}",
+                drill=self.sub.is_drill,
+                sent_at=self.now,
+            )
+        )
+
+    def changed(self) -> None:
+        self.s.version += 1
+        self.dirty = True
+
+    def next_due(self) -> datetime | None:
+        open_ = [d.due_at for d in self.s.deadlines if d.open]
+        return min(open_) if open_ else None
+
+    # ------------------------------------------------------------------ actions by name
+
+    def apply(self, name: str, action: Any, now: datetime) -> None:
+        """Carry out an accepted action at `now`."""
+        self.now = now
+        getattr(self, name.replace("-", "_"))(action)

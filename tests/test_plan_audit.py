@@ -1,0 +1,159 @@
+"""The defects an independent audit of the plan found (issue 14), each driven from the public
+interface (`starter.incidents`, which the API and the pages call) on the time-skipping server with
+a real worker and store. Each test is written from the plan's words and failed before its fix."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from config.settings import Settings
+from plan.roster import Roster
+from starter import incidents
+from starter.incidents import ServiceError
+from tests.helpers import eventually, publish, running_worker, submit, triage
+from tests.test_plan_leading import _inbox, eventually_view
+
+
+async def test_release_follows_the_severity_at_publish_time(
+    client: Client, settings: Settings, roster: Roster, executor: ThreadPoolExecutor
+) -> None:
+    """R-RELEASE (defect 1): a general reply approved by the unit head, then the incident is
+    re-triaged as major: it may not be published until the leading group approves the wording
+    and names the spokesperson, and the leading group is asked to. Lowered again to general,
+    the unit head's approval is enough."""
+    async with running_worker(client, settings, executor):
+        view = await submit(client, settings, roster)
+        await triage(client, view.id, severity="general", unit="cjb")
+        await incidents.act(client, view.id, "draft-reply", {"text": "口径"}, "lin.feng")
+        approved = await incidents.act(client, view.id, "approve-reply", {}, "sun.haitao")
+        assert not approved.replies[-1].release_needed
+
+        raised = await triage(client, view.id, severity="major", unit="cjb")
+        assert raised.replies[-1].release_needed
+        with pytest.raises(ServiceError) as err:
+            await incidents.act(client, view.id, "publish-reply", {"channel": "微博"}, "lin.feng")
+        assert err.value.status == 409 and "R-RELEASE" in err.value.message
+        asked = await eventually(
+            lambda: [
+                m
+                for m in _inbox(settings.database_url, "wang.jianguo", view.id)
+                if m.rule == "R-RELEASE"
+            ]
+        )
+        assert asked
+
+        lowered = await triage(client, view.id, severity="general", unit="cjb")
+        assert not lowered.replies[-1].release_needed
+        await triage(client, view.id, severity="urgent", unit="cjb")
+        await incidents.act(
+            client, view.id, "approve-release", {"spokesperson": "li.xiaomei"}, "wang.jianguo"
+        )
+        done = await incidents.act(
+            client, view.id, "publish-reply", {"channel": "微博"}, "lin.feng"
+        )
+        assert done.replies[-1].status.value == "published"
+        assert done.replies[-1].released_by == "wang.jianguo"
+
+
+async def test_lowering_the_severity_after_a_miss_keeps_one_record_and_one_chain(
+    time_env: WorkflowEnvironment,
+    client: Client,
+    settings: Settings,
+    roster: Roster,
+    executor: ThreadPoolExecutor,
+) -> None:
+    """R-ACCOUNT, R-ESCALATE (defect 4): an urgent reply missed at 3 h is one 逾期 record and one
+    escalation chain. Re-triaging to general afterwards does not start the deadline afresh: 12 h
+    later there is still one record and one step 1 for it."""
+    async with running_worker(client, settings, executor):
+        view = await submit(client, settings, roster)
+        await triage(client, view.id, severity="urgent", unit="cjb")
+        await time_env.sleep(timedelta(hours=3, minutes=5))
+        missed = await eventually_view(
+            client, view.id, lambda v: any(e.deadline_key == "R-REPLY#1" for e in v.escalations)
+        )
+        assert [a.deadline_key for a in missed.accountability].count("R-REPLY#1") == 1
+        await triage(client, view.id, severity="general", unit="cjb")
+        await time_env.sleep(timedelta(hours=13))
+        later = await incidents.get(client, view.id)
+        assert [a.deadline_key for a in later.accountability].count("R-REPLY#1") == 1
+        firsts = [e for e in later.escalations if e.deadline_key == "R-REPLY#1" and e.step == 1]
+        assert len(firsts) == 1
+        assert later.deadline("R-REPLY#1").overdue  # type: ignore[union-attr]
+
+
+async def test_one_unanswered_inquiry_is_one_record_naming_both_rules(
+    time_env: WorkflowEnvironment,
+    client: Client,
+    settings: Settings,
+    roster: Roster,
+    executor: ThreadPoolExecutor,
+) -> None:
+    """R-INQUIRY, R-REPLY, R-ACCOUNT (defect 4): an inquiry post left unanswered misses the
+    same-day opinion and the 12-hour reply, both met by the same reply: one omission, so one
+    record naming both rules and one escalation chain."""
+    async with running_worker(client, settings, executor):
+        view = await submit(client, settings, roster)
+        await triage(client, view.id, severity="general", category="inquiry", unit="cjb")
+        await time_env.sleep(timedelta(hours=26))
+        later = await eventually_view(
+            client,
+            view.id,
+            lambda v: all(
+                v.deadline(k).overdue  # type: ignore[union-attr]
+                for k in ("R-REPLY#1", "R-INQUIRY-OPINION")
+            ),
+        )
+        records = [a for a in later.accountability if a.kind == "逾期"]
+        assert len(records) == 1, records
+        assert "R-REPLY" in records[0].rule and "R-INQUIRY" in records[0].rule
+        firsts = [e for e in later.escalations if e.step == 1]
+        assert len(firsts) == 1, firsts
+
+
+async def test_a_result_reply_owed_after_subsiding_can_still_be_given(
+    client: Client, settings: Settings, roster: Roster, executor: ThreadPoolExecutor
+) -> None:
+    """R-INQUIRY, R-SUMMARY (defect 5): the opinion is published, the case concluded (办结), and
+    the incident subsides: the result reply is still owed, so it can still be drafted, approved
+    and published, and then the summary closes the incident. No dead end."""
+    async with running_worker(client, settings, executor):
+        view = await submit(client, settings, roster)
+        await triage(client, view.id, severity="general", category="inquiry", unit="cjb")
+        await publish(client, view.id, staff="lin.feng", head="sun.haitao")
+        await incidents.act(client, view.id, "conclude", {"note": "已抽排"}, "lin.feng")
+        calm = await incidents.act(client, view.id, "track", {"status": "subsided"}, "lin.feng")
+        assert calm.phase.value == "summary"
+        with pytest.raises(ServiceError) as err:
+            await incidents.act(client, view.id, "submit-summary", {"text": "总结"}, "lin.feng")
+        assert err.value.status == 409 and "处理结果" in err.value.message
+        done = await publish(client, view.id, staff="lin.feng", head="sun.haitao", kind="result")
+        assert done.deadline("R-INQUIRY-RESULT").state == "met"  # type: ignore[union-attr]
+        closed = await incidents.act(
+            client, view.id, "submit-summary", {"text": "总结：已回复处理结果"}, "lin.feng"
+        )
+        assert closed.phase.value == "closed"
+
+
+async def test_a_delay_declared_after_the_deadline_keeps_the_miss(
+    time_env: WorkflowEnvironment,
+    client: Client,
+    settings: Settings,
+    roster: Roster,
+    executor: ThreadPoolExecutor,
+) -> None:
+    """R-STANCE: declared after the R-REPLY deadline, the miss stays on the record."""
+    async with running_worker(client, settings, executor):
+        view = await submit(client, settings, roster)
+        await triage(client, view.id, severity="general", category="hype", unit="cjb")
+        await time_env.sleep(timedelta(hours=12, minutes=30))
+        await eventually_view(client, view.id, lambda v: v.accountability)
+        later = await incidents.act(
+            client, view.id, "declare-delay", {"reason": "需多部门联合调查"}, "lin.feng"
+        )
+        assert [a.deadline_key for a in later.accountability] == ["R-REPLY#1"]
