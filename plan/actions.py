@@ -94,8 +94,13 @@ class Place:
     reporter_unit: str | None = None
 
 
-def holds(who: Who, roster: Roster, actor: str, place: Place) -> bool:
-    roles = roster.roles_of(actor)
+RolesOf = Callable[[str], set[Role]]
+
+
+def holds(
+    who: Who, roster: Roster, actor: str, place: Place, roles_of: RolesOf | None = None
+) -> bool:
+    roles = (roles_of or roster.roles_of)(actor)
     if who is Who.office:
         return Role.office in roles
     if who is Who.leading:
@@ -527,3 +532,22 @@ def may(
         return Refused(who_refusal(rule.who, roster, place), "forbidden")
     reason = rule.when(s, roster, tz)
     return Refused(reason) if reason else None
+
+
+def allows(
+    name: str,
+    roster: Roster,
+    s: IncidentState,
+    place: Place,
+    actor: str,
+    tz: str = "UTC",
+    roles_of: RolesOf | None = None,
+) -> bool:
+    """`may(...) is None`, without wording a refusal nobody reads (the incident page asks this
+    for every action; the model checker, hundreds of thousands of times)."""
+    rule = ACTIONS[name]
+    if s.phase is Phase.closed or s.phase not in rule.phases_for(s):
+        return False
+    if not holds(rule.who, roster, actor, place, roles_of):
+        return False
+    return rule.when(s, roster, tz) is None

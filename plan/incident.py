@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from plan import messages, rules
-from plan.actions import Place, Refused, current_reply, draftable, may, reply_phases
+from plan.actions import Place, Refused, allows, current_reply, draftable, may, reply_phases
 from plan.models import (
     AccountabilityRecord,
     Activate,
@@ -59,6 +59,7 @@ from plan.models import (
     WrittenReport,
 )
 from plan.roster import Role
+from plan.timers import Next, next_event
 
 REPORT_KEY = "R-REPORT"
 DISCOVER_KEY = "R-DISCOVER"
@@ -132,6 +133,7 @@ class Incident:
             )
         self.dirty = False
         self.to_watch: list[str] = []
+        self._roles: dict[str, set[Role]] = {}
         # A resumed run (continue-as-new) has all its state already: actions may come at once.
         self.started = self.resumed
 
@@ -910,10 +912,11 @@ class Incident:
             return
         if open_:
             for d in open_:
-                # A changed severity changes the cadence; the last report still anchors it.
+                # A changed severity changes the cadence; the last report still anchors it. A
+                # report already missed stays missed (one omission, one record: R-ACCOUNT).
                 assert d.anchor_at is not None
                 due = rules.plan_due(d.anchor_at, interval, d.anchor_at, self.speedup)
-                if due != d.due_at:
+                if due != d.due_at and not d.overdue:
                     d.due_at = due
                     d.version += 1
                     d.warned = False
@@ -1063,6 +1066,17 @@ class Incident:
     def place(self) -> Place:
         return Place(self.s.responsible_unit, tuple(self.s.co_units), self.sub.reporter_unit)
 
+    def allows(self, name: str, actor: str) -> bool:
+        """`may(name, actor) is None`, without the wording."""
+        return allows(name, self.roster, self.s, self.place(), actor, self.tz, self._roles_of)
+
+    def _roles_of(self, person_id: str) -> set[Role]:
+        """The roster's roles of a person, looked up once per incident (the roster is fixed)."""
+        roles = self._roles.get(person_id)
+        if roles is None:
+            roles = self._roles[person_id] = self.roster.roles_of(person_id)
+        return roles
+
     def may(self, name: str, actor: str) -> Refused | None:
         """Whether `actor` may take action `name` now, whatever its fields (plan/actions.py)."""
         return may(name, self.roster, self.s, self.place(), actor, self.tz)
@@ -1190,6 +1204,34 @@ class Incident:
         return min(open_) if open_ else None
 
     # ------------------------------------------------------------------ actions by name
+
+    def advance(self, until: datetime) -> None:
+        """Let time pass to `until` as the workflow's timers would: every warning, miss and
+        escalation step at its own instant, earliest first (plan/timers.py decides each)."""
+        waits = [timedelta(minutes=m) for m in self.inp.escalation_waits_minutes]
+        while True:
+            first: tuple[datetime, Deadline, Next] | None = None
+            for d in self.s.deadlines:
+                steps = self.escalation_chain(d.key, waits) if d.open and d.overdue else []
+                event = next_event(
+                    d, steps, self.now, warn_at=self.spec.warn_at, speedup=self.speedup
+                )
+                due = event.at is not None and event.at <= until
+                if due and event.at is not None and (first is None or event.at < first[0]):
+                    first = (event.at, d, event)
+            if first is None:
+                break
+            at, d, event = first
+            self.now = max(self.now, at)
+            if event.kind == "warn":
+                self.on_warn(d)
+            elif event.kind == "miss":
+                self.on_miss(d)
+            else:
+                assert event.step is not None
+                self.on_escalation_step(d, event.step)
+        self.to_watch.clear()
+        self.now = max(self.now, until)
 
     def apply(self, name: str, action: Any, now: datetime) -> None:
         """Carry out an accepted action at `now`."""

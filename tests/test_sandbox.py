@@ -29,7 +29,7 @@ WORKFLOW_CODE = sorted(
     [*(ROOT / "workflows").glob("*.py")]
     + [
         ROOT / "plan" / f"{m}.py"
-        for m in ("incident", "rules", "messages", "outbox", "models", "enums")
+        for m in ("incident", "actions", "timers", "rules", "messages", "outbox", "models", "enums")
     ]
 )
 FORBIDDEN_CALLS = {

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from plan.models import Deadline
-    from plan.rules import R_ESCALATE, EscalationStep
+    from plan.rules import EscalationStep
+    from plan.timers import next_event
 
 
 async def watch_deadline(
@@ -32,43 +33,23 @@ async def watch_deadline(
 ) -> None:
     while True:
         d = get()
-        if not d.open:
-            return
         now = workflow.now()
-        if not d.overdue:
-            if now < d.due_at:
-                warn_time = _warn_time(d, warn_at)
-                if not d.warned and warn_time is not None:
-                    if now < warn_time:
-                        await _wait(get, d.version, warn_time - now, f"临期提醒 {d.title}")
-                    else:
-                        on_warn(d)
-                    continue
-                await _wait(get, d.version, d.due_at - now, d.title)
-                continue
-            on_miss(d)
-            continue
-        steps = chain()
-        if d.escalation_step >= len(steps):
-            # Chain exhausted: stay overdue until met or moved.
+        # The chain only matters once overdue (and is the unit's at that moment).
+        steps = chain() if d.open and d.overdue else []
+        event = next_event(d, steps, now, warn_at=warn_at, speedup=speedup)
+        if event.kind == "done":
+            return
+        if event.at is None:
             await _wait(get, d.version, None, None)
-            continue
-        step = steps[d.escalation_step]
-        wait = step.wait / speedup if speedup else step.wait
-        fire_at = (d.last_step_at or d.due_at) + wait if d.escalation_step else d.due_at + wait
-        if now < fire_at:
-            await _wait(
-                get, d.version, fire_at - now, f"{R_ESCALATE} 第{step.step}级: {step.label}"
-            )
-            continue
-        on_step(d, step)
-
-
-def _warn_time(d: Deadline, warn_at: float | None) -> datetime | None:
-    start = d.window_start or d.anchor_at
-    if warn_at is None or start is None or d.due_at <= start:
-        return None
-    return start + (d.due_at - start) * warn_at
+        elif now < event.at:
+            await _wait(get, d.version, event.at - now, event.summary)
+        elif event.kind == "warn":
+            on_warn(d)
+        elif event.kind == "miss":
+            on_miss(d)
+        else:
+            assert event.step is not None
+            on_step(d, event.step)
 
 
 async def _wait(

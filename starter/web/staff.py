@@ -22,7 +22,7 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
 from plan import rules
-from plan.actions import ACTIONS, Place, may
+from plan.actions import ACTIONS, Place, allows
 from plan.models import IncidentState, IncidentView, Phase
 from plan.roster import Role, Roster
 from starter import incidents
@@ -55,8 +55,7 @@ def plausible_actions(roster: Roster, person_id: str, view: IncidentView) -> lis
         **{name: getattr(view, name) for name in IncidentState.model_fields}
     )
     place = Place(view.responsible_unit, tuple(view.co_units), view.reporter_unit)
-    # The zone only shapes a refusal's wording, never whether an action is allowed.
-    return [name for name in ACTIONS if may(name, roster, state, place, person_id, "UTC") is None]
+    return [name for name in ACTIONS if allows(name, roster, state, place, person_id)]
 
 
 @dataclass

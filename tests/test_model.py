@@ -1,0 +1,490 @@
+"""The model checker: the incident's pure core (plan/incident.py) driven through random sequences of
+actions by random roster people and jumps of time, with the plan's invariants checked after every
+step (issue 14). No Temporal server: a sequence takes milliseconds, so `make test` runs thousands.
+
+Each invariant is proven able to fail: the mutant tests at the end break the rule it guards (the
+way tests/test_replay.py breaks the replay gate) and require the checker to catch it.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import Phase as Stage
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
+
+import plan.actions as actions
+import plan.incident as core
+from plan import rules
+from plan.actions import ACTIONS
+from plan.enums import Category, Phase, ReplyKind, ReplyStatus, Severity, TrackStatus
+from plan.incident import Incident, Refusal
+from plan.models import IncidentInput, Submission
+from plan.roster import Roster, load_roster
+from plan.spec import SHIPPED
+from tests.conftest import EXAMPLE_ROSTER
+
+ROSTER: Roster = load_roster(EXAMPLE_ROSTER)
+PEOPLE = [p.id for p in ROSTER.people]
+UNITS = [u.id for u in ROSTER.units]
+START = datetime(2026, 11, 30, 1, 0, tzinfo=UTC)
+
+# The actions that carry an incident towards its close (withdrawing does not count).
+PROGRESS = [
+    "confirm-lead",
+    "triage",
+    "decide-adoption",
+    "conclude",
+    "draft-reply",
+    "approve-reply",
+    "approve-release",
+    "publish-reply",
+    "track",
+    "submit-summary",
+    "file-written-report",
+    "report-progress",
+]
+# For each rule, the actions on the way to meeting its deadline.
+REPLYING = {
+    "confirm-lead",
+    "triage",
+    "draft-reply",
+    "approve-reply",
+    "approve-release",
+    "publish-reply",
+}
+MEETS: dict[str, set[str]] = {
+    rules.R_REPORT: {"confirm-lead"},
+    rules.R_WRITTEN: {"file-written-report"},
+    rules.R_PROGRESS: {"report-progress"},
+    rules.R_REPLY: REPLYING | {"declare-delay"},
+    rules.R_STANCE: REPLYING,
+    rules.R_INQUIRY: REPLYING | {"conclude", "decide-adoption"},
+    rules.R_TRACK: {"track"},
+    rules.R_SUMMARY: {"submit-summary"} | REPLYING,
+}
+
+
+def candidates(name: str, core_: Incident) -> list[dict[str, Any]]:
+    """Valid field sets for an action: if the table says a person may take it now, one of these
+    must be accepted (what the page offers = what the core accepts)."""
+    unit = core_.s.responsible_unit or "cjb"
+    other = next(u for u in UNITS if u != unit)
+    return {
+        "confirm-lead": [{}],
+        "triage": [
+            {
+                "severity": sev.value,
+                "category": cat.value,
+                "responsible_unit": unit if i % 3 else other,
+            }
+            for i, (sev, cat) in enumerate((sev, cat) for sev in Severity for cat in Category)
+        ],
+        "file-written-report": [{"text": "书面信息"}],
+        "report-progress": [{"text": "续报"}],
+        "activate": [{"units": [other]}],
+        "consult": [{"topic": "会商", "decision": "继续观察"}],
+        "return-to-office": [{"reason": "不属本单位职责"}],
+        "declare-delay": [{"reason": "需多部门调查"}],
+        "draft-reply": [{"text": "回复", "kind": k.value} for k in ReplyKind],
+        "approve-reply": [{"approve": True}, {"approve": False, "comment": "请修改"}],
+        "approve-release": [{"approve": True, "spokesperson": "li.xiaomei"}],
+        "publish-reply": [{"channel": "镇政府微博"}],
+        "conclude": [{"note": "已办结"}],
+        "decide-adoption": [{"adopted": True, "decision": "采纳"}],
+        "report-spreading": [{"description": "仍在传播"}],
+        "track": [{"status": s.value} for s in TrackStatus],
+        "submit-summary": [{"text": "总结"}],
+        "withdraw": [{"reason": "误报"}],
+        "record-accountability": [{"kind": "谎报", "unit": unit, "reason": "核实为谎报"}],
+        "commend": [{"unit": unit, "reason": "处置得力"}],
+    }[name]
+
+
+def command(name: str, fields: dict[str, Any], actor: str) -> Any:
+    return ACTIONS[name].command.model_validate({**fields, "actor": actor})
+
+
+def accepts(c: Incident, name: str, fields: dict[str, Any], actor: str) -> bool:
+    try:
+        c.check(name, command(name, fields, actor))
+    except Refusal:
+        return False
+    return True
+
+
+def new_incident(
+    *, lead: bool, severity: Severity | None, oral: bool, drill: bool, late_minutes: int
+) -> Incident:
+    discovered = START - timedelta(minutes=late_minutes)
+    sub = Submission(
+        title="东湖村道路积水",
+        content="网帖内容",
+        source="微博",
+        discovered_at=discovered,
+        reporter_unit="yqb",
+        severity=severity,
+        oral=oral and not lead,
+        lead=lead,
+        drill_speedup=3600 if drill else None,
+    )
+    inp = IncidentInput(
+        incident_id="YQ-model",
+        submission=sub,
+        received_at=START,
+        roster=ROSTER,
+        plan=SHIPPED,
+        plan_version=SHIPPED.version,
+    )
+    c = Incident(inp, now=START)
+    c.open_incident()
+    c.started = True
+    return c
+
+
+def apply(c: Incident, name: str, fields: dict[str, Any], actor: str) -> None:
+    c.apply(name, command(name, fields, actor), c.now)
+    c.to_watch.clear()
+
+
+# How a unit that wants to close the incident goes about it: the first of these it may take.
+CLOSING: list[tuple[str, dict[str, Any]]] = [
+    ("submit-summary", {"text": "总结"}),
+    ("publish-reply", {"channel": "镇政府微博"}),
+    ("approve-release", {"approve": True, "spokesperson": "li.xiaomei"}),
+    ("approve-reply", {"approve": True}),
+    ("draft-reply", {"text": "处理结果", "kind": "result"}),
+    ("draft-reply", {"text": "官方回复", "kind": "official"}),
+    ("track", {"status": "subsided"}),
+    ("decide-adoption", {"adopted": True, "decision": "采纳"}),
+    ("draft-reply", {"text": "表态", "kind": "stance"}),
+    ("file-written-report", {"text": "书面信息"}),
+    ("confirm-lead", {}),
+    ("triage", {"severity": "general", "category": "hype", "responsible_unit": "cjb"}),
+]
+
+
+def fork(c: Incident) -> Incident:
+    """A copy to explore from: its own state, the same input."""
+    x = copy.copy(c)
+    x.s = c.s.model_copy(deep=True)
+    x.to_watch = []
+    return x
+
+
+def witnesses(c: Incident) -> list[str]:
+    """People enough to try every action: the office, the leader, the unit's head and staff."""
+    unit = c.s.responsible_unit
+    return ["liu.yang", "wang.jianguo", *(ROSTER.members_of(unit) if unit else [])]
+
+
+def shape_of(c: Incident) -> str:
+    """What closing an incident depends on (not its timeline, consultations or progress)."""
+    s = c.s
+    return repr(
+        (
+            s.phase,
+            s.severity,
+            s.category,
+            s.responsible_unit,
+            s.co_units,
+            s.reply_round,
+            s.concluded_at is not None,
+            s.adoption is not None,
+            [(r.kind, r.status, r.release_needed, r.released_by is not None) for r in s.replies],
+            [(d.key, d.open, d.overdue, d.replaced_by) for d in s.deadlines],
+        )
+    )
+
+
+def closes(c: Incident, steps: int = 40) -> bool:
+    """Some sequence of allowed actions (by anyone, with valid fields, time passing) ends in
+    submit-summary: the one a unit wanting to close would take, greedily."""
+    x = fork(c)
+    for _ in range(steps):
+        if x.s.phase is Phase.closed:
+            return x.s.summary is not None
+        for name, fields in CLOSING:
+            actor = next((p for p in witnesses(x) if x.allows(name, p)), None)
+            if actor is not None and accepts(x, name, fields, actor):
+                apply(x, name, fields, actor)
+                break
+        else:
+            x.advance(x.now + timedelta(hours=6))  # perhaps something waits for time
+    return x.s.phase is Phase.closed and x.s.summary is not None
+
+
+class IncidentMachine(RuleBasedStateMachine):
+    """One incident, from its submission, through whatever staff and time do to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c: Incident
+
+    @initialize(
+        lead=st.booleans(),
+        severity=st.none() | st.sampled_from(list(Severity)),
+        oral=st.booleans(),
+        drill=st.booleans(),
+        late_minutes=st.integers(0, 1_500),
+    )
+    def submit(
+        self, lead: bool, severity: Severity | None, oral: bool, drill: bool, late_minutes: int
+    ) -> None:
+        self.c = new_incident(
+            lead=lead, severity=severity, oral=oral, drill=drill, late_minutes=late_minutes
+        )
+        self.searched: set[str] = set()
+        self._allowed: tuple[int, dict[str, list[str]]] = (-1, {})
+
+    def allowed(self, name: str) -> list[str]:
+        """Who may take an action now, by the table; worked out once per state version."""
+        version = self.c.s.version
+        if self._allowed[0] != version:
+            self._allowed = (version, {})
+        known = self._allowed[1]
+        if name not in known:
+            known[name] = [p for p in PEOPLE if self.c.allows(name, p)]
+        return known[name]
+
+    def anyone(self, name: str) -> bool:
+        """Whether someone may take the action now (stops at the first)."""
+        known = self._allowed[1] if self._allowed[0] == self.c.s.version else {}
+        if name in known:
+            return bool(known[name])
+        return any(self.c.allows(name, p) for p in PEOPLE)
+
+    @rule(
+        name=st.sampled_from(list(ACTIONS)),
+        person=st.sampled_from(PEOPLE),
+        pick=st.integers(0, 50),
+    )
+    def act(self, name: str, person: str, pick: int) -> None:
+        c = self.c
+        options = candidates(name, c)
+        fields = options[pick % len(options)]
+        before = c.s.model_dump()
+        allowed = c.allows(name, person)
+        assert allowed == (c.may(name, person) is None)
+        if allowed:
+            # The page offers it to this person: some valid fields must be accepted.
+            assert any(accepts(c, name, f, person) for f in options), (name, person, c.s.phase)
+        if not accepts(c, name, fields, person):
+            assert c.s.model_dump() == before, "a refused action changed the incident"
+            return
+        severity = c.s.severity
+        apply(c, name, fields, person)
+        if name == "publish-reply":
+            reply = c.s.replies[-1]
+            if rules.needs_release(severity):
+                assert reply.released_by is not None, "R-RELEASE: published without approval"
+
+    @rule(data=st.data())
+    def act_as_allowed(self, data: st.DataObject) -> None:
+        """An action someone may take now, by one of them: how staff actually move an incident."""
+        names = [n for n in ACTIONS if self.anyone(n)]
+        if not names:
+            return
+        # Mostly the steps that move an incident on; the rest (consult, commend, withdraw…) now
+        # and then, and through `act` at random.
+        onward = [n for n in names if n in PROGRESS or n in ("declare-delay", "conclude")]
+        diligent = [n for n, _ in CLOSING if n in onward]
+        how = data.draw(st.integers(0, 9), label="how")
+        if diligent and how < 4:
+            names = diligent[:1]  # the step a diligent unit takes next
+        elif onward and how < 8:
+            names = onward
+        name = data.draw(st.sampled_from(names), label="action")
+        person = data.draw(st.sampled_from(self.allowed(name)), label="by")
+        self.act(name, person, data.draw(st.integers(0, 50), label="fields"))
+
+    @rule()
+    def conclude_and_report_calm(self) -> None:
+        """The unit concludes the case (办结) and reports it calm at once, before the result reply:
+        the order in which a dead end once hid (issue 14, defect 5)."""
+        for name, fields in (("conclude", {"note": "已办结"}), ("track", {"status": "subsided"})):
+            people = self.allowed(name)
+            if people and accepts(self.c, name, fields, people[0]):
+                apply(self.c, name, fields, people[0])
+
+    @rule(minutes=st.integers(1, 5_000))
+    def wait(self, minutes: int) -> None:
+        self.c.advance(self.c.now + timedelta(minutes=minutes))
+
+    @invariant()
+    def one_record_and_one_chain_per_deadline(self) -> None:
+        s = self.c.s
+        keys = [a.deadline_key for a in s.accountability if not a.deadline_key.startswith("manual")]
+        assert len(keys) == len(set(keys)), f"two records for one deadline: {keys}"
+        for d in s.deadlines:
+            steps = [e.step for e in s.escalations if e.deadline_key == d.key]
+            assert steps == list(range(1, len(steps) + 1)), f"{d.key} chain {steps}"
+            if d.joined is not None:
+                assert d.key not in keys and not steps, f"{d.key} joined but recorded"
+
+    @invariant()
+    def records_only_for_misses(self) -> None:
+        s = self.c.s
+        by_key = {d.key: d for d in s.deadlines}
+        for a in s.accountability:
+            d = by_key.get(a.deadline_key)
+            if d is not None:
+                assert d.overdue, f"a record for {d.key}, which was never missed"
+                met_in_time = d.met_at is not None and d.met_at < d.due_at
+                assert not met_in_time, f"a record for {d.key}, met in time"
+
+    @invariant()
+    def replies_released_for_their_severity(self) -> None:
+        for r in self.c.s.replies:
+            if r.status is ReplyStatus.approved and r.released_by is None:
+                assert r.release_needed == rules.needs_release(self.c.s.severity)
+
+    @invariant()
+    def every_open_deadline_can_be_worked_on(self) -> None:
+        c = self.c
+        if c.s.phase is Phase.closed:
+            return
+        for d in c.s.deadlines:
+            if not d.open or d.rule not in MEETS:
+                continue
+            assert any(self.anyone(n) for n in MEETS[d.rule]), (
+                f"nobody can work towards {d.key} in phase {c.s.phase}"
+            )
+
+    @invariant()
+    def no_dead_end(self) -> None:
+        # Searching is the costly check: once per shape of the incident (what closing depends
+        # on), not again after a consultation or a progress report.
+        c = self.c
+        if c.s.phase is Phase.closed:
+            return
+        shape = shape_of(c)
+        if shape in self.searched:
+            return
+        self.searched.add(shape)
+        assert closes(c), f"no way to close from phase {c.s.phase}"
+
+
+SETTINGS = settings(
+    max_examples=600,
+    stateful_step_count=25,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+
+
+def test_the_plan_holds_over_random_sequences() -> None:
+    """R-RELEASE, R-ACCOUNT, R-ESCALATE, R-CLOSE: thousands of steps, every invariant each time."""
+    run_state_machine_as_test(IncidentMachine, settings=SETTINGS)
+
+
+# --- mutants: each invariant catches a break of the rule it guards ---
+
+# A mutant only has to be caught, not explained: no shrinking.
+MUTANT_SETTINGS = settings(SETTINGS, phases=[Stage.generate])
+
+
+@contextmanager
+def mutated(target: Any, name: str, replacement: Any) -> Iterator[None]:
+    original = getattr(target, name)
+    setattr(target, name, replacement)
+    try:
+        yield
+    finally:
+        setattr(target, name, original)
+
+
+def _caught(match: str) -> None:
+    with pytest.raises(AssertionError, match=match):
+        run_state_machine_as_test(IncidentMachine, settings=MUTANT_SETTINGS)
+
+
+def test_mutant_publish_without_release_is_caught() -> None:
+    """R-RELEASE judged by the severity at approval, as before issue 14."""
+
+    def publish(s: Any, roster: Any, tz: str) -> str | None:
+        current = actions.current_reply(s)
+        if current is None or current.status is not ReplyStatus.approved:
+            return "未审定"
+        return None
+
+    with replaced("publish-reply", when=publish):
+        _caught("R-RELEASE")
+
+
+@contextmanager
+def replaced(*names: str, **changes: Any) -> Iterator[None]:
+    """The table with some entries' fields replaced (dataclasses.replace), restored after."""
+    originals = {name: ACTIONS[name] for name in names}
+    for name, rule_ in originals.items():
+        ACTIONS[name] = dataclasses.replace(rule_, **changes)
+    try:
+        yield
+    finally:
+        ACTIONS.update(originals)
+
+
+def test_mutant_second_record_after_a_lowered_severity_is_caught() -> None:
+    """R-ACCOUNT: a re-triage that starts a missed deadline afresh (before issue 14)."""
+    original = Incident._move_reply_deadlines
+
+    def move(self: Incident) -> None:
+        d = self.find(f"R-REPLY#{self.s.reply_round}")
+        if d is not None and d.overdue:
+            d.overdue = False
+            d.escalation_step = 0
+            d.last_step_at = None
+            d.version += 1
+        original(self)
+
+    with mutated(Incident, "_move_reply_deadlines", move):
+        _caught("two records for one deadline|chain")
+
+
+def test_mutant_record_for_a_deadline_met_in_time_is_caught() -> None:
+    """R-ACCOUNT: a timer that fires for a deadline already met."""
+    original = core.next_event
+
+    def next_event(d: Any, steps: Any, now: Any, **kw: Any) -> Any:
+        if d.met_at is not None and not d.overdue and d.met_at < d.due_at:
+            return core.Next("miss", d.due_at, summary=d.title)
+        return original(d, steps, now, **kw)
+
+    with mutated(core, "next_event", next_event):
+        _caught("met in time|never missed|two records|chain")
+
+
+def test_mutant_dead_end_after_subsiding_is_caught() -> None:
+    """R-CLOSE: replies only while handling and tracking (before issue 14)."""
+    replies = ("draft-reply", "approve-reply", "approve-release", "publish-reply")
+    with replaced(*replies, phases=(Phase.handling, Phase.tracking)):
+        _caught("no way to close|nobody can work")
+
+
+def test_mutant_page_offering_what_the_core_refuses_is_caught() -> None:
+    """What the page offers = what the core accepts: a field check the table does not know."""
+    original = Incident._fields_refusal
+
+    def fields(self: Incident, name: str, action: Any) -> str | None:
+        if name == "consult":
+            return "mutant: never"
+        return original(self, name, action)
+
+    with mutated(Incident, "_fields_refusal", fields):
+        _caught("consult")
