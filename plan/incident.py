@@ -455,7 +455,7 @@ class Incident:
         s = self.s
         s.delay_reason = action.reason
         anchor, label = self._round_anchor()
-        self._add_deadline(
+        stance = self._add_deadline(
             f"R-STANCE#{s.reply_round}",
             rules.R_STANCE,
             rules.TITLES[rules.R_STANCE],
@@ -464,10 +464,19 @@ class Incident:
             due=rules.plan_due(anchor, self.spec.stance_within, self.inp.received_at, self.speedup),
             unit=s.responsible_unit,
         )
+        reply = self.find(f"R-REPLY#{s.reply_round}")
+        in_time = reply is not None and reply.open and not reply.overdue
+        if in_time and reply is not None:
+            # Declared before the deadline: R-STANCE replaces the R-REPLY miss; the official
+            # reply is still owed (RULES.md R-STANCE). Declared after it, the miss stays.
+            reply.replaced_by = stance.key
+            reply.version += 1
+        then = "回复期限由表态性回复期限取代" if in_time else f"已逾期的回复期限仍记{rules.OVERDUE}"
         self.event(
             "delay_declared",
             action.actor,
-            f"{rules.R_STANCE} 无法在回复期内办结：{action.reason}；须3日内作出表态性回复，官方回复仍须完成",
+            f"{rules.R_STANCE} 无法在回复期内办结：{action.reason}；须3日内作出表态性回复，"
+            f"官方回复仍须完成（{then}）",
         )
         self.changed()
 

@@ -45,7 +45,8 @@ async def scenario_inquiry(env: WorkflowEnvironment, settings: Settings) -> str:
 
 
 async def scenario_urgent(env: WorkflowEnvironment, settings: Settings) -> str:
-    """Urgent, oral: missed reply escalates, stance, release, flare-up, second round, summary."""
+    """Urgent, oral: a delay declared in time (R-STANCE replaces the reply miss), stance, release,
+    flare-up, second round, summary."""
     roster = load_roster(EXAMPLE_ROSTER)
     c = env.client
     view = (

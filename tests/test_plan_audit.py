@@ -140,6 +140,38 @@ async def test_a_result_reply_owed_after_subsiding_can_still_be_given(
         assert closed.phase.value == "closed"
 
 
+async def test_a_delay_declared_in_time_replaces_the_reply_miss(
+    time_env: WorkflowEnvironment,
+    client: Client,
+    settings: Settings,
+    roster: Roster,
+    executor: ThreadPoolExecutor,
+) -> None:
+    """R-STANCE (defect 3): the unit declares, with a reason, before the 12-hour R-REPLY deadline
+    that the matter cannot be finished in time, and publishes a stance reply within 72 hours:
+    R-REPLY records no 逾期 and does not escalate; the official reply is still owed, and once
+    published it settles R-REPLY and the incident moves on to tracking."""
+    async with running_worker(client, settings, executor):
+        view = await submit(client, settings, roster)
+        await triage(client, view.id, severity="general", category="hype", unit="cjb")
+        await incidents.act(
+            client, view.id, "declare-delay", {"reason": "需多部门联合调查"}, "lin.feng"
+        )
+        await time_env.sleep(timedelta(hours=13))
+        await publish(client, view.id, staff="lin.feng", head="sun.haitao", kind="stance")
+        await time_env.sleep(timedelta(hours=24))
+        later = await incidents.get(client, view.id)
+        assert not later.accountability, later.accountability
+        assert not later.escalations, later.escalations
+        reply = later.deadline("R-REPLY#1")
+        assert reply is not None and reply.open and not reply.overdue
+        assert later.phase.value == "handling"
+        done = await publish(client, view.id, staff="lin.feng", head="sun.haitao")
+        assert done.deadline("R-REPLY#1").state == "met"  # type: ignore[union-attr]
+        assert done.phase.value == "tracking"
+        assert not done.accountability
+
+
 async def test_a_delay_declared_after_the_deadline_keeps_the_miss(
     time_env: WorkflowEnvironment,
     client: Client,
