@@ -107,6 +107,10 @@ def forbid(message: str) -> Refusal:
     return Refusal(message, "forbidden")
 
 
+def _rank(severity: Severity) -> int:
+    return list(Severity).index(severity)
+
+
 class Incident:
     """One incident's state and the plan's rules over it; see the module docstring."""
 
@@ -226,7 +230,7 @@ class Incident:
 
     def _reported(self, at: datetime) -> None:
         """R-NOTIFY and the R-PROGRESS cadence start at the recorded instant of the report."""
-        who = rules.notify_recipients(self.roster, self.s.severity, self.s.responsible_unit)
+        who = self._notify_recipients()
         self._notify(rules.R_NOTIFY, who, *messages.reported(self.view(), self.roster, self.tz))
         self._ensure_progress(at)
 
@@ -308,6 +312,7 @@ class Incident:
             changes.append(f"协办单位：{names}")
         first = s.phase is Phase.triage
         old_category = s.category
+        old_severity = s.severity
         new_unit = action.responsible_unit != s.responsible_unit
         s.severity = action.severity
         s.severity_assessed = True
@@ -327,8 +332,16 @@ class Incident:
         self._follow_release(action.actor)
         self._apply_category(old_category)
         self._ensure_progress(self.now)
+        raised = _rank(s.severity) > _rank(old_severity) and rules.needs_release(s.severity)
+        if not (first or new_unit) and raised and s.rules_version >= 1:
+            # R-NOTIFY: 紧急、重大 … 立即向主要领导汇报, however the incident got there.
+            lg = self.roster.leading_group
+            who = [lg.leader, *self.roster.members_of(self.roster.roles.publicity)]
+            self._notify(
+                rules.R_NOTIFY, who, *messages.severity_raised(self.view(), self.roster, self.tz)
+            )
         if first or new_unit:
-            who = rules.notify_recipients(self.roster, s.severity, s.responsible_unit)
+            who = self._notify_recipients()
             for unit in s.co_units:
                 who += self.roster.members_of(unit)
             self._notify(rules.R_NOTIFY, who, *messages.assigned(self.view(), self.roster, self.tz))
@@ -688,7 +701,7 @@ class Incident:
             s.reply_round += 1
             self._add_reply_deadline(now, "再次升温时间")
             self._ensure_progress(now)
-            who = rules.notify_recipients(self.roster, s.severity, s.responsible_unit)
+            who = self._notify_recipients()
             self._notify(rules.R_TRACK, who, *messages.flared(self.view(), self.roster, self.tz))
         self.changed()
 
@@ -808,6 +821,12 @@ class Incident:
             "deadline_moved",
             None,
             f"{rules.R_REPLY} 回复期限调整：{messages.local(old, self.tz)} → {messages.local(due, self.tz)}",
+        )
+
+    def _notify_recipients(self) -> list[str]:
+        s = self.s
+        return rules.notify_recipients(
+            self.roster, s.severity, s.responsible_unit, publicity=s.rules_version >= 1
         )
 
     def _follow_release(self, actor: str | None) -> None:

@@ -139,6 +139,17 @@ def referral(view: IncidentView, roster: Roster, rule: str, reason: str) -> tupl
     return subject, body
 
 
+def severity_raised(view: IncidentView, roster: Roster, tz: str) -> tuple[str, str]:
+    reply = next(d for d in reversed(view.deadlines) if d.rule == rules.R_REPLY)
+    subject = f"{_head(view)}：升级为{view.severity.label}舆情"
+    body = (
+        f"领导小组办公室重新研判为{view.severity.label}舆情（{rules.R_NOTIFY}）。\n"
+        f"责任单位：{roster.unit_name(view.responsible_unit)}，"
+        f"官方回复期限：{local(reply.due_at, tz)}（{rules.R_REPLY}）。"
+    )
+    return subject, body
+
+
 def flared(view: IncidentView, roster: Roster, tz: str) -> tuple[str, str]:
     reply = next(d for d in reversed(view.deadlines) if d.rule == rules.R_REPLY)
     subject = f"{_head(view)}：舆情再次升温"

@@ -511,6 +511,9 @@ class IncidentState(BaseModel):
     recorded_seq: int = 0
     notify_seq: int = 0
     runs: int = 1  # how many runs (continue-as-new) the incident has had
+    # Which rules the incident runs under: 0 for incidents started before issue 14's R-NOTIFY
+    # fix (their histories replay as they ran), 1 since (workflows/incident.py RULES_PATCH).
+    rules_version: int = 0
     # Effects decided but not yet written: carried across continue-as-new, so none is lost.
     pending_escalations: list[Escalation] = Field(default_factory=list)
     pending_notifications: list[Notification] = Field(default_factory=list)

@@ -232,12 +232,17 @@ def escalation_chain(
     ]
 
 
-def notify_recipients(roster: Roster, severity: Severity, unit_id: str | None) -> list[str]:
-    """R-NOTIFY: the office; the main leader for major and urgent; the responsible unit (R-DUTY:
-    its first-responsible person always)."""
+def notify_recipients(
+    roster: Roster, severity: Severity, unit_id: str | None, *, publicity: bool = True
+) -> list[str]:
+    """R-NOTIFY: the office; for major and urgent the main leader (立即向主要领导汇报) and the
+    publicity department (同时向有关部门通报; `publicity=False` for incidents started before it
+    was told); the responsible unit (R-DUTY: its first-responsible person always)."""
     ids = list(roster.members_of(roster.roles.office))
     if severity in (Severity.major, Severity.urgent):
         ids.append(roster.leading_group.leader)
+        if publicity:
+            ids.extend(roster.members_of(roster.roles.publicity))
     if unit_id:
         ids.extend(roster.members_of(unit_id))
     return list(_unique(ids))

@@ -151,6 +151,7 @@ def new_incident(
         plan_version=SHIPPED.version,
     )
     c = Incident(inp, now=START)
+    c.s.rules_version = 1  # today's rules, as a newly started workflow has them
     c.open_incident()
     c.started = True
     return c

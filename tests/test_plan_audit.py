@@ -189,3 +189,35 @@ async def test_a_delay_declared_after_the_deadline_keeps_the_miss(
             client, view.id, "declare-delay", {"reason": "需多部门联合调查"}, "lin.feng"
         )
         assert [a.deadline_key for a in later.accountability] == ["R-REPLY#1"]
+
+
+async def test_the_leader_and_publicity_are_told_when_an_incident_becomes_major(
+    client: Client, settings: Settings, roster: Roster, executor: ThreadPoolExecutor
+) -> None:
+    """R-NOTIFY (defect 2): 紧急、重大 … 立即向主要领导汇报, 同时向有关部门通报. A general incident
+    re-triaged as major tells the leader and the publicity department at once; a major report
+    tells the publicity department too."""
+    leader = roster.leading_group.leader
+    publicity = roster.members_of(roster.roles.publicity)
+    async with running_worker(client, settings, executor):
+        view = await submit(client, settings, roster)
+        await triage(client, view.id, severity="general", unit="cjb")
+        assert not _inbox(settings.database_url, leader, view.id)
+        await triage(client, view.id, severity="major", unit="cjb")
+        for person in [leader, *publicity]:
+            told = await eventually(
+                lambda p=person: [
+                    m
+                    for m in _inbox(settings.database_url, p, view.id)
+                    if m.rule == "R-NOTIFY" and "重大" in m.subject
+                ]
+            )
+            assert told, person
+
+        major = await submit(client, settings, roster, severity="major")
+        for person in publicity:
+            await eventually(
+                lambda p=person: [
+                    m for m in _inbox(settings.database_url, p, major.id) if m.rule == "R-NOTIFY"
+                ]
+            )

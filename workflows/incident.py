@@ -88,6 +88,10 @@ SEARCH_ATTRIBUTES = (
 # it, `record`, `escalate` and `notify` ran one after another, each a round trip through the
 # server (docs/PERFORMANCE.md). Histories from before it replay the old way.
 ONE_WRITE_PATCH = "one-write-per-step"
+# Incidents started since issue 14's R-NOTIFY fix tell the publicity department of a major or
+# urgent incident and the leader of a later rise (IncidentState.rules_version 1); older histories
+# replay with the recipients they had.
+RULES_PATCH = "rules-version-1"
 
 
 class Sent:
@@ -138,6 +142,8 @@ class IncidentWorkflow:
     @workflow.run
     async def run(self, inp: IncidentInput) -> IncidentView:
         if not self.core.resumed:
+            if workflow.patched(RULES_PATCH):
+                self.s.rules_version = 1
             self.core.now = workflow.now()
             self.core.open_incident()
         self.core.started = True
