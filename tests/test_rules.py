@@ -167,17 +167,23 @@ def test_notify_general_without_unit_is_the_office(roster: Roster) -> None:
     assert rules.notify_recipients(roster, Severity.general, None) == OFFICE
 
 
+PUBLICITY = ["li.xiaomei", "he.jing"]  # 宣传部门 (roles.publicity) in the example roster
+
+
 @pytest.mark.parametrize("severity", [Severity.major, Severity.urgent])
 def test_notify_major_and_urgent_include_the_leader(roster: Roster, severity: Severity) -> None:
-    """R-NOTIFY: 紧急、重大 … 立即向主要领导汇报."""
-    assert rules.notify_recipients(roster, severity, None) == [*OFFICE, LEADER]
+    """R-NOTIFY: 紧急、重大 … 立即向主要领导汇报, 同时向有关部门通报 (the publicity department)."""
+    assert rules.notify_recipients(roster, severity, None) == [*OFFICE, LEADER, *PUBLICITY]
     assert rules.notify_recipients(roster, severity, "sswb") == [
         *OFFICE,
         LEADER,
+        *PUBLICITY,
         "huang.li",
         "wu.fang",
         "xu.lei",
     ]
+    # Incidents started before the publicity department was told keep their recipients.
+    assert rules.notify_recipients(roster, severity, None, publicity=False) == [*OFFICE, LEADER]
 
 
 def test_notify_the_responsible_unit(roster: Roster) -> None:
@@ -189,6 +195,7 @@ def test_notify_the_responsible_unit(roster: Roster) -> None:
     assert rules.notify_recipients(roster, Severity.major, "zfb") == [
         *OFFICE,
         LEADER,
+        *PUBLICITY,
         "chen.zhiqiang",
     ]
 
