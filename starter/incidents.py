@@ -195,12 +195,10 @@ async def get(client: Client, incident_id: str, *, run_id: str | None = None) ->
             try:
                 return await handle.query(IncidentWorkflow.view, rpc_timeout=QUERY_TIMEOUT)
             except RPCError as exc:
-                # A query that reached a run in the moment it continued as new can go
-                # unanswered (seen with the time-skipping test server): ask again.
-                if (
-                    exc.status is not RPCStatusCode.DEADLINE_EXCEEDED
-                    or attempt == QUERY_ATTEMPTS - 1
-                ):
+                # A query that reached a run in the moment it continued as new, or a worker too
+                # busy to answer within QUERY_TIMEOUT (the client's own timeout comes back as
+                # CANCELLED "Timeout expired"), can go unanswered: ask again.
+                if exc.status not in UNANSWERED or attempt == QUERY_ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
     except WorkflowQueryFailedError as exc:
@@ -212,9 +210,14 @@ async def get(client: Client, incident_id: str, *, run_id: str | None = None) ->
     except RPCError as exc:
         if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
             raise ServiceError(404, f"事件“{incident_id}”不存在") from exc
+        if exc.status in UNANSWERED:
+            # Temporal or the worker is too busy to answer now: a 503 that says so, never a 500
+            # (after an accepted action the API answers 200 "操作已受理" instead).
+            raise ServiceError(503, f"事件“{incident_id}”的状态暂时无法读取，请稍后刷新") from exc
         raise
 
 
+UNANSWERED = (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED)
 QUERY_ATTEMPTS = 3
 QUERY_TIMEOUT = timedelta(seconds=5)
 
