@@ -502,36 +502,38 @@ ACTIONS: dict[str, ActionRule] = {
 }
 
 
-@dataclass(frozen=True)
-class Refused:
-    """Why an action is not accepted: `forbidden` (the person: HTTP 403) or `refused` (the
-    incident now: 409)."""
+class Refusal(Exception):
+    """Why an action is not accepted: `kind` "refused" (the incident now: HTTP 409), "forbidden"
+    (the person: 403) or "not_ready" (the incident is still being created: try again). `may`
+    returns one; the core raises it."""
 
-    message: str
-    kind: str = "refused"
+    def __init__(self, message: str, kind: str = "refused") -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
 
 
 def may(
     name: str, roster: Roster, s: IncidentState, place: Place, actor: str, tz: str
-) -> Refused | None:
+) -> Refusal | None:
     """Whether `actor` may take action `name` on the incident now, whatever the fields say:
     None, or why not. In order: closed, wrong phase (409: nobody may now), an unknown person or
     not this person's role (403), the incident not ready for it (409)."""
     rule = ACTIONS[name]
     if s.phase is Phase.closed:
-        return Refused("事件已结案，不再接受操作")
+        return Refusal("事件已结案，不再接受操作")
     phases = rule.phases_for(s)
     if s.phase not in phases:
         if s.phase in rule.phase_refusals:
-            return Refused(rule.phase_refusals[s.phase])
+            return Refusal(rule.phase_refusals[s.phase])
         wanted = "或".join(f"“{p.label}”" for p in phases)
-        return Refused(f"事件当前处于“{s.phase.label}”阶段，此操作须在{wanted}阶段进行")
+        return Refusal(f"事件当前处于“{s.phase.label}”阶段，此操作须在{wanted}阶段进行")
     if not roster.roles_of(actor) and roster.person(actor) is None:
-        return Refused(f"人员“{actor}”不在名册中", "forbidden")
+        return Refusal(f"人员“{actor}”不在名册中", "forbidden")
     if not holds(rule.who, roster, actor, place):
-        return Refused(who_refusal(rule.who, roster, place), "forbidden")
+        return Refusal(who_refusal(rule.who, roster, place), "forbidden")
     reason = rule.when(s, roster, tz)
-    return Refused(reason) if reason else None
+    return Refusal(reason) if reason else None
 
 
 def allows(

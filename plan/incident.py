@@ -17,7 +17,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from plan import messages, rules
-from plan.actions import Place, Refused, allows, current_reply, draftable, may, reply_phases
+from plan.actions import (
+    OPINION_KEY,
+    RESULT_KEY,
+    WRITTEN_KEY,
+    Place,
+    Refusal,
+    allows,
+    current_reply,
+    draftable,
+    may,
+    reply_phases,
+)
 from plan.models import (
     AccountabilityRecord,
     Activate,
@@ -63,9 +74,6 @@ from plan.timers import Next, next_event
 
 REPORT_KEY = "R-REPORT"
 DISCOVER_KEY = "R-DISCOVER"
-WRITTEN_KEY = "R-WRITTEN"
-OPINION_KEY = "R-INQUIRY-OPINION"
-RESULT_KEY = "R-INQUIRY-RESULT"
 SUMMARY_KEY = "R-SUMMARY"
 
 # Rules whose deadlines belong to the responsible unit and follow it when it changes.
@@ -77,34 +85,9 @@ UNIT_RULES = {
     rules.R_TRACK,
     rules.R_SUMMARY,
 }
-REPLY_RULES = {rules.R_REPLY, rules.R_STANCE, rules.R_INQUIRY}
 
 # State the incident keeps for itself and does not show.
 INTERNAL_STATE = {"pending_escalations", "pending_notifications", "in_flight_deliveries"}
-
-LEADING = {Role.leader, Role.deputy}
-OFFICE = {Role.office}
-
-
-class Refusal(Exception):
-    """A staff action the incident does not accept now. `kind`: "refused" (wrong phase, closed,
-    missing reason: HTTP 409), "forbidden" (not this person's role: 403) or "not_ready" (the
-    incident is still being created: try again)."""
-
-    def __init__(self, message: str, kind: str = "refused") -> None:
-        super().__init__(message)
-        self.message = message
-        self.kind = kind
-
-
-def refuse(message: str) -> Refusal:
-    """A staff action that does not fit the incident now (wrong phase, closed, missing reason)."""
-    return Refusal(message, "refused")
-
-
-def forbid(message: str) -> Refusal:
-    """A staff action by someone whose role does not allow it."""
-    return Refusal(message, "forbidden")
 
 
 def _rank(severity: Severity) -> int:
@@ -1105,7 +1088,7 @@ class Incident:
             roles = self._roles[person_id] = self.roster.roles_of(person_id)
         return roles
 
-    def may(self, name: str, actor: str) -> Refused | None:
+    def may(self, name: str, actor: str) -> Refusal | None:
         """Whether `actor` may take action `name` now, whatever its fields (plan/actions.py)."""
         return may(name, self.roster, self.s, self.place(), actor, self.tz)
 
@@ -1120,12 +1103,12 @@ class Incident:
             # The table asks whether any kind of reply is owed; the refusal names the kind asked.
             kind_reason = draftable(self.s, action.kind)
             if kind_reason is not None and self.s.phase in reply_phases(self.s):
-                raise refuse(kind_reason)
+                raise Refusal(kind_reason)
         if refused is not None:
-            raise Refusal(refused.message, refused.kind)
+            raise refused
         reason = self._fields_refusal(name, action)
         if reason is not None:
-            raise refuse(reason)
+            raise Refusal(reason)
 
     def _fields_refusal(self, name: str, action: Any) -> str | None:
         """What is wrong with the action's own fields, if anything."""

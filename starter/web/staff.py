@@ -41,7 +41,6 @@ router = APIRouter()
 UNIT_FIELDS = {"responsible_unit", "unit", "units", "co_units"}
 PERSON_FIELDS = {"spokesperson", "person", "participants"}
 TRUE = ("on", "true", "1", "yes")
-WRITTEN_KEY = "R-WRITTEN"
 
 
 # ---------------------------------------------------------------- which actions, which fields
