@@ -487,7 +487,7 @@ ACTIONS: dict[str, ActionRule] = {
         AccountabilityRequest,
         RecordAccountability,
         "记录问责",
-        "办公室记录谎报、瞒报（R-ACCOUNT）。",
+        "办公室记录谎报、瞒报、漏报（R-ACCOUNT）。",
         Who.office,
         OPEN_PHASES,
     ),

@@ -99,7 +99,7 @@ class Miss(BaseModel):
     incident_id: str
     incident_title: str
     rule: str
-    kind: str  # 迟报 / 逾期 / 迟发现 / 谎报 / 瞒报
+    kind: str  # 迟报 / 逾期 / 迟发现 / 谎报 / 瞒报 / 漏报
     unit: str
     due_at: datetime
     met_at: datetime | None = None

@@ -120,3 +120,4 @@ class ManualAccountKind(StrEnum):
 
     false_report = "谎报"
     concealment = "瞒报"
+    omission = "漏报"  # an incident the unit should have reported and did not

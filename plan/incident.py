@@ -86,6 +86,10 @@ UNIT_RULES = {
     rules.R_SUMMARY,
 }
 
+# The rules a newly started incident runs under (IncidentState.rules_version; the workflow sets
+# it through workflow.patched, so older histories replay under the rules they ran with).
+RULES_VERSION = 2
+
 # State the incident keeps for itself and does not show.
 INTERNAL_STATE = {"pending_escalations", "pending_notifications", "in_flight_deliveries"}
 
@@ -168,6 +172,10 @@ class Incident:
                 )
 
         # R-REPORT: a staff submission is the report; a lead waits for the office (R-OFFICE).
+        # A phone call is the report when a signed-in person states it (R-WRITTEN: the written
+        # report follows it); a time an anonymous caller claims neither clears nor creates a record.
+        oral_at = self._oral_report_at()
+        reported_at = oral_at if oral_at is not None and self.s.rules_version >= 2 else received
         report = self._add_deadline(
             REPORT_KEY,
             rules.R_REPORT,
@@ -176,19 +184,23 @@ class Incident:
             anchor_label="发现时间",
             due=rules.report_due(sub.discovered_at, received, self.speedup, self.spec),
             unit=self.roster.roles.office if sub.lead else sub.reporter_unit,
-            met_at=None if sub.lead else received,
+            met_at=None if sub.lead else reported_at,
         )
-        if not sub.lead and received > report.due_at:
+        if not sub.lead and reported_at > report.due_at:
             report.overdue = True
-            self._account(report, rules.LATE_REPORT, sub.reporter_unit, met_at=received)
-            late = rules.format_duration(received - (sub.discovered_at + self.spec.report_within))
+            self._account(report, rules.LATE_REPORT, sub.reporter_unit, met_at=reported_at)
+            late = rules.format_duration(
+                reported_at - (sub.discovered_at + self.spec.report_within)
+            )
             self.event(
                 "late_report", None, f"{rules.R_REPORT} 迟报：发现后超过1小时才报告（晚{late}）"
             )
 
         # R-WRITTEN: an oral report is followed by the written one within 30 minutes.
         if sub.oral:
-            oral_at = sub.oral_reported_at or received
+            if self.s.rules_version < 2:
+                oral_at = sub.oral_reported_at
+            oral_at = oral_at or received
             self._add_deadline(
                 WRITTEN_KEY,
                 rules.R_WRITTEN,
@@ -210,6 +222,13 @@ class Incident:
             )
         else:
             self._reported(received)
+
+    def _oral_report_at(self) -> datetime | None:
+        """When the phone report was made, if a signed-in person states it (R-REPORT, R-WRITTEN)."""
+        sub = self.sub
+        if not sub.oral or sub.oral_reported_at is None or self.inp.submitted_by is None:
+            return None
+        return sub.oral_reported_at
 
     def _reported(self, at: datetime) -> None:
         """R-NOTIFY and the R-PROGRESS cadence start at the recorded instant of the report."""
@@ -358,14 +377,33 @@ class Incident:
 
     def withdraw(self, action: Withdraw) -> None:
         now = self.now
+        voiding = self.s.rules_version >= 2
         for d in self.s.deadlines:
             if d.open:
                 d.cancelled = True
+                d.version += 1
+            if voiding and not d.voided:
+                d.voided = True
                 d.version += 1
         self.s.close_reason = action.reason
         self.event(
             "withdrawn", action.actor, f"{rules.R_CLOSE} 办公室撤销（误报）：{action.reason}"
         )
+        # R-ACCOUNT: a false alarm's deadline records are void (kept, shown as void, counted in
+        # no figure); what was recorded by hand about it (谎报 …) stands.
+        void = [
+            a for a in self.s.accountability if voiding and not a.deadline_key.startswith("manual#")
+        ]
+        for rec in void:
+            rec.voided_at = now
+            rec.void_reason = f"误报撤销：{action.reason}"
+        if void:
+            kinds = "、".join(dict.fromkeys(a.kind for a in void))
+            self.event(
+                "records_voided",
+                action.actor,
+                f"{rules.R_ACCOUNT} 误报撤销，{len(void)}条{kinds}记录作废（保留备查，不计入统计）",
+            )
         self._close(now)
 
     def record_accountability(self, action: RecordAccountability) -> None:
@@ -383,6 +421,7 @@ class Incident:
                 recorded_at=now,
                 met_at=now,
                 reason=action.reason,
+                by=action.actor,
             )
         )
         self.event(

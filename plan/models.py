@@ -235,7 +235,7 @@ class WithdrawRequest(_Message):
 
 
 class AccountabilityRequest(_Message):
-    """R-ACCOUNT: the office records 谎报 or 瞒报 by hand."""
+    """R-ACCOUNT: the office records 谎报, 瞒报 or 漏报 by hand."""
 
     kind: ManualAccountKind
     unit: str = Field(min_length=1, max_length=SHORT_MAX)
@@ -359,6 +359,8 @@ class Deadline(BaseModel):
     # R-STANCE: a delay declared in time replaces this deadline's miss by the stance deadline's;
     # what it asks for (the official reply) is still owed, without a timer of its own.
     replaced_by: str | None = None
+    # R-ACCOUNT: the incident was withdrawn as a false alarm, so the deadline counts in no figure.
+    voided: bool = False
     version: int = 0
 
     @property
@@ -390,13 +392,17 @@ class Escalation(BaseModel):
 class AccountabilityRecord(BaseModel):
     deadline_key: str
     rule: str
-    kind: str  # 迟报 / 逾期 / 迟发现 / 谎报 / 瞒报
+    kind: str  # 迟报 / 逾期 / 迟发现 / 谎报 / 瞒报 / 漏报
     unit: str
     person: str | None
     due_at: datetime
     recorded_at: datetime
     met_at: datetime | None = None
     reason: str | None = None
+    # R-ACCOUNT: a record of a false alarm withdrawn is void: kept and shown, counted nowhere.
+    voided_at: datetime | None = None
+    void_reason: str | None = None
+    by: str | None = None  # who recorded it by hand (谎报/瞒报/漏报)
 
 
 class TimelineEntry(BaseModel):
@@ -511,8 +517,10 @@ class IncidentState(BaseModel):
     recorded_seq: int = 0
     notify_seq: int = 0
     runs: int = 1  # how many runs (continue-as-new) the incident has had
-    # Which rules the incident runs under: 0 for incidents started before issue 14's R-NOTIFY
-    # fix (their histories replay as they ran), 1 since (workflows/incident.py RULES_PATCH).
+    # Which rules the incident runs under (histories replay as they ran): 0 for incidents started
+    # before issue 14's R-NOTIFY fix, 1 since (workflows/incident.py RULES_PATCH), 2 since the
+    # oral report meets R-REPORT, the amendment period after close, countersigns and activated
+    # units' part (RULES_V2_PATCH).
     rules_version: int = 0
     # Effects decided but not yet written: carried across continue-as-new, so none is lost.
     pending_escalations: list[Escalation] = Field(default_factory=list)
@@ -527,6 +535,9 @@ class IncidentInput(BaseModel):
     incident_id: str
     submission: Submission
     received_at: datetime
+    # The roster person who sent the submission signed in (a session or a token), or None for an
+    # anonymous caller, whose stated times never clear or create a record (R-REPORT, R-WRITTEN).
+    submitted_by: str | None = None
     roster: Roster
     plan: PlanSpec = Field(default_factory=lambda: SHIPPED)
     plan_version: str = ""

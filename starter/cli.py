@@ -472,11 +472,16 @@ def submit(
     ] = None,
     responsible_unit: Annotated[str | None, typer.Option(help="责任单位编号")] = None,
     oral: Annotated[bool, typer.Option(help="已电话口头报告（R-WRITTEN）")] = False,
+    oral_at: Annotated[
+        str | None,
+        typer.Option(help="电话口头报告时间，ISO 8601；已登录报告时视为报告时间（R-REPORT）"),
+    ] = None,
     drill_speedup: Annotated[float | None, typer.Option(help="演练加速倍数（R-DRILL）")] = None,
     key: Annotated[str | None, typer.Option(help="提交编号（重复提交只立一个事件）")] = None,
     lead: Annotated[
         bool, typer.Option("--lead", help="作为监测线索报送，待办公室确认（R-OFFICE）")
     ] = False,
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """报告一条舆情（或报送监测线索），启动处置流程。"""
@@ -497,10 +502,11 @@ def submit(
         "responsible_unit": responsible_unit,
         "drill_speedup": drill_speedup,
         "submission_key": key,
+        "oral_reported_at": oral_at,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     path = "/api/leads" if lead else "/api/incidents"
-    _print_incident(_request("POST", path, body=body), as_json)
+    _print_incident(_request("POST", path, body=body, token=token), as_json)
 
 
 @app.command()
@@ -549,7 +555,7 @@ def report(
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """各单位按期完成率、迟报/逾期/谎报/瞒报次数和表彰（R-ACCOUNT、R-COMMEND），不含演练。"""
+    """各单位按期完成率、迟报/逾期/谎报/瞒报/漏报次数（误报撤销作废的不计）和表彰（R-ACCOUNT、R-COMMEND），不含演练。"""
     data = _request("GET", f"/api/reports/accountability?start={start}&end={end}", token=token)
     if as_json:
         typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
@@ -561,7 +567,9 @@ def report(
         typer.echo(
             f"  {row['unit_name']}：按期{row['on_time']}，逾期完成{row['late']}，"
             f"未完成{row['missed']}，进行中{row['pending']}，按期率{rate}；"
-            f"问责记录：{records}；表彰{len(row['commendations'])}次"
+            f"问责记录：{records}"
+            + (f"（另有{row['voided']}条因误报撤销作废）" if row.get("voided") else "")
+            + f"；表彰{len(row['commendations'])}次"
         )
     if not data["units"]:
         typer.echo("  该期间无记录")

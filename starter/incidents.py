@@ -124,8 +124,15 @@ def parse_submission(data: dict[str, Any], roster: Roster, now: datetime) -> Sub
 
 
 async def submit(
-    client: Client, settings: Settings, roster: Roster, data: dict[str, Any]
+    client: Client,
+    settings: Settings,
+    roster: Roster,
+    data: dict[str, Any],
+    *,
+    submitted_by: str | None = None,
 ) -> Submitted:
+    """Start an incident from a submission; `submitted_by` is the signed-in person who sent it
+    (None: anonymous, whose stated times are shown but never clear a deadline)."""
     received_at = datetime.now(UTC)
     sub = parse_submission(data, roster, received_at)
     incident_id = incident_id_for(sub)
@@ -134,6 +141,7 @@ async def submit(
         incident_id=incident_id,
         submission=sub,
         received_at=received_at,
+        submitted_by=submitted_by,
         roster=roster,
         plan=SHIPPED,
         plan_version=SHIPPED.version,

@@ -107,6 +107,8 @@ class DeadlineRow(Base):
     met_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     overdue: Mapped[bool] = mapped_column(Boolean)
     cancelled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # R-ACCOUNT: a withdrawn false alarm's deadlines count in no figure.
+    voided: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     escalation_step: Mapped[int] = mapped_column(Integer)
 
 
@@ -140,6 +142,10 @@ class AccountabilityRow(Base):
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
     met_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reason: Mapped[str | None] = mapped_column(Text)
+    # R-ACCOUNT: void since a withdrawal as a false alarm (kept and shown, counted nowhere).
+    voided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    void_reason: Mapped[str | None] = mapped_column(Text)
+    by: Mapped[str | None] = mapped_column(String(200))  # who recorded it by hand
     drill: Mapped[bool] = mapped_column(Boolean)
 
 

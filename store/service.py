@@ -117,9 +117,21 @@ DEADLINE_COLUMNS = (
     "met_at",
     "overdue",
     "cancelled",
+    "voided",
     "escalation_step",
 )
-ACCOUNTABILITY_COLUMNS = ("rule", "kind", "unit", "person", "due_at", "met_at", "reason")
+ACCOUNTABILITY_COLUMNS = (
+    "rule",
+    "kind",
+    "unit",
+    "person",
+    "due_at",
+    "met_at",
+    "reason",
+    "voided_at",
+    "void_reason",
+    "by",
+)
 
 
 @dataclass(frozen=True)
@@ -521,7 +533,8 @@ def accountability_report(
 ) -> list[dict[str, object]]:
     """R-ACCOUNT / R-COMMEND: per unit, the deadlines due in [start, end) met on time, met late,
     missed or still pending, the on-time rate, accountability records by kind and commendations.
-    Drills (R-DRILL) and void deadlines are left out."""
+    Drills (R-DRILL), cancelled deadlines and a withdrawn false alarm's (voided, R-ACCOUNT) are
+    left out; voided records are counted apart, as `voided`, and in no kind."""
     units: dict[str, dict[str, object]] = {}
 
     def unit_row(unit: str) -> dict[str, object]:
@@ -535,6 +548,7 @@ def accountability_report(
                 "pending": 0,
                 "on_time_rate": None,
                 "records": {},
+                "voided": 0,
                 "commendations": [],
             },
         )
@@ -546,6 +560,7 @@ def accountability_report(
             DeadlineRow.due_at >= start,
             DeadlineRow.due_at < end,
             DeadlineRow.cancelled.is_(False),
+            DeadlineRow.voided.is_(False),
             Incident.drill.is_(False),
         )
     ).all()
@@ -563,7 +578,11 @@ def accountability_report(
             AccountabilityRow.drill.is_(False),
         )
     ):
-        records = unit_row(rec.unit)["records"]
+        row = unit_row(rec.unit)
+        if rec.voided_at is not None:
+            row["voided"] = int(row["voided"]) + 1  # type: ignore[call-overload]
+            continue
+        records = row["records"]
         assert isinstance(records, dict)
         records[rec.kind] = records.get(rec.kind, 0) + 1
     for com in session.scalars(
@@ -615,8 +634,8 @@ def deadlines_due_between(
 def accountability_recorded_between(
     session: Session, *, start: datetime, end: datetime
 ) -> Sequence[tuple[AccountabilityRow, str]]:
-    """Accountability records recorded in [start, end), drills left out, with the incident's
-    title."""
+    """Accountability records recorded in [start, end), drills and voided ones (a withdrawn
+    false alarm's) left out, with the incident's title."""
     rows = session.execute(
         select(AccountabilityRow, Incident.title)
         .join(Incident, Incident.id == AccountabilityRow.incident_id)
@@ -624,6 +643,7 @@ def accountability_recorded_between(
             AccountabilityRow.recorded_at >= start,
             AccountabilityRow.recorded_at < end,
             AccountabilityRow.drill.is_(False),
+            AccountabilityRow.voided_at.is_(None),
         )
         .order_by(AccountabilityRow.recorded_at, AccountabilityRow.id)
     ).all()

@@ -32,7 +32,7 @@ import plan.incident as core
 from plan import rules
 from plan.actions import ACTIONS
 from plan.enums import Category, Phase, ReplyKind, ReplyStatus, Severity, TrackStatus
-from plan.incident import Incident, Refusal
+from plan.incident import RULES_VERSION, Incident, Refusal
 from plan.models import IncidentInput, Submission
 from plan.roster import Roster, load_roster
 from plan.spec import SHIPPED
@@ -151,7 +151,7 @@ def new_incident(
         plan_version=SHIPPED.version,
     )
     c = Incident(inp, now=START)
-    c.s.rules_version = 1  # today's rules, as a newly started workflow has them
+    c.s.rules_version = RULES_VERSION  # today's rules, as a newly started workflow has them
     c.open_incident()
     c.started = True
     return c

@@ -5,7 +5,7 @@ a real worker and store. Each test is written from the plan's words and failed b
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from temporalio.client import Client
@@ -15,7 +15,9 @@ from config.settings import Settings
 from plan.roster import Roster
 from starter import incidents
 from starter.incidents import ServiceError
-from tests.helpers import eventually, publish, running_worker, submit, triage
+from store import service
+from store.db import session_scope
+from tests.helpers import eventually, publish, running_worker, submission, submit, triage
 from tests.test_plan_leading import _inbox, eventually_view
 
 
@@ -221,3 +223,102 @@ async def test_the_leader_and_publicity_are_told_when_an_incident_becomes_major(
                     m for m in _inbox(settings.database_url, p, major.id) if m.rule == "R-NOTIFY"
                 ]
             )
+
+
+async def test_an_urgent_incident_phoned_in_time_is_not_a_late_report(
+    client: Client, settings: Settings, roster: Roster, executor: ThreadPoolExecutor
+) -> None:
+    """R-REPORT, R-WRITTEN (defect 6): an urgent incident phoned in 55 minutes after discovery
+    and keyed in at 70 minutes by a signed-in reporter was reported in time: no 迟报, and the
+    written report is owed 30 minutes from the call. The same times claimed by an anonymous
+    caller neither clear the report nor anchor the written one."""
+    now = datetime.now(UTC)
+    discovered = now - timedelta(minutes=70)
+    called = discovered + timedelta(minutes=55)
+    times = {
+        "severity": "urgent",
+        "oral": True,
+        "discovered_at": discovered.isoformat(),
+        "oral_reported_at": called.isoformat(),
+    }
+    async with running_worker(client, settings, executor):
+        signed = await incidents.submit(
+            client, settings, roster, submission(**times), submitted_by="zhou.ting"
+        )
+        report = signed.view.deadline("R-REPORT")
+        assert report is not None and report.met_at == called and not report.overdue
+        assert not [a for a in signed.view.accountability if a.kind == "迟报"]
+        written = signed.view.deadline("R-WRITTEN")
+        assert written is not None and written.anchor_at == called
+
+        anonymous = await incidents.submit(
+            client,
+            settings,
+            roster,
+            submission(**times, url="https://weibo.example/post/anon", title="另一条网帖"),
+        )
+        report = anonymous.view.deadline("R-REPORT")
+        assert report is not None and report.met_at != called
+        written = anonymous.view.deadline("R-WRITTEN")
+        assert written is not None and written.anchor_at != called
+
+
+async def test_a_withdrawn_false_alarm_voids_its_records_and_omissions_are_recorded(
+    time_env: WorkflowEnvironment,
+    client: Client,
+    settings: Settings,
+    roster: Roster,
+    executor: ThreadPoolExecutor,
+) -> None:
+    """R-ACCOUNT, R-CLOSE (defect 10): an urgent reply missed by cjb is a 逾期 record; withdrawn
+    as a false alarm, the record is void, with the reason, still shown, and left out of cjb's
+    rates and record counts in the store's report; the 谎报 recorded by hand about it stands. A
+    漏报 (an incident a unit should have reported and did not) can be recorded and is counted."""
+    async with running_worker(client, settings, executor):
+        false_alarm = await submit(client, settings, roster)
+        await triage(client, false_alarm.id, severity="urgent", unit="cjb")
+        await time_env.sleep(timedelta(hours=3, minutes=5))
+        await eventually_view(client, false_alarm.id, lambda v: bool(v.accountability))
+        await incidents.act(
+            client,
+            false_alarm.id,
+            "record-accountability",
+            {"kind": "谎报", "unit": "dhc", "reason": "虚构积水情况"},
+            "liu.yang",
+        )
+        withdrawn = await incidents.act(
+            client, false_alarm.id, "withdraw", {"reason": "经核实为误报"}, "liu.yang"
+        )
+        missed = [a for a in withdrawn.accountability if a.kind == "逾期"]
+        assert len(missed) == 1 and missed[0].voided_at is not None
+        assert "经核实为误报" in (missed[0].void_reason or "")
+        lie = [a for a in withdrawn.accountability if a.kind == "谎报"]
+        assert len(lie) == 1 and lie[0].voided_at is None and lie[0].by == "liu.yang"
+        assert all(d.voided for d in withdrawn.deadlines)
+
+        real = await submit(client, settings, roster, url="https://weibo.example/post/real")
+        await triage(client, real.id, severity="general", unit="cjb")
+        omission = await incidents.act(
+            client,
+            real.id,
+            "record-accountability",
+            {"kind": "漏报", "unit": "sswb", "reason": "辖区网帖未按规定报告"},
+            "liu.yang",
+        )
+        assert [a.kind for a in omission.accountability] == ["漏报"]
+
+        def report() -> dict[str, dict[str, object]]:
+            now = datetime.now(UTC)
+            with session_scope(settings.database_url) as s:
+                rows = service.accountability_report(
+                    s, start=now - timedelta(days=2), end=now + timedelta(days=2)
+                )
+            return {str(r["unit"]): r for r in rows}
+
+        units = await eventually(
+            lambda: (r := report()).get("sswb") and r.get("cjb", {}).get("voided") == 1 and r
+        )
+    cjb = units["cjb"]
+    assert cjb["records"] == {} and cjb["missed"] == 0 and cjb["on_time_rate"] is None, cjb
+    assert units["dhc"]["records"] == {"谎报": 1}
+    assert units["sswb"]["records"] == {"漏报": 1}

@@ -45,7 +45,7 @@ BEIJING = timezone(timedelta(hours=8))
 # Deliberately not in UTC and with microseconds: the store must give back the same instant, in UTC.
 DISCOVERED = datetime(2026, 11, 29, 8, 30, 15, 123456, tzinfo=BEIJING)
 RECEIVED = DISCOVERED + timedelta(minutes=7, microseconds=1)
-HEAD = "0005"
+HEAD = "0006"
 TABLES = {
     "commendations",
     "referrals",
@@ -621,3 +621,43 @@ def test_list_incidents(store_url: str, filters: dict[str, Any], expected: list[
     _seed_incidents(store_url)
     with session_scope(store_url) as s:
         assert [i.id for i in service.list_incidents(s, **filters)] == expected
+
+
+def test_report_queries_leave_drills_and_voided_records_out(store_url: str) -> None:
+    """R-ACCOUNT, R-DRILL: the same missed report and reply, written for a real incident, a drill
+    and a withdrawn false alarm (deadlines voided, records voided later, as the workflow writes
+    them): only the real incident's reach the report's rates and record counts and the digest's
+    record list; the false alarm's voided record is counted apart."""
+    activities = RecordActivities(store_url)
+    missed = [report_deadline(overdue=True), reply_deadline(overdue=True)]
+    for incident_id, drill in (("real", False), ("drill", True), ("false-alarm", False)):
+        activities.record(
+            RecordRequest(
+                incident=incident_row(incident_id, drill=drill, url=None),
+                deadlines=missed,
+                timeline=[entry(1)],
+                accountability=[late_report()],
+            )
+        )
+    withdrawn_at = RECEIVED + timedelta(hours=2)
+    activities.record(
+        RecordRequest(
+            incident=incident_row("false-alarm", version=2, url=None, phase="closed"),
+            deadlines=[d.model_copy(update={"voided": True}) for d in missed],
+            timeline=[entry(2, "withdrawn")],
+            accountability=[
+                late_report().model_copy(
+                    update={"voided_at": withdrawn_at, "void_reason": "误报撤销：经核实为误报"}
+                )
+            ],
+        )
+    )
+    start, end = DISCOVERED - timedelta(days=1), DISCOVERED + timedelta(days=1)
+    with session_scope(store_url) as s:
+        units = {r["unit"]: r for r in service.accountability_report(s, start=start, end=end)}
+        listed = service.accountability_recorded_between(s, start=start, end=end)
+        (kept,) = [a for a in service.accountability(s, incident_id="false-alarm") if a.voided_at]
+    assert units["yqb"]["records"] == {"迟报": 1} and units["yqb"]["voided"] == 1
+    assert units["yqb"]["missed"] == 1 and units["cjb"]["missed"] == 1
+    assert [a.incident_id for a, _title in listed] == ["real"]
+    assert kept.void_reason == "误报撤销：经核实为误报"

@@ -92,6 +92,10 @@ ONE_WRITE_PATCH = "one-write-per-step"
 # urgent incident and the leader of a later rise (IncidentState.rules_version 1); older histories
 # replay with the recipients they had.
 RULES_PATCH = "rules-version-1"
+# Incidents started since issue 14's later fixes (IncidentState.rules_version 2): the oral report
+# meets R-REPORT, records and commendations may be added for a period after close, co-unit heads
+# countersign, activated units take part.
+RULES_V2_PATCH = "rules-version-2"
 
 
 class Sent:
@@ -144,6 +148,8 @@ class IncidentWorkflow:
         if not self.core.resumed:
             if workflow.patched(RULES_PATCH):
                 self.s.rules_version = 1
+            if workflow.patched(RULES_V2_PATCH):
+                self.s.rules_version = 2
             self.core.now = workflow.now()
             self.core.open_incident()
         self.core.started = True

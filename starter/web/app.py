@@ -118,18 +118,18 @@ def create_app(
     )
     submissions = limits.SlidingWindow(settings.submissions_per_minute, 60)
 
-    def count_submission(request: Request) -> None:
+    def count_submission(request: Request) -> str | None:
         """Anonymous submissions count against the client's address; a monitoring system or a
-        person sending a valid personal token is known and not limited."""
+        person sending a valid personal token is known and not limited. Returns who is known."""
         header = request.headers.get("authorization")
         if header:
             try:
-                authenticate(state, header)
-                return
+                return authenticate(state, header)
             except ServiceError:
                 pass  # a bad token is treated as anonymous, not refused here
         limits.refuse_if_limited(submissions, request, "提交")
         submissions.hit(limits.client_key(request))
+        return None
 
     def to_login(request: Request) -> Response:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -229,7 +229,10 @@ def create_app(
         data, errors = _form_to_submission(values, tz)
         if not errors:
             try:
-                submitted = await incidents.submit(client, settings, roster, data)
+                me = auth.viewer(request)
+                submitted = await incidents.submit(
+                    client, settings, roster, data, submitted_by=me.person_id if me else None
+                )
             except ServiceError as exc:
                 if exc.status != 422:
                     raise
@@ -329,9 +332,9 @@ def create_app(
 
     @app.post("/api/incidents", status_code=201)
     async def api_submit(request: Request, client: TemporalClient) -> Response:
-        count_submission(request)
+        known = count_submission(request)
         data = await _json_body(request)
-        submitted = await incidents.submit(client, settings, roster, data)
+        submitted = await incidents.submit(client, settings, roster, data, submitted_by=known)
         return JSONResponse(
             incident_json(submitted.view, ui_link(submitted.view.id)),
             status_code=201 if submitted.created else 200,
@@ -340,9 +343,11 @@ def create_app(
     @app.post("/api/leads", status_code=201)
     async def api_lead(request: Request, client: TemporalClient) -> Response:
         """R-OFFICE: a monitoring system feeds a lead; the office must confirm it within R-REPORT's hour."""
-        count_submission(request)
+        known = count_submission(request)
         data = await _json_body(request)
-        submitted = await incidents.submit(client, settings, roster, {**data, "lead": True})
+        submitted = await incidents.submit(
+            client, settings, roster, {**data, "lead": True}, submitted_by=known
+        )
         return JSONResponse(
             incident_json(submitted.view, ui_link(submitted.view.id)),
             status_code=201 if submitted.created else 200,

@@ -33,7 +33,7 @@ from .pages import pages as pages_of
 
 HERE = Path(__file__).resolve().parent
 REFUSED = "问责统计与领导小组看板仅对领导小组、领导小组办公室和镇党政办开放"
-KINDS = [rules.LATE_REPORT, rules.OVERDUE, rules.LATE_DISCOVERY, "谎报", "瞒报"]
+KINDS = [rules.LATE_REPORT, rules.OVERDUE, rules.LATE_DISCOVERY, "谎报", "瞒报", "漏报"]
 PHASES = {
     "lead": "待确认线索",
     "triage": "待研判",
@@ -51,6 +51,7 @@ CSV_HEADER = [
     "未到期",
     "按期完成率",
     *KINDS,
+    "已作废（误报撤销）",
     "表扬",
 ]
 
@@ -116,6 +117,7 @@ def _report_rows(pages: Pages, first: date, last: date) -> list[dict[str, Any]]:
                 "rate": rate,
                 "rate_text": "—" if rate is None else f"{float(rate) * 100:.1f}%",  # type: ignore[arg-type]
                 "records": [int(records.get(k, 0)) for k in KINDS],
+                "voided": r["voided"],
                 "commendations": commendations,
                 "commended": ", ".join(
                     pages.roster.person_name(c.get("person"))
@@ -175,6 +177,7 @@ async def accountability_csv(
                 r["pending"],
                 "" if r["rate"] is None else r["rate_text"],
                 *r["records"],
+                r["voided"],
                 len(r["commendations"]),
             ]
         )
