@@ -81,7 +81,8 @@ class Who(Enum):
     group = "领导小组（含成员）或其办公室"
     unit = "责任单位人员"
     unit_head = "责任单位负责人"
-    involved = "责任单位、协办单位或领导小组办公室"
+    involved = "责任单位、协办单位、启动预案后介入的单位和人员或领导小组办公室"
+    consulting = "领导小组（含成员）、其办公室或启动预案后介入的单位和人员"
     reporter = "报告单位或领导小组办公室"
 
 
@@ -92,6 +93,19 @@ class Place:
     responsible_unit: str | None
     co_units: tuple[str, ...] = ()
     reporter_unit: str | None = None
+    # R-ACTIVATE: the units and persons the leading group brought in take part like co-units.
+    activated_units: tuple[str, ...] = ()
+    activated_persons: tuple[str, ...] = ()
+
+    def brought_in(self, roster: Roster, actor: str) -> bool:
+        """A member of a unit the leading group activated, or a person it named."""
+        units = self.activated_units
+        return actor in self.activated_persons or any(roster.belongs_to(actor, u) for u in units)
+
+    def takes_part(self, roster: Roster, actor: str) -> bool:
+        """A member of the responsible or a co-handling unit, or brought in (R-ACTIVATE)."""
+        units = [self.responsible_unit, *self.co_units]
+        return any(roster.belongs_to(actor, u) for u in units) or self.brought_in(roster, actor)
 
 
 RolesOf = Callable[[str], set[Role]]
@@ -114,8 +128,10 @@ def holds(
     if who is Who.unit_head:
         return roster.is_head_of(actor, place.responsible_unit)
     if who is Who.involved:
-        units = [place.responsible_unit, *place.co_units]
-        return Role.office in roles or any(roster.belongs_to(actor, u) for u in units)
+        return Role.office in roles or place.takes_part(roster, actor)
+    if who is Who.consulting:
+        group = {Role.office, Role.leader, Role.deputy, Role.member}
+        return bool(roles & group) or place.brought_in(roster, actor)
     return Role.office in roles or roster.belongs_to(actor, place.reporter_unit)
 
 
@@ -369,13 +385,18 @@ ACTIONS: dict[str, ActionRule] = {
         ActivateRequest,
         Activate,
         "启动预案",
-        "领导小组启动应急预案，决定介入单位（R-ACTIVATE）。",
+        "领导小组启动应急预案，决定介入的单位和人员（R-ACTIVATE）。",
         Who.leading,
         OPEN_PHASES,
         _activate,
     ),
     "consult": ActionRule(
-        ConsultRequest, Consult, "会商", "记录会商议题和决定（R-CONSULT）。", Who.group, OPEN_PHASES
+        ConsultRequest,
+        Consult,
+        "会商",
+        "记录会商议题和决定（R-CONSULT）。",
+        Who.consulting,
+        OPEN_PHASES,
     ),
     "return-to-office": ActionRule(
         ReturnRequest,

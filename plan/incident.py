@@ -251,6 +251,7 @@ class Incident:
             reporter_name=sub.reporter_name,
             posted_at=sub.posted_at,
             oral=sub.oral,
+            oral_reported_at=sub.oral_reported_at,
             lead=sub.lead,
             assigned_by_superior=sub.assigned_by_superior,
             drill_speedup=sub.drill_speedup,
@@ -350,16 +351,24 @@ class Incident:
         self.changed()
 
     def activate(self, action: Activate) -> None:
-        new = [u for u in action.units if u not in self.s.activated_units]
-        self.s.activated_units.extend(new)
-        names = "、".join(self.roster.unit_name(u) for u in action.units)
+        s = self.s
+        s.activated_units.extend(
+            u for u in dict.fromkeys(action.units) if u not in s.activated_units
+        )
+        s.activated_persons.extend(
+            p for p in dict.fromkeys(action.persons) if p not in s.activated_persons
+        )
+        names = "、".join(
+            [self.roster.unit_name(u) for u in action.units]
+            + [self.roster.person_name(p) for p in action.persons]
+        )
         note = f"（{action.note}）" if action.note else ""
         self.event(
             "activated",
             action.actor,
             f"{rules.R_ACTIVATE} 领导小组启动应急预案，{names}介入处置{note}",
         )
-        who: list[str] = []
+        who: list[str] = list(action.persons)
         for unit in action.units:
             who += self.roster.members_of(unit)
         self._notify(rules.R_ACTIVATE, who, *messages.activated(self.view(), self.roster, names))
@@ -1114,7 +1123,14 @@ class Incident:
     # ------------------------------------------------------------------ checks for validators
 
     def place(self) -> Place:
-        return Place(self.s.responsible_unit, tuple(self.s.co_units), self.sub.reporter_unit)
+        s = self.s
+        return Place(
+            s.responsible_unit,
+            tuple(s.co_units),
+            self.sub.reporter_unit,
+            tuple(s.activated_units),
+            tuple(s.activated_persons),
+        )
 
     def allows(self, name: str, actor: str) -> bool:
         """`may(name, actor) is None`, without the wording."""
@@ -1160,6 +1176,7 @@ class Incident:
                 return "牵头单位不能同时是协办单位"
         elif name == "activate":
             units = list(action.units)
+            people = [("人员", p) for p in action.persons]
         elif name == "consult":
             people = [("参加人员", p) for p in action.participants]
         elif name in ("record-accountability", "commend"):
@@ -1206,13 +1223,15 @@ class Incident:
         )
 
     def _notify(self, rule: str, person_ids: list[str], subject: str, body: str) -> None:
-        # R-DUTY: every notification about the incident reaches the responsible unit's
-        # first-responsible person (and the co-handling units'), whoever else it is for.
+        # R-DUTY: every notification about the incident reaches the first-responsible person of
+        # the responsible unit, the co-handling units and the units the leading group brought in
+        # (R-ACTIVATE), and the persons it named, whoever else it is for.
         person_ids = list(person_ids)
-        for unit_id in [self.s.responsible_unit, *self.s.co_units]:
+        for unit_id in [self.s.responsible_unit, *self.s.co_units, *self.s.activated_units]:
             unit = self.roster.unit(unit_id) if unit_id else None
             if unit is not None:
                 person_ids.append(unit.first_responsible)
+        person_ids += self.s.activated_persons
         involved = {self.sub.reporter_unit, self.s.responsible_unit, *self.s.co_units}
         involved |= set(self.s.activated_units)
         recipients = []

@@ -140,10 +140,18 @@ class ProgressRequest(_Message):
 
 
 class ActivateRequest(_Message):
-    """R-ACTIVATE: the leading group activates the plan and names the units that step in."""
+    """R-ACTIVATE: the leading group activates the plan and decides the units and persons that
+    step in (决定各相关单位、人员介入)."""
 
-    units: list[str] = Field(min_length=1, max_length=30)
+    units: list[str] = Field(default_factory=list, max_length=30)
+    persons: list[str] = Field(default_factory=list, max_length=50)
     note: str | None = Field(default=None, max_length=TEXT_MAX)
+
+    @model_validator(mode="after")
+    def _someone(self) -> ActivateRequest:
+        if not self.units and not self.persons:
+            raise ValueError("须指定介入的单位或人员")
+        return self
 
 
 class ConsultRequest(_Message):
@@ -493,6 +501,7 @@ class IncidentState(BaseModel):
     responsible_unit: str | None = None
     co_units: list[str] = Field(default_factory=list)
     activated_units: list[str] = Field(default_factory=list)
+    activated_persons: list[str] = Field(default_factory=list)  # R-ACTIVATE: named persons
     deadlines: list[Deadline] = Field(default_factory=list)
     escalations: list[Escalation] = Field(default_factory=list)
     accountability: list[AccountabilityRecord] = Field(default_factory=list)
@@ -578,6 +587,7 @@ class IncidentView(IncidentState):
     posted_at: datetime | None
     received_at: datetime
     oral: bool = False
+    oral_reported_at: datetime | None = None  # as the reporter stated it
     lead: bool = False
     assigned_by_superior: bool = False
     drill: bool

@@ -6,6 +6,7 @@ them by their speed-up factor (R-DRILL), nothing else changes them.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -156,9 +157,12 @@ def referral_contact(roster: Roster, category: Category) -> tuple[str, str]:
     return R_HYPE, roster.roles.discipline_contact
 
 
-def can_view(roster: Roster, person_id: str, units: set[str]) -> bool:
+def can_view(roster: Roster, person_id: str, units: set[str], people: Collection[str] = ()) -> bool:
     """R-SECRECY: an incident's content is for staff with a role on it: the office, the leading
-    group, the publicity department, 镇党政办, the contacts, and the units it involves."""
+    group, the publicity department, 镇党政办, the contacts, the units it involves and the
+    persons the leading group named to step in (R-ACTIVATE)."""
+    if person_id in people and roster.person(person_id) is not None:
+        return True
     roles = roster.roles_of(person_id)
     if not roles:
         return False

@@ -33,6 +33,7 @@ FIELD_LABELS = {
     "topic": "会商议题",
     "decision": "决定",
     "participants": "参加人员",
+    "persons": "介入人员",
     "reason": "理由",
     "kind": "类型",
     "spokesperson": "发布人",
@@ -94,6 +95,9 @@ def _message(kind: str, ctx: dict[str, object], raw: str) -> str:
             return "发帖时间不能晚于发现时间"
         if "http" in raw:
             return "链接须以 http:// 或 https:// 开头"
+        said = raw.removeprefix("Value error, ")
+        if any(ord(c) > 0x2E80 for c in said):
+            return said  # a model's own check, already in Chinese
         return "取值不正确"
     return messages.get(kind, "取值不正确")
 

@@ -55,7 +55,7 @@ CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # Action fields that name roster units or people; checked here so an unknown one is a 422 naming
 # the field, before anything reaches Temporal (the workflow's validators check again).
 UNIT_FIELDS = ("responsible_unit", "unit", "units", "co_units")
-PERSON_FIELDS = ("spokesperson", "person", "participants")
+PERSON_FIELDS = ("spokesperson", "person", "participants", "persons")
 
 # Each action is the workflow update of the same name (kebab-case → snake_case).
 UPDATES = {name: getattr(IncidentWorkflow, name.replace("-", "_")) for name in ACTIONS}

@@ -298,16 +298,20 @@ async def test_quick_oral_report_form(http: httpx.AsyncClient, settings: Setting
 
     r = await http.post("/incidents", data=form)
     assert r.status_code == 201, r.text
-    due = (call + timedelta(minutes=30)).strftime("%Y-%m-%d %H:%M")
-    assert "R-WRITTEN" in r.text and due in r.text
     incident_id = re.search(r'id="incident-id">(YQ-[0-9A-F-]+)<', r.text)
     assert incident_id
     office = token_for(settings, "liu.yang")
     got = (await http.get(f"/api/incidents/{incident_id.group(1)}", headers=office)).json()
     assert got["oral"] is True and got["severity"] == "urgent" and got["source"] == "电话口头报告"
+    # The call time an anonymous caller states is shown to the office but trusted for nothing
+    # (R-REPORT, R-WRITTEN): the written report counts from receipt.
+    assert datetime.fromisoformat(got["oral_reported_at"]) == call
+    received = datetime.fromisoformat(got["received_at"])
     written = next(d for d in got["deadlines"] if d["rule"] == "R-WRITTEN")
-    assert datetime.fromisoformat(written["due_at"]) == call + timedelta(minutes=30)
-    assert datetime.fromisoformat(written["anchor_at"]) == call
+    assert datetime.fromisoformat(written["due_at"]) == received + timedelta(minutes=30)
+    assert datetime.fromisoformat(written["anchor_at"]) == received
+    due = (received + timedelta(minutes=30)).astimezone(tz).strftime("%Y-%m-%d %H:%M")
+    assert "R-WRITTEN" in r.text and due in r.text
     # The reporting unit files the written report from the incident page (R-WRITTEN met).
     csrf = await sign_in(http, settings, "feng.gang")
     page = await http.get(f"/incidents/{incident_id.group(1)}")

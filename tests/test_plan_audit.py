@@ -322,3 +322,54 @@ async def test_a_withdrawn_false_alarm_voids_its_records_and_omissions_are_recor
     assert cjb["records"] == {} and cjb["missed"] == 0 and cjb["on_time_rate"] is None, cjb
     assert units["dhc"]["records"] == {"谎报": 1}
     assert units["sswb"]["records"] == {"漏报": 1}
+
+
+async def test_units_and_persons_brought_in_take_part_and_hear_of_it(
+    client: Client, settings: Settings, roster: Roster, executor: ThreadPoolExecutor
+) -> None:
+    """R-ACTIVATE, R-DUTY (defect 8): the leading group activates the plan for a major incident
+    and decides the units and persons that step in (决定各相关单位、人员介入). The police station
+    brought in files a progress report (R-PROGRESS), a person named joins a consultation
+    (R-CONSULT) and reads the incident; later notifications reach the activated unit's
+    first-responsible person and the person named (R-DUTY)."""
+    async with running_worker(client, settings, executor):
+        view = await submit(client, settings, roster)
+        await triage(client, view.id, severity="major", unit="cjb")
+        activated = await incidents.act(
+            client,
+            view.id,
+            "activate",
+            {"units": ["pcs"], "persons": ["he.jing"], "note": "公安、宣传介入"},
+            "wang.jianguo",
+        )
+        assert activated.activated_units == ["pcs"]
+        assert activated.activated_persons == ["he.jing"]
+        await incidents.act(
+            client, view.id, "report-progress", {"text": "已调取现场监控"}, "qian.jun"
+        )
+        await incidents.act(
+            client,
+            view.id,
+            "consult",
+            {"topic": "统一口径", "decision": "由宣传办审核"},
+            "he.jing",
+        )
+        with pytest.raises(ServiceError) as err:  # not brought in: still refused
+            await incidents.act(client, view.id, "report-progress", {"text": "x"}, "zheng.lei")
+        assert err.value.status == 403
+        await incidents.act(client, view.id, "draft-reply", {"text": "口径"}, "lin.feng")
+        for person in ("qian.jun", "he.jing"):
+            told = await eventually(
+                lambda person=person: [  # type: ignore[misc]
+                    m
+                    for m in _inbox(settings.database_url, person, view.id)
+                    if m.rule == "R-REVIEW"
+                ]
+            )
+            assert told, person
+
+        with pytest.raises(ServiceError) as err:
+            await incidents.act(client, view.id, "activate", {"units": []}, "wang.jianguo")
+        assert err.value.status == 422 and "须指定介入的单位或人员" in str(
+            [f.message for f in err.value.fields]
+        )

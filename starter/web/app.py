@@ -293,7 +293,7 @@ def create_app(
         if me is None:
             return to_login(request)
         view = await incidents.get(client, incident_id)
-        if not rules.can_view(roster, me.person_id, involved_units(view)):
+        if not rules.can_view(roster, me.person_id, involved_units(view), view.activated_persons):
             raise ServiceError(403, "无权查看该事件（R-SECRECY：仅限与事件有关的人员）")
         actions = staff.action_forms(roster, me.person_id, view)
         context = {"v": view, "ui_link": ui_link(view.id), "actions": actions}
@@ -402,7 +402,7 @@ def create_app(
         """The incident's state and its deadline ledger. R-SECRECY: only staff with a role on it."""
         person = authenticate(state, authorization)
         view = await incidents.get(client, incident_id)
-        if not rules.can_view(roster, person, involved_units(view)):
+        if not rules.can_view(roster, person, involved_units(view), view.activated_persons):
             raise ServiceError(403, "无权查看该事件（R-SECRECY：仅限与事件有关的人员）")
         return incident_json(view, ui_link(view.id))
 

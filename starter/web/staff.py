@@ -39,7 +39,7 @@ router = APIRouter()
 
 
 UNIT_FIELDS = {"responsible_unit", "unit", "units", "co_units"}
-PERSON_FIELDS = {"spokesperson", "person", "participants"}
+PERSON_FIELDS = {"spokesperson", "person", "participants", "persons"}
 TRUE = ("on", "true", "1", "yes")
 
 
@@ -53,7 +53,13 @@ def plausible_actions(roster: Roster, person_id: str, view: IncidentView) -> lis
     state = IncidentState.model_construct(
         **{name: getattr(view, name) for name in IncidentState.model_fields}
     )
-    place = Place(view.responsible_unit, tuple(view.co_units), view.reporter_unit)
+    place = Place(
+        view.responsible_unit,
+        tuple(view.co_units),
+        view.reporter_unit,
+        tuple(view.activated_units),
+        tuple(view.activated_persons),
+    )
     return [name for name in ACTIONS if allows(name, roster, state, place, person_id)]
 
 
@@ -197,7 +203,7 @@ async def act_from_page(request: Request, incident_id: str, name: str) -> Respon
         raise ServiceError(404, f"未知操作“{name}”")
     client = await k.state.temporal()
     view = await incidents.get(client, incident_id)
-    if not rules.can_view(k.roster, me.person_id, involved_units(view)):
+    if not rules.can_view(k.roster, me.person_id, involved_units(view), view.activated_persons):
         raise ServiceError(403, "无权查看该事件（R-SECRECY：仅限与事件有关的人员）")
     data = form_to_data(entry.request, form)
     try:
