@@ -35,6 +35,8 @@ from plan.models import (
     ConfirmLeadRequest,
     Consult,
     ConsultRequest,
+    CountersignReply,
+    CountersignRequest,
     Deadline,
     DecideAdoption,
     DeclareDelay,
@@ -83,6 +85,7 @@ class Who(Enum):
     unit_head = "责任单位负责人"
     involved = "责任单位、协办单位、启动预案后介入的单位和人员或领导小组办公室"
     consulting = "领导小组（含成员）、其办公室或启动预案后介入的单位和人员"
+    countersigner = "尚未会签的协办单位负责人"
     reporter = "报告单位或领导小组办公室"
 
 
@@ -96,6 +99,8 @@ class Place:
     # R-ACTIVATE: the units and persons the leading group brought in take part like co-units.
     activated_units: tuple[str, ...] = ()
     activated_persons: tuple[str, ...] = ()
+    # R-REVIEW 会签: the co-handling units whose heads still have to countersign the reply.
+    countersign_pending: tuple[str, ...] = ()
 
     def brought_in(self, roster: Roster, actor: str) -> bool:
         """A member of a unit the leading group activated, or a person it named."""
@@ -129,6 +134,8 @@ def holds(
         return roster.is_head_of(actor, place.responsible_unit)
     if who is Who.involved:
         return Role.office in roles or place.takes_part(roster, actor)
+    if who is Who.countersigner:
+        return any(roster.is_head_of(actor, u) for u in place.countersign_pending)
     if who is Who.consulting:
         group = {Role.office, Role.leader, Role.deputy, Role.member}
         return bool(roles & group) or place.brought_in(roster, actor)
@@ -142,6 +149,9 @@ def who_refusal(who: Who, roster: Roster, place: Place) -> str:
         return f"此操作只能由责任单位（{unit}）人员执行"
     if who is Who.unit_head:
         return f"只有责任单位（{unit}）负责人可以审定回复（{rules.R_REVIEW}）"
+    if who is Who.countersigner:
+        names = "、".join(roster.unit_name(u) for u in place.countersign_pending) or "无"
+        return f"只有尚未会签的协办单位（{names}）负责人可以会签（{rules.R_REVIEW}）"
     if who is Who.reporter:
         return "书面信息由报告单位或领导小组办公室报送"
     return f"此操作只能由{who.value}执行"
@@ -165,6 +175,26 @@ def find(s: IncidentState, key: str) -> Deadline | None:
 
 def current_reply(s: IncidentState) -> ReplyRound | None:
     return s.replies[-1] if s.replies else None
+
+
+def countersign_pending(s: IncidentState) -> tuple[str, ...]:
+    """R-REVIEW 会签: the co-handling units whose heads have yet to countersign the approved reply."""
+    current = current_reply(s)
+    if current is None or current.status is not ReplyStatus.approved:
+        return ()
+    return tuple(u for u in current.countersign_units if u not in current.countersigned)
+
+
+def place_of(s: IncidentState, reporter_unit: str | None) -> Place:
+    """What `Who` needs to know of the incident, from its state."""
+    return Place(
+        s.responsible_unit,
+        tuple(s.co_units),
+        reporter_unit,
+        tuple(s.activated_units),
+        tuple(s.activated_persons),
+        countersign_pending(s),
+    )
 
 
 def reply_owed(s: IncidentState) -> bool:
@@ -303,6 +333,24 @@ def _release(s: IncidentState, roster: Roster, tz: str) -> str | None:
         return (
             "此回复经单位负责人审定即可发布，无须领导小组审定（仅重大、紧急舆情须审定，R-RELEASE）"
         )
+    unsigned = _unsigned(s, roster)
+    return unsigned + "后，再报领导小组审定" if unsigned else None
+
+
+def _countersign(s: IncidentState, roster: Roster, tz: str) -> str | None:
+    current = current_reply(s)
+    if current is None or current.status is not ReplyStatus.approved:
+        return why_not_pending(roster, tz, current, "没有待会签的回复稿（须先经单位负责人审定）")
+    if not countersign_pending(s):
+        return "没有待会签的协办单位（回复稿已会签或无需会签）"
+    return None
+
+
+def _unsigned(s: IncidentState, roster: Roster) -> str | None:
+    pending = countersign_pending(s)
+    if pending:
+        names = "、".join(roster.unit_name(u) for u in pending)
+        return f"回复稿须经协办单位（{names}）负责人会签（{rules.R_REVIEW} 经各部门负责人审定）"
     return None
 
 
@@ -310,6 +358,9 @@ def _publish(s: IncidentState, roster: Roster, tz: str) -> str | None:
     current = current_reply(s)
     if current is None or current.status is not ReplyStatus.approved:
         return why_not_pending(roster, tz, current, "回复须经单位负责人审定后方可发布（R-REVIEW）")
+    unsigned = _unsigned(s, roster)
+    if unsigned:
+        return unsigned + "后方可发布"
     if rules.needs_release(s.severity) and current.released_by is None:
         return "重大、紧急舆情的回复须经领导小组审定口径和发布人后方可发布（R-RELEASE）"
     return None
@@ -333,6 +384,8 @@ class ActionRule:
     phases: tuple[Phase, ...] | Callable[[IncidentState], tuple[Phase, ...]]
     when: When = _always
     phase_refusals: dict[Phase, str] = field(default_factory=dict)
+    # R-CLOSE: who may still take it in the period after close (None: nobody).
+    after_close: Who | None = None
 
     def phases_for(self, s: IncidentState) -> tuple[Phase, ...]:
         return self.phases(s) if callable(self.phases) else self.phases
@@ -434,6 +487,16 @@ ACTIONS: dict[str, ActionRule] = {
         reply_phases,
         _approve,
     ),
+    "countersign-reply": ActionRule(
+        CountersignRequest,
+        CountersignReply,
+        "会签回复",
+        "协办单位负责人会签回复稿（R-REVIEW 经各部门负责人审定）；不同意须说明理由，"
+        "回复稿退回牵头单位重新起草。",
+        Who.countersigner,
+        reply_phases,
+        _countersign,
+    ),
     "approve-release": ActionRule(
         ApproveReleaseRequest,
         ApproveRelease,
@@ -508,17 +571,19 @@ ACTIONS: dict[str, ActionRule] = {
         AccountabilityRequest,
         RecordAccountability,
         "记录问责",
-        "办公室记录谎报、瞒报、漏报（R-ACCOUNT）。",
+        "办公室记录谎报、瞒报、漏报（R-ACCOUNT）；结案后补记期内领导小组也可记录。",
         Who.office,
         OPEN_PHASES,
+        after_close=Who.office_or_leading,
     ),
     "commend": ActionRule(
         CommendRequest,
         Commend,
         "表彰",
-        "记录表彰（R-COMMEND）。",
+        "记录表彰（R-COMMEND），结案后补记期内仍可记录。",
         Who.office_or_leading,
         OPEN_PHASES,
+        after_close=Who.office_or_leading,
     ),
 }
 
@@ -541,20 +606,32 @@ def may(
     None, or why not. In order: closed, wrong phase (409: nobody may now), an unknown person or
     not this person's role (403), the incident not ready for it (409)."""
     rule = ACTIONS[name]
+    who = rule.who
     if s.phase is Phase.closed:
-        return Refusal("事件已结案，不再接受操作")
+        if rule.after_close is None or not s.amending:
+            return Refusal(closed_refusal(s, rule, tz))
+        who = rule.after_close
     phases = rule.phases_for(s)
-    if s.phase not in phases:
+    if s.phase is not Phase.closed and s.phase not in phases:
         if s.phase in rule.phase_refusals:
             return Refusal(rule.phase_refusals[s.phase])
         wanted = "或".join(f"“{p.label}”" for p in phases)
         return Refusal(f"事件当前处于“{s.phase.label}”阶段，此操作须在{wanted}阶段进行")
     if not roster.roles_of(actor) and roster.person(actor) is None:
         return Refusal(f"人员“{actor}”不在名册中", "forbidden")
-    if not holds(rule.who, roster, actor, place):
-        return Refusal(who_refusal(rule.who, roster, place), "forbidden")
+    if not holds(who, roster, actor, place):
+        return Refusal(who_refusal(who, roster, place), "forbidden")
     reason = rule.when(s, roster, tz)
     return Refusal(reason) if reason else None
+
+
+def closed_refusal(s: IncidentState, rule: ActionRule, tz: str) -> str:
+    """R-CLOSE: why nothing, or this, is accepted after close."""
+    if rule.after_close is None:
+        return "事件已结案，不再接受操作（结案后只可补记表彰和谎报、瞒报、漏报）"
+    if s.amend_until is None:
+        return "事件已结案，不再接受操作"
+    return f"事件已结案，结案后补记期已于{local(s.amend_until, tz)}届满"
 
 
 def allows(
@@ -569,8 +646,13 @@ def allows(
     """`may(...) is None`, without wording a refusal nobody reads (the incident page asks this
     for every action; the model checker, hundreds of thousands of times)."""
     rule = ACTIONS[name]
-    if s.phase is Phase.closed or s.phase not in rule.phases_for(s):
+    who = rule.who
+    if s.phase is Phase.closed:
+        if rule.after_close is None or not s.amending:
+            return False
+        who = rule.after_close
+    elif s.phase not in rule.phases_for(s):
         return False
-    if not holds(rule.who, roster, actor, place, roles_of):
+    if not holds(who, roster, actor, place, roles_of):
         return False
     return rule.when(s, roster, tz) is None

@@ -18,15 +18,19 @@ from typing import Any
 
 from plan import messages, rules
 from plan.actions import (
+    ACTIONS,
     OPINION_KEY,
     RESULT_KEY,
     WRITTEN_KEY,
     Place,
     Refusal,
     allows,
+    closed_refusal,
+    countersign_pending,
     current_reply,
     draftable,
     may,
+    place_of,
     reply_phases,
 )
 from plan.models import (
@@ -40,6 +44,7 @@ from plan.models import (
     Conclude,
     ConfirmLead,
     Consult,
+    CountersignReply,
     Deadline,
     DecideAdoption,
     DeclareDelay,
@@ -332,6 +337,7 @@ class Incident:
         )
         self._follow_unit()
         self._move_reply_deadlines()
+        self._follow_countersign()
         self._follow_release(action.actor)
         self._apply_category(old_category)
         self._ensure_progress(self.now)
@@ -436,7 +442,8 @@ class Incident:
         self.event(
             "accountability",
             action.actor,
-            f"{rules.R_ACCOUNT} {action.kind.value}：{self.roster.unit_name(action.unit)}"
+            f"{rules.R_ACCOUNT} {action.kind.value}{self._after_close()}："
+            f"{self.roster.unit_name(action.unit)}"
             f"（{self.roster.person_name(person)}）：{action.reason}",
         )
         self.changed()
@@ -455,7 +462,8 @@ class Incident:
         self.event(
             "commended",
             action.actor,
-            f"{rules.R_COMMEND} 表彰：{self.roster.unit_name(action.unit)}{who}：{action.reason}",
+            f"{rules.R_COMMEND} 表彰{self._after_close()}："
+            f"{self.roster.unit_name(action.unit)}{who}：{action.reason}",
         )
         self.changed()
 
@@ -582,6 +590,8 @@ class Incident:
             current.approved_by = current.approved_at = current.comment = None
             current.release_needed = False
             current.released_by = current.released_at = current.spokesperson = None
+            current.countersign_units = []
+            current.countersigned = {}
         self.event(
             "reply_drafted",
             action.actor,
@@ -606,21 +616,64 @@ class Incident:
             current.approved_at = now
             current.comment = action.comment
             current.release_needed = rules.needs_release(self.s.severity)
-            then = "，待领导小组审定口径和发布人（R-RELEASE）" if current.release_needed else ""
+            current.countersign_units = list(self.s.co_units) if self._countersigning() else []
+            current.countersigned = {}
+            then = ""
+            if current.countersign_units:
+                names = "、".join(self.roster.unit_name(u) for u in current.countersign_units)
+                then = f"，待协办单位（{names}）负责人会签（{rules.R_REVIEW}）"
+            if current.release_needed:
+                then += "，待领导小组审定口径和发布人（R-RELEASE）"
             self.event(
                 "reply_approved", action.actor, f"单位负责人审定通过{current.kind.label}{then}"
             )
-            if current.release_needed:
-                lg = self.roster.leading_group
-                self._notify(
-                    rules.R_RELEASE,
-                    [lg.leader, lg.deputy],
-                    *messages.release_requested(self.view(), self.roster),
-                )
+            if current.countersign_units:
+                self._ask_countersign()
+            elif current.release_needed:
+                self._ask_release()
         else:
             current.status = ReplyStatus.rejected
             current.comment = action.comment
             self.event("reply_rejected", action.actor, f"单位负责人退回回复稿：{action.comment}")
+        self.changed()
+
+    def countersign_reply(self, action: CountersignReply) -> None:
+        """R-REVIEW 经各部门负责人审定: a co-unit head countersigns for each pending co-unit they
+        head, or refuses: the draft goes back to the lead unit with the reason."""
+        current = current_reply(self.s)
+        assert current is not None
+        units = [u for u in countersign_pending(self.s) if self.roster.is_head_of(action.actor, u)]
+        names = "、".join(self.roster.unit_name(u) for u in units)
+        if action.approve:
+            for unit in units:
+                current.countersigned[unit] = action.actor
+            left = countersign_pending(self.s)
+            then = "，会签完成" if not left else ""
+            note = f"（{action.comment}）" if action.comment else ""
+            self.event(
+                "reply_countersigned",
+                action.actor,
+                f"{rules.R_REVIEW} {names}负责人会签{current.kind.label}{note}{then}",
+            )
+            if not left and current.release_needed and current.released_by is None:
+                self._ask_release()
+        else:
+            current.status = ReplyStatus.rejected
+            current.comment = f"{names}会签退回：{action.comment}"
+            self.event(
+                "countersign_refused",
+                action.actor,
+                f"{rules.R_REVIEW} {names}负责人不同意会签，回复稿退回牵头单位：{action.comment}",
+            )
+            lead = self.roster.unit(self.s.responsible_unit) if self.s.responsible_unit else None
+            who = [current.drafted_by] + ([lead.head] if lead is not None else [])
+            self._notify(
+                rules.R_REVIEW,
+                who,
+                *messages.countersign_refused(
+                    self.view(), self.roster, names, action.comment or ""
+                ),
+            )
         self.changed()
 
     def approve_release(self, action: ApproveRelease) -> None:
@@ -860,6 +913,35 @@ class Incident:
             self.roster, s.severity, s.responsible_unit, publicity=s.rules_version >= 1
         )
 
+    def _countersigning(self) -> bool:
+        """R-REVIEW 经各部门负责人审定: the plan file switches the co-units' countersign."""
+        return self.spec.countersign and self.s.rules_version >= 2
+
+    def _follow_countersign(self) -> None:
+        """An approved reply not yet out is countersigned by the co-units as they are now."""
+        current = current_reply(self.s)
+        if current is None or current.status is not ReplyStatus.approved:
+            return
+        if self._countersigning() and current.countersign_units != self.s.co_units:
+            current.countersign_units = list(self.s.co_units)
+            if countersign_pending(self.s):
+                self._ask_countersign()
+
+    def _ask_countersign(self) -> None:
+        units = countersign_pending(self.s)
+        heads = [u.head for u in map(self.roster.unit, units) if u is not None]
+        self._notify(
+            rules.R_REVIEW, heads, *messages.countersign_requested(self.view(), self.roster, units)
+        )
+
+    def _ask_release(self) -> None:
+        lg = self.roster.leading_group
+        self._notify(
+            rules.R_RELEASE,
+            [lg.leader, lg.deputy],
+            *messages.release_requested(self.view(), self.roster),
+        )
+
     def _follow_release(self, actor: str | None) -> None:
         """R-RELEASE follows the severity at publish time: a reply approved but not yet published
         needs the leading group exactly while the incident is major or urgent; when a re-triage
@@ -878,12 +960,8 @@ class Incident:
             actor,
             f"{rules.R_RELEASE} 等级提高为{self.s.severity.label}：{current.kind.label}须经领导小组审定口径和发布人后方可发布",
         )
-        lg = self.roster.leading_group
-        self._notify(
-            rules.R_RELEASE,
-            [lg.leader, lg.deputy],
-            *messages.release_requested(self.view(), self.roster),
-        )
+        if not countersign_pending(self.s):
+            self._ask_release()
 
     def _follow_unit(self) -> None:
         """Open deadlines of the unit's rules follow the responsible unit (and its chain)."""
@@ -1013,14 +1091,31 @@ class Incident:
     def _close(self, at: datetime) -> None:
         """R-CLOSE: no action is accepted after this."""
         self._stop_progress()
-        self.s.phase = Phase.closed
-        self.s.closed_at = at
+        s = self.s
+        s.phase = Phase.closed
+        s.closed_at = at
+        then = ""
+        if s.rules_version >= 2 and not self.sub.is_drill:
+            # R-CLOSE: commendations and 谎报/瞒报/漏报 are usually decided after the summary.
+            # (Not for a drill: nothing of a drill reaches the figures, R-DRILL.)
+            s.amend_until = at + self.spec.amend_within
+            s.amending = True
+            then = f"；{messages.local(s.amend_until, self.tz)}前仍可补记表彰和谎报、瞒报、漏报"
         self.event(
             "closed",
             None,
-            "结案" + (f"（撤销：{self.s.close_reason}）" if self.s.close_reason else ""),
+            "结案" + (f"（撤销：{s.close_reason}）" if s.close_reason else "") + then,
         )
         self.changed()
+
+    def end_amendments(self) -> None:
+        """R-CLOSE: the period after close is over; from now on nothing is accepted."""
+        self.s.amending = False
+        self.event("amendments_closed", None, f"{rules.R_CLOSE} 结案后补记期届满，不再接受补记")
+        self.changed()
+
+    def _after_close(self) -> str:
+        return "（结案后补记）" if self.s.phase is Phase.closed else ""
 
     def on_warn(self, d: Deadline) -> None:
         """临期提醒: once, to the owning unit (or the office), before the deadline falls due."""
@@ -1123,14 +1218,7 @@ class Incident:
     # ------------------------------------------------------------------ checks for validators
 
     def place(self) -> Place:
-        s = self.s
-        return Place(
-            s.responsible_unit,
-            tuple(s.co_units),
-            self.sub.reporter_unit,
-            tuple(s.activated_units),
-            tuple(s.activated_persons),
-        )
+        return place_of(self.s, self.sub.reporter_unit)
 
     def allows(self, name: str, actor: str) -> bool:
         """`may(name, actor) is None`, without the wording."""
@@ -1153,6 +1241,11 @@ class Incident:
         if not self.started:
             # An update can arrive in the same activation as the start, before the deadlines exist.
             raise Refusal("事件正在创建，请稍后重试", "not_ready")
+        s = self.s
+        over = s.amend_until is not None and self.now >= s.amend_until
+        if s.phase is Phase.closed and s.amending and over:
+            # The period's timer and this action came together: the period is over.
+            raise Refusal(closed_refusal(s, ACTIONS[name], self.tz))
         refused = self.may(name, action.actor)
         if refused is not None and name == "draft-reply" and refused.kind == "refused":
             # The table asks whether any kind of reply is owed; the refusal names the kind asked.
@@ -1187,6 +1280,9 @@ class Incident:
         elif name == "approve-reply":
             if not action.approve and not action.comment:
                 return "退回回复稿须说明理由"
+        elif name == "countersign-reply":
+            if not action.approve and not action.comment:
+                return "不同意会签须说明理由"
         elif name == "approve-release":
             if action.approve and not action.spokesperson:
                 return "须确定发布人"

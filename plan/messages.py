@@ -54,6 +54,26 @@ def review_requested(view: IncidentView, roster: Roster) -> tuple[str, str]:
     return subject, body
 
 
+def countersign_requested(
+    view: IncidentView, roster: Roster, units: tuple[str, ...] | list[str]
+) -> tuple[str, str]:
+    subject = f"{_head(view)}：回复稿待会签"
+    names = "、".join(roster.unit_name(u) for u in units)
+    body = (
+        f"{roster.unit_name(view.responsible_unit)}的回复稿已经单位负责人审定，请协办单位（{names}）"
+        f"负责人会签（{rules.R_REVIEW} 经各部门负责人审定）；不同意的请说明理由。"
+    )
+    return subject, body
+
+
+def countersign_refused(
+    view: IncidentView, roster: Roster, units: str, reason: str
+) -> tuple[str, str]:
+    subject = f"{_head(view)}：回复稿会签被退回"
+    body = f"{units}负责人不同意会签，回复稿退回重新起草（{rules.R_REVIEW}）：{reason}"
+    return subject, body
+
+
 def escalation(
     view: IncidentView,
     roster: Roster,

@@ -188,6 +188,14 @@ class ApproveReplyRequest(_Message):
     comment: str | None = Field(default=None, max_length=TEXT_MAX)
 
 
+class CountersignRequest(_Message):
+    """R-REVIEW 经各部门负责人审定: a co-handling unit's head countersigns (会签) the reply the
+    lead unit's head approved, or refuses it with a reason (the draft goes back to the lead unit)."""
+
+    approve: bool = True
+    comment: str | None = Field(default=None, max_length=TEXT_MAX)
+
+
 class ApproveReleaseRequest(_Message):
     """R-RELEASE: the leading group approves the wording (口径) and names the spokesperson."""
 
@@ -296,6 +304,10 @@ class DraftReply(DraftReplyRequest, Action):
 
 
 class ApproveReply(ApproveReplyRequest, Action):
+    pass
+
+
+class CountersignReply(CountersignRequest, Action):
     pass
 
 
@@ -431,6 +443,10 @@ class ReplyRound(BaseModel):
     approved_by: str | None = None
     approved_at: datetime | None = None
     comment: str | None = None
+    # R-REVIEW 会签: the co-handling units whose heads must countersign before it goes out, and
+    # who did (unit id → person id); a new draft needs every countersign again.
+    countersign_units: list[str] = Field(default_factory=list)
+    countersigned: dict[str, str] = Field(default_factory=dict)
     release_needed: bool = False
     released_by: str | None = None
     released_at: datetime | None = None
@@ -520,6 +536,10 @@ class IncidentState(BaseModel):
     subsided_at: datetime | None = None
     closed_at: datetime | None = None
     close_reason: str | None = None
+    # R-CLOSE: until when commendations and 谎报/瞒报/漏报 records may still be added after close
+    # (None: not at all); `amending` is true until the workflow's timer ends the period.
+    amend_until: datetime | None = None
+    amending: bool = False
     written_report: str | None = None
     summary: str | None = None
     version: int = 0

@@ -31,6 +31,10 @@ class PlanSpec(BaseModel):
     warn_at: float = Field(gt=0, lt=1)
     reply_within: dict[Severity, timedelta]
     progress_interval: dict[Severity, timedelta]
+    # R-CLOSE: how long after close commendations and 谎报/瞒报/漏报 records may still be added.
+    amend_within: timedelta = timedelta(days=30)
+    # R-REVIEW 经各部门负责人审定: the co-handling units' heads countersign (会签) a reply.
+    countersign: bool = True
 
 
 def load_spec(path: str | Path) -> PlanSpec:

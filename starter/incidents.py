@@ -353,7 +353,9 @@ async def _not_found_or_closed(client: Client, incident_id: str) -> ServiceError
     except RPCError:
         return ServiceError(404, f"事件“{incident_id}”不存在")
     if desc.workflow_execution_info.status != WorkflowExecutionStatus.RUNNING.value:
-        return ServiceError(409, "事件已结案，不再接受操作")
+        return ServiceError(
+            409, "事件已结案，流程已结束（结案后补记期已届满或不适用），不再接受操作"
+        )
     return ServiceError(404, f"事件“{incident_id}”不存在")
 
 

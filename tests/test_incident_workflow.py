@@ -365,7 +365,7 @@ async def test_refused_actions_change_nothing(
         await incidents.act(client, view.id, "publish-reply", {"channel": "微博"}, "lin.feng")
         await incidents.act(client, view.id, "track", {"status": "subsided"}, "lin.feng")
         await incidents.act(client, view.id, "submit-summary", {"text": "总结"}, "lin.feng")
-        assert (await handle.result()).phase.value == "closed"
+        assert (await incidents.get(client, view.id)).phase.value == "closed"
         with pytest.raises(ServiceError) as err:
             await incidents.act(client, view.id, "draft-reply", {"text": "x"}, "lin.feng")
         assert err.value.status == 409 and "结案" in err.value.message

@@ -51,6 +51,7 @@ PROGRESS = [
     "conclude",
     "draft-reply",
     "approve-reply",
+    "countersign-reply",
     "approve-release",
     "publish-reply",
     "track",
@@ -64,6 +65,7 @@ REPLYING = {
     "triage",
     "draft-reply",
     "approve-reply",
+    "countersign-reply",
     "approve-release",
     "publish-reply",
 }
@@ -83,7 +85,7 @@ def candidates(name: str, core_: Incident) -> list[dict[str, Any]]:
     """Valid field sets for an action: if the table says a person may take it now, one of these
     must be accepted (what the page offers = what the core accepts)."""
     unit = core_.s.responsible_unit or "cjb"
-    other = next(u for u in UNITS if u != unit)
+    other, third = [u for u in UNITS if u != unit][:2]
     return {
         "confirm-lead": [{}],
         "triage": [
@@ -91,17 +93,19 @@ def candidates(name: str, core_: Incident) -> list[dict[str, Any]]:
                 "severity": sev.value,
                 "category": cat.value,
                 "responsible_unit": unit if i % 3 else other,
+                "co_units": [third] if i % 2 else [],
             }
             for i, (sev, cat) in enumerate((sev, cat) for sev in Severity for cat in Category)
         ],
         "file-written-report": [{"text": "书面信息"}],
         "report-progress": [{"text": "续报"}],
-        "activate": [{"units": [other]}],
+        "activate": [{"units": [other]}, {"persons": ["he.jing"]}],
         "consult": [{"topic": "会商", "decision": "继续观察"}],
         "return-to-office": [{"reason": "不属本单位职责"}],
         "declare-delay": [{"reason": "需多部门调查"}],
         "draft-reply": [{"text": "回复", "kind": k.value} for k in ReplyKind],
         "approve-reply": [{"approve": True}, {"approve": False, "comment": "请修改"}],
+        "countersign-reply": [{"approve": True}, {"approve": False, "comment": "表述不准确"}],
         "approve-release": [{"approve": True, "spokesperson": "li.xiaomei"}],
         "publish-reply": [{"channel": "镇政府微博"}],
         "conclude": [{"note": "已办结"}],
@@ -110,7 +114,9 @@ def candidates(name: str, core_: Incident) -> list[dict[str, Any]]:
         "track": [{"status": s.value} for s in TrackStatus],
         "submit-summary": [{"text": "总结"}],
         "withdraw": [{"reason": "误报"}],
-        "record-accountability": [{"kind": "谎报", "unit": unit, "reason": "核实为谎报"}],
+        "record-accountability": [
+            {"kind": k, "unit": unit, "reason": "核实"} for k in ("谎报", "瞒报", "漏报")
+        ],
         "commend": [{"unit": unit, "reason": "处置得力"}],
     }[name]
 
@@ -167,6 +173,7 @@ CLOSING: list[tuple[str, dict[str, Any]]] = [
     ("submit-summary", {"text": "总结"}),
     ("publish-reply", {"channel": "镇政府微博"}),
     ("approve-release", {"approve": True, "spokesperson": "li.xiaomei"}),
+    ("countersign-reply", {"approve": True}),
     ("approve-reply", {"approve": True}),
     ("draft-reply", {"text": "处理结果", "kind": "result"}),
     ("draft-reply", {"text": "官方回复", "kind": "official"}),
@@ -190,7 +197,8 @@ def fork(c: Incident) -> Incident:
 def witnesses(c: Incident) -> list[str]:
     """People enough to try every action: the office, the leader, the unit's head and staff."""
     unit = c.s.responsible_unit
-    return ["liu.yang", "wang.jianguo", *(ROSTER.members_of(unit) if unit else [])]
+    co_heads = [u.head for u in map(ROSTER.unit, c.s.co_units) if u is not None]
+    return ["liu.yang", "wang.jianguo", *(ROSTER.members_of(unit) if unit else []), *co_heads]
 
 
 def shape_of(c: Incident) -> str:
@@ -206,7 +214,17 @@ def shape_of(c: Incident) -> str:
             s.reply_round,
             s.concluded_at is not None,
             s.adoption is not None,
-            [(r.kind, r.status, r.release_needed, r.released_by is not None) for r in s.replies],
+            [
+                (
+                    r.kind,
+                    r.status,
+                    r.release_needed,
+                    r.released_by is not None,
+                    tuple(r.countersign_units),
+                    tuple(sorted(r.countersigned)),
+                )
+                for r in s.replies
+            ],
             [(d.key, d.open, d.overdue, d.replaced_by) for d in s.deadlines],
         )
     )
@@ -293,6 +311,8 @@ class IncidentMachine(RuleBasedStateMachine):
             reply = c.s.replies[-1]
             if rules.needs_release(severity):
                 assert reply.released_by is not None, "R-RELEASE: published without approval"
+            unsigned = set(c.s.co_units) - set(reply.countersigned)
+            assert not unsigned, f"R-REVIEW: published without the countersign of {unsigned}"
 
     @rule(data=st.data())
     def act_as_allowed(self, data: st.DataObject) -> None:
@@ -312,6 +332,22 @@ class IncidentMachine(RuleBasedStateMachine):
         name = data.draw(st.sampled_from(names), label="action")
         person = data.draw(st.sampled_from(self.allowed(name)), label="by")
         self.act(name, person, data.draw(st.integers(0, 50), label="fields"))
+
+    @rule(steps=st.integers(1, 8))
+    def diligently(self, steps: int) -> None:
+        """A unit that keeps going: the next few steps towards the close, as `closes` takes them
+        (reaches the deep states, a published reply and after, within a short sequence)."""
+        c = self.c
+        for _ in range(steps):
+            if c.s.phase is Phase.closed:
+                return
+            for name, fields in CLOSING:
+                actor = next((p for p in witnesses(c) if c.allows(name, p)), None)
+                if actor is not None and accepts(c, name, fields, actor):
+                    apply(c, name, fields, actor)
+                    break
+            else:
+                return
 
     @rule()
     def conclude_and_report_calm(self) -> None:
@@ -349,6 +385,15 @@ class IncidentMachine(RuleBasedStateMachine):
                 assert not met_in_time, f"a record for {d.key}, met in time"
 
     @invariant()
+    def a_false_alarm_counts_nowhere(self) -> None:
+        s = self.c.s
+        if s.phase is Phase.closed and s.close_reason is not None:
+            for a in s.accountability:
+                by_hand = a.deadline_key.startswith("manual")
+                assert by_hand or a.voided_at is not None, f"R-ACCOUNT: {a.deadline_key} counts"
+            assert all(d.voided for d in s.deadlines), "R-ACCOUNT: a false alarm's deadline counts"
+
+    @invariant()
     def replies_released_for_their_severity(self) -> None:
         for r in self.c.s.replies:
             if r.status is ReplyStatus.approved and r.released_by is None:
@@ -381,7 +426,7 @@ class IncidentMachine(RuleBasedStateMachine):
 
 
 SETTINGS = settings(
-    max_examples=600,
+    max_examples=2000,
     stateful_step_count=25,
     deadline=None,
     derandomize=True,
@@ -473,7 +518,13 @@ def test_mutant_record_for_a_deadline_met_in_time_is_caught() -> None:
 
 def test_mutant_dead_end_after_subsiding_is_caught() -> None:
     """R-CLOSE: replies only while handling and tracking (before issue 14)."""
-    replies = ("draft-reply", "approve-reply", "approve-release", "publish-reply")
+    replies = (
+        "draft-reply",
+        "approve-reply",
+        "countersign-reply",
+        "approve-release",
+        "publish-reply",
+    )
     with replaced(*replies, phases=(Phase.handling, Phase.tracking)):
         _caught("no way to close|nobody can work")
 
@@ -489,3 +540,33 @@ def test_mutant_page_offering_what_the_core_refuses_is_caught() -> None:
 
     with mutated(Incident, "_fields_refusal", fields):
         _caught("consult")
+
+
+def test_mutant_publish_without_countersign_is_caught() -> None:
+    """R-REVIEW 经各部门负责人审定: publishing on the lead unit head's approval alone."""
+
+    def publish(s: Any, roster: Any, tz: str) -> str | None:
+        current = actions.current_reply(s)
+        if current is None or current.status is not ReplyStatus.approved:
+            return "未审定"
+        if rules.needs_release(s.severity) and current.released_by is None:
+            return "未经领导小组审定"
+        return None
+
+    with replaced("publish-reply", when=publish):
+        _caught("R-REVIEW")
+
+
+def test_mutant_false_alarm_records_kept_in_the_figures_is_caught() -> None:
+    """R-ACCOUNT: a withdrawal that leaves the false alarm's records counting (before issue 14)."""
+    original = Incident.withdraw
+
+    def withdraw(self: Incident, action: Any) -> None:
+        version, self.s.rules_version = self.s.rules_version, 1
+        try:
+            original(self, action)
+        finally:
+            self.s.rules_version = version
+
+    with mutated(Incident, "withdraw", withdraw):
+        _caught("R-ACCOUNT")

@@ -19,6 +19,7 @@ from store import service
 from store.db import session_scope
 from tests.helpers import eventually, publish, running_worker, submission, submit, triage
 from tests.test_plan_leading import _inbox, eventually_view
+from workflows.incident import IncidentWorkflow
 
 
 async def test_release_follows_the_severity_at_publish_time(
@@ -373,3 +374,129 @@ async def test_units_and_persons_brought_in_take_part_and_hear_of_it(
         assert err.value.status == 422 and "须指定介入的单位或人员" in str(
             [f.message for f in err.value.fields]
         )
+
+
+async def test_commendations_and_records_can_be_added_for_a_period_after_close(
+    time_env: WorkflowEnvironment,
+    client: Client,
+    settings: Settings,
+    roster: Roster,
+    executor: ThreadPoolExecutor,
+) -> None:
+    """R-CLOSE, R-COMMEND, R-ACCOUNT (defect 7): commendations and 谎报/瞒报/漏报 are usually
+    decided after the summary. For the plan file's period after close (30 days) the office or the
+    leading group may still add them, with a reason; actor, time and reason are kept and shown,
+    and in the report. Nothing else is accepted after close, and nothing at all after the period."""
+    async with running_worker(client, settings, executor):
+        view = await submit(client, settings, roster)
+        await triage(client, view.id, severity="general", unit="cjb")
+        await publish(client, view.id, staff="lin.feng", head="sun.haitao")
+        await incidents.act(client, view.id, "track", {"status": "subsided"}, "lin.feng")
+        closed = await incidents.act(
+            client, view.id, "submit-summary", {"text": "总结"}, "lin.feng"
+        )
+        assert closed.phase.value == "closed" and closed.amending
+        assert closed.amend_until is not None and closed.closed_at is not None
+        assert closed.amend_until - closed.closed_at == timedelta(days=30)
+
+        commended = await incidents.act(
+            client,
+            view.id,
+            "commend",
+            {"unit": "cjb", "person": "lin.feng", "reason": "回应及时、口径准确"},
+            "wang.jianguo",
+        )
+        assert commended.commendations[-1].by == "wang.jianguo"
+        recorded = await incidents.act(
+            client,
+            view.id,
+            "record-accountability",
+            {"kind": "漏报", "unit": "dhc", "reason": "村委会知情未报"},
+            "li.xiaomei",
+        )
+        (omission,) = [a for a in recorded.accountability if a.kind == "漏报"]
+        assert omission.by == "li.xiaomei" and omission.reason == "村委会知情未报"
+        latest = recorded.timeline[-1]
+        assert latest.actor == "li.xiaomei" and "结案后补记" in latest.summary
+
+        for name, fields, actor, status in (
+            ("draft-reply", {"text": "x"}, "lin.feng", 409),
+            (
+                "triage",
+                {"severity": "major", "category": "inquiry", "responsible_unit": "cjb"},
+                "liu.yang",
+                409,
+            ),
+            ("commend", {"unit": "cjb", "reason": "x"}, "lin.feng", 403),
+        ):
+            with pytest.raises(ServiceError) as err:
+                await incidents.act(client, view.id, name, fields, actor)
+            assert err.value.status == status, (name, err.value.message)
+
+        def by_hand() -> list[str]:
+            with session_scope(settings.database_url) as s:
+                return [a.kind for a in service.accountability(s, incident_id=view.id) if a.by]
+
+        assert await eventually(by_hand) == ["漏报"]
+
+        await time_env.sleep(timedelta(days=30, hours=1))
+        with pytest.raises(ServiceError) as err:
+            await incidents.act(
+                client, view.id, "commend", {"unit": "cjb", "reason": "迟到的表彰"}, "wang.jianguo"
+            )
+        assert err.value.status == 409 and "补记期" in err.value.message
+        final = await client.get_workflow_handle_for(IncidentWorkflow.run, view.id).result()
+        assert not final.amending and final.timeline[-1].kind == "amendments_closed"
+
+
+async def test_co_unit_heads_countersign_before_a_reply_goes_out(
+    client: Client, settings: Settings, roster: Roster, executor: ThreadPoolExecutor
+) -> None:
+    """R-REVIEW 经各部门负责人审定 (defect 9): after the lead unit's head approves, each
+    co-handling unit's head is asked to countersign (会签); the reply cannot go out before. A
+    co-unit head who refuses sends the draft back to the lead unit with the reason, and the new
+    draft needs every countersign again."""
+    async with running_worker(client, settings, executor):
+        view = await submit(client, settings, roster)
+        await triage(client, view.id, severity="general", unit="cjb", co_units=["sswb"])
+        await incidents.act(client, view.id, "draft-reply", {"text": "初稿"}, "lin.feng")
+        approved = await incidents.act(client, view.id, "approve-reply", {}, "sun.haitao")
+        assert approved.replies[-1].countersign_units == ["sswb"]
+        asked = await eventually(
+            lambda: [
+                m for m in _inbox(settings.database_url, "huang.li", view.id) if "会签" in m.subject
+            ]
+        )
+        assert asked
+        with pytest.raises(ServiceError) as err:
+            await incidents.act(client, view.id, "publish-reply", {"channel": "微博"}, "lin.feng")
+        assert err.value.status == 409 and "会签" in err.value.message
+        with pytest.raises(ServiceError) as err:  # the lead unit's head is not a co-unit's
+            await incidents.act(client, view.id, "countersign-reply", {}, "sun.haitao")
+        assert err.value.status == 403
+
+        refused = await incidents.act(
+            client,
+            view.id,
+            "countersign-reply",
+            {"approve": False, "comment": "救助政策表述不准确"},
+            "huang.li",
+        )
+        assert refused.replies[-1].status.value == "rejected"
+        assert "救助政策表述不准确" in (refused.replies[-1].comment or "")
+        with pytest.raises(ServiceError) as err:
+            await incidents.act(client, view.id, "publish-reply", {"channel": "微博"}, "lin.feng")
+        assert err.value.status == 409
+
+        await incidents.act(client, view.id, "draft-reply", {"text": "修改稿"}, "lin.feng")
+        again = await incidents.act(client, view.id, "approve-reply", {}, "sun.haitao")
+        assert again.replies[-1].countersigned == {}
+        with pytest.raises(ServiceError) as err:
+            await incidents.act(client, view.id, "publish-reply", {"channel": "微博"}, "lin.feng")
+        assert err.value.status == 409 and "会签" in err.value.message
+        signed = await incidents.act(client, view.id, "countersign-reply", {}, "huang.li")
+        assert signed.replies[-1].countersigned == {"sswb": "huang.li"}
+        done = await incidents.act(
+            client, view.id, "publish-reply", {"channel": "微博"}, "lin.feng"
+        )
+        assert done.replies[-1].status.value == "published"

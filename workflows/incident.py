@@ -11,6 +11,7 @@ The whole state is one model, so a long incident continues as new without losing
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TypeVar
@@ -40,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         Conclude,
         ConfirmLead,
         Consult,
+        CountersignReply,
         Deadline,
         DecideAdoption,
         DeclareDelay,
@@ -177,8 +179,28 @@ class IncidentWorkflow:
                 )
                 if not self._pending():
                     break
+        await self._amendment_period()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.view()
+
+    async def _amendment_period(self) -> None:
+        """R-CLOSE: after close the incident waits out the plan's period (30 days), accepting
+        only commendations and 谎报/瞒报/漏报 records (the core refuses anything else), each
+        written as it comes; the period's end is a timer on the Temporal UI."""
+        while self.s.amending and self.s.amend_until is not None:
+            left = self.s.amend_until - workflow.now()
+            if left > timedelta(0):
+                with contextlib.suppress(TimeoutError):
+                    await workflow.wait_condition(
+                        self._pending,
+                        timeout=left,
+                        timeout_summary=f"{rules.R_CLOSE} 结案后补记期届满",
+                    )
+            if workflow.now() >= self.s.amend_until:
+                self.core.now = workflow.now()
+                self.core.end_amendments()
+            await self._flush()
+            await workflow.wait_condition(lambda: not self.s.in_flight_deliveries)
 
     def _continue_due(self) -> bool:
         info = workflow.info()
@@ -350,6 +372,14 @@ class IncidentWorkflow:
     @approve_reply.validator
     def _v_approve_reply(self, action: ApproveReply) -> None:
         self._check("approve-reply", action)
+
+    @workflow.update
+    def countersign_reply(self, action: CountersignReply) -> ActionDone:
+        return self._apply("countersign-reply", action)
+
+    @countersign_reply.validator
+    def _v_countersign_reply(self, action: CountersignReply) -> None:
+        self._check("countersign-reply", action)
 
     @workflow.update
     def approve_release(self, action: ApproveRelease) -> ActionDone:

@@ -22,7 +22,7 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
 from plan import rules
-from plan.actions import ACTIONS, Place, allows
+from plan.actions import ACTIONS, allows, place_of
 from plan.models import IncidentState, IncidentView, Phase
 from plan.roster import Role, Roster
 from starter import incidents
@@ -53,13 +53,7 @@ def plausible_actions(roster: Roster, person_id: str, view: IncidentView) -> lis
     state = IncidentState.model_construct(
         **{name: getattr(view, name) for name in IncidentState.model_fields}
     )
-    place = Place(
-        view.responsible_unit,
-        tuple(view.co_units),
-        view.reporter_unit,
-        tuple(view.activated_units),
-        tuple(view.activated_persons),
-    )
+    place = place_of(state, view.reporter_unit)
     return [name for name in ACTIONS if allows(name, roster, state, place, person_id)]
 
 
