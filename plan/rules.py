@@ -46,12 +46,6 @@ R_DRILL = "R-DRILL"
 R_DEDUP = "R-DEDUP"
 R_CLOSE = "R-CLOSE"
 
-# R-REPORT: 发现重大舆情后 … 立即报告，最迟不得超过1小时 (the shipped plan's number)
-REPORT_WITHIN = SHIPPED.report_within
-
-# R-REPLY: 一般性网络舆情12小时内官方回复; 重大网络舆情24小时内; 紧急舆情于3小时内
-REPLY_WITHIN: dict[Severity, timedelta] = dict(SHIPPED.reply_within)
-
 RULE_WORDING: dict[str, str] = {
     "R-REPORT": "发现重大舆情后，应立即向领导小组办公室报告，最迟不得超过1小时",
     "R-REPLY": "一般性网络舆情12小时内、重大网络舆情24小时内官方回复，紧急舆情3小时内回应社会关切",
@@ -83,11 +77,6 @@ def miss_kind(rule: str) -> str:
     return MISS_KIND.get(rule, OVERDUE)
 
 
-def scaled(duration: timedelta, speedup: float | None) -> timedelta:
-    """R-DRILL: a drill runs the plan's durations divided by its speed-up factor."""
-    return duration / speedup if speedup else duration
-
-
 def plan_due(
     anchor: datetime, duration: timedelta, received_at: datetime, speedup: float | None
 ) -> datetime:
@@ -112,16 +101,6 @@ def report_due(
     spec: PlanSpec = SHIPPED,
 ) -> datetime:
     return plan_due(discovered_at, spec.report_within, received_at, speedup)
-
-
-def reply_due(
-    discovered_at: datetime,
-    severity: Severity,
-    received_at: datetime,
-    speedup: float | None,
-    spec: PlanSpec = SHIPPED,
-) -> datetime:
-    return plan_due(discovered_at, spec.reply_within[severity], received_at, speedup)
 
 
 def end_of_day(at: datetime, tz: str) -> datetime:

@@ -28,6 +28,12 @@ WF_TASK = {
 }
 
 
+# R-ESCALATE step 1 for 村镇建设办 in the example roster (plan.rules.escalation_chain): its
+# first-responsible person and head (both sun.haitao), then the office (yqb: liu.yang, its head
+# and first-responsible person, then zhou.ting and ma.chao), as stored (comma-separated).
+STEP_1_CJB = "sun.haitao,liu.yang,zhou.ting,ma.chao"
+
+
 def _deadline(view, rule):  # type: ignore[no-untyped-def]
     return next(d for d in view.deadlines if d.rule == rule)
 
@@ -90,8 +96,7 @@ async def test_unmet_deadline_escalates_step_by_step_and_records_the_miss(
         view = await submit(client, settings, roster, severity="urgent", responsible_unit="cjb")
         await time_env.sleep(timedelta(hours=3, minutes=1))
         esc = await eventually(lambda: stored(url, service.escalations, incident_id=view.id))
-        assert [e.step for e in esc] == [1]
-        assert set(esc[0].targets.split(",")) >= {"sun.haitao", "liu.yang", "zhou.ting"}
+        assert [(e.step, e.targets) for e in esc] == [(1, STEP_1_CJB)]
         acc = await eventually(lambda: stored(url, service.accountability, incident_id=view.id))
         assert [(a.rule, a.kind, a.unit, a.person) for a in acc] == [
             ("R-REPLY", "逾期", "cjb", "sun.haitao")
@@ -111,7 +116,7 @@ async def test_unmet_deadline_escalates_step_by_step_and_records_the_miss(
                 (r := stored(url, service.escalations, incident_id=view.id)) and len(r) >= 2 and r
             )
         )
-        assert [(e.step, e.targets) for e in esc] == [(1, esc[0].targets), (2, "li.xiaomei")]
+        assert [(e.step, e.targets) for e in esc] == [(1, STEP_1_CJB), (2, "li.xiaomei")]
         await eventually(
             lambda: [
                 m
@@ -185,7 +190,8 @@ async def test_reply_in_time_records_no_miss(
     roster: Roster,
     executor: ThreadPoolExecutor,
 ) -> None:
-    """R-REPLY met before the deadline: no escalation, no accountability record, incident closed."""
+    """R-REPLY met before the deadline: once the due time and the first escalation wait have
+    passed, still no escalation and no accountability record, in the workflow or the store."""
     url = settings.database_url
     async with running_worker(client, settings, executor):
         view = await submit(client, settings, roster, severity="general")
@@ -197,12 +203,29 @@ async def test_reply_in_time_records_no_miss(
             "zhou.ting",
         )
         final = await publish(client, view.id, staff="xu.lei", head="huang.li")
-        assert not _deadline(final, "R-REPLY").overdue
+        reply = _deadline(final, "R-REPLY")
+        assert reply.met_at is not None and reply.met_at < reply.due_at
         assert final.phase.value == "tracking"
+
+        # Let the 12 h pass, and the hour until step 2 would escalate a miss.
+        now = await time_env.get_current_time()
+        await time_env.sleep(reply.due_at + timedelta(hours=1, minutes=1) - now)
+        assert await time_env.get_current_time() > reply.due_at + timedelta(hours=1)
+        later = await incidents.get(client, view.id)
+        after = _deadline(later, "R-REPLY")
+        assert (after.state, after.met_at, after.escalation_step) == ("met", reply.met_at, 0)
+        assert later.escalations == [] and later.accountability == []
+        assert not [e for e in later.timeline if e.kind in ("deadline_missed", "escalated")]
+
+        # The read model has caught up with that state (same version) and shows no miss either.
         rows = await eventually(
-            lambda: [i for i in stored(url, service.list_incidents) if i.phase == "tracking"]
+            lambda: [
+                i
+                for i in stored(url, service.list_incidents)
+                if i.id == view.id and i.version == later.version
+            ]
         )
-        assert rows[0].id == view.id and not rows[0].overdue
+        assert rows[0].phase == "tracking" and not rows[0].overdue
         assert stored(url, service.escalations, incident_id=view.id) == []
         assert stored(url, service.accountability, incident_id=view.id) == []
 

@@ -789,6 +789,7 @@ async def test_r_close_withdraw_cancels_deadlines_and_refuses_later_actions(
         )
         open_before = {d.key for d in view.deadlines if d.open}
         assert open_before == {"R-WRITTEN", "R-REPLY#1", "R-PROGRESS#1"}
+        last_due = max(d.due_at for d in view.deadlines if d.open)
 
         err = await _refused(client, view.id, "withdraw", {"reason": "误报"}, "lin.feng")
         assert err.status == 403
@@ -810,14 +811,36 @@ async def test_r_close_withdraw_cancels_deadlines_and_refuses_later_actions(
             "R-PROGRESS#1": "cancelled",
         }
         assert len(_kinds(view, "withdrawn")) == 1 and len(_kinds(view, "closed")) == 1
+
+        # Closed, nothing falls due any more: let every cancelled deadline's due time and its
+        # first escalation wait pass before waiting for the workflow's end, then read its state,
+        # where a miss or an escalation would show at once.
+        now = await time_env.get_current_time()
+        await time_env.sleep(last_due + timedelta(hours=1, minutes=1) - now)
+        assert await time_env.get_current_time() > last_due + timedelta(hours=1)
+        later = await incidents.get(client, view.id)
+        assert {d.key: d.state for d in later.deadlines} == states
+        assert later.escalations == [] and later.accountability == []
+        assert not [e for e in later.timeline if e.kind in ("deadline_missed", "escalated")]
+
         result = await client.get_workflow_handle_for(IncidentWorkflow.run, view.id).result()
         assert result.phase.value == "closed"
         assert {d.key for d in result.deadlines if d.state == "cancelled"} == open_before
 
-        await eventually(lambda: _incident_row(url, view.id, phase="closed"))
+        assert result.escalations == [] and result.accountability == []
+
+        # The store has caught up with the final state, and shows no miss either.
+        await eventually(
+            lambda: (
+                (row := _incident_row(url, view.id, phase="closed"))
+                and row.version == result.version
+            )
+        )
         rows = stored(url, service.deadlines, incident_id=view.id)
         assert {x.key for x in rows if x.cancelled} == open_before
         assert {x.key for x in rows if not x.cancelled} == {"R-REPORT"}
+        assert stored(url, service.escalations, incident_id=view.id) == []
+        assert stored(url, service.accountability, incident_id=view.id) == []
 
         for action, data, actor in [
             ("file-written-report", {"text": "书面"}, "zhou.ting"),
@@ -831,11 +854,6 @@ async def test_r_close_withdraw_cancels_deadlines_and_refuses_later_actions(
         ]:
             err = await _refused(client, view.id, action, data, actor)
             assert err.status == 409 and "结案" in err.message, (action, err.message)
-
-        # Closed, nothing falls due any more.
-        await time_env.sleep(timedelta(hours=25))
-        assert stored(url, service.escalations, incident_id=view.id) == []
-        assert stored(url, service.accountability, incident_id=view.id) == []
 
 
 async def test_r_close_withdrawing_a_lead(
