@@ -50,9 +50,17 @@ def submission(**overrides: Any) -> dict[str, Any]:
 
 
 async def submit(
-    client: Client, settings: Settings, roster: Roster, **overrides: Any
+    client: Client,
+    settings: Settings,
+    roster: Roster,
+    *,
+    submitted_by: str | None = None,
+    **overrides: Any,
 ) -> IncidentView:
-    result = await incidents.submit(client, settings, roster, submission(**overrides))
+    """Submit (anonymously, unless `submitted_by` names the signed-in person)."""
+    result = await incidents.submit(
+        client, settings, roster, submission(**overrides), submitted_by=submitted_by
+    )
     return result.view
 
 

@@ -284,6 +284,7 @@ async def test_r_written_report_filed_within_30_minutes(
             discovered_at=(oral_at - timedelta(minutes=5)).isoformat(),
             oral_reported_at=oral_at.isoformat(),
             url="https://weibo.example/post/written-2",
+            submitted_by="feng.gang",  # signed in: the stated call time counts
         )
         assert _dl(stated, "R-WRITTEN").due_at == oral_at + timedelta(minutes=30)
 
@@ -725,6 +726,8 @@ async def test_r_summary_in_time_closes_the_incident(
             client, view.id, "submit-summary", {"text": "发生、传播和处置情况及反思"}, "lin.feng"
         )
         assert view.phase.value == "closed"
+        # R-CLOSE: the workflow ends once the period for commendations and records is over.
+        await time_env.sleep(timedelta(days=30, hours=1))
         handle = client.get_workflow_handle_for(IncidentWorkflow.run, view.id)
         result = await handle.result()
         assert result.phase.value == "closed" and result.closed_at is not None
@@ -823,6 +826,7 @@ async def test_r_close_withdraw_cancels_deadlines_and_refuses_later_actions(
         assert later.escalations == [] and later.accountability == []
         assert not [e for e in later.timeline if e.kind in ("deadline_missed", "escalated")]
 
+        await time_env.sleep(timedelta(days=30, hours=1))  # R-CLOSE: the period after close
         result = await client.get_workflow_handle_for(IncidentWorkflow.run, view.id).result()
         assert result.phase.value == "closed"
         assert {d.key for d in result.deadlines if d.state == "cancelled"} == open_before
