@@ -11,6 +11,7 @@ from __future__ import annotations
 import tomllib
 from datetime import timedelta
 from enum import StrEnum
+from functools import lru_cache
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -108,7 +109,9 @@ def load_spec(path: str | Path) -> PlanSpec:
 SHIPPED = load_spec(SHIPPED_FILE)
 
 
+@lru_cache
 def plan_from(path: str | Path | None) -> PlanSpec:
     """The plan new incidents start under: the file the settings name (YUQING_PLAN_FILE), or
-    the shipped one."""
+    the shipped one. Read once per process, so the pages and new incidents agree until a
+    restart."""
     return SHIPPED if path is None else load_spec(path)
