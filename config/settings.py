@@ -32,8 +32,12 @@ class Settings(BaseSettings):
     public_url: str = "http://localhost:8000"
     api_url: str = "http://localhost:8000"
 
-    # R-ESCALATE: minutes from step 1 to step 2 (deputy leader) and from step 2 to step 3 (leader).
-    escalation_waits_minutes: list[float] = Field(default_factory=lambda: [60.0, 60.0])
+    # The plan file new incidents start under: durations, escalation chain, the plan's sentences
+    # (unset: the shipped plan/plan-2024.toml). Each incident keeps the plan it started with.
+    plan_file: Path | None = None
+    # R-ESCALATE: minutes to wait before escalation steps 2, 3, … (the last repeating), replacing
+    # the plan file's waits; for drills and tests. Empty: the plan file's waits.
+    escalation_waits_minutes: list[float] = Field(default_factory=list)
     webhook_timeout_seconds: float = 10.0
     # Outbox: how long an external channel is retried before the office is told it failed.
     delivery_give_up_minutes: float = 360.0

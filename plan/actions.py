@@ -66,6 +66,7 @@ from plan.models import (
     WrittenReportRequest,
 )
 from plan.roster import Role, Roster
+from plan.spec import PlanSpec
 
 WRITTEN_KEY = "R-WRITTEN"
 OPINION_KEY = "R-INQUIRY-OPINION"
@@ -379,7 +380,7 @@ class ActionRule:
     request: type[BaseModel]
     command: type[BaseModel]
     label: str
-    help: str
+    help: str  # may name the plan's periods as {stance_within} etc.: read it through help_for
     who: Who
     phases: tuple[Phase, ...] | Callable[[IncidentState], tuple[Phase, ...]]
     when: When = _always
@@ -389,6 +390,10 @@ class ActionRule:
 
     def phases_for(self, s: IncidentState) -> tuple[Phase, ...]:
         return self.phases(s) if callable(self.phases) else self.phases
+
+    def help_for(self, spec: PlanSpec) -> str:
+        """The help text with the plan's periods (rules.duration_words) filled in."""
+        return self.help.format_map(rules.duration_words(spec))
 
 
 HANDLING = (Phase.handling,)
@@ -464,7 +469,7 @@ ACTIONS: dict[str, ActionRule] = {
         DeclareDelayRequest,
         DeclareDelay,
         "说明延期",
-        "声明无法在回复期内办结，3日内作表态性回复（R-STANCE）。",
+        "声明无法在回复期内办结，{stance_within}内作表态性回复（R-STANCE）。",
         Who.unit,
         HANDLING,
         _delay,

@@ -14,16 +14,7 @@ class Severity(StrEnum):
     def label(self) -> str:
         return {"general": "一般", "major": "重大", "urgent": "紧急"}[self.value]
 
-    @property
-    def explanation(self) -> str:
-        """One sentence from the plan, for the forms."""
-        return {
-            "general": "影响有限的一般性网络舆情：12小时内官方回复（R-REPLY）。",
-            "major": "影响较大的重大网络舆情：24小时内官方回复，口径和发布人须经领导小组审定，"
-            "并立即向主要领导汇报。",
-            "urgent": "可能迅速扩散、须立即处置的紧急舆情：3小时内回应社会关切，可先电话口头报告，"
-            "30分钟内补报书面信息。",
-        }[self.value]
+    # What each severity means for the forms names the plan's periods: rules.severity_explanation.
 
 
 class Category(StrEnum):

@@ -161,7 +161,7 @@ class Incident:
             d = self._add_deadline(
                 DISCOVER_KEY,
                 rules.R_DISCOVER,
-                rules.TITLES[rules.R_DISCOVER],
+                rules.titles(self.spec)[rules.R_DISCOVER],
                 anchor=sub.posted_at,
                 anchor_label="发帖时间",
                 due=sub.posted_at + self.spec.discover_within,
@@ -173,7 +173,9 @@ class Incident:
                 self._account(d, rules.LATE_DISCOVERY, sub.reporter_unit, met_at=sub.discovered_at)
                 late = rules.format_duration(sub.discovered_at - d.due_at)
                 self.event(
-                    "late_discovery", None, f"{rules.R_DISCOVER} 发帖后超过半小时才发现（晚{late}）"
+                    "late_discovery",
+                    None,
+                    f"{rules.R_DISCOVER} 发帖后超过{rules.plan_duration(self.spec.discover_within)}才发现（晚{late}）",
                 )
 
         # R-REPORT: a staff submission is the report; a lead waits for the office (R-OFFICE).
@@ -184,7 +186,7 @@ class Incident:
         report = self._add_deadline(
             REPORT_KEY,
             rules.R_REPORT,
-            rules.report_title(),
+            rules.report_title(self.spec),
             anchor=sub.discovered_at,
             anchor_label="发现时间",
             due=rules.report_due(sub.discovered_at, received, self.speedup, self.spec),
@@ -198,7 +200,9 @@ class Incident:
                 reported_at - (sub.discovered_at + self.spec.report_within)
             )
             self.event(
-                "late_report", None, f"{rules.R_REPORT} 迟报：发现后超过1小时才报告（晚{late}）"
+                "late_report",
+                None,
+                f"{rules.R_REPORT} 迟报：发现后超过{rules.plan_duration(self.spec.report_within)}才报告（晚{late}）",
             )
 
         # R-WRITTEN: an oral report is followed by the written one within 30 minutes.
@@ -209,7 +213,7 @@ class Incident:
             self._add_deadline(
                 WRITTEN_KEY,
                 rules.R_WRITTEN,
-                rules.TITLES[rules.R_WRITTEN],
+                rules.titles(self.spec)[rules.R_WRITTEN],
                 anchor=oral_at,
                 anchor_label="口头报告时间",
                 due=rules.plan_due(oral_at, self.spec.written_within, received, self.speedup),
@@ -238,7 +242,9 @@ class Incident:
     def _reported(self, at: datetime) -> None:
         """R-NOTIFY and the R-PROGRESS cadence start at the recorded instant of the report."""
         who = self._notify_recipients()
-        self._notify(rules.R_NOTIFY, who, *messages.reported(self.view(), self.roster, self.tz))
+        self._notify(
+            rules.R_NOTIFY, who, *messages.reported(self.view(), self.roster, self.tz, self.spec)
+        )
         self._ensure_progress(at)
 
     # ------------------------------------------------------------------ queries and signals
@@ -297,7 +303,11 @@ class Incident:
         self.s.phase = Phase.triage
         report = self.deadline(REPORT_KEY)
         self._meet(report, now)
-        late = "（已超过1小时，记迟报）" if report.overdue else ""
+        late = (
+            f"（已超过{rules.plan_duration(self.spec.report_within)}，记迟报）"
+            if report.overdue
+            else ""
+        )
         note = f"：{action.note}" if action.note else ""
         self.event(
             "lead_confirmed", action.actor, f"{rules.R_OFFICE} 办公室确认线索为舆情{late}{note}"
@@ -510,7 +520,7 @@ class Incident:
         stance = self._add_deadline(
             f"R-STANCE#{s.reply_round}",
             rules.R_STANCE,
-            rules.TITLES[rules.R_STANCE],
+            rules.titles(self.spec)[rules.R_STANCE],
             anchor=anchor,
             anchor_label=label,
             due=rules.plan_due(anchor, self.spec.stance_within, self.inp.received_at, self.speedup),
@@ -527,7 +537,7 @@ class Incident:
         self.event(
             "delay_declared",
             action.actor,
-            f"{rules.R_STANCE} 无法在回复期内办结：{action.reason}；须3日内作出表态性回复，"
+            f"{rules.R_STANCE} 无法在回复期内办结：{action.reason}；须{rules.plan_duration(self.spec.stance_within)}内作出表态性回复，"
             f"官方回复仍须完成（{then}）",
         )
         self.changed()
@@ -538,7 +548,7 @@ class Incident:
         self._add_deadline(
             RESULT_KEY,
             rules.R_INQUIRY,
-            rules.TITLES[RESULT_KEY],
+            rules.titles(self.spec)[RESULT_KEY],
             anchor=now,
             anchor_label="办结时间",
             due=rules.same_day_due(now, self.inp.received_at, self.speedup, self.tz),
@@ -768,7 +778,7 @@ class Incident:
             self._add_deadline(
                 SUMMARY_KEY,
                 rules.R_SUMMARY,
-                rules.TITLES[rules.R_SUMMARY],
+                rules.titles(self.spec)[rules.R_SUMMARY],
                 anchor=now,
                 anchor_label="平息时间",
                 due=rules.plan_due(
@@ -862,7 +872,7 @@ class Incident:
         self._add_deadline(
             f"R-REPLY#{s.reply_round}",
             rules.R_REPLY,
-            rules.reply_title(s.severity),
+            rules.reply_title(s.severity, self.spec),
             anchor=anchor,
             anchor_label=label,
             due=rules.plan_due(
@@ -893,7 +903,7 @@ class Incident:
             return
         old = d.due_at
         d.due_at = due
-        d.title = rules.reply_title(self.s.severity)
+        d.title = rules.reply_title(self.s.severity, self.spec)
         d.version += 1
         d.warned = False
         if d.overdue and self.now < due:
@@ -983,7 +993,7 @@ class Incident:
                 self._add_deadline(
                     OPINION_KEY,
                     rules.R_INQUIRY,
-                    rules.TITLES[OPINION_KEY],
+                    rules.titles(self.spec)[OPINION_KEY],
                     anchor=sub.discovered_at,
                     anchor_label="发现时间",
                     due=rules.same_day_due(
@@ -1062,7 +1072,7 @@ class Incident:
         self._add_deadline(
             f"R-PROGRESS#{s.progress_round}",
             rules.R_PROGRESS,
-            rules.TITLES[rules.R_PROGRESS],
+            rules.titles(self.spec)[rules.R_PROGRESS],
             anchor=since,
             anchor_label="上次报告时间",
             due=rules.plan_due(since, interval, since, self.speedup),
@@ -1081,7 +1091,7 @@ class Incident:
         self._add_deadline(
             f"R-TRACK#{s.track_round}",
             rules.R_TRACK,
-            rules.TITLES[rules.R_TRACK],
+            rules.titles(self.spec)[rules.R_TRACK],
             anchor=since,
             anchor_label="上次检查时间",
             due=rules.plan_due(since, self.spec.track_interval, since, self.speedup),
@@ -1177,7 +1187,7 @@ class Incident:
         d = self.deadline(key)
         if d.joined is not None:
             return []
-        return rules.escalation_chain(self.roster, d.unit, waits)
+        return rules.escalation_chain(self.roster, d.unit, waits, self.spec)
 
     def on_escalation_step(self, d: Deadline, step: rules.EscalationStep) -> None:
         """R-ESCALATE: record the step, tell its targets; the next step waits its turn."""
@@ -1197,7 +1207,9 @@ class Incident:
         self.s.escalations.append(esc)
         self.s.pending_escalations.append(esc)
         self.event("escalated", None, f"{summary}（{d.title}逾期，通知{names}）")
-        subject, body = messages.escalation(self.view(), self.roster, self.tz, d, step, now)
+        subject, body = messages.escalation(
+            self.view(), self.roster, self.tz, d, step, now, spec=self.spec
+        )
         self._notify(rules.R_ESCALATE, list(step.targets), subject, body)
         self.changed()
 

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from plan import rules
 from plan.models import Deadline, IncidentView
 from plan.roster import Roster
+from plan.spec import PlanSpec
 
 
 def local(at: datetime, tz: str) -> str:
@@ -23,14 +24,15 @@ def _head(view: IncidentView) -> str:
     return ("【演练】" if view.drill else "") + f"【{view.severity.label}舆情】{view.title}"
 
 
-def reported(view: IncidentView, roster: Roster, tz: str) -> tuple[str, str]:
+def reported(view: IncidentView, roster: Roster, tz: str, spec: PlanSpec) -> tuple[str, str]:
     reply = next(d for d in reversed(view.deadlines) if d.rule == rules.R_REPLY)
+    wording = spec.wording.get(rules.R_REPLY)
     subject = f"{_head(view)}：新报告"
     body = (
         f"{roster.unit_name(view.reporter_unit)}报告舆情：{view.title}\n"
         f"来源：{view.source}\n"
         f"责任单位：{roster.unit_name(view.responsible_unit)}\n"
-        f"官方回复期限：{local(reply.due_at, tz)}（{rules.RULE_WORDING[rules.R_REPLY]}）\n"
+        f"官方回复期限：{local(reply.due_at, tz)}" + (f"（{wording}）" if wording else "") + "\n"
         "请领导小组办公室及时研判。"
     )
     return subject, body
@@ -81,17 +83,19 @@ def escalation(
     d: Deadline,
     step: rules.EscalationStep,
     now: datetime | None = None,
+    *,
+    spec: PlanSpec,
 ) -> tuple[str, str]:
     subject = f"{_head(view)}：{d.title}已逾期（第{step.step}级督办）"
     late = rules.format_duration(rules.lateness(d.due_at, now)) if now else ""
-    wording = rules.RULE_WORDING.get(d.rule)
+    wording = spec.wording.get(d.rule)
     body = (
         f"{d.title}，期限{local(d.due_at, tz)}，尚未完成"
         + (f"，已逾期{late}" if late else "")
         + "。\n"
         + (f"预案要求：{wording}。\n" if wording else "")
         + f"责任单位：{roster.unit_name(d.unit)}。\n"
-        f"{rules.R_ESCALATE} 督办第{step.step}级（共3级）：{step.label}。"
+        f"{rules.R_ESCALATE} 督办第{step.step}级（共{step.of}级）：{step.label}。"
     )
     return subject, body
 

@@ -571,7 +571,9 @@ class IncidentInput(BaseModel):
     plan: PlanSpec = Field(default_factory=lambda: SHIPPED)
     plan_version: str = ""
     timezone: str = "Asia/Shanghai"
-    escalation_waits_minutes: list[float] = Field(default_factory=lambda: [60.0, 60.0])
+    # Minutes before escalation steps 2, 3, … replacing the plan's waits (drills, tests); empty:
+    # the plan's (rules.escalation_chain).
+    escalation_waits_minutes: list[float] = Field(default_factory=list)
     public_url: str = "http://localhost:8000"
     search_attributes: bool = True
     related: list[str] = Field(default_factory=list)

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from plan.enums import Category, Severity
 from plan.roster import Role, Roster
-from plan.spec import SHIPPED, PlanSpec
+from plan.spec import SHIPPED, PlanSpec, Target
 
 PLAN_VERSION = SHIPPED.version
 
@@ -46,17 +46,6 @@ R_DRILL = "R-DRILL"
 R_DEDUP = "R-DEDUP"
 R_CLOSE = "R-CLOSE"
 
-RULE_WORDING: dict[str, str] = {
-    "R-REPORT": "发现重大舆情后，应立即向领导小组办公室报告，最迟不得超过1小时",
-    "R-REPLY": "一般性网络舆情12小时内、重大网络舆情24小时内官方回复，紧急舆情3小时内回应社会关切",
-    "R-WRITTEN": "紧急情况下可电话口头报告，并在30分钟内报送书面信息",
-    "R-PROGRESS": "应急处置过程中，要及时续报事件处置进展和可能衍生的新情况",
-    "R-STANCE": "无法在规定回复期内处理完毕的，应于3日内作出表态性回复",
-    "R-INQUIRY": "要在发现当日内回复处理意见并在办结之日内回复处理结果",
-    "R-TRACK": "对突发重大舆情及处置后的事态实行动态跟踪",
-    "R-SUMMARY": "舆情平稳后，将应对处置工作书面报告三日内报送镇党政办",
-    "R-DISCOVER": "半小时内必须发现有关网站、论坛、微博的负面网帖",
-}
 
 # Accountability kinds (R-ACCOUNT)
 LATE_REPORT = "迟报"
@@ -161,30 +150,84 @@ def can_view(roster: Roster, person_id: str, units: set[str], people: Collection
     return p is not None and p.unit in units
 
 
-def reply_title(severity: Severity) -> str:
-    hours = {Severity.general: "12小时", Severity.major: "24小时", Severity.urgent: "3小时"}[
-        severity
-    ]
-    return f"{R_REPLY} {severity.label}舆情{hours}内官方回复"
+# --- Wording that names a duration: always the incident's plan data, phrased by plan_duration. ---
 
 
-def report_title() -> str:
-    return f"{R_REPORT} 发现后1小时内报告"
+def plan_duration(delta: timedelta) -> str:
+    """A period the plan sets, as its sentences say it: PT12H → 12小时, PT72H → 3日,
+    PT7H13M → 7小时13分钟, PT30M → 30分钟. Whole days from two on read as days; anything else in
+    hours and minutes (and seconds, should a plan file give them)."""
+    days, rest = divmod(delta, timedelta(days=1))
+    if days >= 2 and not rest:
+        return f"{days}日"
+    hours, rest = divmod(delta, timedelta(hours=1))
+    mins, rest = divmod(rest, timedelta(minutes=1))
+    secs = int(rest.total_seconds())
+    parts = [f"{hours}小时"] if hours else []
+    if mins:
+        parts.append(f"{mins}分钟")
+    if secs or not parts:
+        parts.append(f"{secs}秒")
+    return "".join(parts)
 
 
-TITLES: dict[str, str] = {
-    R_DISCOVER: f"{R_DISCOVER} 发帖后半小时内发现",
-    R_WRITTEN: f"{R_WRITTEN} 口头报告后30分钟内报送书面信息",
-    R_PROGRESS: f"{R_PROGRESS} 续报处置进展",
-    R_STANCE: f"{R_STANCE} 3日内作出表态性回复",
-    R_TRACK: f"{R_TRACK} 动态跟踪检查",
-    R_SUMMARY: f"{R_SUMMARY} 平息后三日内报送书面总结",
-    "R-INQUIRY-OPINION": f"{R_INQUIRY} 发现当日内回复处理意见",
-    "R-INQUIRY-RESULT": f"{R_INQUIRY} 办结当日内回复处理结果",
-}
+def duration_words(spec: PlanSpec) -> dict[str, str]:
+    """Every period of the plan, phrased: for templates, help texts and titles."""
+    words = {
+        name: plan_duration(getattr(spec, name))
+        for name in (
+            "discover_within",
+            "report_within",
+            "written_within",
+            "stance_within",
+            "summary_within",
+            "track_interval",
+        )
+    }
+    for severity, within in spec.reply_within.items():
+        words[f"reply_{severity.value}"] = plan_duration(within)
+    for severity, every in spec.progress_interval.items():
+        words[f"progress_{severity.value}"] = plan_duration(every)
+    return words
 
 
-# --- R-ESCALATE: the chain is data, each step a wait and its targets. ---
+def reply_title(severity: Severity, spec: PlanSpec) -> str:
+    within = plan_duration(spec.reply_within[severity])
+    return f"{R_REPLY} {severity.label}舆情{within}内官方回复"
+
+
+def report_title(spec: PlanSpec) -> str:
+    return f"{R_REPORT} 发现后{plan_duration(spec.report_within)}内报告"
+
+
+def titles(spec: PlanSpec) -> dict[str, str]:
+    """The deadlines' titles (R-REPLY and R-REPORT: reply_title, report_title)."""
+    w = duration_words(spec)
+    return {
+        R_DISCOVER: f"{R_DISCOVER} 发帖后{w['discover_within']}内发现",
+        R_WRITTEN: f"{R_WRITTEN} 口头报告后{w['written_within']}内报送书面信息",
+        R_PROGRESS: f"{R_PROGRESS} 续报处置进展",
+        R_STANCE: f"{R_STANCE} {w['stance_within']}内作出表态性回复",
+        R_TRACK: f"{R_TRACK} 动态跟踪检查",
+        R_SUMMARY: f"{R_SUMMARY} 平息后{w['summary_within']}内报送书面总结",
+        "R-INQUIRY-OPINION": f"{R_INQUIRY} 发现当日内回复处理意见",
+        "R-INQUIRY-RESULT": f"{R_INQUIRY} 办结当日内回复处理结果",
+    }
+
+
+def severity_explanation(severity: Severity, spec: PlanSpec) -> str:
+    """One sentence from the plan per severity, for the forms, with this plan's periods."""
+    w = duration_words(spec)
+    return {
+        Severity.general: f"影响有限的一般性网络舆情：{w['reply_general']}内官方回复（R-REPLY）。",
+        Severity.major: f"影响较大的重大网络舆情：{w['reply_major']}内官方回复，"
+        "口径和发布人须经领导小组审定，并立即向主要领导汇报。",
+        Severity.urgent: f"可能迅速扩散、须立即处置的紧急舆情：{w['reply_urgent']}内回应社会关切，"
+        f"可先电话口头报告，{w['written_within']}内补报书面信息。",
+    }[severity]
+
+
+# --- R-ESCALATE: the chain is the plan's data (PlanSpec.escalation), each step a wait and whom. ---
 
 
 @dataclass(frozen=True)
@@ -193,26 +236,36 @@ class EscalationStep:
     wait: timedelta  # after the deadline (step 1) or after the previous step
     label: str
     targets: tuple[str, ...]
+    of: int  # the chain's length (共N级)
 
 
 def escalation_chain(
     roster: Roster,
     unit_id: str | None,
     waits: list[timedelta],
+    spec: PlanSpec,
 ) -> list[EscalationStep]:
-    """Step 1: the unit's first-responsible person and head, and the office; then the deputy
-    leader; then the leader. Without a responsible unit yet, step 1 goes to the office alone."""
+    """The plan's chain with this incident's people: "unit" is the responsible unit's
+    first-responsible person and head (none while no unit is responsible: a step left with no
+    one goes to the office). `waits`, when given (the escalation_waits_minutes setting, for
+    drills and tests), replace the waits of steps 2 on, the last one repeating."""
     office = roster.members_of(roster.roles.office)
     unit = roster.unit(unit_id) if unit_id else None
-    first = ([unit.first_responsible, unit.head] if unit else []) + office
     lg = roster.leading_group
-    w2 = waits[0] if waits else timedelta(hours=1)
-    w3 = waits[1] if len(waits) > 1 else w2
-    return [
-        EscalationStep(1, timedelta(0), "责任人、单位负责人及领导小组办公室", _unique(first)),
-        EscalationStep(2, w2, "副组长", (lg.deputy,)),
-        EscalationStep(3, w3, "组长", (lg.leader,)),
-    ]
+    whom: dict[Target, list[str]] = {
+        Target.unit: [unit.first_responsible, unit.head] if unit else [],
+        Target.office: list(office),
+        Target.deputy: [lg.deputy],
+        Target.leader: [lg.leader],
+    }
+    chain = []
+    for n, step in enumerate(spec.escalation, start=1):
+        wait = step.wait
+        if n > 1 and waits:
+            wait = waits[min(n - 2, len(waits) - 1)]
+        targets = [pid for t in step.to for pid in whom[t]] or list(office)
+        chain.append(EscalationStep(n, wait, step.label, _unique(targets), len(spec.escalation)))
+    return chain
 
 
 def notify_recipients(

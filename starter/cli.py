@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from config.settings import get_settings
 from plan.actions import ACTIONS
 from plan.roster import RosterError, load_roster
+from plan.spec import SHIPPED, PlanSpec, plan_from
 from starter.errors import FIELD_LABELS
 
 # Exit codes, so scripts can tell a refusal by role from one by the plan (the API's 403 / 409).
@@ -662,14 +663,27 @@ def _action_command(name: str, model: type[BaseModel]) -> None:
         _act(incident_id, name, body, token, as_json)
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    rule = ACTIONS[name]
-    command.__doc__ = f"{rule.help}（由{rule.who.value}执行）"
+    _ACTION_COMMANDS[name] = command
     app.command(name)(command)
 
+
+_ACTION_COMMANDS: dict[str, Any] = {}
 
 for _name, _rule in ACTIONS.items():
     _action_command(_name, _rule.request)
 
 
+def describe(spec: PlanSpec) -> None:
+    """The action commands' help, naming the periods of `spec` (typer reads it when it runs)."""
+    for name, command in _ACTION_COMMANDS.items():
+        rule = ACTIONS[name]
+        command.__doc__ = f"{rule.help_for(spec)}（由{rule.who.value}执行）"
+
+
+describe(SHIPPED)
+
+
 def main() -> None:  # pragma: no cover - console entry
+    # The help names the periods of the plan new incidents start under (YUQING_PLAN_FILE).
+    describe(plan_from(get_settings().plan_file))
     app(prog_name=os.path.basename(sys.argv[0]))

@@ -32,7 +32,7 @@ from config.settings import Settings
 from plan.actions import ACTIONS
 from plan.models import SHORT_MAX, ActionDone, IncidentInput, IncidentView, Submission
 from plan.roster import Roster
-from plan.spec import SHIPPED
+from plan.spec import plan_from
 from starter.errors import FIELD_LABELS, FieldError, translate
 from store import service
 from store.db import session_scope
@@ -137,14 +137,15 @@ async def submit(
     sub = parse_submission(data, roster, received_at)
     incident_id = incident_id_for(sub)
     related = _open_with_url(settings, sub.url, incident_id)
+    plan = plan_from(settings.plan_file)
     inp = IncidentInput(
         incident_id=incident_id,
         submission=sub,
         received_at=received_at,
         submitted_by=submitted_by,
         roster=roster,
-        plan=SHIPPED,
-        plan_version=SHIPPED.version,
+        plan=plan,
+        plan_version=plan.version,
         timezone=settings.timezone,
         escalation_waits_minutes=settings.escalation_waits_minutes,
         public_url=settings.public_url,

@@ -13,8 +13,10 @@ from temporalio import workflow
 from temporalio.client import Client
 
 from config.settings import Settings
+from plan import rules
 from plan.enums import Category, Severity
 from plan.roster import Roster
+from plan.spec import SHIPPED
 from starter import incidents
 from starter.web.app import create_app
 from store import service
@@ -199,8 +201,11 @@ async def test_form_submits_and_shows_the_incident(
     page = await http.get("/")
     assert page.status_code == 200 and "报告舆情" in page.text
     # The plan's severities and categories, a sentence each.
-    for option in [*Severity, *Category]:
-        assert f"<strong>{option.label}</strong>：{option.explanation}" in page.text
+    for severity in Severity:
+        explanation = rules.severity_explanation(severity, SHIPPED)
+        assert f"<strong>{severity.label}</strong>：{explanation}" in page.text
+    for category in Category:
+        assert f"<strong>{category.label}</strong>：{category.explanation}" in page.text
     key = re.search(r'name="submission_key" value="([0-9a-f]+)"', page.text)
     assert key
     now_local = datetime.now(UTC).astimezone().strftime("%Y-%m-%dT%H:%M")

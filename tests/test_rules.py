@@ -35,16 +35,16 @@ DEPUTY = "li.xiaomei"
 def test_reply_within_by_severity(severity: Severity, hours: int) -> None:
     """R-REPLY: 一般 12 h, 重大 24 h, 紧急 3 h in the shipped plan file, and in the title."""
     assert SHIPPED.reply_within[severity] == timedelta(hours=hours)
-    assert f"{hours}小时" in rules.reply_title(severity)
-    assert rules.reply_title(severity).startswith(rules.R_REPLY)
-    assert severity.label in rules.reply_title(severity)
+    assert f"{hours}小时" in rules.reply_title(severity, SHIPPED)
+    assert rules.reply_title(severity, SHIPPED).startswith(rules.R_REPLY)
+    assert severity.label in rules.reply_title(severity, SHIPPED)
 
 
 def test_report_due_is_one_hour() -> None:
     """R-REPORT: 发现后立即报告，最迟不得超过1小时."""
     assert rules.report_due(DISCOVERED, RECEIVED, None) == DISCOVERED + timedelta(hours=1)
-    assert rules.report_title().startswith(rules.R_REPORT)
-    assert "1小时" in rules.report_title()
+    assert rules.report_title(SHIPPED).startswith(rules.R_REPORT)
+    assert "1小时" in rules.report_title(SHIPPED)
 
 
 # --- R-DRILL ---
@@ -95,7 +95,7 @@ def test_escalation_chain_with_a_unit(roster: Roster) -> None:
     """R-ESCALATE: step 1 the unit's first-responsible person and head and the office (R-DUTY);
     step 2 the deputy leader; step 3 the leader, each after its configured wait."""
     waits = [timedelta(minutes=30), timedelta(minutes=45)]
-    chain = rules.escalation_chain(roster, "sswb", waits)
+    chain = rules.escalation_chain(roster, "sswb", waits, SHIPPED)
     assert [s.step for s in chain] == [1, 2, 3]
     assert chain[0].targets == ("wu.fang", "huang.li", *OFFICE)
     assert chain[0].wait == timedelta(0)
@@ -109,17 +109,19 @@ def test_escalation_chain_with_a_unit(roster: Roster) -> None:
 
 def test_escalation_chain_without_a_unit_goes_to_the_office(roster: Roster) -> None:
     """R-ESCALATE: before triage names a unit, step 1 is the office alone."""
-    chain = rules.escalation_chain(roster, None, [timedelta(minutes=5), timedelta(minutes=7)])
+    chain = rules.escalation_chain(
+        roster, None, [timedelta(minutes=5), timedelta(minutes=7)], SHIPPED
+    )
     assert chain[0].targets == tuple(OFFICE)
     assert chain[1].targets == (DEPUTY,)
     assert chain[2].targets == (LEADER,)
     # An unknown unit id behaves like no unit rather than failing.
-    assert rules.escalation_chain(roster, "ghost", [])[0].targets == tuple(OFFICE)
+    assert rules.escalation_chain(roster, "ghost", [], SHIPPED)[0].targets == tuple(OFFICE)
 
 
 def test_escalation_chain_targets_are_unique(roster: Roster) -> None:
     """R-ESCALATE: the office's own head is first-responsible and head; listed once."""
-    chain = rules.escalation_chain(roster, "yqb", [])
+    chain = rules.escalation_chain(roster, "yqb", [], SHIPPED)
     assert chain[0].targets == tuple(OFFICE)
 
 
@@ -138,7 +140,7 @@ def test_escalation_waits(
     roster: Roster, waits: list[timedelta], expected: tuple[timedelta, timedelta]
 ) -> None:
     """R-ESCALATE: configurable waits; the default is an hour, one given wait serves both."""
-    chain = rules.escalation_chain(roster, "cjb", waits)
+    chain = rules.escalation_chain(roster, "cjb", waits, SHIPPED)
     assert (chain[1].wait, chain[2].wait) == expected
 
 
@@ -193,7 +195,7 @@ def test_notify_first_responsible_from_another_unit() -> None:
     who = rules.notify_recipients(roster, Severity.general, "sswb")
     assert "he.jing" in who
     assert who[len(OFFICE) : len(OFFICE) + 2] == ["huang.li", "he.jing"]
-    chain = rules.escalation_chain(roster, "sswb", [])
+    chain = rules.escalation_chain(roster, "sswb", [], SHIPPED)
     assert chain[0].targets[:2] == ("he.jing", "huang.li")
 
 
@@ -260,7 +262,7 @@ def _view(*, drill: bool = False) -> IncidentView:
     report = Deadline(
         key="R-REPORT#1",
         rule=rules.R_REPORT,
-        title=rules.report_title(),
+        title=rules.report_title(SHIPPED),
         due_at=DISCOVERED + timedelta(hours=1),
         met_at=DISCOVERED + timedelta(minutes=20),
         unit="yqb",
@@ -268,7 +270,7 @@ def _view(*, drill: bool = False) -> IncidentView:
     reply = Deadline(
         key="R-REPLY#1",
         rule=rules.R_REPLY,
-        title=rules.reply_title(Severity.urgent),
+        title=rules.reply_title(Severity.urgent, SHIPPED),
         due_at=DISCOVERED + timedelta(hours=3),
         overdue=True,
         unit="cjb",
@@ -350,8 +352,8 @@ def test_escalation_message(roster: Roster) -> None:
     """R-ESCALATE: the escalation notice names the deadline, its local due time and the step."""
     view = _view(drill=True)
     reply = view.deadlines[1]
-    step = rules.escalation_chain(roster, "cjb", [])[1]
-    subject, body = messages.escalation(view, roster, "Asia/Shanghai", reply, step)
+    step = rules.escalation_chain(roster, "cjb", [], SHIPPED)[1]
+    subject, body = messages.escalation(view, roster, "Asia/Shanghai", reply, step, spec=SHIPPED)
     assert subject.startswith("【演练】【紧急舆情】东湖村道路积水")
     assert "第2级督办" in subject
     assert "2026-11-29 11:30" in body
@@ -361,7 +363,7 @@ def test_escalation_message(roster: Roster) -> None:
 
 def test_reported_message_shows_the_reply_deadline(roster: Roster) -> None:
     """R-NOTIFY, R-REPLY: the report notice gives the reply deadline in the town's time."""
-    subject, body = messages.reported(_view(), roster, "Asia/Shanghai")
+    subject, body = messages.reported(_view(), roster, "Asia/Shanghai", SHIPPED)
     assert subject == "【紧急舆情】东湖村道路积水：新报告"
     assert "官方回复期限：2026-11-29 11:30" in body
-    assert rules.RULE_WORDING[rules.R_REPLY] in body
+    assert SHIPPED.wording[rules.R_REPLY] in body

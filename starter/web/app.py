@@ -35,6 +35,7 @@ from plan import rules
 from plan.actions import ACTIONS, may_read_reports
 from plan.models import IncidentView
 from plan.roster import Roster, load_roster
+from plan.spec import plan_from
 from starter import incidents
 from starter.client import codec_for, connect
 from starter.errors import FIELD_LABELS, FieldError, translate_errors
@@ -55,6 +56,8 @@ class AppState:
         self.settings = settings
         self.roster = roster
         self.client = client
+        # The plan new incidents start under; the forms and help texts name its periods.
+        self.plan = plan_from(settings.plan_file)
         # Read (and checked) once at start-up: the codec endpoint uses it on every UI request.
         self.codec = codec_for(settings)
 
@@ -295,7 +298,7 @@ def create_app(
         view = await incidents.get(client, incident_id)
         if not rules.can_view(roster, me.person_id, involved_units(view), view.activated_persons):
             raise ServiceError(403, "无权查看该事件（R-SECRECY：仅限与事件有关的人员）")
-        actions = staff.action_forms(roster, me.person_id, view)
+        actions = staff.action_forms(roster, me.person_id, view, state.plan)
         context = {"v": view, "ui_link": ui_link(view.id), "actions": actions}
         return render(request, "incident.html", context)
 

@@ -51,6 +51,11 @@ class Pages:
         env.globals.update(
             roster=self.roster,
             severities=list(Severity),
+            severity_sentences={
+                s.value: rules.severity_explanation(s, state.plan) for s in Severity
+            },
+            # The plan's periods as its sentences say them, e.g. plan_words.report_within "1小时".
+            plan_words=rules.duration_words(state.plan),
             categories=list(Category),
             sources=SOURCES,
             labels=FIELD_LABELS,

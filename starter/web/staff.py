@@ -25,6 +25,7 @@ from plan import rules
 from plan.actions import ACTIONS, allows, place_of
 from plan.models import IncidentState, IncidentView, Phase
 from plan.roster import Role, Roster
+from plan.spec import PlanSpec
 from starter import incidents
 from starter.errors import FIELD_LABELS
 from starter.incidents import ServiceError
@@ -120,12 +121,15 @@ def form_fields(model: type[BaseModel], roster: Roster) -> list[FormField]:
     return out
 
 
-def action_forms(roster: Roster, person_id: str, view: IncidentView) -> list[ActionForm]:
-    """The forms for the incident page's "我可以做的操作" section."""
+def action_forms(
+    roster: Roster, person_id: str, view: IncidentView, spec: PlanSpec
+) -> list[ActionForm]:
+    """The forms for the incident page's "我可以做的操作" section; the help names the periods
+    of `spec`, the plan the app starts incidents under."""
     forms = []
     for name in plausible_actions(roster, person_id, view):
         model = ACTIONS[name].request
-        help_text = ACTIONS[name].help
+        help_text = ACTIONS[name].help_for(spec)
         fields = form_fields(model, roster)
         label = ACTIONS[name].label
         if name == "triage":
@@ -204,7 +208,7 @@ async def act_from_page(request: Request, incident_id: str, name: str) -> Respon
         await incidents.perform(client, incident_id, name, data, me.person_id, roster=k.roster)
     except ServiceError as exc:
         view = await incidents.get(client, incident_id)
-        forms = action_forms(k.roster, me.person_id, view)
+        forms = action_forms(k.roster, me.person_id, view, k.state.plan)
         for a in forms:
             if a.name == name:  # the refused form keeps what was typed
                 for f in a.fields:
