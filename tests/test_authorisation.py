@@ -43,7 +43,7 @@ PERSONAS: dict[str, set[str]] = {
     "chen.zhiqiang": {"member"},  # 领导小组成员 (镇长)
     "sun.haitao": {"unit", "unit_head", "member"},  # 村镇建设办主任, also a member
     "lin.feng": {"unit"},  # 村镇建设办工作人员
-    "huang.li": {"co_unit", "member"},  # 社会事务办主任, also a member
+    "huang.li": {"co_unit", "co_unit_head", "member"},  # 社会事务办主任, also a member
     "xu.lei": {"co_unit"},  # 社会事务办工作人员
     "feng.gang": {"reporter"},  # 东湖村: the reporting unit
     "zhou.wenbin": {"member"},  # 镇党政办主任 (receives summaries), a member
@@ -67,6 +67,7 @@ ALLOWED: dict[str, set[str]] = {
     "declare-delay": {"unit"},  # R-STANCE
     "draft-reply": {"unit"},  # R-REVIEW: drafted by the responsible unit
     "approve-reply": {"unit_head"},  # R-REVIEW: approved by that unit's head
+    "countersign-reply": {"co_unit_head"},  # R-REVIEW 经各部门负责人审定: co-units' heads 会签
     "approve-release": LEADING,  # R-RELEASE: the leading group approves wording and spokesperson
     "publish-reply": {"unit"},  # R-REPLY
     "conclude": {"unit"},  # R-INQUIRY 办结
@@ -106,6 +107,7 @@ class Scene:
 
 DRAFT = ("draft-reply", "lin.feng", {"text": "已安排抽排积水，今日完成。"})
 APPROVE = ("approve-reply", "sun.haitao", {"approve": True})
+COUNTERSIGN = ("countersign-reply", "huang.li", {"approve": True})
 PUBLISH = ("publish-reply", "lin.feng", {"channel": "镇政府微博"})
 
 SCENES: dict[str, Scene] = {
@@ -119,19 +121,24 @@ SCENES: dict[str, Scene] = {
     "declare-delay": Scene({"reason": "需上级部门鉴定"}),
     "draft-reply": Scene({"text": "已安排抽排积水。", "kind": "official"}),
     "approve-reply": Scene({"approve": True}, steps=[DRAFT]),
+    "countersign-reply": Scene({"approve": True}, steps=[DRAFT, APPROVE]),
     "approve-release": Scene(
-        {"approve": True, "spokesperson": "li.xiaomei"}, severity="major", steps=[DRAFT, APPROVE]
+        {"approve": True, "spokesperson": "li.xiaomei"},
+        severity="major",
+        steps=[DRAFT, APPROVE, COUNTERSIGN],
     ),
-    "publish-reply": Scene({"channel": "镇政府微博"}, steps=[DRAFT, APPROVE]),
+    "publish-reply": Scene({"channel": "镇政府微博"}, steps=[DRAFT, APPROVE, COUNTERSIGN]),
     "conclude": Scene({"note": "已办结"}),
     "decide-adoption": Scene({"adopted": True, "decision": "采纳"}, category="suggestion"),
     "report-spreading": Scene(
-        {"description": "告知真相后仍有账号转发"}, category="hype", steps=[DRAFT, APPROVE, PUBLISH]
+        {"description": "告知真相后仍有账号转发"},
+        category="hype",
+        steps=[DRAFT, APPROVE, COUNTERSIGN, PUBLISH],
     ),
-    "track": Scene({"status": "active"}, steps=[DRAFT, APPROVE, PUBLISH]),
+    "track": Scene({"status": "active"}, steps=[DRAFT, APPROVE, COUNTERSIGN, PUBLISH]),
     "submit-summary": Scene(
         {"text": "书面总结：发生、传播、处置和反思。"},
-        steps=[DRAFT, APPROVE, PUBLISH, ("track", "liu.yang", {"status": "subsided"})],
+        steps=[DRAFT, APPROVE, COUNTERSIGN, PUBLISH, ("track", "liu.yang", {"status": "subsided"})],
     ),
     "withdraw": Scene({"reason": "误报"}),
     "record-accountability": Scene({"kind": "瞒报", "unit": "cjb", "reason": "未按时报告"}),

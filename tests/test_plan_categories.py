@@ -755,6 +755,9 @@ async def test_retriage_co_units_may_report_progress_but_not_publish(
         await _refused(client, view.id, "draft-reply", {"text": "x"}, "xu.lei", 403, "责任单位")
         await incidents.act(client, view.id, "draft-reply", {"text": "情况说明"}, "lin.feng")
         await incidents.act(client, view.id, "approve-reply", {}, "sun.haitao")
+        # R-REVIEW 经各部门负责人审定: the co-unit's head countersigns (not its staff).
+        await _refused(client, view.id, "countersign-reply", {}, "xu.lei", 403, "会签")
+        await incidents.act(client, view.id, "countersign-reply", {}, "huang.li")
         await incidents.act(
             client, view.id, "approve-release", {"spokesperson": "li.xiaomei"}, "wang.jianguo"
         )
