@@ -24,7 +24,10 @@ class Settings(BaseSettings):
     temporal_tls_key: Path | None = None
     temporal_tls_server_name: str | None = None
     temporal_api_key: str | None = None
+    # The Temporal Web UI as staff reach it (through the gate, starter/web/ui_gate.py), and the
+    # real UI behind the gate, bound to 127.0.0.1 on an internal port (`make up`).
     temporal_ui_url: str = "http://localhost:8233"
+    temporal_ui_upstream: str = "http://127.0.0.1:8243"
 
     database_url: str = "sqlite:///data/yuqing.db"
     roster_file: Path = DEFAULT_ROSTER

@@ -130,18 +130,47 @@ class Incident:
         self.dirty = False
         self.to_watch: list[str] = []
         self._roles: dict[str, set[Role]] = {}
+        self._trusted = rules.trusts(self.roster, inp.submitted_by, self.sub.reporter_unit)
         # A resumed run (continue-as-new) has all its state already: actions may come at once.
         self.started = self.resumed
+
+    @property
+    def untrusted(self) -> bool:
+        """An anonymous submission (or one naming another unit): what it states is shown to the
+        office and attributes nothing (rules version 2; before, every submission was believed)."""
+        return self.s.rules_version >= 2 and not self._trusted
+
+    @property
+    def reporter_unit(self) -> str:
+        """The unit the report counts for: as stated when trusted, else the office's (a stated
+        unit of an untrusted report is shown as such, `stated_reporter_unit`, and counts for no
+        figure and no visibility)."""
+        return self.roster.roles.office if self.untrusted else self.sub.reporter_unit
+
+    @property
+    def is_lead(self) -> bool:
+        """R-OFFICE: a lead waits for the office; every untrusted submission is one."""
+        return self.sub.lead or self.untrusted
 
     def open_incident(self) -> None:
         """The submission's own deadlines and records, and the first messages."""
         sub = self.sub
+        s = self.s
         received = self.inp.received_at
         reporter = self.roster.unit_name(sub.reporter_unit)
+        untrusted = self.untrusted
         flags = ("【演练】" if sub.is_drill else "") + (
             "【上级交办】" if sub.assigned_by_superior else ""
         )
-        if sub.lead:
+        if untrusted:
+            # Its severity, category and unit are the office's to decide at triage; its times
+            # count from receipt (issue 15: an anonymous report never plants a record).
+            s.phase = Phase.lead
+            s.severity, s.severity_assessed = Severity.general, False
+            s.category = None
+            s.responsible_unit = None
+            flags += "【未登录报告：所述时间、单位、等级仅供参考，待办公室核实】"
+        if self.is_lead:
             self.event(
                 "lead",
                 None,
@@ -157,7 +186,7 @@ class Incident:
             self.event("related", None, f"{rules.R_DEDUP} 与事件 {other} 原帖链接相同，已关联")
 
         # R-DISCOVER: a measure, both instants are in the past.
-        if sub.posted_at is not None:
+        if sub.posted_at is not None and not untrusted:
             d = self._add_deadline(
                 DISCOVER_KEY,
                 rules.R_DISCOVER,
@@ -183,17 +212,21 @@ class Incident:
         # report follows it); a time an anonymous caller claims neither clears nor creates a record.
         oral_at = self._oral_report_at()
         reported_at = oral_at if oral_at is not None and self.s.rules_version >= 2 else received
+        # An untrusted lead: the office owes its assessment within the hour from receipt.
+        found_at, found_label = (
+            (received, "收到时间") if untrusted else (sub.discovered_at, "发现时间")
+        )
         report = self._add_deadline(
             REPORT_KEY,
             rules.R_REPORT,
             rules.report_title(self.spec),
-            anchor=sub.discovered_at,
-            anchor_label="发现时间",
-            due=rules.report_due(sub.discovered_at, received, self.speedup, self.spec),
-            unit=self.roster.roles.office if sub.lead else sub.reporter_unit,
-            met_at=None if sub.lead else reported_at,
+            anchor=found_at,
+            anchor_label=found_label,
+            due=rules.report_due(found_at, received, self.speedup, self.spec),
+            unit=self.roster.roles.office if self.is_lead else sub.reporter_unit,
+            met_at=None if self.is_lead else reported_at,
         )
-        if not sub.lead and reported_at > report.due_at:
+        if not self.is_lead and reported_at > report.due_at:
             report.overdue = True
             self._account(report, rules.LATE_REPORT, sub.reporter_unit, met_at=reported_at)
             late = rules.format_duration(
@@ -206,7 +239,7 @@ class Incident:
             )
 
         # R-WRITTEN: an oral report is followed by the written one within 30 minutes.
-        if sub.oral:
+        if sub.oral and not untrusted:
             if self.s.rules_version < 2:
                 oral_at = sub.oral_reported_at
             oral_at = oral_at or received
@@ -221,9 +254,9 @@ class Incident:
             )
 
         # R-REPLY: from discovery, by severity; general until triage says otherwise.
-        self._add_reply_deadline(sub.discovered_at, "发现时间")
+        self._add_reply_deadline(found_at, found_label)
         self._apply_category(None)
-        if sub.lead:
+        if self.is_lead:
             self._notify(
                 rules.R_OFFICE,
                 self.roster.members_of(self.roster.roles.office),
@@ -235,7 +268,7 @@ class Incident:
     def _oral_report_at(self) -> datetime | None:
         """When the phone report was made, if a signed-in person states it (R-REPORT, R-WRITTEN)."""
         sub = self.sub
-        if not sub.oral or sub.oral_reported_at is None or self.inp.submitted_by is None:
+        if not sub.oral or sub.oral_reported_at is None or not self._trusted:
             return None
         return sub.oral_reported_at
 
@@ -263,7 +296,8 @@ class Incident:
             posted_at=sub.posted_at,
             oral=sub.oral,
             oral_reported_at=sub.oral_reported_at,
-            lead=sub.lead,
+            lead=self.is_lead,
+            stated_reporter_unit=sub.reporter_unit if self.untrusted else None,
             assigned_by_superior=sub.assigned_by_superior,
             drill_speedup=sub.drill_speedup,
         )
@@ -278,7 +312,7 @@ class Incident:
             "content": sub.content,
             "source": sub.source,
             "url": sub.url,
-            "reporter_unit": sub.reporter_unit,
+            "reporter_unit": self.reporter_unit,
             "discovered_at": sub.discovered_at,
             "received_at": self.inp.received_at,
             "drill": sub.is_drill,
@@ -1230,7 +1264,7 @@ class Incident:
     # ------------------------------------------------------------------ checks for validators
 
     def place(self) -> Place:
-        return place_of(self.s, self.sub.reporter_unit)
+        return place_of(self.s, self.reporter_unit)
 
     def allows(self, name: str, actor: str) -> bool:
         """`may(name, actor) is None`, without the wording."""
@@ -1340,7 +1374,7 @@ class Incident:
             if unit is not None:
                 person_ids.append(unit.first_responsible)
         person_ids += self.s.activated_persons
-        involved = {self.sub.reporter_unit, self.s.responsible_unit, *self.s.co_units}
+        involved = {self.reporter_unit, self.s.responsible_unit, *self.s.co_units}
         involved |= set(self.s.activated_units)
         recipients = []
         for pid in dict.fromkeys(person_ids):

@@ -610,6 +610,8 @@ class IncidentView(IncidentState):
     received_at: datetime
     oral: bool = False
     oral_reported_at: datetime | None = None  # as the reporter stated it
+    # An untrusted (anonymous) report's stated unit, shown, never counted (issue 15).
+    stated_reporter_unit: str | None = None
     lead: bool = False
     assigned_by_superior: bool = False
     drill: bool

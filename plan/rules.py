@@ -125,6 +125,15 @@ def referral_contact(roster: Roster, category: Category) -> tuple[str, str]:
     return R_HYPE, roster.roles.discipline_contact
 
 
+def trusts(roster: Roster, person_id: str | None, reporter_unit: str) -> bool:
+    """Whether a submission's stated times and units may attribute deadlines and records: sent by
+    a signed-in member of the reporting unit, or by the office keying in a report it received.
+    Anything else (anonymous, or a person naming another unit) is a lead for the office (R-OFFICE)."""
+    if person_id is None or roster.person(person_id) is None:
+        return False
+    return roster.belongs_to(person_id, reporter_unit) or Role.office in roster.roles_of(person_id)
+
+
 def can_view(roster: Roster, person_id: str, units: set[str], people: Collection[str] = ()) -> bool:
     """R-SECRECY: an incident's content is for staff with a role on it: the office, the leading
     group, the publicity department, 镇党政办, the contacts, the units it involves and the

@@ -2,7 +2,7 @@
 # Stop what scripts/up.sh started, by its pid files and nothing broader.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-for name in web worker temporal; do
+for name in ui web worker temporal; do
   pidfile="data/$name.pid"
   [ -f "$pidfile" ] || continue
   pid=$(cat "$pidfile")

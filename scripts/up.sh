@@ -7,6 +7,10 @@ BIN=.venv/bin
 DATA=data
 TEMPORAL_PORT=${TEMPORAL_PORT:-7233}
 TEMPORAL_UI_PORT=${TEMPORAL_UI_PORT:-8233}
+# The dev server's UI has no sign-in and cannot turn its write actions off: it listens on
+# 127.0.0.1 only, on an internal port, and staff reach it through the gate on TEMPORAL_UI_PORT
+# (starter/web/ui_gate.py: a yuqing sign-in of the office or the leading group, reads only).
+TEMPORAL_UI_INTERNAL_PORT=${TEMPORAL_UI_INTERNAL_PORT:-8243}
 WEB_HOST=${YUQING_WEB_HOST:-127.0.0.1}
 WEB_PORT=${YUQING_WEB_PORT:-8000}
 mkdir -p "$DATA"
@@ -14,7 +18,7 @@ mkdir -p "$DATA"
 alive() { [ -f "$DATA/$1.pid" ] && kill -0 "$(cat "$DATA/$1.pid")" 2>/dev/null; }
 
 if [ "${1:-}" = "--status" ]; then
-  for s in temporal worker web; do
+  for s in temporal worker web ui; do
     if alive "$s"; then echo "$s: running (pid $(cat "$DATA/$s.pid"))"; else echo "$s: stopped"; fi
   done
   exit 0
@@ -43,7 +47,8 @@ start() {  # start NAME COMMAND...
 "$BIN/yuqing" migrate
 
 if start temporal "$BIN/temporal" server start-dev \
-    --db-filename "$DATA/temporal.db" --port "$TEMPORAL_PORT" --ui-port "$TEMPORAL_UI_PORT" \
+    --db-filename "$DATA/temporal.db" --ip 127.0.0.1 --port "$TEMPORAL_PORT" \
+    --ui-ip 127.0.0.1 --ui-port "$TEMPORAL_UI_INTERNAL_PORT" --ui-disable-news-fetch \
     --log-level warn \
     --search-attribute IncidentPhase=Keyword --search-attribute IncidentSeverity=Keyword \
     --search-attribute ResponsibleUnit=Keyword --search-attribute Overdue=Bool \
@@ -57,9 +62,12 @@ wait_for temporal "$BIN/temporal" operator cluster health --address "127.0.0.1:$
 export YUQING_TEMPORAL_ADDRESS=${YUQING_TEMPORAL_ADDRESS:-127.0.0.1:$TEMPORAL_PORT}
 export YUQING_TEMPORAL_UI_URL=${YUQING_TEMPORAL_UI_URL:-http://localhost:$TEMPORAL_UI_PORT}
 export YUQING_PUBLIC_URL=${YUQING_PUBLIC_URL:-http://localhost:$WEB_PORT}
+export YUQING_TEMPORAL_UI_UPSTREAM=${YUQING_TEMPORAL_UI_UPSTREAM:-http://127.0.0.1:$TEMPORAL_UI_INTERNAL_PORT}
 start worker "$BIN/python" worker.py || true
 start web "$BIN/uvicorn" --factory starter.web.app:create_app --host "$WEB_HOST" --port "$WEB_PORT" || true
 wait_for web "$BIN/python" -c "import httpx,sys; httpx.get('http://127.0.0.1:$WEB_PORT/healthz').raise_for_status()"
+start ui "$BIN/uvicorn" --factory starter.web.ui_gate:create_gate --host "$WEB_HOST" --port "$TEMPORAL_UI_PORT" || true
+wait_for ui "$BIN/python" -c "import httpx,sys; sys.exit(httpx.get('http://127.0.0.1:$TEMPORAL_UI_PORT/').status_code != 401)"
 sleep 1
 alive worker || { echo "worker exited; see $DATA/worker.log" >&2; tail -20 "$DATA/worker.log" >&2; exit 1; }
 # Search attributes (idempotent) and the digest schedules (created, or updated to the settings).
@@ -71,6 +79,6 @@ yuqing is running:
   submission form   http://localhost:$WEB_PORT/
   incident list     http://localhost:$WEB_PORT/incidents
   JSON API docs     http://localhost:$WEB_PORT/api/docs
-  Temporal UI       http://localhost:$TEMPORAL_UI_PORT/
+  Temporal UI       http://localhost:$TEMPORAL_UI_PORT/   (sign in on the web app first: office and leading group, read-only)
   logs              $DATA/{temporal,worker,web}.log     stop: make down
 TXT

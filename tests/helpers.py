@@ -54,10 +54,11 @@ async def submit(
     settings: Settings,
     roster: Roster,
     *,
-    submitted_by: str | None = None,
+    submitted_by: str | None = "zhou.ting",
     **overrides: Any,
 ) -> IncidentView:
-    """Submit (anonymously, unless `submitted_by` names the signed-in person)."""
+    """Submit as a signed-in monitoring officer of the office (周婷, trusted for any reporting
+    unit); `submitted_by=None` submits anonymously (a lead for the office, issue 15)."""
     result = await incidents.submit(
         client, settings, roster, submission(**overrides), submitted_by=submitted_by
     )

@@ -33,7 +33,9 @@ async def scenario_inquiry(env: WorkflowEnvironment, settings: Settings) -> str:
     """General inquiry: triage, reply, conclude, result, tracking, subsided, summary."""
     roster = load_roster(EXAMPLE_ROSTER)
     c = env.client
-    view = (await incidents.submit(c, settings, roster, submission())).view
+    view = (
+        await incidents.submit(c, settings, roster, submission(), submitted_by="zhou.ting")
+    ).view
     await triage(c, view.id, severity="general", category="inquiry", unit="sswb")
     await publish(c, view.id, staff="xu.lei", head="huang.li")
     await incidents.act(c, view.id, "conclude", {"note": "已办结"}, "xu.lei")
@@ -50,7 +52,9 @@ async def scenario_urgent(env: WorkflowEnvironment, settings: Settings) -> str:
     roster = load_roster(EXAMPLE_ROSTER)
     c = env.client
     view = (
-        await incidents.submit(c, settings, roster, submission(severity="urgent", oral=True))
+        await incidents.submit(
+            c, settings, roster, submission(severity="urgent", oral=True), submitted_by="zhou.ting"
+        )
     ).view
     await incidents.act(c, view.id, "file-written-report", {"text": "书面报告"}, "zhou.ting")
     await triage(c, view.id, severity="urgent", category="hype", unit="cjb")
@@ -72,7 +76,9 @@ async def scenario_withdrawn_lead(env: WorkflowEnvironment, settings: Settings) 
     """A monitoring lead left past its hour (escalates), then withdrawn as a false alarm."""
     roster = load_roster(EXAMPLE_ROSTER)
     c = env.client
-    view = (await incidents.submit(c, settings, roster, submission(lead=True))).view
+    view = (
+        await incidents.submit(c, settings, roster, submission(lead=True), submitted_by="zhou.ting")
+    ).view
     await env.sleep(timedelta(hours=2, minutes=5))
     await incidents.act(c, view.id, "withdraw", {"reason": "误报"}, "liu.yang")
     return view.id
@@ -83,7 +89,11 @@ async def scenario_fabrication(env: WorkflowEnvironment, settings: Settings) -> 
     (escalated), a commendation and a manual accountability record."""
     roster = load_roster(EXAMPLE_ROSTER)
     c = env.client
-    view = (await incidents.submit(c, settings, roster, submission(severity="major"))).view
+    view = (
+        await incidents.submit(
+            c, settings, roster, submission(severity="major"), submitted_by="zhou.ting"
+        )
+    ).view
     await triage(c, view.id, severity="major", category="fabrication", unit="pcs")
     await incidents.act(c, view.id, "activate", {"units": ["jw"]}, "li.xiaomei")
     consult = {"topic": "是否报警", "decision": "报警", "participants": ["qian.jun"]}
@@ -102,7 +112,9 @@ async def scenario_suggestion(env: WorkflowEnvironment, settings: Settings) -> s
     """Suggestion sent to the wrong unit: returned, re-triaged, adopted, replied, closed."""
     roster = load_roster(EXAMPLE_ROSTER)
     c = env.client
-    view = (await incidents.submit(c, settings, roster, submission())).view
+    view = (
+        await incidents.submit(c, settings, roster, submission(), submitted_by="zhou.ting")
+    ).view
     await triage(c, view.id, severity="general", category="suggestion", unit="cjb")
     await incidents.act(c, view.id, "return-to-office", {"reason": "不属本单位"}, "lin.feng")
     await triage(c, view.id, severity="general", category="suggestion", unit="sswb")
@@ -119,7 +131,7 @@ async def scenario_continued(env: WorkflowEnvironment, settings: Settings) -> st
     roster = load_roster(EXAMPLE_ROSTER)
     c = env.client
     short = settings.model_copy(update={"continue_as_new_after": 80})
-    view = (await incidents.submit(c, short, roster, submission())).view
+    view = (await incidents.submit(c, short, roster, submission(), submitted_by="zhou.ting")).view
     await triage(c, view.id, severity="general", category="inquiry", unit="sswb")
     for day in range(3):
         await incidents.act(

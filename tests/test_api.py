@@ -63,8 +63,11 @@ async def test_submit_read_and_act_through_the_api(
 ) -> None:
     """R-REPLY through the API: 201 with the deadline, the state read back, staff actions by token."""
     discovered = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)
+    # A monitoring officer of the office, with a token: believed, and answered in full.
     r = await http.post(
-        "/api/incidents", json=submission(severity="major", discovered_at=discovered.isoformat())
+        "/api/incidents",
+        json=submission(severity="major", discovered_at=discovered.isoformat()),
+        headers=token_for(settings, "zhou.ting"),
     )
     assert r.status_code == 201, r.text
     body = r.json()
@@ -301,25 +304,37 @@ async def test_quick_oral_report_form(http: httpx.AsyncClient, settings: Setting
     missing = await http.post("/incidents", data={**form, "oral_reported_at": ""})
     assert missing.status_code == 422 and "口头报告时间：请填写" in missing.text
 
+    # Anonymous: a receipt, and a lead for the office; the stated call time is shown to the
+    # office and trusted for nothing (issue 15): no R-WRITTEN on the unit it names.
     r = await http.post("/incidents", data=form)
     assert r.status_code == 201, r.text
     incident_id = re.search(r'id="incident-id">(YQ-[0-9A-F-]+)<', r.text)
     assert incident_id
     office = token_for(settings, "liu.yang")
     got = (await http.get(f"/api/incidents/{incident_id.group(1)}", headers=office)).json()
-    assert got["oral"] is True and got["severity"] == "urgent" and got["source"] == "电话口头报告"
-    # The call time an anonymous caller states is shown to the office but trusted for nothing
-    # (R-REPORT, R-WRITTEN): the written report counts from receipt.
+    assert got["oral"] is True and got["phase"] == "lead" and got["source"] == "电话口头报告"
     assert datetime.fromisoformat(got["oral_reported_at"]) == call
-    received = datetime.fromisoformat(got["received_at"])
-    written = next(d for d in got["deadlines"] if d["rule"] == "R-WRITTEN")
-    assert datetime.fromisoformat(written["due_at"]) == received + timedelta(minutes=30)
-    assert datetime.fromisoformat(written["anchor_at"]) == received
-    due = (received + timedelta(minutes=30)).astimezone(tz).strftime("%Y-%m-%d %H:%M")
-    assert "R-WRITTEN" in r.text and due in r.text
-    # The reporting unit files the written report from the incident page (R-WRITTEN met).
+    assert not [d for d in got["deadlines"] if d["rule"] == "R-WRITTEN"]
+
+    # Signed in as the reporting unit's head: the call is the report (R-REPORT) and the written
+    # report is owed 30 minutes from it (R-WRITTEN), named on the page.
     csrf = await sign_in(http, settings, "feng.gang")
+    signed = {**form, "submission_key": key.group(1) + "0", "csrf_token": csrf}
+    r = await http.post("/incidents", data=signed)
+    assert r.status_code == 303, r.text
+    incident_id = re.search(r"/incidents/(YQ-[0-9A-F-]+)", r.headers["location"])
+    assert incident_id
+    got = (await http.get(f"/api/incidents/{incident_id.group(1)}", headers=office)).json()
+    assert got["severity"] == "urgent"
+    written = next(d for d in got["deadlines"] if d["rule"] == "R-WRITTEN")
+    assert datetime.fromisoformat(written["due_at"]) == call + timedelta(minutes=30)
+    assert datetime.fromisoformat(written["anchor_at"]) == call
+    report = next(d for d in got["deadlines"] if d["rule"] == "R-REPORT")
+    assert datetime.fromisoformat(report["met_at"]) == call
     page = await http.get(f"/incidents/{incident_id.group(1)}")
+    due = (call + timedelta(minutes=30)).strftime("%Y-%m-%d %H:%M")
+    assert "R-WRITTEN" in page.text and due in page.text
+    # The reporting unit files the written report from the incident page (R-WRITTEN met).
     assert "/actions/file-written-report" in page.text
     done = await http.post(
         f"/incidents/{incident_id.group(1)}/actions/file-written-report",
@@ -390,6 +405,7 @@ async def test_ledger_lists_every_deadline_with_rule_anchor_due_and_state(
             discovered_at=discovered.isoformat(),
             posted_at=posted.isoformat(),
         ),
+        headers=token_for(settings, "zhou.ting"),
     )
     assert r.status_code == 201, r.text
     office = token_for(settings, "liu.yang")

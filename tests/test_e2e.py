@@ -99,9 +99,12 @@ async def test_incident_end_to_end(
         }
         office = {"Authorization": f"Bearer {tokens['liu.yang']}"}
         state = api.get(f"/api/incidents/{incident_id}", headers=office).json()
-        assert state["phase"] == "triage" and state["severity"] == "major"
+        # Sent without signing in: a lead for the office, its stated severity not yet believed.
+        assert state["phase"] == "lead" and state["severity_assessed"] is False
         reply = next(d for d in state["deadlines"] if d["rule"] == "R-REPLY")
         assert reply["met_at"] is None and reply["overdue"] is False
+        confirmed = cli("confirm-lead", incident_id, "--token", tokens["liu.yang"])
+        assert confirmed.returncode == 0, confirmed.stderr
         # The incident page needs sign-in (R-SECRECY): the office signs in with its token.
         assert api.get(f"/incidents/{incident_id}").status_code == 303
         login = api.get("/login").text
@@ -167,6 +170,7 @@ async def test_incident_end_to_end(
                 "responsible_unit": "cjb",
                 "drill_speedup": 3600,
             },
+            headers=office,  # the office reports it: believed (issue 15)
         )
         assert drill.status_code == 201, drill.text
         drill_id = drill.json()["id"]

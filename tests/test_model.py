@@ -134,7 +134,13 @@ def accepts(c: Incident, name: str, fields: dict[str, Any], actor: str) -> bool:
 
 
 def new_incident(
-    *, lead: bool, severity: Severity | None, oral: bool, drill: bool, late_minutes: int
+    *,
+    lead: bool,
+    severity: Severity | None,
+    oral: bool,
+    drill: bool,
+    late_minutes: int,
+    trusted: bool = True,
 ) -> Incident:
     discovered = START - timedelta(minutes=late_minutes)
     sub = Submission(
@@ -142,9 +148,12 @@ def new_incident(
         content="网帖内容",
         source="微博",
         discovered_at=discovered,
-        reporter_unit="yqb",
+        reporter_unit="dhc",  # 东湖村: a unit a false claim could name
         severity=severity,
         oral=oral and not lead,
+        oral_reported_at=discovered + timedelta(minutes=late_minutes // 2)
+        if oral and not lead
+        else None,
         lead=lead,
         drill_speedup=3600 if drill else None,
     )
@@ -155,6 +164,8 @@ def new_incident(
         roster=ROSTER,
         plan=SHIPPED,
         plan_version=SHIPPED.version,
+        # A monitoring officer signed in, or an anonymous caller (a lead for the office).
+        submitted_by="zhou.ting" if trusted else None,
     )
     c = Incident(inp, now=START)
     c.s.rules_version = RULES_VERSION  # today's rules, as a newly started workflow has them
@@ -260,12 +271,24 @@ class IncidentMachine(RuleBasedStateMachine):
         oral=st.booleans(),
         drill=st.booleans(),
         late_minutes=st.integers(0, 1_500),
+        trusted=st.booleans(),
     )
     def submit(
-        self, lead: bool, severity: Severity | None, oral: bool, drill: bool, late_minutes: int
+        self,
+        lead: bool,
+        severity: Severity | None,
+        oral: bool,
+        drill: bool,
+        late_minutes: int,
+        trusted: bool,
     ) -> None:
         self.c = new_incident(
-            lead=lead, severity=severity, oral=oral, drill=drill, late_minutes=late_minutes
+            lead=lead,
+            severity=severity,
+            oral=oral,
+            drill=drill,
+            late_minutes=late_minutes,
+            trusted=trusted,
         )
         self.searched: set[str] = set()
         self._allowed: tuple[int, dict[str, list[str]]] = (-1, {})
@@ -383,6 +406,23 @@ class IncidentMachine(RuleBasedStateMachine):
                 assert d.overdue, f"a record for {d.key}, which was never missed"
                 met_in_time = d.met_at is not None and d.met_at < d.due_at
                 assert not met_in_time, f"a record for {d.key}, met in time"
+
+    @invariant()
+    def an_untrusted_report_attributes_nothing(self) -> None:
+        """Issue 15: what an anonymous caller states never puts a deadline or a record on a unit
+        before the office has decided (confirm-lead, triage)."""
+        c = self.c
+        if rules.trusts(ROSTER, c.inp.submitted_by, c.sub.reporter_unit):
+            return
+        office = ROSTER.roles.office
+        for key in ("R-DISCOVER", "R-WRITTEN"):
+            assert c.find(key) is None, f"an untrusted report started {key}"
+        report = c.find("R-REPORT")
+        assert report is not None and report.unit == office
+        assert report.anchor_at == c.inp.received_at, "R-REPORT counts from a stated time"
+        for a in c.s.accountability:
+            if a.deadline_key == "R-REPORT":
+                assert a.unit == office, "an untrusted report planted a record"
 
     @invariant()
     def a_false_alarm_counts_nowhere(self) -> None:
@@ -570,3 +610,9 @@ def test_mutant_false_alarm_records_kept_in_the_figures_is_caught() -> None:
 
     with mutated(Incident, "withdraw", withdraw):
         _caught("R-ACCOUNT")
+
+
+def test_mutant_anonymous_report_believed_is_caught() -> None:
+    """Issue 15: a core that believes every submission's stated times and units."""
+    with mutated(Incident, "untrusted", property(lambda self: False)):
+        _caught("untrusted|R-REPORT")

@@ -15,7 +15,7 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -85,7 +85,10 @@ def create_app(
     auth = page_kit.auth
     tz = page_kit.tz
     render = page_kit.render
-    ui_link = page_kit.ui_link
+
+    def ui_for(person: str | None, incident_id: str) -> str | None:
+        """The incident's page on the Temporal UI, for those the UI's gate lets in."""
+        return page_kit.ui_link(incident_id) if may_read_reports(roster, person) else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -241,11 +244,13 @@ def create_app(
                     raise
                 errors = {f.field: f.message for f in exc.fields}
             else:
-                if auth.viewer(request) is None:
-                    # Without an account the incident page is not theirs to read (R-SECRECY):
-                    # confirm what was received instead.
-                    return render(request, "submitted.html", {"v": submitted.view}, 201)
-                return RedirectResponse(f"/incidents/{submitted.view.id}", status_code=303)
+                view = submitted.view
+                if me is None or not may_read(roster, me.person_id, view):
+                    # Not theirs to read (R-SECRECY): confirm what was received, nothing more
+                    # (not even the title of an incident the same key or post already started).
+                    receipt = receipt_of(submitted, values.get("title", ""))
+                    return render(request, "submitted.html", {"r": receipt}, 201)
+                return RedirectResponse(f"/incidents/{view.id}", status_code=303)
         template = "oral.html" if values.get("variant") == "oral" else "form.html"
         return render(request, template, {"values": values, "errors": errors}, 422)
 
@@ -299,7 +304,7 @@ def create_app(
         if not rules.can_view(roster, me.person_id, involved_units(view), view.activated_persons):
             raise ServiceError(403, "无权查看该事件（R-SECRECY：仅限与事件有关的人员）")
         actions = staff.action_forms(roster, me.person_id, view, state.plan)
-        context = {"v": view, "ui_link": ui_link(view.id), "actions": actions}
+        context = {"v": view, "ui_link": ui_for(me.person_id, view.id), "actions": actions}
         return render(request, "incident.html", context)
 
     def visible_unit(me: Viewer) -> str | None:
@@ -338,10 +343,7 @@ def create_app(
         known = count_submission(request)
         data = await _json_body(request)
         submitted = await incidents.submit(client, settings, roster, data, submitted_by=known)
-        return JSONResponse(
-            incident_json(submitted.view, ui_link(submitted.view.id)),
-            status_code=201 if submitted.created else 200,
-        )
+        return submission_answer(submitted, known)
 
     @app.post("/api/leads", status_code=201)
     async def api_lead(request: Request, client: TemporalClient) -> Response:
@@ -351,9 +353,20 @@ def create_app(
         submitted = await incidents.submit(
             client, settings, roster, {**data, "lead": True}, submitted_by=known
         )
+        return submission_answer(submitted, known)
+
+    def submission_answer(submitted: incidents.Submitted, known: str | None) -> Response:
+        """The whole incident to a caller who may read it; to anyone else (anonymous, or staff
+        with no part in it) only its id, whether it is new, and a receipt (issue 15)."""
+        status = 201 if submitted.created else 200
+        view = submitted.view
+        if known is not None and may_read(roster, known, view):
+            return JSONResponse(incident_json(view, ui_for(known, view.id)), status_code=status)
+        receipt = receipt_of(submitted, None)
+        receipt["received_at"] = receipt["received_at"].isoformat()
         return JSONResponse(
-            incident_json(submitted.view, ui_link(submitted.view.id)),
-            status_code=201 if submitted.created else 200,
+            {k: receipt[k] for k in ("id", "created", "received_at", "message")},
+            status_code=status,
         )
 
     @app.get("/api/incidents")
@@ -407,10 +420,10 @@ def create_app(
         view = await incidents.get(client, incident_id)
         if not rules.can_view(roster, person, involved_units(view), view.activated_persons):
             raise ServiceError(403, "无权查看该事件（R-SECRECY：仅限与事件有关的人员）")
-        return incident_json(view, ui_link(view.id))
+        return incident_json(view, ui_for(person, view.id))
 
     for name, rule in ACTIONS.items():
-        _add_action_route(app, name, rule.request, ui_link)
+        _add_action_route(app, name, rule.request, ui_for)
 
     @app.get("/api/reports/accountability")
     async def api_report(
@@ -456,7 +469,10 @@ def authenticate(state: AppState, authorization: str | None) -> str:
 
 
 def _add_action_route(
-    app: FastAPI, name: str, request_model: type[BaseModel], ui_link: Callable[[str], str]
+    app: FastAPI,
+    name: str,
+    request_model: type[BaseModel],
+    ui_for: Callable[[str | None, str], str | None],
 ) -> None:
     """One route per staff action, with its own request schema in the OpenAPI document."""
 
@@ -483,7 +499,7 @@ def _add_action_route(
                 "accepted": True,
                 "message": "操作已受理；事件状态暂时无法读取，请稍后刷新",
             }
-        return incident_json(view, ui_link(view.id))
+        return incident_json(view, ui_for(actor, view.id))
 
     act.__annotations__["body"] = request_model
     app.post(
@@ -520,7 +536,30 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return data
 
 
-def incident_json(view: IncidentView, ui_link: str) -> dict[str, Any]:
+def may_read(roster: Roster, person_id: str, view: IncidentView) -> bool:
+    """R-SECRECY: whether a person may read this incident."""
+    return rules.can_view(roster, person_id, involved_units(view), view.activated_persons)
+
+
+def receipt_of(submitted: incidents.Submitted, title: str | None) -> dict[str, Any]:
+    """What a caller who may not read the incident is told: its id, whether their submission
+    started it, when this submission was received, and what happens next (in Chinese)."""
+    if submitted.created:
+        message = "报告已收到，领导小组办公室将尽快核实研判。请记下事件编号。"
+    else:
+        message = (
+            "该报告此前已提交（同一提交编号或相同内容），未重复立案；领导小组办公室将一并核实研判。"
+        )
+    return {
+        "id": submitted.view.id,
+        "created": submitted.created,
+        "received_at": datetime.now(UTC),
+        "title": title,
+        "message": message,
+    }
+
+
+def incident_json(view: IncidentView, ui_link: str | None) -> dict[str, Any]:
     data = view.model_dump(mode="json")
     nxt = view.next_deadline()
     data["overdue"] = view.overdue
