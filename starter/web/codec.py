@@ -22,6 +22,7 @@ from temporalio.api.common.v1 import Payloads
 from plan import rules
 from starter.incidents import ServiceError
 
+from . import access
 from .pages import pages
 
 router = APIRouter()
@@ -76,6 +77,7 @@ async def codec(request: Request, operation: str) -> Response:
             request, 401, "需要登录：请先登录本系统，或在 Authorization 头中提供 Bearer 令牌"
         )
     if not rules.can_view(pages(request).roster, person, set()):
+        access.record(request, person, operation, granted=False)
         return _error(request, 403, REFUSED)
     raw = await request.body()
     if len(raw) > MAX_BODY:
@@ -91,6 +93,7 @@ async def codec(request: Request, operation: str) -> Response:
             out = await codec_impl.decode(list(payloads.payloads))
     except Exception as exc:  # an unknown key id, a payload that fails authentication
         return _error(request, 400, f"无法{'加密' if operation == 'encode' else '解密'}：{exc}")
+    access.record(request, person, operation, resource=f"/codec/{operation}（{len(out)}个载荷）")
     body = json_format.MessageToJson(Payloads(payloads=out))
     return _cors(request, Response(body, media_type="application/json"))
 
