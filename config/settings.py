@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     # only the service can read. `yuqing codec-key new KEY_ID` prints a fresh entry.
     codec_keys: str | None = None
     codec_keys_file: Path | None = None
+    # With keys set, the worker refuses any payload that is not encrypted (a start, signal or
+    # update forged through Temporal without the keys fails its workflow task and does nothing).
+    # Set false only while workflows started before the codec was turned on still run.
+    codec_refuse_plain: bool = True
     # Observability: the worker's Prometheus endpoint for Temporal SDK metrics (host:port, off when
     # unset), its health endpoint (host:port), and log lines as JSON ("json") or text ("text").
     metrics_bind: str | None = None

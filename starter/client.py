@@ -27,13 +27,19 @@ def tls_config(settings: Settings) -> TLSConfig | bool:
     )
 
 
-def codec_for(settings: Settings) -> EncryptionCodec | None:
+def codec_for(settings: Settings, *, refuse_plain: bool = False) -> EncryptionCodec | None:
+    """The codec from the settings' keys, or None. `refuse_plain` for what acts on payloads (the
+    data converter); the codec endpoint and history exports show plain payloads as they are."""
     keys = load_keys(settings.codec_keys, settings.codec_keys_file)
-    return EncryptionCodec(keys) if keys else None
+    return EncryptionCodec(keys, refuse_plain=refuse_plain) if keys else None
 
 
 def data_converter(settings: Settings) -> DataConverter:
-    return with_codec(pydantic_data_converter, codec_for(settings))
+    """With keys set, the worker (and every client) refuses a payload that is not encrypted,
+    unless YUQING_CODEC_REFUSE_PLAIN=false (while workflows started before the codec still run)."""
+    return with_codec(
+        pydantic_data_converter, codec_for(settings, refuse_plain=settings.codec_refuse_plain)
+    )
 
 
 async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:

@@ -34,6 +34,12 @@ class CodecKeyError(ValueError):
     """The codec's keys are missing or malformed (a setting), or a payload's key is unknown."""
 
 
+class PlainPayloadRefused(ValueError):
+    """A payload that is not encrypted reached a codec that refuses them: with keys set, whatever
+    the worker acts on was sent by the app, the API or the CLI, which always encrypt; a plain one
+    was put into Temporal some other way (a start, signal or update forged through the server)."""
+
+
 def parse_keys(text: str) -> list[tuple[str, bytes]]:
     """`id:base64key` entries separated by commas or new lines, the encrypting key first.
     Each key is 32 bytes (AES-256), as `yuqing codec-key` prints."""
@@ -65,9 +71,14 @@ def new_key_entry(key_id: str) -> str:
 
 
 class EncryptionCodec(PayloadCodec):
-    def __init__(self, keys: Sequence[tuple[str, bytes]]) -> None:
+    """`refuse_plain`: decoding a payload that is not encrypted raises PlainPayloadRefused (the
+    data converter of the worker and clients, YUQING_CODEC_REFUSE_PLAIN); otherwise it is passed
+    through as written before the codec was turned on (the codec endpoint, history exports)."""
+
+    def __init__(self, keys: Sequence[tuple[str, bytes]], *, refuse_plain: bool = False) -> None:
         if not keys:
             raise CodecKeyError("no codec key given")
+        self.refuse_plain = refuse_plain
         self.active_id, active = keys[0]
         self._active = AESGCM(active)
         self._by_id = {key_id: AESGCM(key) for key_id, key in keys}
@@ -91,6 +102,12 @@ class EncryptionCodec(PayloadCodec):
 
     def _decode_one(self, p: Payload) -> Payload:
         if p.metadata.get("encoding") != ENCODING:
+            if self.refuse_plain:
+                encoding = p.metadata.get("encoding", b"").decode(errors="replace")[:40]
+                raise PlainPayloadRefused(
+                    f"payload not encrypted (encoding {encoding!r}) refused: with codec keys set "
+                    "only encrypted payloads are accepted (YUQING_CODEC_REFUSE_PLAIN)"
+                )
             return p  # written before the codec was turned on
         key_id = p.metadata.get(KEY_ID, b"").decode()
         aes = self._by_id.get(key_id)

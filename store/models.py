@@ -15,6 +15,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -252,3 +253,21 @@ class WebSession(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AccessLogRow(Base):
+    """Who read what, when and from where: incident pages and API reads, lists, exports, report
+    pages and codec decodes (starter/web/access.py). Append-only: the store refuses UPDATE and
+    DELETE on this table (triggers, migration 0007), and no route changes it."""
+
+    __tablename__ = "access_log"
+    __table_args__ = (Index("ix_access_log_person_at", "person_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    person_id: Mapped[str | None] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(20), index=True)
+    resource: Mapped[str] = mapped_column(String(500))
+    incident_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    client: Mapped[str | None] = mapped_column(String(100))
+    granted: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())

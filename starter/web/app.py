@@ -43,7 +43,7 @@ from starter.incidents import ServiceError
 from store import service
 from store.db import session_scope
 
-from . import codec, limits, reports, staff
+from . import access, codec, limits, reports, staff
 from .auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, Viewer, safe_next
 from .pages import Pages, involved_units
 
@@ -93,6 +93,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        await access.flush(app)  # the access log's last entries
 
     app = FastAPI(title="舆情应急处置", lifespan=lifespan, docs_url="/api/docs", redoc_url=None)
     app.state.yuqing = state
@@ -282,6 +283,7 @@ def create_app(
                 limit=50,
                 offset=(page - 1) * 50,
             )
+        access.record(request, me.person_id, "list")
         chosen = {"phase": phase, "unit": unit, "severity": severity, "category": category}
         chosen |= {"overdue": overdue, "drill": drill}
         return render(
@@ -302,7 +304,9 @@ def create_app(
             return to_login(request)
         view = await incidents.get(client, incident_id)
         if not rules.can_view(roster, me.person_id, involved_units(view), view.activated_persons):
+            access.record(request, me.person_id, "view", incident_id=view.id, granted=False)
             raise ServiceError(403, "无权查看该事件（R-SECRECY：仅限与事件有关的人员）")
+        access.record(request, me.person_id, "view", incident_id=view.id)
         actions = staff.action_forms(roster, me.person_id, view, state.plan)
         context = {"v": view, "ui_link": ui_for(me.person_id, view.id), "actions": actions}
         return render(request, "incident.html", context)
@@ -371,6 +375,7 @@ def create_app(
 
     @app.get("/api/incidents")
     async def api_list(
+        request: Request,
         authorization: Annotated[str | None, Header()] = None,
         phase: str | None = None,
         unit: str | None = None,
@@ -407,10 +412,12 @@ def create_app(
                 }
                 for r in rows
             ]
+        access.record(request, person, "list")
         return {"items": items, "limit": limit, "offset": offset}
 
     @app.get("/api/incidents/{incident_id}")
     async def api_get(
+        request: Request,
         incident_id: str,
         client: TemporalClient,
         authorization: Annotated[str | None, Header()] = None,
@@ -419,7 +426,9 @@ def create_app(
         person = authenticate(state, authorization)
         view = await incidents.get(client, incident_id)
         if not rules.can_view(roster, person, involved_units(view), view.activated_persons):
+            access.record(request, person, "view", incident_id=view.id, granted=False)
             raise ServiceError(403, "无权查看该事件（R-SECRECY：仅限与事件有关的人员）")
+        access.record(request, person, "view", incident_id=view.id)
         return incident_json(view, ui_for(person, view.id))
 
     for name, rule in ACTIONS.items():
@@ -427,6 +436,7 @@ def create_app(
 
     @app.get("/api/reports/accountability")
     async def api_report(
+        request: Request,
         start: date,
         end: date,
         authorization: Annotated[str | None, Header()] = None,
@@ -443,11 +453,13 @@ def create_app(
             rows = service.accountability_report(s, start=begin, end=finish)
         for row in rows:
             row["unit_name"] = roster.unit_name(str(row["unit"]))
+        access.record(request, person, "report")
         return {"start": start.isoformat(), "end": end.isoformat(), "units": rows}
 
     app.include_router(reports.router)
     app.include_router(staff.router)
     app.include_router(codec.router)
+    app.include_router(access.router)
     return app
 
 

@@ -1,10 +1,12 @@
 """The codec endpoint the Temporal UI and `temporal` CLI call to show encrypted payloads in clear.
 
 Temporal's remote-codec protocol: POST {endpoint}/decode (and /encode) with a JSON `Payloads`
-message, answered in kind. Only signed-in staff may use it: a browser session of this app (the
-UI's "include cross-origin credentials" sends its cookie) or a personal token as
-`Authorization: Bearer …` (`temporal workflow show --codec-auth`). Cross-origin calls are allowed
-from the Temporal UI's own origin only.
+message, answered in kind. Only staff who may read every incident (R-SECRECY's standing roles:
+the office, the leading group, publicity, 镇党政办, the discipline and supervision contacts) may
+use it, signed in by a browser session of this app (the UI's "include cross-origin credentials"
+sends its cookie) or a personal token as `Authorization: Bearer …` (`temporal workflow show
+--codec-auth`); anyone else signed in gets 403, as the API would refuse them most incidents.
+Cross-origin calls are allowed from the Temporal UI's own origin only.
 """
 
 from __future__ import annotations
@@ -17,13 +19,19 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payloads
 
+from plan import rules
 from starter.incidents import ServiceError
 
+from . import access
 from .pages import pages
 
 router = APIRouter()
 
 MAX_BODY = 4 * 1024 * 1024
+REFUSED = (
+    "无权使用载荷加解密：仅限可查看全部事件的人员"
+    "（领导小组及其办公室、宣传部门、镇党政办、执纪执法与监察执法联系人；R-SECRECY）"
+)
 
 
 def _origin(url: str) -> str:
@@ -63,10 +71,14 @@ async def codec(request: Request, operation: str) -> Response:
     codec_impl = request_state(request.app).codec
     if codec_impl is None:
         return _error(request, 404, "未启用载荷加密（YUQING_CODEC_KEYS）")
-    if not _signed_in(request):
+    person = _caller(request)
+    if person is None:
         return _error(
             request, 401, "需要登录：请先登录本系统，或在 Authorization 头中提供 Bearer 令牌"
         )
+    if not rules.can_view(pages(request).roster, person, set()):
+        access.record(request, person, operation, granted=False)
+        return _error(request, 403, REFUSED)
     raw = await request.body()
     if len(raw) > MAX_BODY:
         return _error(request, 413, "请求内容过大")
@@ -81,21 +93,22 @@ async def codec(request: Request, operation: str) -> Response:
             out = await codec_impl.decode(list(payloads.payloads))
     except Exception as exc:  # an unknown key id, a payload that fails authentication
         return _error(request, 400, f"无法{'加密' if operation == 'encode' else '解密'}：{exc}")
+    access.record(request, person, operation, resource=f"/codec/{operation}（{len(out)}个载荷）")
     body = json_format.MessageToJson(Payloads(payloads=out))
     return _cors(request, Response(body, media_type="application/json"))
 
 
-def _signed_in(request: Request) -> bool:
+def _caller(request: Request) -> str | None:
+    """The signed-in person: a browser session, else a valid bearer token; None otherwise."""
     from starter.web.app import authenticate, request_state
 
-    k = pages(request)
-    if k.auth.viewer(request) is not None:
-        return True
+    me = pages(request).auth.viewer(request)
+    if me is not None:
+        return me.person_id
     header = request.headers.get("authorization")
     if not header:
-        return False
+        return None
     try:
-        authenticate(request_state(request.app), header)
+        return authenticate(request_state(request.app), header)
     except ServiceError:
-        return False
-    return True
+        return None

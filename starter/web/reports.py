@@ -26,6 +26,7 @@ from starter.incidents import ServiceError
 from store import service
 from store.db import session_scope
 
+from . import access
 from .auth import Viewer
 from .charts import on_time_bars
 from .pages import Pages, to_login
@@ -139,6 +140,7 @@ async def accountability_page(
         return me
     first, last, error = _period(pages, start, end)
     rows = [] if error else _report_rows(pages, first, last)
+    access.record(request, me.person_id, "report")
     chart = on_time_bars([(r["unit_name"], r["rate"]) for r in rows])
     context = {
         "start": start if error and start else first.isoformat(),
@@ -163,6 +165,7 @@ async def accountability_csv(
     first, last, error = _period(pages, start, end)
     if error:
         raise ServiceError(422, error)
+    access.record(request, me.person_id, "export")
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_HEADER)
@@ -195,6 +198,7 @@ async def dashboard_page(request: Request) -> Response:
     me = _viewer(request, pages)
     if isinstance(me, Response):
         return me
+    access.record(request, me.person_id, "report")
     since = datetime.now(pages.tz) - timedelta(days=7)
     with session_scope(pages.settings.database_url) as s:
         counts = service.incident_counts(s)
