@@ -7,6 +7,7 @@ are off. The incident page and the API show the Temporal link only to those the 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -80,7 +81,13 @@ async def test_the_temporal_ui_needs_a_reader_and_refuses_writes(
             http.cookies.set(SESSION_COOKIE, _session(settings, "liu.yang"))
             page = await http.get("/")
             assert page.status_code == 200 and "<html" in page.text.lower()
-            described = await http.get(workflows)
+            # The UI server may have dialled the frontend before it listened: it retries with
+            # a back-off, so wait for its first good answer.
+            for _ in range(240):
+                described = await http.get(workflows)
+                if described.status_code == 200:
+                    break
+                await asyncio.sleep(0.25)
             assert described.status_code == 200, described.text
             assert view.id in described.text
             ui_settings = (await http.get("/api/v1/settings")).json()
