@@ -281,19 +281,31 @@ class FeishuSender:
 
 
 class EmailSender:
-    """E-mail over SMTP (plain or STARTTLS), a plain-text and an HTML alternative."""
+    """E-mail over SMTP (plain or STARTTLS), a plain-text and an HTML alternative.
+
+    A header is one line: the subject's line breaks (a title from before titles were refused
+    them) are folded to spaces, so such an incident's e-mail still goes. A message that cannot be
+    built at all is Refused at once: trying again would build it the same way."""
 
     def __init__(self, smtp: SmtpSettings) -> None:
         self.smtp = smtp
 
-    def send(self, message: OutgoingMessage, channel: EmailChannel) -> None:
+    def build(self, message: OutgoingMessage, channel: EmailChannel) -> EmailMessage:
         msg = EmailMessage()
-        msg["Subject"] = message.subject
-        msg["From"] = self.smtp.sender
-        msg["To"] = channel.address
-        msg["Message-ID"] = f"<{message.webhook_id()}@yuqing>"
-        msg.set_content(message.text())
-        msg.add_alternative(message.html(), subtype="html")
+        try:
+            msg["Subject"] = one_line(message.subject)
+            msg["From"] = self.smtp.sender
+            msg["To"] = channel.address
+            msg["Message-ID"] = f"<{message.webhook_id()}@yuqing>"
+            msg.set_content(message.text())
+            msg.add_alternative(message.html(), subtype="html")
+            msg.as_bytes()  # what send_message will do: fails here, not half-way to the server
+        except (ValueError, TypeError, LookupError) as exc:  # UnicodeError is a ValueError
+            raise Refused(f"无法生成邮件（{type(exc).__name__}: {exc}）") from exc
+        return msg
+
+    def send(self, message: OutgoingMessage, channel: EmailChannel) -> None:
+        msg = self.build(message, channel)
         try:
             with smtplib.SMTP(self.smtp.host, self.smtp.port, timeout=self.smtp.timeout) as smtp:
                 if self.smtp.starttls:
@@ -330,6 +342,11 @@ class Channels:
             return
         sender: Sender = getattr(self, channel.kind)
         sender.send(message, channel)
+
+
+def one_line(text: str) -> str:
+    """Line breaks (every one str.splitlines() knows) folded to single spaces."""
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
 def _clip_bytes(text: str, limit: int) -> str:
