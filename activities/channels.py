@@ -46,6 +46,40 @@ class Refused(DeliveryError):
     """The receiver said no; trying again will not help."""
 
 
+# What a person wrote (a title, a source, a reason, a reply: anything in a subject or a body) goes
+# to the robots as text, never as markup (issue 15, finding 6). None of the robots documents an
+# escape character (WeCom markdown: https://developer.work.weixin.qq.com/document/path/91770;
+# DingTalk markdown: https://open.dingtalk.com/document/robots/message-types-and-data-format;
+# Feishu text with <at> tags: https://open.feishu.cn/document/uAjLw4CM/ukTMukTMukTM/im-v1/message/
+# create_json), so a backslash might show or be ignored. Instead each ASCII
+# character that starts markup in one of them (links and images [ ] , autolinks and HTML, font
+# and mentions < > &, emphasis * _ ~ ` , headings and quotes # > , tables | , the escape \) is
+# sent as its full-width twin, which reads the same in Chinese text and is markup in none; and
+# "://" as "：//", so no address a person wrote becomes a link. Our own link (to the incident
+# page) is added after, as a link.
+_INERT = str.maketrans(
+    {
+        "\\": "＼",
+        "`": "｀",
+        "*": "＊",
+        "_": "＿",
+        "~": "～",
+        "[": "［",
+        "]": "］",
+        "<": "＜",
+        ">": "＞",
+        "&": "＆",
+        "#": "＃",
+        "|": "｜",
+    }
+)
+
+
+def inert(text: str) -> str:
+    """A person's text made plain for every robot format (see _INERT)."""
+    return text.translate(_INERT).replace("://", "：//")
+
+
 @dataclass
 class OutgoingMessage:
     """What a person reads, whatever the channel."""
@@ -69,10 +103,20 @@ class OutgoingMessage:
         lines += ["", f"详情：{self.link}"]
         return "\n".join(lines)
 
-    def markdown(self) -> str:
-        lines = [f"**{self.subject}**", "", self.body.replace("\n", "\n\n")]
+    def robot_text(self) -> str:
+        """The plain text for a robot's text message: every part of it inert, our link as is."""
+        lines = [inert(self.subject), "", inert(self.body)]
         if self.others:
-            lines += ["", "同时通知：" + "、".join(self.others)]
+            lines += ["", "同时通知：" + inert("、".join(self.others))]
+        lines += ["", f"详情：{self.link}"]
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        """Robot markdown: our bold subject and our link; what people wrote stays text."""
+        body = inert(self.body).replace("\n", "\n\n")
+        lines = [f"**{inert(self.subject)}**", "", body]
+        if self.others:
+            lines += ["", "同时通知：" + inert("、".join(self.others))]
         lines += ["", f"[查看事件]({self.link})"]
         return "\n".join(lines)
 
@@ -206,7 +250,7 @@ class WeComSender:
             payload: dict[str, Any] = {
                 "msgtype": "text",
                 "text": {
-                    "content": _clip_bytes(message.text(), 2048),
+                    "content": _clip_bytes(message.robot_text(), 2048),
                     "mentioned_mobile_list": list(channel.mentioned_mobiles),
                 },
             }
@@ -262,13 +306,14 @@ class FeishuSender:
     """飞书自定义机器人 (https://open.feishu.cn/document/client-docs/bot-v3/add-custom-bot): POST
     JSON {"msg_type": "text", "content": {"text": …}} to the hook URL, with "timestamp" (seconds,
     a string) and "sign" (see feishu_sign) when 签名校验 is on; at most 20 KB. The answer
-    {"code": 0, "msg": "success"}; 11232 is the rate limit."""
+    {"code": 0, "msg": "success"}; 11232 is the rate limit. The text is `robot_text()`: an <at> tag
+    or a link a person wrote arrives as plain characters."""
 
     def __init__(self, client: httpx.Client) -> None:
         self.client = client
 
     def send(self, message: OutgoingMessage, channel: FeishuChannel) -> None:
-        payload: dict[str, Any] = {"msg_type": "text", "content": {"text": message.text()}}
+        payload: dict[str, Any] = {"msg_type": "text", "content": {"text": message.robot_text()}}
         if channel.secret:
             timestamp = str(int(time.time()))
             payload = {
@@ -281,19 +326,31 @@ class FeishuSender:
 
 
 class EmailSender:
-    """E-mail over SMTP (plain or STARTTLS), a plain-text and an HTML alternative."""
+    """E-mail over SMTP (plain or STARTTLS), a plain-text and an HTML alternative.
+
+    A header is one line: the subject's line breaks (a title from before titles were refused
+    them) are folded to spaces, so such an incident's e-mail still goes. A message that cannot be
+    built at all is Refused at once: trying again would build it the same way."""
 
     def __init__(self, smtp: SmtpSettings) -> None:
         self.smtp = smtp
 
-    def send(self, message: OutgoingMessage, channel: EmailChannel) -> None:
+    def build(self, message: OutgoingMessage, channel: EmailChannel) -> EmailMessage:
         msg = EmailMessage()
-        msg["Subject"] = message.subject
-        msg["From"] = self.smtp.sender
-        msg["To"] = channel.address
-        msg["Message-ID"] = f"<{message.webhook_id()}@yuqing>"
-        msg.set_content(message.text())
-        msg.add_alternative(message.html(), subtype="html")
+        try:
+            msg["Subject"] = one_line(message.subject)
+            msg["From"] = self.smtp.sender
+            msg["To"] = channel.address
+            msg["Message-ID"] = f"<{message.webhook_id()}@yuqing>"
+            msg.set_content(message.text())
+            msg.add_alternative(message.html(), subtype="html")
+            msg.as_bytes()  # what send_message will do: fails here, not half-way to the server
+        except (ValueError, TypeError, LookupError) as exc:  # UnicodeError is a ValueError
+            raise Refused(f"无法生成邮件（{type(exc).__name__}: {exc}）") from exc
+        return msg
+
+    def send(self, message: OutgoingMessage, channel: EmailChannel) -> None:
+        msg = self.build(message, channel)
         try:
             with smtplib.SMTP(self.smtp.host, self.smtp.port, timeout=self.smtp.timeout) as smtp:
                 if self.smtp.starttls:
@@ -330,6 +387,11 @@ class Channels:
             return
         sender: Sender = getattr(self, channel.kind)
         sender.send(message, channel)
+
+
+def one_line(text: str) -> str:
+    """Line breaks (every one str.splitlines() knows) folded to single spaces."""
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
 
 
 def _clip_bytes(text: str, limit: int) -> str:

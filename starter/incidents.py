@@ -52,6 +52,11 @@ EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 # other than tab, line feed and carriage return, and DEL. Refused in every text field.
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
+# A title is one line: it becomes an e-mail's Subject (a header, which may not break), the head of
+# every robot message and the Temporal summary. Refused (not collapsed), so what the office reads is
+# what was sent: every character str.splitlines() breaks on, the e-mail package's own test.
+LINE_BREAKS = re.compile(r"[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+
 # Action fields that name roster units or people; checked here so an unknown one is a 422 naming
 # the field, before anything reaches Temporal (the workflow's validators check again).
 UNIT_FIELDS = ("responsible_unit", "unit", "units", "co_units")
@@ -97,6 +102,8 @@ def parse_submission(data: dict[str, Any], roster: Roster, now: datetime) -> Sub
     except ValidationError as exc:
         raise ServiceError(422, "提交内容有误", translate(exc)) from exc
     errors = _text_errors(sub)
+    if LINE_BREAKS.search(sub.title) and not any(e.field == "title" for e in errors):
+        errors.append(FieldError("title", f"{_label('title')}：不能换行，请写在一行内"))
     for name in ("discovered_at", "posted_at", "oral_reported_at"):
         at = getattr(sub, name)
         if at is not None and at < EARLIEST:

@@ -13,7 +13,7 @@ import asyncio
 import json
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from sqlalchemy import text
@@ -48,7 +49,7 @@ from .auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, Viewer, safe_next
 from .pages import Pages, involved_units
 
 HERE = Path(__file__).resolve().parent
-MAX_BODY = 256 * 1024  # bytes; a submission is text, never this large
+MAX_BODY = limits.MAX_JSON_BODY  # bytes; a submission is text, never this large
 
 
 class AppState:
@@ -99,12 +100,19 @@ def create_app(
     app.state.yuqing = state
     app.state.pages = page_kit
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    # Every request body is capped while it streams in (starter/web/limits.py), whichever route
+    # reads it and however (JSON, a form, FastAPI's body parameters).
+    app.add_middleware(limits.BodyLimit)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         fields = translate_errors(list(exc.errors()))
         body = {"detail": "请求内容有误", "errors": [f.as_dict() for f in fields]}
         return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(limits.BodyTooLarge)
+    async def _too_large(request: Request, exc: limits.BodyTooLarge) -> Response:
+        return await _service_error(request, ServiceError(413, str(exc.detail)))
 
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> Response:
@@ -480,13 +488,30 @@ def authenticate(state: AppState, authorization: str | None) -> str:
     return person
 
 
+class AuthenticatedRoute(APIRoute):
+    """A route whose bearer token is checked before FastAPI reads and parses its body: an
+    anonymous caller is refused without a byte of the body read (issue 15, finding 8). The
+    person is left in request.state.actor for the endpoint."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def authenticated(request: Request) -> Response:
+            state = request_state(request.app)
+            request.state.actor = authenticate(state, request.headers.get("authorization"))
+            return await handler(request)
+
+        return authenticated
+
+
 def _add_action_route(
     app: FastAPI,
     name: str,
     request_model: type[BaseModel],
     ui_for: Callable[[str | None, str], str | None],
 ) -> None:
-    """One route per staff action, with its own request schema in the OpenAPI document."""
+    """One route per staff action, with its own request schema in the OpenAPI document; the
+    token is checked before the body is read (AuthenticatedRoute)."""
 
     async def act(
         incident_id: str,
@@ -495,7 +520,7 @@ def _add_action_route(
         client: TemporalClient,
         authorization: Annotated[str | None, Header()] = None,
     ) -> dict[str, Any]:
-        actor = authenticate(request_state(request.app), authorization)
+        actor: str = request.state.actor
         data = body.model_dump(mode="json")  # type: ignore[attr-defined]
         roster = request_state(request.app).roster
         done = await incidents.perform(client, incident_id, name, data, actor, roster=roster)
@@ -514,12 +539,15 @@ def _add_action_route(
         return incident_json(view, ui_for(actor, view.id))
 
     act.__annotations__["body"] = request_model
-    app.post(
+    app.router.add_api_route(
         f"/api/incidents/{{incident_id}}/actions/{name}",
+        act,
+        methods=["POST"],
         summary=(request_model.__doc__ or name).strip().splitlines()[0],
         name=f"action_{name.replace('-', '_')}",
         tags=["staff actions"],
-    )(act)
+        route_class_override=AuthenticatedRoute,
+    )
 
 
 def _day_range(start: date, end: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
@@ -529,12 +557,10 @@ def _day_range(start: date, end: date, tz: ZoneInfo) -> tuple[datetime, datetime
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > MAX_BODY:
-        raise ServiceError(413, f"请求内容过大（上限{MAX_BODY // 1024}KB）")
+    # limits.BodyLimit stops the read past MAX_BODY (declared or streamed); this is the backstop.
     raw = await request.body()
     if len(raw) > MAX_BODY:
-        raise ServiceError(413, f"请求内容过大（上限{MAX_BODY // 1024}KB）")
+        raise limits.BodyTooLarge(MAX_BODY)
     if not raw.strip():
         return {}
     try:

@@ -2,6 +2,9 @@
 (flooding the office with reports). Per client address, in this process's memory: each web process
 counts for itself, which is enough to make guessing hopeless and a flood visible. Behind a reverse
 proxy run uvicorn with --proxy-headers (and --forwarded-allow-ips) so the address is the client's.
+
+And the cap on request bodies (`BodyLimit`), counted while the body streams in, so a chunked body
+without a Content-Length is refused after its first bytes over the cap, never read whole.
 """
 
 from __future__ import annotations
@@ -12,8 +15,17 @@ from collections import deque
 from collections.abc import Callable
 
 from fastapi import Request
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from starter.incidents import ServiceError
+
+# Request body caps in bytes, by path. A JSON request (a submission, a staff action) is text, never
+# this large; a form carries the same text URL-encoded (a Chinese character is 9 bytes there); the
+# codec endpoint carries the Temporal UI's payloads.
+MAX_JSON_BODY = 256 * 1024
+MAX_FORM_BODY = 1024 * 1024
+MAX_CODEC_BODY = 4 * 1024 * 1024
 
 
 class SlidingWindow:
@@ -65,3 +77,62 @@ def refuse_if_limited(window: SlidingWindow, request: Request, what: str) -> Non
     if wait > 0:
         minutes = max(1, math.ceil(wait / 60))
         raise RateLimited(f"{what}过于频繁，请{minutes}分钟后再试", math.ceil(wait))
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` when a body passes its cap. An HTTPException, so FastAPI's own body
+    reading passes it on (it turns other errors into a 400); the app answers it in Chinese."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"请求内容过大（上限{limit // 1024}KB），请精简后重试")
+        self.limit = limit
+
+
+def body_cap(path: str) -> int:
+    if path.startswith("/codec/"):
+        return MAX_CODEC_BODY
+    if path.startswith("/api/"):
+        return MAX_JSON_BODY
+    return MAX_FORM_BODY
+
+
+class BodyLimit:
+    """ASGI middleware: counts the bytes of every request body as the app pulls them and raises
+    BodyTooLarge at the first chunk past the cap (or at once, unread, when the declared
+    Content-Length is past it). Whatever reads the body (request.body(), request.form(), FastAPI's
+    body parameters, a multipart parse) reads through it, so no route can be forgotten."""
+
+    def __init__(self, app: ASGIApp, cap: Callable[[str], int] = body_cap) -> None:
+        self.app = app
+        self.cap = cap
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.cap(scope.get("path", ""))
+        declared = _content_length(scope)
+        seen = 0
+
+        async def capped() -> Message:
+            nonlocal seen
+            if declared is not None and declared > limit:
+                raise BodyTooLarge(limit)
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, capped, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

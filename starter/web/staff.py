@@ -32,6 +32,7 @@ from starter.incidents import ServiceError
 from store import service
 from store.db import session_scope
 
+from .limits import BodyTooLarge
 from .pages import involved_units, pages, to_login
 
 HERE = Path(__file__).resolve().parent
@@ -176,9 +177,12 @@ def form_to_data(model: type[BaseModel], form: FormData) -> dict[str, Any]:
 
 async def read_form(request: Request) -> FormData:
     """A posted form. Starlette refuses a field over 1 MB or over 1,000 fields, and a broken
-    multipart body, with a bare 400 in English: here a 413 or a 400 with the page in Chinese."""
+    multipart body, with a bare 400 in English: here a 413 or a 400 with the page in Chinese.
+    (The body as a whole is capped while it streams in: limits.BodyLimit.)"""
     try:
         return await request.form()
+    except BodyTooLarge:
+        raise
     except HTTPException as exc:
         detail = str(exc.detail)
         if "maximum size" in detail or "Too many" in detail:
