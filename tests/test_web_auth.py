@@ -206,11 +206,15 @@ async def test_pages_show_only_what_the_role_may_see(
     http: httpx.AsyncClient, settings: Settings
 ) -> None:
     """R-SECRECY on the pages: the office sees all, a unit only its own, others get 403."""
-    cjb = (await http.post("/api/incidents", json=submission(responsible_unit="cjb"))).json()["id"]
+    monitor = token_for(settings, "zhou.ting")  # the office's monitoring officer: believed
+    cjb = (
+        await http.post("/api/incidents", json=submission(responsible_unit="cjb"), headers=monitor)
+    ).json()["id"]
     yjb = (
         await http.post(
             "/api/incidents",
             json=submission(responsible_unit="yjb", url="https://weibo.example/post/2"),
+            headers=monitor,
         )
     ).json()["id"]
 
