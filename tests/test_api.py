@@ -75,11 +75,12 @@ async def test_submit_read_and_act_through_the_api(
     assert body["temporal_ui"].endswith(f"/workflows/{incident_id}")
 
     assert (await http.get(f"/api/incidents/{incident_id}")).status_code == 401
-    # R-SECRECY: a unit with no part in it may not read it; the office may.
+    # R-SECRECY: a unit with no part in it may not read it (for it, the id does not exist: 404);
+    # the office may.
     outsider = await http.get(
         f"/api/incidents/{incident_id}", headers=token_for(settings, "xu.lei")
     )
-    assert outsider.status_code == 403 and "R-SECRECY" in outsider.json()["detail"]
+    assert outsider.status_code == 404 and "不存在" in outsider.json()["detail"]
     got = (
         await http.get(f"/api/incidents/{incident_id}", headers=token_for(settings, "liu.yang"))
     ).json()

@@ -45,7 +45,8 @@ from store.db import session_scope
 
 from . import codec, limits, reports, staff
 from .auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, Viewer, safe_next
-from .pages import Pages, involved_units
+from .pages import Pages
+from .visibility import MAX_OFFSET, MAX_PAGE, require_visible
 
 HERE = Path(__file__).resolve().parent
 MAX_BODY = 256 * 1024  # bytes; a submission is text, never this large
@@ -99,6 +100,9 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         fields = translate_errors(list(exc.errors()))
+        if not request.url.path.startswith("/api/"):  # a page: the error page, in Chinese
+            message = "；".join(f.message for f in fields) or "请求内容有误"
+            return render(request, "error.html", {"status": 422, "message": message}, 422)
         body = {"detail": "请求内容有误", "errors": [f.as_dict() for f in fields]}
         return JSONResponse(body, status_code=422)
 
@@ -258,7 +262,7 @@ def create_app(
         severity: str | None = None,
         category: str | None = None,
         drill: str | None = None,
-        page: Annotated[int, Query(ge=1)] = 1,
+        page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     ) -> Response:
         me = auth.viewer(request)
         if me is None:
@@ -295,9 +299,9 @@ def create_app(
         me = auth.viewer(request)
         if me is None:
             return to_login(request)
-        view = await incidents.get(client, incident_id)
-        if not rules.can_view(roster, me.person_id, involved_units(view), view.activated_persons):
-            raise ServiceError(403, "无权查看该事件（R-SECRECY：仅限与事件有关的人员）")
+        view = require_visible(
+            roster, me.person_id, await incidents.get(client, incident_id), incident_id
+        )
         actions = staff.action_forms(roster, me.person_id, view, state.plan)
         context = {"v": view, "ui_link": ui_link(view.id), "actions": actions}
         return render(request, "incident.html", context)
@@ -364,7 +368,7 @@ def create_app(
         overdue: bool | None = None,
         drill: bool | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> dict[str, Any]:
         person = authenticate(state, authorization)
         visible = None if rules.can_view(roster, person, set()) else roster.person(person).unit  # type: ignore[union-attr]
@@ -404,9 +408,9 @@ def create_app(
     ) -> dict[str, Any]:
         """The incident's state and its deadline ledger. R-SECRECY: only staff with a role on it."""
         person = authenticate(state, authorization)
-        view = await incidents.get(client, incident_id)
-        if not rules.can_view(roster, person, involved_units(view), view.activated_persons):
-            raise ServiceError(403, "无权查看该事件（R-SECRECY：仅限与事件有关的人员）")
+        view = require_visible(
+            roster, person, await incidents.get(client, incident_id), incident_id
+        )
         return incident_json(view, ui_link(view.id))
 
     for name, rule in ACTIONS.items():
@@ -423,8 +427,9 @@ def create_app(
         person = authenticate(request_state(app), authorization)
         if not may_read_reports(roster, person):
             raise ServiceError(403, "问责统计仅对领导小组及其办公室开放")
-        if end < start:
-            raise ServiceError(422, "结束日期不能早于开始日期")
+        problem = reports.period_problem(start, end)
+        if problem:
+            raise ServiceError(422, problem)
         begin, finish = _day_range(start, end, tz)
         with session_scope(settings.database_url) as s:
             rows = service.accountability_report(s, start=begin, end=finish)
@@ -470,6 +475,8 @@ def _add_action_route(
         actor = authenticate(request_state(request.app), authorization)
         data = body.model_dump(mode="json")  # type: ignore[attr-defined]
         roster = request_state(request.app).roster
+        # R-SECRECY first: the workflow's refusals name the unit and phase (issue 15, finding 9).
+        require_visible(roster, actor, await incidents.get(client, incident_id), incident_id)
         done = await incidents.perform(client, incident_id, name, data, actor, roster=roster)
         try:
             view = await incidents.get(client, incident_id, run_id=done.run_id)
