@@ -43,8 +43,9 @@ from starter.incidents import ServiceError
 from store import service
 from store.db import session_scope
 
-from . import codec, limits, reports, staff
+from . import apidocs, codec, limits, reports, staff
 from .auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, Viewer, safe_next
+from .headers import SecurityHeaders
 from .pages import Pages
 from .visibility import MAX_OFFSET, MAX_PAGE, require_visible
 
@@ -92,7 +93,9 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
 
-    app = FastAPI(title="舆情应急处置", lifespan=lifespan, docs_url="/api/docs", redoc_url=None)
+    # /api/docs: Swagger UI from a pinned package's files (apidocs.py), never from a CDN.
+    app = FastAPI(title="舆情应急处置", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(SecurityHeaders, https=settings.public_url.lower().startswith("https"))
     app.state.yuqing = state
     app.state.pages = page_kit
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
@@ -440,6 +443,7 @@ def create_app(
     app.include_router(reports.router)
     app.include_router(staff.router)
     app.include_router(codec.router)
+    app.include_router(apidocs.router)
     return app
 
 
