@@ -182,12 +182,13 @@ def create_app(
         values = {k: str(v) for k, v in (await request.form()).items()}
         auth.check_login_csrf(request, values.get(CSRF_FIELD))
         target = safe_next(values.get("next"))
-        limits.refuse_if_limited(login_failures, request, "登录失败")
         session_id = auth.sign_in(request, values.get("token", "").strip())
         if session_id is None:
-            login_failures.hit(limits.client_key(request))
+            # Failures are limited, valid sign-ins never: staff behind one address (a NAT) do
+            # not lock each other out (issue 15, finding 11; starter/web/limits.py).
+            limits.count_failure(login_failures, request, "登录失败")
             return login_form(
-                request, target, error="令牌无效或已吊销，请核对后重试", status_code=401
+                request, target, error="令牌无效、已过期或已吊销，请核对后重试", status_code=401
             )
         response = RedirectResponse(target, status_code=303)
         auth.set_cookie(
@@ -460,7 +461,7 @@ def authenticate(state: AppState, authorization: str | None) -> str:
     with session_scope(state.settings.database_url) as s:
         person = service.person_for_token(s, token=token.strip())
     if person is None or state.roster.person(person) is None:
-        raise ServiceError(401, "令牌无效或已吊销")
+        raise ServiceError(401, "令牌无效、已过期或已吊销")
     return person
 
 

@@ -1,7 +1,12 @@
 """Rate limits for the two doors open to anyone: sign-in (guessing tokens) and submission
 (flooding the office with reports). Per client address, in this process's memory: each web process
-counts for itself, which is enough to make guessing hopeless and a flood visible. Behind a reverse
+counts for itself, which is enough to make a flood visible and short-answered. Behind a reverse
 proxy run uvicorn with --proxy-headers (and --forwarded-allow-ips) so the address is the client's.
+
+At sign-in only failures are limited, valid sign-ins never: colleagues behind one address (a NAT)
+do not lock each other out. Wrong tokens from an address over the limit answer 429 and are not
+counted further (memory stays bounded). A token carries 256 random bits, so guessing was never
+the risk the limit guards against; it keeps a flood of attempts short-answered and visible.
 """
 
 from __future__ import annotations
@@ -65,3 +70,9 @@ def refuse_if_limited(window: SlidingWindow, request: Request, what: str) -> Non
     if wait > 0:
         minutes = max(1, math.ceil(wait / 60))
         raise RateLimited(f"{what}过于频繁，请{minutes}分钟后再试", math.ceil(wait))
+
+
+def count_failure(window: SlidingWindow, request: Request, what: str) -> None:
+    """A failed attempt: a 429 when the client is already over the limit, else counted."""
+    refuse_if_limited(window, request, what)
+    window.hit(client_key(request))
