@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # random key is generated once and kept in data/secret_key).
     session_hours: float = 12.0
     secret_key: str | None = None
+    # Personal tokens expire after this many days unless `yuqing token create --expires-days N`
+    # says otherwise; an expired token is refused on the API and at sign-in.
+    token_days: int = Field(default=180, ge=1, le=3650)
     # Payload encryption (AES-256-GCM): "KEY_ID:BASE64KEY" entries, comma- or line-separated, the
     # encrypting key first; older keys stay listed to decrypt what they wrote. Inline or in a file
     # only the service can read. `yuqing codec-key new KEY_ID` prints a fresh entry.

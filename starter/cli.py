@@ -149,9 +149,22 @@ def check_roster(path: Annotated[Path | None, typer.Argument(help="名册文件"
 
 @token_app.command("create")
 def token_create(
-    person_id: str, label: Annotated[str | None, typer.Option(help="备注")] = None
+    person_id: str,
+    label: Annotated[str | None, typer.Option(help="备注")] = None,
+    expires_days: Annotated[
+        int | None,
+        typer.Option(
+            "--expires-days",
+            min=1,
+            max=3650,
+            help="有效天数（1至3650；默认取 YUQING_TOKEN_DAYS，出厂180天）",
+        ),
+    ] = None,
 ) -> None:
-    """为名册中的人员生成新令牌并打印（只显示这一次）。"""
+    """为名册中的人员生成新令牌并打印（只显示这一次）；到期后在接口和登录时均被拒绝。"""
+    from datetime import UTC, timedelta
+    from zoneinfo import ZoneInfo
+
     from store import service
     from store.db import session_scope
 
@@ -159,9 +172,13 @@ def token_create(
     roster = load_roster(settings.roster_file)
     if roster.person(person_id) is None:
         _fail(f"人员“{person_id}”不在名册中")
+    days = expires_days or settings.token_days
     with session_scope(settings.database_url) as s:
-        token = service.create_token(s, person_id=person_id, label=label)
-    typer.echo(token)
+        token = service.create_token(s, person_id=person_id, label=label, days=days)
+    until = datetime.now(UTC) + timedelta(days=days)
+    typer.echo(token)  # stdout: the token alone, for scripts
+    local = until.astimezone(ZoneInfo(settings.timezone)).strftime("%Y-%m-%d %H:%M")
+    typer.echo(f"有效期至 {local}（{days}天）", err=True)
 
 
 @token_app.command("revoke")
@@ -177,7 +194,8 @@ def token_revoke(person_id: str) -> None:
 
 @token_app.command("list")
 def token_list() -> None:
-    """列出全部令牌（编号、人员、创建时间、吊销时间；令牌本身从不保存，也不显示）。"""
+    """列出全部令牌（编号、人员、创建时间、到期时间、状态；令牌本身从不保存，也不显示）。"""
+    from datetime import UTC
     from zoneinfo import ZoneInfo
 
     from store import service
@@ -192,16 +210,24 @@ def token_list() -> None:
 
     with session_scope(settings.database_url) as s:
         rows = [
-            (t.id, t.person_id, t.label, t.created_at, t.revoked_at) for t in service.list_tokens(s)
+            (t.id, t.person_id, t.label, t.created_at, t.expires_at, t.revoked_at)
+            for t in service.list_tokens(s)
         ]
     if not rows:
         typer.echo("暂无令牌")
         return
-    typer.echo("编号\t人员\t创建时间\t状态\t备注")
-    for token_id, person_id, label, created, revoked in rows:
-        state = f"已吊销 {when(revoked)}" if revoked else "有效"
+    now = datetime.now(UTC)
+    typer.echo("编号\t人员\t创建时间\t到期时间\t状态\t备注")
+    for token_id, person_id, label, created, expires, revoked in rows:
+        if revoked:
+            state = f"已吊销 {when(revoked)}"
+        elif expires <= now:
+            state = "已过期"
+        else:
+            state = "有效"
         person = f"{person_id}（{roster.person_name(person_id)}）"
-        typer.echo(f"{token_id}\t{person}\t{when(created)}\t{state}\t{label or ''}")
+        line = [str(token_id), person, when(created), when(expires), state, label or ""]
+        typer.echo("\t".join(line))
 
 
 @app.command()

@@ -47,6 +47,9 @@ FIELD_LABELS = {
     "start": "开始日期",
     "end": "结束日期",
     "body": "请求内容",
+    "page": "页码",
+    "offset": "起始位置",
+    "limit": "每页条数",
 }
 
 

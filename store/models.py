@@ -240,6 +240,8 @@ class ApiToken(Base):
     label: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Refused on the API and at sign-in from then on (YUQING_TOKEN_DAYS, `--expires-days`).
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class WebSession(Base):

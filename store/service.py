@@ -456,16 +456,34 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, *, person_id: str, label: str | None = None) -> str:
-    """A new bearer token for a roster person; only its hash is stored."""
+# How long a personal token lasts when nobody says (the CLI passes YUQING_TOKEN_DAYS).
+TOKEN_DAYS = 180
+
+
+def create_token(
+    session: Session, *, person_id: str, label: str | None = None, days: float = TOKEN_DAYS
+) -> str:
+    """A new bearer token for a roster person, valid for `days`; only its hash is stored."""
+    if not days > 0:
+        raise ValueError("a token must be valid for some time")
     token = "yq_" + secrets.token_urlsafe(32)
-    session.add(ApiToken(person_id=person_id, token_hash=_hash(token), label=label))
+    now = utcnow()
+    session.add(
+        ApiToken(
+            person_id=person_id,
+            token_hash=_hash(token),
+            label=label,
+            created_at=now,
+            expires_at=now + timedelta(days=days),
+        )
+    )
     return token
 
 
 def person_for_token(session: Session, *, token: str) -> str | None:
+    """The person of a live token: not revoked, not expired."""
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash(token)))
-    if row is None or row.revoked_at is not None:
+    if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
         return None
     return row.person_id
 

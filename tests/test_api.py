@@ -6,6 +6,7 @@ import re
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -78,11 +79,12 @@ async def test_submit_read_and_act_through_the_api(
     assert body["temporal_ui"].endswith(f"/workflows/{incident_id}")
 
     assert (await http.get(f"/api/incidents/{incident_id}")).status_code == 401
-    # R-SECRECY: a unit with no part in it may not read it; the office may.
+    # R-SECRECY: a unit with no part in it may not read it (for it, the id does not exist: 404);
+    # the office may.
     outsider = await http.get(
         f"/api/incidents/{incident_id}", headers=token_for(settings, "xu.lei")
     )
-    assert outsider.status_code == 403 and "R-SECRECY" in outsider.json()["detail"]
+    assert outsider.status_code == 404 and "不存在" in outsider.json()["detail"]
     got = (
         await http.get(f"/api/incidents/{incident_id}", headers=token_for(settings, "liu.yang"))
     ).json()
@@ -97,13 +99,20 @@ async def test_submit_read_and_act_through_the_api(
     bad = {"Authorization": "Bearer yq_nope"}
     r = await http.post(f"/api/incidents/{incident_id}/actions/triage", json=triage, headers=bad)
     assert r.status_code == 401
-    # Wrong role: 403 with the reason in Chinese.
+    # Wrong role, from someone who may read it (宣传办): 403 with the reason in Chinese.
+    r = await http.post(
+        f"/api/incidents/{incident_id}/actions/triage",
+        json=triage,
+        headers=token_for(settings, "he.jing"),
+    )
+    assert r.status_code == 403 and "办公室" in r.json()["detail"]
+    # From a unit with no part in it (yet): the incident does not exist for it (R-SECRECY).
     r = await http.post(
         f"/api/incidents/{incident_id}/actions/triage",
         json=triage,
         headers=token_for(settings, "lin.feng"),
     )
-    assert r.status_code == 403 and "办公室" in r.json()["detail"]
+    assert r.status_code == 404 and "不存在" in r.json()["detail"]
 
     office = token_for(settings, "liu.yang")
     r = await http.post(f"/api/incidents/{incident_id}/actions/triage", json=triage, headers=office)
@@ -480,7 +489,11 @@ async def test_an_action_accepted_but_not_read_back_says_so(
     r = await http.post("/api/incidents", json=submission(), headers=office)
     incident_id = r.json()["id"]
 
-    async def unreadable(client: Client, incident_id: str, run_id: str | None = None) -> None:
+    readable = incidents.get
+
+    async def unreadable(client: Client, incident_id: str, run_id: str | None = None) -> Any:
+        if run_id is None:  # the R-SECRECY check before the action reads it as usual
+            return await readable(client, incident_id)
         raise incidents.ServiceError(503, f"事件“{incident_id}”的状态暂时无法读取")
 
     monkeypatch.setattr(incidents, "get", unreadable)

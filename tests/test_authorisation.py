@@ -3,8 +3,8 @@ and the `yuqing` CLI, on the real dev server with the worker and the web app as 
 
 For each action the test builds an incident in which the action is due (so the only reason left to
 refuse it is who asks), then has every persona try it: the roles the plan names for the action must
-succeed, everyone else must be refused as not allowed (403 / CLI exit 3) and the incident must not
-change. The table of who may do what is written here from the plan (RULES.md), not read from the
+succeed, everyone else must be refused as not allowed (403 / CLI exit 3; 404 / exit 4 for whoever
+may not see the incident at all) and the incident must not change. The table of who may do what is written here from the plan (RULES.md), not read from the
 code it checks.
 """
 
@@ -26,7 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from config.settings import get_settings
 from plan.actions import ACTIONS
-from starter.cli import EXIT_FORBIDDEN, app
+from starter.cli import EXIT_FORBIDDEN, EXIT_NOT_FOUND, app
 from store import service
 from store.db import session_scope
 from tests.conftest import EXAMPLE_ROSTER, start_dev_server
@@ -51,6 +51,11 @@ PERSONAS: dict[str, set[str]] = {
     "he.jing": set(),  # 宣传办主任: may read (R-SECRECY), acts on nothing here
     "zheng.lei": set(),  # 应急管理办: no part in the incident
 }
+# Who may not even see the test incident (R-SECRECY): for them it does not exist, so a refusal is
+# the 404 (CLI exit 4) of an unknown id, never a 403 that would tell the id exists. Before triage
+# names 村镇建设办 and 社会事务办, their staff with no standing role have no part in it either.
+UNSEEN = {"zheng.lei"}
+UNSEEN_BEFORE_TRIAGE = UNSEEN | {"lin.feng", "xu.lei"}
 ANONYMOUS = "(anonymous)"
 LEADING = {"leader", "deputy"}
 INVOLVED = {"unit", "co_unit", "office"}
@@ -148,6 +153,11 @@ SCENES: dict[str, Scene] = {
 
 def allowed(action: str, person: str) -> bool:
     return person != ANONYMOUS and bool(PERSONAS[person] & ALLOWED[action])
+
+
+def unseen(action: str, person: str) -> bool:
+    """The person may not see the incident `action` is tried on (when they are refused)."""
+    return person in (UNSEEN if SCENES[action].triaged else UNSEEN_BEFORE_TRIAGE)
 
 
 def test_the_matrix_covers_every_action() -> None:
@@ -314,7 +324,7 @@ async def test_every_action_by_every_role_through_the_api(town: Town) -> None:
         r = await town.http.post(
             f"/api/incidents/{incident_id}/actions/{action}", json=body, headers=headers
         )
-        expected_status = 401 if person == ANONYMOUS else 403
+        expected_status = 401 if person == ANONYMOUS else 404 if unseen(action, person) else 403
         return Outcome(r.status_code == 200, r.status_code == expected_status, r.text[:200])
 
     await check_matrix(town, attempt)
@@ -390,7 +400,8 @@ async def test_every_action_by_every_role_through_the_pages(town: Town) -> None:
                     False, r.status_code == 303 and location.startswith("/login"), location
                 )
             done = r.status_code == 303 and location.endswith(f"done={action}")
-            return Outcome(done, r.status_code == 403, f"{r.status_code} {location}")
+            refused = 404 if unseen(action, person) else 403
+            return Outcome(done, r.status_code == refused, f"{r.status_code} {location}")
 
         await check_matrix(town, attempt)
         assert not offered_wrongly, "\n".join(offered_wrongly)
@@ -433,7 +444,8 @@ async def test_every_action_by_every_role_through_the_cli(
     async def attempt(action: str, person: str, incident_id: str, body: dict[str, Any]) -> Outcome:
         token = [] if person == ANONYMOUS else ["--token", town.tokens[person]]
         code = await asyncio.to_thread(run, [action, incident_id, *_flags(body), *token])
-        return Outcome(code == 0, code == EXIT_FORBIDDEN, f"exit {code}")
+        refused = EXIT_NOT_FOUND if unseen(action, person) else EXIT_FORBIDDEN
+        return Outcome(code == 0, code == refused, f"exit {code}")
 
     try:
         await check_matrix(town, attempt)

@@ -299,6 +299,42 @@ def test_drill_deadline_goes_overdue_and_escalation_appears(browser: Any, town: 
     page.context.close()
 
 
+def test_pages_and_the_api_docs_work_under_the_content_security_policy(
+    browser: Any, town: Town
+) -> None:
+    """Issue 15, finding 10: with the CSP on (self only, no inline script or style), no page the
+    staff use reports a violation, the 待办 countdowns tick, and /api/docs renders Swagger UI from
+    this site's own files: no request leaves for another host."""
+    page = signed_in(browser, town, "liu.yang")
+    violations: list[str] = []
+    elsewhere: list[str] = []
+    page.on(
+        "console",
+        lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None,
+    )
+    page.on(
+        "request",
+        lambda r: elsewhere.append(r.url) if not r.url.startswith(town.url) else None,
+    )
+    page.add_init_script(
+        "document.addEventListener('securitypolicyviolation',"
+        " e => console.log('Content Security Policy: ' + e.violatedDirective + ' ' + e.blockedURI));"
+    )
+    for path in ("/", "/incidents", "/my", "/inbox", "/dashboard", "/reports/accountability"):
+        response = page.goto(path)
+        assert response is not None and response.status == 200, path
+        assert "default-src 'self'" in (response.headers.get("content-security-policy") or "")
+        page.wait_for_load_state("networkidle")
+    page.goto("/api/docs")
+    page.locator(".opblock").first.wait_for()
+    assert page.locator(".opblock").count() > 10
+    assert "/api/incidents" in page.locator("#swagger-ui").inner_text()
+    page.wait_for_load_state("networkidle")
+    assert not violations, violations
+    assert not elsewhere, elsewhere
+    page.context.close()
+
+
 def test_the_guide_uses_screenshots_the_browser_tests_take() -> None:
     """docs/guide.zh.md shows pages the tests above photograph (`make guide-screenshots`)."""
     guide = (ROOT / "docs" / "guide.zh.md").read_text(encoding="utf-8")

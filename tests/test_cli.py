@@ -49,7 +49,7 @@ def test_token_create_and_revoke(database_url: str) -> None:
     try:
         created = runner.invoke(app, ["token", "create", "liu.yang"], env=env)
         assert created.exit_code == 0, created.output
-        token = created.output.strip()
+        token = created.stdout.strip()  # the token alone; its expiry goes to stderr
         with session_scope(database_url) as s:
             assert service.person_for_token(s, token=token) == "liu.yang"
         unknown = runner.invoke(app, ["token", "create", "nobody"], env=env)

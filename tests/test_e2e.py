@@ -133,7 +133,10 @@ async def test_incident_end_to_end(
         # 3. Staff act through the CLI with their tokens; a refused action leaves history untouched.
         handle = dev_server.client.get_workflow_handle(incident_id)
         before = len((await handle.fetch_history()).events)
-        refused = cli("draft-reply", incident_id, "--text", "太早了", "--token", tokens["lin.feng"])
+        # sun.haitao (a leading group member, so he may read it) acts too early.
+        refused = cli(
+            "draft-reply", incident_id, "--text", "太早了", "--token", tokens["sun.haitao"]
+        )
         assert refused.returncode != 0 and "研判" in refused.stderr
         assert len((await handle.fetch_history()).events) == before
         steps = [
@@ -153,8 +156,13 @@ async def test_incident_end_to_end(
         for step in steps:
             done = cli(*step)
             assert done.returncode == 0, done.stderr
-        denied = cli("draft-reply", incident_id, "--text", "回复", "--token", tokens["lin.feng"])
+        denied = cli("draft-reply", incident_id, "--text", "回复", "--token", tokens["sun.haitao"])
         assert denied.returncode != 0 and "社会事务办" in denied.stderr
+        # lin.feng's unit has no part in it: for him it does not exist (exit 4), and nothing names
+        # the responsible unit (R-SECRECY, issue 15 finding 9).
+        hidden = cli("draft-reply", incident_id, "--text", "回复", "--token", tokens["lin.feng"])
+        assert hidden.returncode == 4 and "不存在" in hidden.stderr
+        assert "社会事务办" not in hidden.stderr
 
         # 4. A drill: the urgent 3 h reply deadline passes in 3 s, escalation climbs the chain and
         #    the webhook receiver gets each message once.

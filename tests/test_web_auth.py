@@ -51,7 +51,7 @@ async def test_sign_in_with_a_good_and_a_bad_token(
     http: httpx.AsyncClient, settings: Settings
 ) -> None:
     r = await post_login(http, "yq_not-a-token")
-    assert r.status_code == 401 and "令牌无效或已吊销" in r.text
+    assert r.status_code == 401 and "令牌无效、已过期或已吊销" in r.text
     assert SESSION_COOKIE not in http.cookies
     assert (await http.get("/incidents")).status_code == 303
 
@@ -205,7 +205,8 @@ async def test_csrf_and_origin_on_the_submission_form(
 async def test_pages_show_only_what_the_role_may_see(
     http: httpx.AsyncClient, settings: Settings
 ) -> None:
-    """R-SECRECY on the pages: the office sees all, a unit only its own, others get 403."""
+    """R-SECRECY on the pages: the office sees all, a unit only its own, for others the incident
+    does not exist (404, as an unknown id)."""
     monitor = token_for(settings, "zhou.ting")  # the office's monitoring officer: believed
     cjb = (
         await http.post("/api/incidents", json=submission(responsible_unit="cjb"), headers=monitor)
@@ -236,14 +237,14 @@ async def test_pages_show_only_what_the_role_may_see(
     assert cjb in listing and yjb not in listing
     assert (await http.get(f"/incidents/{cjb}")).status_code == 200
     denied = await http.get(f"/incidents/{yjb}")
-    assert denied.status_code == 403 and "R-SECRECY" in denied.text
+    assert denied.status_code == 404 and "不存在" in denied.text
 
     http.cookies.clear()
     await sign_in(http, settings, "xu.lei")
     listing = (await http.get("/incidents")).text
     assert cjb not in listing and yjb not in listing
     denied = await http.get(f"/incidents/{cjb}")
-    assert denied.status_code == 403 and "R-SECRECY" in denied.text
+    assert denied.status_code == 404 and "不存在" in denied.text
     assert "徐磊" in denied.text  # the header still shows who is signed in
 
 
@@ -259,13 +260,13 @@ def test_cli_token_list(database_url: str) -> None:
     get_settings.cache_clear()
     try:
         assert runner.invoke(cli_app, ["token", "list"], env=env).output.strip() == "暂无令牌"
-        token = runner.invoke(cli_app, ["token", "create", "lin.feng"], env=env).output.strip()
+        token = runner.invoke(cli_app, ["token", "create", "lin.feng"], env=env).stdout.strip()
         runner.invoke(cli_app, ["token", "create", "liu.yang"], env=env)
         runner.invoke(cli_app, ["token", "revoke", "liu.yang"], env=env)
         listed = runner.invoke(cli_app, ["token", "list"], env=env)
         assert listed.exit_code == 0, listed.output
         lines = listed.output.strip().splitlines()
-        assert lines[0].split("\t")[:4] == ["编号", "人员", "创建时间", "状态"]
+        assert lines[0].split("\t")[:5] == ["编号", "人员", "创建时间", "到期时间", "状态"]
         assert "liu.yang（刘洋）" in lines[1] and "已吊销" in lines[1]
         assert "lin.feng（林峰）" in lines[2] and "有效" in lines[2]
         assert token not in listed.output  # the token itself is never shown

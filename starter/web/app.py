@@ -44,9 +44,11 @@ from starter.incidents import ServiceError
 from store import service
 from store.db import session_scope
 
-from . import access, codec, limits, reports, staff
+from . import access, apidocs, codec, limits, reports, staff
 from .auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, Viewer, safe_next
-from .pages import Pages, involved_units
+from .headers import SecurityHeaders
+from .pages import Pages
+from .visibility import MAX_OFFSET, MAX_PAGE, may_see, require_visible
 
 HERE = Path(__file__).resolve().parent
 MAX_BODY = limits.MAX_JSON_BODY  # bytes; a submission is text, never this large
@@ -96,7 +98,9 @@ def create_app(
         yield
         await access.flush(app)  # the access log's last entries
 
-    app = FastAPI(title="舆情应急处置", lifespan=lifespan, docs_url="/api/docs", redoc_url=None)
+    # /api/docs: Swagger UI from a pinned package's files (apidocs.py), never from a CDN.
+    app = FastAPI(title="舆情应急处置", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(SecurityHeaders, https=settings.public_url.lower().startswith("https"))
     app.state.yuqing = state
     app.state.pages = page_kit
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
@@ -107,6 +111,9 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         fields = translate_errors(list(exc.errors()))
+        if not request.url.path.startswith("/api/"):  # a page: the error page, in Chinese
+            message = "；".join(f.message for f in fields) or "请求内容有误"
+            return render(request, "error.html", {"status": 422, "message": message}, 422)
         body = {"detail": "请求内容有误", "errors": [f.as_dict() for f in fields]}
         return JSONResponse(body, status_code=422)
 
@@ -187,12 +194,13 @@ def create_app(
         values = {k: str(v) for k, v in (await request.form()).items()}
         auth.check_login_csrf(request, values.get(CSRF_FIELD))
         target = safe_next(values.get("next"))
-        limits.refuse_if_limited(login_failures, request, "登录失败")
         session_id = auth.sign_in(request, values.get("token", "").strip())
         if session_id is None:
-            login_failures.hit(limits.client_key(request))
+            # Failures are limited, valid sign-ins never: staff behind one address (a NAT) do
+            # not lock each other out (issue 15, finding 11; starter/web/limits.py).
+            limits.count_failure(login_failures, request, "登录失败")
             return login_form(
-                request, target, error="令牌无效或已吊销，请核对后重试", status_code=401
+                request, target, error="令牌无效、已过期或已吊销，请核对后重试", status_code=401
             )
         response = RedirectResponse(target, status_code=303)
         auth.set_cookie(
@@ -272,7 +280,7 @@ def create_app(
         severity: str | None = None,
         category: str | None = None,
         drill: str | None = None,
-        page: Annotated[int, Query(ge=1)] = 1,
+        page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     ) -> Response:
         me = auth.viewer(request)
         if me is None:
@@ -311,9 +319,9 @@ def create_app(
         if me is None:
             return to_login(request)
         view = await incidents.get(client, incident_id)
-        if not rules.can_view(roster, me.person_id, involved_units(view), view.activated_persons):
+        if not may_see(roster, me.person_id, view):
             access.record(request, me.person_id, "view", incident_id=view.id, granted=False)
-            raise ServiceError(403, "无权查看该事件（R-SECRECY：仅限与事件有关的人员）")
+        view = require_visible(roster, me.person_id, view, incident_id)
         access.record(request, me.person_id, "view", incident_id=view.id)
         actions = staff.action_forms(roster, me.person_id, view, state.plan)
         context = {"v": view, "ui_link": ui_for(me.person_id, view.id), "actions": actions}
@@ -390,7 +398,7 @@ def create_app(
         overdue: bool | None = None,
         drill: bool | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> dict[str, Any]:
         person = authenticate(state, authorization)
         visible = None if rules.can_view(roster, person, set()) else roster.person(person).unit  # type: ignore[union-attr]
@@ -433,9 +441,9 @@ def create_app(
         """The incident's state and its deadline ledger. R-SECRECY: only staff with a role on it."""
         person = authenticate(state, authorization)
         view = await incidents.get(client, incident_id)
-        if not rules.can_view(roster, person, involved_units(view), view.activated_persons):
+        if not may_see(roster, person, view):
             access.record(request, person, "view", incident_id=view.id, granted=False)
-            raise ServiceError(403, "无权查看该事件（R-SECRECY：仅限与事件有关的人员）")
+        view = require_visible(roster, person, view, incident_id)
         access.record(request, person, "view", incident_id=view.id)
         return incident_json(view, ui_for(person, view.id))
 
@@ -454,8 +462,9 @@ def create_app(
         person = authenticate(request_state(app), authorization)
         if not may_read_reports(roster, person):
             raise ServiceError(403, "问责统计仅对领导小组及其办公室开放")
-        if end < start:
-            raise ServiceError(422, "结束日期不能早于开始日期")
+        problem = reports.period_problem(start, end)
+        if problem:
+            raise ServiceError(422, problem)
         begin, finish = _day_range(start, end, tz)
         with session_scope(settings.database_url) as s:
             rows = service.accountability_report(s, start=begin, end=finish)
@@ -468,6 +477,7 @@ def create_app(
     app.include_router(staff.router)
     app.include_router(codec.router)
     app.include_router(access.router)
+    app.include_router(apidocs.router)
     return app
 
 
@@ -484,7 +494,7 @@ def authenticate(state: AppState, authorization: str | None) -> str:
     with session_scope(state.settings.database_url) as s:
         person = service.person_for_token(s, token=token.strip())
     if person is None or state.roster.person(person) is None:
-        raise ServiceError(401, "令牌无效或已吊销")
+        raise ServiceError(401, "令牌无效、已过期或已吊销")
     return person
 
 
@@ -523,6 +533,8 @@ def _add_action_route(
         actor: str = request.state.actor
         data = body.model_dump(mode="json")  # type: ignore[attr-defined]
         roster = request_state(request.app).roster
+        # R-SECRECY first: the workflow's refusals name the unit and phase (issue 15, finding 9).
+        require_visible(roster, actor, await incidents.get(client, incident_id), incident_id)
         done = await incidents.perform(client, incident_id, name, data, actor, roster=roster)
         try:
             view = await incidents.get(client, incident_id, run_id=done.run_id)
@@ -576,7 +588,7 @@ async def _json_body(request: Request) -> dict[str, Any]:
 
 def may_read(roster: Roster, person_id: str, view: IncidentView) -> bool:
     """R-SECRECY: whether a person may read this incident."""
-    return rules.can_view(roster, person_id, involved_units(view), view.activated_persons)
+    return may_see(roster, person_id, view)
 
 
 def receipt_of(submitted: incidents.Submitted, title: str | None) -> dict[str, Any]:

@@ -1,10 +1,15 @@
 """Rate limits for the two doors open to anyone: sign-in (guessing tokens) and submission
 (flooding the office with reports). Per client address, in this process's memory: each web process
-counts for itself, which is enough to make guessing hopeless and a flood visible. Behind a reverse
+counts for itself, which is enough to make a flood visible and short-answered. Behind a reverse
 proxy run uvicorn with --proxy-headers (and --forwarded-allow-ips) so the address is the client's.
 
 And the cap on request bodies (`BodyLimit`), counted while the body streams in, so a chunked body
 without a Content-Length is refused after its first bytes over the cap, never read whole.
+
+At sign-in only failures are limited, valid sign-ins never: colleagues behind one address (a NAT)
+do not lock each other out. Wrong tokens from an address over the limit answer 429 and are not
+counted further (memory stays bounded). A token carries 256 random bits, so guessing was never
+the risk the limit guards against; it keeps a flood of attempts short-answered and visible.
 """
 
 from __future__ import annotations
@@ -136,3 +141,9 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+def count_failure(window: SlidingWindow, request: Request, what: str) -> None:
+    """A failed attempt: a 429 when the client is already over the limit, else counted."""
+    refuse_if_limited(window, request, what)
+    window.hit(client_key(request))

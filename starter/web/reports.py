@@ -82,6 +82,28 @@ def _render(
     )
 
 
+# Report periods: dates a town's records can have, and at most ten years at once. Without bounds,
+# 0001-01-01..9999-12-31 overflowed the date arithmetic (a 500; issue 15, finding 9).
+EARLIEST_DAY = date(2000, 1, 1)
+LATEST_DAY = date(2100, 12, 31)
+MAX_PERIOD_YEARS = 10
+MAX_PERIOD = timedelta(days=366 * MAX_PERIOD_YEARS)
+
+
+def period_problem(first: date, last: date) -> str | None:
+    """Why a report period (inclusive town dates) is refused, in Chinese; None when it is fine."""
+    if not (EARLIEST_DAY <= first <= LATEST_DAY and EARLIEST_DAY <= last <= LATEST_DAY):
+        return (
+            f"日期应在{EARLIEST_DAY.isoformat()}至{LATEST_DAY.isoformat()}之间"
+            f"（{EARLIEST_DAY.year}年至{LATEST_DAY.year}年）"
+        )
+    if last < first:
+        return "结束日期不能早于开始日期"
+    if last - first >= MAX_PERIOD:
+        return f"统计期间不能超过{MAX_PERIOD_YEARS}年，请缩短开始日期至结束日期的间隔"
+    return None
+
+
 def _period(pages: Pages, start: str | None, end: str | None) -> tuple[date, date, str | None]:
     """The report's dates (town dates, inclusive); the last 30 days by default."""
     today = datetime.now(pages.tz).date()
@@ -91,9 +113,7 @@ def _period(pages: Pages, start: str | None, end: str | None) -> tuple[date, dat
         last = date.fromisoformat(end) if end else default_end
     except ValueError:
         return default_start, default_end, "日期格式不正确，应为 YYYY-MM-DD"
-    if last < first:
-        return first, last, "结束日期不能早于开始日期"
-    return first, last, None
+    return first, last, period_problem(first, last)
 
 
 def _report_rows(pages: Pages, first: date, last: date) -> list[dict[str, Any]]:

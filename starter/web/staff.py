@@ -33,7 +33,8 @@ from store import service
 from store.db import session_scope
 
 from .limits import BodyTooLarge
-from .pages import involved_units, pages, to_login
+from .pages import pages, to_login
+from .visibility import require_visible
 
 HERE = Path(__file__).resolve().parent
 
@@ -204,9 +205,8 @@ async def act_from_page(request: Request, incident_id: str, name: str) -> Respon
     if entry is None:
         raise ServiceError(404, f"未知操作“{name}”")
     client = await k.state.temporal()
-    view = await incidents.get(client, incident_id)
-    if not rules.can_view(k.roster, me.person_id, involved_units(view), view.activated_persons):
-        raise ServiceError(403, "无权查看该事件（R-SECRECY：仅限与事件有关的人员）")
+    # R-SECRECY: what the person may not see answers as an unknown id would (issue 15, finding 9).
+    require_visible(k.roster, me.person_id, await incidents.get(client, incident_id), incident_id)
     data = form_to_data(entry.request, form)
     try:
         await incidents.perform(client, incident_id, name, data, me.person_id, roster=k.roster)

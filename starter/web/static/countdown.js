@@ -19,8 +19,7 @@
         cell.textContent = "还剩" + span(left);
       } else {
         cell.textContent = "已逾期" + span(-left);
-        cell.style.color = "#b00020";
-        cell.style.fontWeight = "600";
+        cell.className += " late";  // coloured by style.css (the CSP allows no inline styles)
         if (cell.parentNode) cell.parentNode.className += " overdue";
         cell.removeAttribute("data-due");
       }
