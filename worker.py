@@ -50,6 +50,7 @@ def _notify_activities(settings: Settings) -> NotifyActivities:
             password=settings.smtp_password,
             sender=settings.smtp_from,
         ),
+        roster_file=settings.roster_file,
     )
 
 

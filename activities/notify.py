@@ -5,12 +5,19 @@
 - `deliver` makes one external delivery (one recipient, one channel). Its outbox row is what
   stops a retried activity from sending twice: a row already `sent` is not sent again.
   Network errors, 5xx and 429 raise a retryable error; other refusals a non-retryable one.
+  The request names the channel by reference (recipient id and the roster's channel id): it is
+  looked up in the worker's roster file at each attempt, so no URL, key or secret is ever in an
+  incident's history, a rotated secret is used at once, and a person or channel no longer in the
+  roster is refused (not retried). A roster file that cannot be read is retried.
 - `delivery_failed` records a refused or given-up delivery and tells the office in its inbox.
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 from temporalio import activity
@@ -19,6 +26,7 @@ from temporalio.exceptions import ApplicationError
 from activities.channels import Channels, OutgoingMessage, Refused, Retryable, SmtpSettings
 from activities.messages import DeliverRequest, DeliveryFailure, Notification
 from plan.outbox import deliveries_for
+from plan.roster import ChannelRef, FullChannel, Roster, RosterError, parse_roster
 from store import service
 from store.db import session_scope
 
@@ -47,8 +55,13 @@ class NotifyActivities:
         database_url: str,
         webhook_timeout: float = 10.0,
         smtp: SmtpSettings | None = None,
+        roster_file: str | Path | None = None,
     ) -> None:
         self.database_url = database_url
+        # The worker's roster: where references in delivery requests are resolved.
+        self.roster_file = roster_file
+        self._roster: tuple[bytes, Roster] | None = None
+        self._roster_lock = threading.Lock()
         self.webhook_timeout = webhook_timeout
         self.smtp = smtp or SmtpSettings()
         # One TLS context for every delivery: building it loads the CA bundle, which cost more CPU
@@ -70,6 +83,40 @@ class NotifyActivities:
         )
         return len(requests)
 
+    def worker_roster(self) -> Roster:
+        """The worker's roster file as it is now (parsed again only when its content changed)."""
+        if self.roster_file is None:
+            raise RosterError("工作进程未配置名册文件（YUQING_ROSTER_FILE）")
+        path = Path(self.roster_file)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise RosterError(f"{path}: cannot read roster file: {exc.strerror}") from exc
+        digest = hashlib.sha256(data).digest()
+        with self._roster_lock:
+            if self._roster is not None and self._roster[0] == digest:
+                return self._roster[1]
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RosterError(f"{path}: not UTF-8: {exc}") from exc
+        roster = parse_roster(text, source=str(path))
+        with self._roster_lock:
+            self._roster = (digest, roster)
+        return roster
+
+    def _channel(self, request: DeliverRequest) -> FullChannel | str:
+        """The channel to send through, or why the worker's roster no longer has it."""
+        channel = request.channel
+        if not isinstance(channel, ChannelRef):
+            return channel  # a request from before references carries its channel in full
+        try:
+            roster = self.worker_roster()
+        except RosterError as exc:
+            # The operator fixes the file; until then the delivery is retried.
+            raise ApplicationError(f"{request.target}: {exc}", type="DeliveryRetry") from exc
+        return roster.resolve(request.recipient.person_id, channel)
+
     @activity.defn(name="deliver")
     def deliver(self, request: DeliverRequest) -> str:
         """One external delivery, at most once per outbox row."""
@@ -90,11 +137,20 @@ class NotifyActivities:
             if row.state in ("failed", "given_up"):
                 activity.logger.info("delivery via %s to %s is %s: not sent", kind, to, row.state)
                 return row.state  # the workflow stopped trying and the office was told
-            row.attempts += 1
+            channel = self._channel(request)
+            if not isinstance(channel, str):
+                row.attempts += 1
             attempt = row.attempts
+        if isinstance(channel, str):
+            # The person or the channel has left the worker's roster: nothing to send through.
+            self._mark(request.key, "failed", channel)
+            activity.logger.info("delivery via %s to %s refused: %s", kind, to, channel)
+            raise ApplicationError(
+                f"{request.target}: {channel}", type="DeliveryRefused", non_retryable=True
+            )
         try:
             with httpx.Client(timeout=self.webhook_timeout, verify=self.tls) as client:
-                Channels(client, self.smtp).send(outgoing(request), request.channel)
+                Channels(client, self.smtp).send(outgoing(request), channel)
         except Retryable as exc:
             self._mark(request.key, "pending", str(exc))
             activity.logger.info(

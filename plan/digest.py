@@ -174,7 +174,9 @@ def digest_recipients(roster: Roster) -> list[str]:
 
 
 def recipients_of(roster: Roster) -> list[Recipient]:
-    """Recipients with their channels; the office's group channel too, if it has one."""
+    """Recipients with their channels (by reference: the digest's result is in its workflow's
+    history); the office's group channel too, if it has one."""
+    roster = roster.public()
     out = []
     for pid in digest_recipients(roster):
         p = roster.person(pid)

@@ -27,7 +27,7 @@ from plan.enums import (
     Severity,
     TrackStatus,
 )
-from plan.roster import Channel, Roster
+from plan.roster import AnyChannel, Roster
 from plan.spec import SHIPPED, PlanSpec
 
 __all__ = [
@@ -477,9 +477,12 @@ class Commendation(BaseModel):
 
 
 class Recipient(BaseModel):
+    """Who a notification is for: a person id (or "unit:" + a unit id for a unit's group chat)
+    and their channels, as references to the roster (before channel references: in full)."""
+
     person_id: str
     name: str
-    channels: list[Channel]
+    channels: list[AnyChannel]
 
 
 class Notification(BaseModel):
@@ -503,8 +506,10 @@ class DeliverRequest(BaseModel):
     key: str  # notification key | recipient | channel target: the outbox row's unique key
     note: Notification
     recipient: Recipient
-    channel: Channel
-    target: str
+    # A reference (kind and roster id) the `deliver` activity resolves in the worker's roster;
+    # a channel in full only in deliveries of incidents started before references.
+    channel: AnyChannel
+    target: str  # "kind:id" (never a URL, key or address); before references, kind:URL
 
 
 class IncidentState(BaseModel):
@@ -567,6 +572,8 @@ class IncidentInput(BaseModel):
     # The roster person who sent the submission signed in (a session or a token), or None for an
     # anonymous caller, whose stated times never clear or create a record (R-REPORT, R-WRITTEN).
     submitted_by: str | None = None
+    # The roster's public part (Roster.public(): channels as kind + id, no phone numbers); incidents
+    # started before issue 15 hold the roster in full, and still replay.
     roster: Roster
     plan: PlanSpec = Field(default_factory=lambda: SHIPPED)
     plan_version: str = ""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from plan.models import DeliverRequest, Notification
-from plan.roster import InboxChannel, channel_target
+from plan.roster import channel_target
 
 
 def delivery_key(note_key: str, recipient: str, target: str) -> str:
@@ -16,7 +16,7 @@ def deliveries_for(note: Notification) -> list[DeliverRequest]:
     out = []
     for r in note.recipients:
         for channel in r.channels:
-            if isinstance(channel, InboxChannel):
+            if channel.kind == "inbox":
                 continue
             target = channel_target(channel)
             out.append(

@@ -2,6 +2,12 @@
 
 The roster is data (a TOML file) validated on load; a broken roster fails with a message that names
 the bad entry. Each incident keeps the snapshot it started with, so its recipients never shift under it.
+
+That snapshot is the roster's public part (`Roster.public()`): ids, names, units, roles, titles and
+each channel as a reference (its kind and the id the roster declares for it), never a URL, a key, a
+signing secret, an e-mail address or a phone number, so none of them reaches a Temporal history.
+The `deliver` activity resolves a reference in the worker's own roster file when it sends
+(`Roster.resolve`): a rotated secret takes effect at once, and a channel removed since is refused.
 """
 
 from __future__ import annotations
@@ -9,9 +15,18 @@ from __future__ import annotations
 import tomllib
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class RosterError(ValueError):
@@ -38,14 +53,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# A channel's id: declared in the roster, unique among the channels of its person or unit. It is
+# what an incident's history names a channel by (with the person or unit id), never its position.
+ChannelId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+ChannelKind = Literal["inbox", "webhook", "wecom", "dingtalk", "feishu", "email"]
+
+
 class InboxChannel(_Strict):
     kind: Literal["inbox"] = "inbox"
+    id: ChannelId | None = None
 
 
 class WebhookChannel(_Strict):
     """A generic webhook (Standard Webhooks headers; signed when a secret is given)."""
 
     kind: Literal["webhook"] = "webhook"
+    id: ChannelId | None = None
     url: str = Field(pattern=r"^https?://")
     secret: str | None = None
 
@@ -54,6 +78,7 @@ class WeComChannel(_Strict):
     """企业微信群机器人: the robot's webhook URL (…/cgi-bin/webhook/send?key=…)."""
 
     kind: Literal["wecom"] = "wecom"
+    id: ChannelId | None = None
     url: str = Field(pattern=r"^https?://")
     mentioned_mobiles: list[str] = Field(default_factory=list)
 
@@ -62,6 +87,7 @@ class DingTalkChannel(_Strict):
     """钉钉自定义机器人: the webhook URL (…/robot/send?access_token=…) and its 加签 secret."""
 
     kind: Literal["dingtalk"] = "dingtalk"
+    id: ChannelId | None = None
     url: str = Field(pattern=r"^https?://")
     secret: str | None = None
     at_mobiles: list[str] = Field(default_factory=list)
@@ -71,35 +97,102 @@ class FeishuChannel(_Strict):
     """飞书自定义机器人: the webhook URL (…/open-apis/bot/v2/hook/…) and its 签名校验 secret."""
 
     kind: Literal["feishu"] = "feishu"
+    id: ChannelId | None = None
     url: str = Field(pattern=r"^https?://")
     secret: str | None = None
 
 
 class EmailChannel(_Strict):
     kind: Literal["email"] = "email"
+    id: ChannelId | None = None
     address: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
-Channel = Annotated[
-    InboxChannel | WebhookChannel | WeComChannel | DingTalkChannel | FeishuChannel | EmailChannel,
-    Field(discriminator="kind"),
+FullChannel = (
+    InboxChannel | WebhookChannel | WeComChannel | DingTalkChannel | FeishuChannel | EmailChannel
+)
+
+# A channel with everything needed to send through it (what the roster file holds).
+Channel = Annotated[FullChannel, Field(discriminator="kind")]
+
+
+class ChannelRef(_Strict):
+    """A channel by reference, as workflow data carries it: its kind and the id the roster
+    declares for it. Where and how it sends (URL, key, secret, address, mobiles) stays in the
+    worker's roster, looked up by `Roster.resolve` at delivery time."""
+
+    ref: Literal[True] = True
+    kind: ChannelKind
+    id: ChannelId
+
+
+def _channel_tag(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return "ref" if value.get("ref") else value.get("kind")
+    if isinstance(value, ChannelRef):
+        return "ref"
+    return getattr(value, "kind", None)
+
+
+# A channel in full (a roster file, an incident started before channel references) or by reference
+# (an incident's public roster snapshot, a notification, a delivery).
+AnyChannel = Annotated[
+    Annotated[InboxChannel, Tag("inbox")]
+    | Annotated[WebhookChannel, Tag("webhook")]
+    | Annotated[WeComChannel, Tag("wecom")]
+    | Annotated[DingTalkChannel, Tag("dingtalk")]
+    | Annotated[FeishuChannel, Tag("feishu")]
+    | Annotated[EmailChannel, Tag("email")]
+    | Annotated[ChannelRef, Tag("ref")],
+    Discriminator(_channel_tag),
 ]
 
 
-def channel_target(
-    channel: InboxChannel
-    | WebhookChannel
-    | WeComChannel
-    | DingTalkChannel
-    | FeishuChannel
-    | EmailChannel,
-) -> str:
-    """Where a channel delivers, for the outbox key and messages (never its secret)."""
+def channel_target(channel: FullChannel | ChannelRef) -> str:
+    """Where a channel delivers, for the outbox key and messages (never its secret). A reference
+    is named by its kind and declared id; a channel in full (deliveries of incidents started
+    before references) as it always was, so their outbox keys stay the same."""
+    if isinstance(channel, ChannelRef):
+        return f"{channel.kind}:{channel.id}"
     if isinstance(channel, EmailChannel):
         return f"email:{channel.address}"
     if isinstance(channel, InboxChannel):
         return "inbox"
     return f"{channel.kind}:{channel.url.split('?')[0]}"
+
+
+def channel_ref(channel: FullChannel | ChannelRef) -> ChannelRef:
+    """The reference to a channel of a loaded roster (whose channels all have ids)."""
+    if isinstance(channel, ChannelRef):
+        return channel
+    if channel.id is None:
+        raise RosterError(f"“{channel.kind}”渠道没有 id，无法引用")
+    return ChannelRef(kind=channel.kind, id=channel.id)
+
+
+def _default_channel_ids(value: Any) -> Any:
+    """A channel without an id is given its kind as id when it is the only channel of that kind
+    of its person or unit (and no other channel declares that id); otherwise it is left without
+    one, and `parse_roster` refuses the file."""
+    if not isinstance(value, list):
+        return value
+    kinds = [c.get("kind") for c in value if isinstance(c, dict)]
+    declared = {c.get("id") for c in value if isinstance(c, dict) and c.get("id")}
+    out = []
+    for c in value:
+        if isinstance(c, dict) and not c.get("id") and not c.get("ref"):
+            kind = c.get("kind")
+            if isinstance(kind, str) and kinds.count(kind) == 1 and kind not in declared:
+                c = {**c, "id": kind}
+        out.append(c)
+    return out
+
+
+def _unique_channel_ids(channels: list[FullChannel | ChannelRef]) -> None:
+    ids = [c.id for c in channels if c.id is not None]
+    for ident in ids:
+        if ids.count(ident) > 1:
+            raise ValueError(f"渠道 id “{ident}”重复：同一人员或单位的每个渠道须有不同的 id")
 
 
 class Person(_Strict):
@@ -108,7 +201,14 @@ class Person(_Strict):
     unit: str
     title: str | None = None
     phone: str | None = None
-    channels: list[Channel] = Field(default_factory=list)
+    channels: list[AnyChannel] = Field(default_factory=list)
+
+    _default_ids = field_validator("channels", mode="before")(_default_channel_ids)
+
+    @model_validator(mode="after")
+    def _channel_ids(self) -> Person:
+        _unique_channel_ids(self.channels)
+        return self
 
 
 class Unit(_Strict):
@@ -117,7 +217,14 @@ class Unit(_Strict):
     head: str
     first_responsible: str
     # Group channels (a unit's WeCom/DingTalk/Feishu group): told whenever the unit is.
-    channels: list[Channel] = Field(default_factory=list)
+    channels: list[AnyChannel] = Field(default_factory=list)
+
+    _default_ids = field_validator("channels", mode="before")(_default_channel_ids)
+
+    @model_validator(mode="after")
+    def _channel_ids(self) -> Unit:
+        _unique_channel_ids(self.channels)
+        return self
 
 
 class LeadingGroup(_Strict):
@@ -179,6 +286,47 @@ class Roster(_Strict):
         person(self.roles.discipline_contact, "roles.discipline_contact")
         person(self.roles.supervision_contact, "roles.supervision_contact")
         return self
+
+    # --- the public part, and resolving references (the worker's roster) ---
+
+    def public(self) -> Roster:
+        """The roster without what must never reach a workflow history: each channel becomes a
+        reference (kind and id), and phone numbers are left out. Raises RosterError for a channel
+        without an id (a roster `parse_roster` would have refused)."""
+        return self.model_copy(
+            update={
+                "people": [
+                    p.model_copy(
+                        update={"phone": None, "channels": [channel_ref(c) for c in p.channels]}
+                    )
+                    for p in self.people
+                ],
+                "units": [
+                    u.model_copy(update={"channels": [channel_ref(c) for c in u.channels]})
+                    for u in self.units
+                ],
+            }
+        )
+
+    def resolve(self, recipient_id: str, ref: ChannelRef) -> FullChannel | str:
+        """The channel a reference names, for a recipient (a person id, or "unit:" + a unit id
+        for a unit's group channels); or, when this roster no longer has it, why (in Chinese)."""
+        target: Person | Unit | None
+        if recipient_id.startswith("unit:"):
+            unit_id = recipient_id.removeprefix("unit:")
+            target = self.unit(unit_id)
+            if target is None:
+                return f"名册中已没有单位“{unit_id}”"
+        else:
+            target = self.person(recipient_id)
+            if target is None:
+                return f"名册中已没有人员“{recipient_id}”"
+        found = next((c for c in target.channels if c.id == ref.id), None)
+        if found is None or isinstance(found, ChannelRef):
+            return f"名册中{target.name}已没有 id 为“{ref.id}”的通知渠道"
+        if found.kind != ref.kind:
+            return f"名册中{target.name}的渠道“{ref.id}”已改为{found.kind}（原为{ref.kind}）"
+        return found
 
     # --- look-ups used by the workflow (pure) and the edges ---
 
@@ -249,7 +397,7 @@ def parse_roster(text: str, *, source: str = "roster") -> Roster:
     except tomllib.TOMLDecodeError as exc:
         raise RosterError(f"{source}: not valid TOML: {exc}") from exc
     try:
-        return Roster.model_validate(data)
+        roster = Roster.model_validate(data)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
@@ -257,6 +405,30 @@ def parse_roster(text: str, *, source: str = "roster") -> Roster:
             msg = str(err["msg"]).removeprefix("Value error, ")
             lines.append(f"{loc}: {msg}" if loc else msg)
         raise RosterError(f"{source}: invalid roster:\n  " + "\n  ".join(lines)) from exc
+    problems = _channel_problems(roster)
+    if problems:
+        raise RosterError(f"{source}: invalid roster:\n  " + "\n  ".join(problems))
+    return roster
+
+
+def _channel_problems(roster: Roster) -> list[str]:
+    """A roster file declares every channel in full, each with an id (which a channel may leave
+    out only when it is its person's or unit's one channel of its kind: its id is then the kind)."""
+    problems = []
+    targets: list[tuple[str, Person | Unit]] = [(f"people[{p.id}]", p) for p in roster.people]
+    targets += [(f"units[{u.id}]", u) for u in roster.units]
+    for where, target in targets:
+        for channel in target.channels:
+            if isinstance(channel, ChannelRef):
+                problems.append(
+                    f"{where}.channels[{channel.id}]: 名册文件中的渠道须写明地址，不能只写引用"
+                )
+            elif channel.id is None:
+                problems.append(
+                    f"{where}.channels: 有多个“{channel.kind}”渠道，须为每个渠道写明不同的 id"
+                    f'（如 id = "{channel.kind}-1"）'
+                )
+    return list(dict.fromkeys(problems))
 
 
 def load_roster(path: str | Path) -> Roster:

@@ -404,7 +404,7 @@ def notify_test(person_id: Annotated[str, typer.Argument(help="名册中的人�
     from datetime import UTC
 
     from activities.channels import Channels, OutgoingMessage, SmtpSettings
-    from plan.roster import InboxChannel, channel_target
+    from plan.roster import ChannelRef, InboxChannel, channel_target
     from store import service
     from store.db import session_scope
 
@@ -460,7 +460,8 @@ def notify_test(person_id: Annotated[str, typer.Argument(help="名册中的人�
         password=settings.smtp_password,
         sender=settings.smtp_from,
     )
-    external = [c for c in person.channels if not isinstance(c, InboxChannel)]
+    # A roster file declares its channels in full (load_roster refuses bare references).
+    external = [c for c in person.channels if not isinstance(c, InboxChannel | ChannelRef)]
     with httpx.Client(timeout=settings.webhook_timeout_seconds) as http:
         channels = Channels(http, smtp)
         for channel in external:

@@ -150,7 +150,9 @@ async def submit(
         submission=sub,
         received_at=received_at,
         submitted_by=submitted_by,
-        roster=roster,
+        # Only the roster's public part: channels by reference, no phone numbers. The worker
+        # resolves each channel in its own roster when it delivers (issue 15).
+        roster=roster.public(),
         plan=plan,
         plan_version=plan.version,
         timezone=settings.timezone,

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from plan.roster import (
+    ChannelRef,
+    DingTalkChannel,
     InboxChannel,
     Role,
     Roster,
@@ -183,9 +185,121 @@ def test_channels_are_parsed() -> None:
     r = parse_roster(MINIMAL)
     first = r.person("wfirst")
     assert first is not None
-    assert first.channels == [InboxChannel(), WebhookChannel(url="https://hooks.example/wfirst")]
+    # Each target's one channel of a kind may leave its id out: the id is then the kind.
+    assert first.channels == [
+        InboxChannel(id="inbox"),
+        WebhookChannel(id="webhook", url="https://hooks.example/wfirst"),
+    ]
     whead = r.person("whead")
     assert whead is not None and whead.channels == []
+
+
+# --- channel ids, the public roster and resolving references (issue 15) ---
+
+TWO_HOOKS = (
+    'channels = [{ id = "duty", kind = "webhook", url = "https://hooks.example/duty?token=t1", '
+    'secret = "whsec_c2VjcmV0" }, { id = "group", kind = "webhook", '
+    'url = "https://hooks.example/group" }, { kind = "dingtalk", '
+    'url = "https://oapi.dingtalk.example/robot/send?access_token=dt", secret = "SECx", '
+    'at_mobiles = ["13900000000"] }]\nphone = "13800000000"'
+)
+WITH_IDS = MINIMAL.replace(
+    'channels = [{ kind = "inbox" }, { kind = "webhook", url = "https://hooks.example/wfirst" }]',
+    TWO_HOOKS,
+)
+
+
+def test_channels_declare_their_ids() -> None:
+    first = parse_roster(WITH_IDS).person("wfirst")
+    assert first is not None
+    assert [(c.kind, c.id) for c in first.channels] == [
+        ("webhook", "duty"),
+        ("webhook", "group"),
+        ("dingtalk", "dingtalk"),
+    ]
+
+
+def test_two_channels_of_a_kind_without_ids_are_refused() -> None:
+    """Never a position: two channels of one kind must each declare an id."""
+    message = refused(
+        broken(
+            '{ kind = "webhook", url = "https://hooks.example/wfirst" }',
+            '{ kind = "webhook", url = "https://hooks.example/a" }, '
+            '{ kind = "webhook", url = "https://hooks.example/b" }',
+        )
+    )
+    assert "people[wfirst].channels" in message
+    assert "有多个“webhook”渠道，须为每个渠道写明不同的 id" in message
+
+
+def test_duplicated_channel_id_is_refused() -> None:
+    message = refused(
+        broken(
+            '{ kind = "inbox" }, { kind = "webhook"',
+            '{ id = "x", kind = "inbox" }, { id = "x", kind = "webhook"',
+        )
+    )
+    assert "people[wfirst]" in message and "渠道 id “x”重复" in message
+
+
+def test_a_bare_reference_in_the_file_is_refused() -> None:
+    message = refused(
+        broken('{ kind = "inbox" }, ', '{ ref = true, kind = "webhook", id = "hook" }, ')
+    )
+    assert "people[wfirst].channels[hook]" in message and "不能只写引用" in message
+
+
+def test_public_roster_has_references_and_no_phone_or_secret() -> None:
+    full = parse_roster(WITH_IDS)
+    public = full.public()
+    text = public.model_dump_json()
+    for secret in ("token=t1", "whsec_c2VjcmV0", "hooks.example", "access_token", "SECx"):
+        assert secret not in text
+    assert "13900000000" not in text and "13800000000" not in text
+    first = public.person("wfirst")
+    assert first is not None and first.phone is None
+    assert first.channels == [
+        ChannelRef(kind="webhook", id="duty"),
+        ChannelRef(kind="webhook", id="group"),
+        ChannelRef(kind="dingtalk", id="dingtalk"),
+    ]
+    # The public roster still reads back as a roster (an incident's input), references and all.
+    assert Roster.model_validate_json(text) == public
+    # Everything else is the same roster.
+    assert public.roles_of("wfirst") == full.roles_of("wfirst")
+    assert [p.id for p in public.people] == [p.id for p in full.people]
+
+
+def test_resolve_a_reference_in_the_workers_roster() -> None:
+    full = parse_roster(WITH_IDS)
+    found = full.resolve("wfirst", ChannelRef(kind="dingtalk", id="dingtalk"))
+    assert isinstance(found, DingTalkChannel) and found.secret == "SECx"
+    assert full.resolve("wfirst", ChannelRef(kind="webhook", id="gone")) == (
+        "名册中建设办第一责任人已没有 id 为“gone”的通知渠道"
+    )
+    assert full.resolve("ghost", ChannelRef(kind="webhook", id="duty")) == (
+        "名册中已没有人员“ghost”"
+    )
+    assert full.resolve("unit:ghost", ChannelRef(kind="wecom", id="wecom")) == (
+        "名册中已没有单位“ghost”"
+    )
+    changed = full.resolve("wfirst", ChannelRef(kind="wecom", id="duty"))
+    assert isinstance(changed, str) and "已改为webhook" in changed
+
+
+def test_old_snapshots_with_channels_in_full_still_read() -> None:
+    """Incidents started before channel ids carry channels in full without ids: they still
+    deserialise (replay), however many channels of a kind a person had."""
+    full = parse_roster(MINIMAL).model_dump(mode="json")
+    for person in full["people"]:
+        for channel in person["channels"]:
+            channel.pop("id")
+    full["people"][0]["channels"] = [
+        {"kind": "webhook", "url": "https://a.example"},
+        {"kind": "webhook", "url": "https://b.example"},
+    ]
+    old = Roster.model_validate(full)
+    assert [c.id for c in old.people[0].channels] == [None, None]
 
 
 # --- broken rosters: the message names the bad entry ---
