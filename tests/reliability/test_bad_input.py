@@ -125,6 +125,7 @@ ACTORS = {
     "declare-delay": "lin.feng",
     "draft-reply": "lin.feng",
     "approve-reply": "sun.haitao",
+    "countersign-reply": "huang.li",
     "approve-release": "wang.jianguo",
     "publish-reply": "lin.feng",
     "conclude": "lin.feng",
@@ -136,7 +137,7 @@ ACTORS = {
     "record-accountability": "liu.yang",
     "commend": "liu.yang",
 }
-STAFF = ["liu.yang", "wang.jianguo", "lin.feng", "sun.haitao"]
+STAFF = ["liu.yang", "wang.jianguo", "lin.feng", "sun.haitao", "huang.li"]
 SURFACES = {
     "api_submissions",
     "raw_bodies",
@@ -165,6 +166,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "declare-delay": {"reason": "需上级部门鉴定"},
     "draft-reply": {"text": "已安排抽排积水。", "kind": "official"},
     "approve-reply": {"approve": True, "comment": "同意"},
+    "countersign-reply": {"approve": True, "comment": "同意"},
     "approve-release": {"approve": True, "spokesperson": "li.xiaomei", "comment": "同意"},
     "publish-reply": {"channel": "镇政府微博", "url": "https://weibo.example/reply/1"},
     "conclude": {"note": "已办结"},
@@ -435,6 +437,8 @@ async def _scenes(
         if name in ("approved", "tracking", "summary"):
             await act(incident_id, "approve-reply", {}, "sun.haitao")
         if name in ("tracking", "summary"):
+            # R-REVIEW 会签: the co-unit's head (the approved scene waits for it).
+            await act(incident_id, "countersign-reply", {}, "huang.li")
             await act(incident_id, "publish-reply", {"channel": "镇政府微博"}, "lin.feng")
         if name == "summary":
             await act(incident_id, "track", {"status": "subsided"}, "lin.feng")
