@@ -406,8 +406,12 @@ async def test_same_submission_key_starts_one_incident(
 ) -> None:
     async with running_worker(client, settings, executor):
         key = f"form-{datetime.now(UTC).timestamp()}"
-        first = await incidents.submit(client, settings, roster, _sub(submission_key=key))
-        again = await incidents.submit(client, settings, roster, _sub(submission_key=key))
+        first = await incidents.submit(
+            client, settings, roster, _sub(submission_key=key), submitted_by="zhou.ting"
+        )
+        again = await incidents.submit(
+            client, settings, roster, _sub(submission_key=key), submitted_by="zhou.ting"
+        )
         assert first.created and not again.created
         assert first.view.id == again.view.id
 

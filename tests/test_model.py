@@ -565,8 +565,31 @@ def test_mutant_dead_end_after_subsiding_is_caught() -> None:
         "approve-release",
         "publish-reply",
     )
+    machine = _subsided_with_a_result_owed()  # the rule as it is: no dead end
+    machine.every_open_deadline_can_be_worked_on()
+    machine.no_dead_end()
     with replaced(*replies, phases=(Phase.handling, Phase.tracking)):
-        _caught("no way to close|nobody can work")
+        machine = _subsided_with_a_result_owed()
+        with pytest.raises(AssertionError, match=r"no way to close|nobody can work"):
+            machine.every_open_deadline_can_be_worked_on()
+            machine.no_dead_end()
+
+
+def _subsided_with_a_result_owed() -> IncidentMachine:
+    """The sequence the audit found, through the machine's own rules (the catch must not hang on
+    a random draw: which sequences Hypothesis draws depends on every module loaded, as it seeds
+    its values with their constants)."""
+    machine = IncidentMachine()
+    machine.submit(lead=False, severity=None, oral=False, drill=False, late_minutes=0, trusted=True)
+    c = machine.c
+    triage = {"severity": "general", "category": "inquiry", "responsible_unit": "cjb"}
+    apply(c, "triage", triage, "liu.yang")
+    apply(c, "draft-reply", {"text": "处理意见", "kind": "official"}, "lin.feng")
+    apply(c, "approve-reply", {"approve": True}, "sun.haitao")
+    apply(c, "publish-reply", {"channel": "镇政府微博"}, "lin.feng")
+    machine.conclude_and_report_calm()
+    assert c.s.phase is Phase.summary
+    return machine
 
 
 def test_mutant_page_offering_what_the_core_refuses_is_caught() -> None:

@@ -121,7 +121,9 @@ async def test_worker_metrics_health_and_json_logs(
             roster_file=EXAMPLE_ROSTER,
         )
         client = await connect(settings)
-        submitted = await incidents.submit(client, settings, roster, submission())
+        submitted = await incidents.submit(
+            client, settings, roster, submission(), submitted_by="zhou.ting"
+        )
         incident_id = submitted.view.id
 
         def activity_lines() -> list[dict[str, Any]] | None:

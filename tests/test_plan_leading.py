@@ -286,8 +286,10 @@ async def test_dedup_identical_submissions_and_related_urls(
     incident's URL is linked to it as related, both ways."""
     async with running_worker(client, settings, executor):
         data = submission(url="https://weibo.example/post/dup")
-        first = await incidents.submit(client, settings, roster, data)
-        again = await incidents.submit(client, settings, roster, dict(data))
+        first = await incidents.submit(client, settings, roster, data, submitted_by="zhou.ting")
+        again = await incidents.submit(
+            client, settings, roster, dict(data), submitted_by="zhou.ting"
+        )
         assert first.created and not again.created and first.view.id == again.view.id
         await eventually(
             lambda: [i for i in _incidents(settings.database_url) if i.id == first.view.id]
@@ -298,6 +300,7 @@ async def test_dedup_identical_submissions_and_related_urls(
             settings,
             roster,
             submission(url="https://weibo.example/post/dup", title="同一帖子的另一份报告"),
+            submitted_by="zhou.ting",
         )
         assert other.created and other.view.related == [first.view.id]
         linked = await eventually_view(client, first.view.id, lambda v: other.view.id in v.related)

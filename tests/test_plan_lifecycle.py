@@ -284,7 +284,8 @@ async def test_r_written_report_filed_within_30_minutes(
             discovered_at=(oral_at - timedelta(minutes=5)).isoformat(),
             oral_reported_at=oral_at.isoformat(),
             url="https://weibo.example/post/written-2",
-            submitted_by="feng.gang",  # signed in: the stated call time counts
+            reporter_unit="dhc",
+            submitted_by="feng.gang",  # signed in for his own unit: the stated call time counts
         )
         assert _dl(stated, "R-WRITTEN").due_at == oral_at + timedelta(minutes=30)
 
@@ -472,7 +473,9 @@ async def test_r_progress_counts_from_the_report_not_from_when_the_worker_ran(
     happened to run". A submission that waits for a worker (here 2 s) still owes its first 续报
     24 h after it was reported (received_at), like R-REPORT and R-WRITTEN count from it."""
     pending = asyncio.create_task(
-        incidents.submit(client, settings, roster, submission(severity="major"))
+        incidents.submit(
+            client, settings, roster, submission(severity="major"), submitted_by="zhou.ting"
+        )
     )
     await asyncio.sleep(2)
     async with running_worker(client, settings, executor):

@@ -79,7 +79,9 @@ async def test_overdue_drill_found_by_search_attributes_with_a_readable_history(
             drill_speedup=3600,
             discovered_at=datetime.now(UTC).isoformat(),
         )
-        view = (await incidents.submit(client, settings, roster, data)).view
+        view = (
+            await incidents.submit(client, settings, roster, data, submitted_by="zhou.ting")
+        ).view
         handle = client.get_workflow_handle(view.id)
 
         async def found(query: str) -> list[str]:
@@ -228,6 +230,7 @@ async def test_with_the_codec_on_history_holds_no_clear_text(
             json=submission(
                 title=title, content=content, reporter_unit="dhc", reporter_name="冯刚"
             ),
+            headers={"Authorization": f"Bearer {tokens['liu.yang']}"},  # the office keys it in
         )
         assert r.status_code == 201, r.text
         incident_id = r.json()["id"]

@@ -155,7 +155,9 @@ async def test_worker_and_starter_connect_with_mutual_tls(
     )
     client = await connect(settings)
     async with running_worker(client, settings, executor):
-        view = (await incidents.submit(client, settings, roster, submission())).view
+        view = (
+            await incidents.submit(client, settings, roster, submission(), submitted_by="zhou.ting")
+        ).view
         triaged = await incidents.act(
             client,
             view.id,
