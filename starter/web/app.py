@@ -32,7 +32,6 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
 from config.settings import Settings, get_settings
-from plan import rules
 from plan.actions import ACTIONS, may_read_reports
 from plan.models import IncidentView
 from plan.roster import Roster, load_roster
@@ -45,10 +44,10 @@ from store import service
 from store.db import session_scope
 
 from . import access, apidocs, codec, limits, reports, staff
-from .auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, Viewer, safe_next
+from .auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, safe_next
+from .deps import MAX_OFFSET, MAX_PAGE, may_see, require_visible, visible_unit
 from .headers import SecurityHeaders
 from .pages import Pages
-from .visibility import MAX_OFFSET, MAX_PAGE, may_see, require_visible
 
 HERE = Path(__file__).resolve().parent
 MAX_BODY = limits.MAX_JSON_BODY  # bytes; a submission is text, never this large
@@ -295,7 +294,7 @@ def create_app(
                 drill=flags.get((drill or "").lower()),
                 severity=severity or None,
                 category=category or None,
-                involving=visible_unit(me),
+                involving=visible_unit(roster, me.person_id),
                 limit=50,
                 offset=(page - 1) * 50,
             )
@@ -326,10 +325,6 @@ def create_app(
         actions = staff.action_forms(roster, me.person_id, view, state.plan)
         context = {"v": view, "ui_link": ui_for(me.person_id, view.id), "actions": actions}
         return render(request, "incident.html", context)
-
-    def visible_unit(me: Viewer) -> str | None:
-        """R-SECRECY: None when the person may see every incident, else the unit they see for."""
-        return None if rules.can_view(roster, me.person_id, set()) else me.unit
 
     # ------------------------------------------------------------------ JSON API
 
@@ -401,7 +396,7 @@ def create_app(
         offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> dict[str, Any]:
         person = authenticate(state, authorization)
-        visible = None if rules.can_view(roster, person, set()) else roster.person(person).unit  # type: ignore[union-attr]
+        visible = visible_unit(roster, person)
         with session_scope(settings.database_url) as s:
             rows = service.list_incidents(
                 s,

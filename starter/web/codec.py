@@ -19,10 +19,8 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payloads
 
-from plan import rules
-from starter.incidents import ServiceError
-
 from . import access
+from .deps import caller, sees_every_incident
 from .pages import pages
 
 router = APIRouter()
@@ -71,12 +69,12 @@ async def codec(request: Request, operation: str) -> Response:
     codec_impl = request_state(request.app).codec
     if codec_impl is None:
         return _error(request, 404, "未启用载荷加密（YUQING_CODEC_KEYS）")
-    person = _caller(request)
+    person = caller(request)
     if person is None:
         return _error(
             request, 401, "需要登录：请先登录本系统，或在 Authorization 头中提供 Bearer 令牌"
         )
-    if not rules.can_view(pages(request).roster, person, set()):
+    if not sees_every_incident(pages(request).roster, person):
         access.record(request, person, operation, granted=False)
         return _error(request, 403, REFUSED)
     raw = await request.body()
@@ -96,19 +94,3 @@ async def codec(request: Request, operation: str) -> Response:
     access.record(request, person, operation, resource=f"/codec/{operation}（{len(out)}个载荷）")
     body = json_format.MessageToJson(Payloads(payloads=out))
     return _cors(request, Response(body, media_type="application/json"))
-
-
-def _caller(request: Request) -> str | None:
-    """The signed-in person: a browser session, else a valid bearer token; None otherwise."""
-    from starter.web.app import authenticate, request_state
-
-    me = pages(request).auth.viewer(request)
-    if me is not None:
-        return me.person_id
-    header = request.headers.get("authorization")
-    if not header:
-        return None
-    try:
-        return authenticate(request_state(request.app), header)
-    except ServiceError:
-        return None

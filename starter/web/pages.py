@@ -15,7 +15,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 
 from plan import rules
-from plan.models import Category, IncidentView, Severity
+from plan.models import Category, Severity
 from starter.errors import FIELD_LABELS
 
 from .auth import CSRF_FIELD, Auth, Viewer
@@ -94,11 +94,3 @@ def pages(request: Request) -> Pages:
 def to_login(request: Request) -> Response:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse("/login?" + urlencode({"next": target}), status_code=303)
-
-
-def involved_units(view: IncidentView) -> set[str]:
-    """The units an incident involves, for R-SECRECY."""
-    units = {view.reporter_unit, *view.co_units, *view.activated_units}
-    if view.responsible_unit:
-        units.add(view.responsible_unit)
-    return units

@@ -32,9 +32,9 @@ from starter.incidents import ServiceError
 from store import service
 from store.db import session_scope
 
+from .deps import require_visible, visible_unit
 from .limits import BodyTooLarge
 from .pages import pages, to_login
-from .visibility import require_visible
 
 HERE = Path(__file__).resolve().parent
 
@@ -286,11 +286,13 @@ async def my_work(request: Request) -> Response:
     if me is None:
         return to_login(request)
     office = Role.office in k.roster.roles_of(me.person_id)
-    sees_all = rules.can_view(k.roster, me.person_id, set())
     now = datetime.now(UTC)
     with session_scope(k.settings.database_url) as s:
         found = service.owed_deadlines(
-            s, unit=me.unit, include_unassigned=office, involving=None if sees_all else me.unit
+            s,
+            unit=me.unit,
+            include_unassigned=office,
+            involving=visible_unit(k.roster, me.person_id),
         )
         rows = []
         for d, inc in found:

@@ -77,7 +77,7 @@ from plan.roster import Roster, load_roster
 from starter import incidents
 from starter.errors import FIELD_LABELS
 from starter.web.app import MAX_BODY, create_app
-from starter.web.pages import involved_units
+from starter.web.deps import involved_units
 from starter.web.staff import form_fields
 from store import service
 from store.db import session_scope
