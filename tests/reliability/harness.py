@@ -119,6 +119,10 @@ def secret_for(person: str) -> str:
     return "whsec_" + base64.b64encode(raw).decode()
 
 
+# The id the roster declares for each person's webhook (outbox keys name channels by it).
+HOOK_ID = "reliability-hook"
+
+
 def webhook_id_for(delivery_key: str) -> str:
     """What the sender puts in webhook-id for an outbox row (activities.channels.webhook_id)."""
     return "msg_" + hashlib.sha256(delivery_key.encode()).hexdigest()[:32]
@@ -131,7 +135,8 @@ def roster_with_webhooks(url: str, path: Path) -> Path:
         line = f'id = "{person}"\n'
         assert text.count(line) == 1, person
         channel = (
-            f'channels = [{{ kind = "webhook", url = "{url}", secret = "{secret_for(person)}" }}]'
+            f'channels = [{{ kind = "webhook", id = "{HOOK_ID}", url = "{url}", '
+            f'secret = "{secret_for(person)}" }}]'
         )
         text = text.replace(line, f"{line}{channel}\n")
     path.write_text(text, encoding="utf-8")
@@ -697,7 +702,7 @@ def check_deliveries(stack: Stack, views: dict[str, dict[str, Any]]) -> Delivery
 
     # 2. Each inbox message to a person with a webhook has its outbox row, and nothing else does.
     want = {
-        f"{m.key}|{m.recipient}|webhook:{stack.receiver.url}"
+        f"{m.key}|{m.recipient}|webhook:{HOOK_ID}"  # by the channel's id, never its URL
         for m in inbox
         if m.recipient in WEBHOOK_PEOPLE and not m.key.endswith("|failed")
     }
