@@ -62,8 +62,13 @@ LINE_BREAKS = re.compile(r"[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 UNIT_FIELDS = ("responsible_unit", "unit", "units", "co_units")
 PERSON_FIELDS = ("spokesperson", "person", "participants", "persons")
 
-# Each action is the workflow update of the same name (kebab-case → snake_case).
-UPDATES = {name: getattr(IncidentWorkflow, name.replace("-", "_")) for name in ACTIONS}
+# Each action is the workflow update of the same name (kebab-case → snake_case); an action of the
+# table without one of its own goes through the generic update `act` (by name).
+UPDATES = {
+    name: getattr(IncidentWorkflow, name.replace("-", "_"))
+    for name in ACTIONS
+    if hasattr(IncidentWorkflow, name.replace("-", "_"))
+}
 
 
 class ServiceError(Exception):
@@ -282,7 +287,12 @@ async def perform(
     handle = client.get_workflow_handle(incident_id)
     for attempt in range(ACT_ATTEMPTS):
         try:
-            return await handle.execute_update(UPDATES[action], payload)  # type: ignore[arg-type]
+            update = UPDATES.get(action)
+            if update is None:
+                return await handle.execute_update(
+                    IncidentWorkflow.act, args=[action, payload.model_dump(mode="json")]
+                )
+            return await handle.execute_update(update, payload)  # type: ignore[arg-type]
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
             if (

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         RecordRequest,
     )
     from plan import messages, rules
+    from plan.actions import ACTIONS
     from plan.incident import Incident, Refusal
     from plan.models import (
         ActionDone,
@@ -244,6 +245,23 @@ class IncidentWorkflow:
         self.core.apply(name, action, workflow.now())
         self._watch_new()
         return self._done()
+
+    def _command(self, name: str, data: dict[str, Any]) -> BaseModel:
+        """The action's command model from the generic update's payload (the table names it)."""
+        rule = ACTIONS.get(name)
+        if rule is None:
+            raise ApplicationError(f"未知操作“{name}”", type="Refused", non_retryable=True)
+        return rule.command.model_validate(data)
+
+    @workflow.update
+    def act(self, name: str, data: dict[str, Any]) -> ActionDone:
+        """Any action of the table (plan/actions.py) by name: how an action added to the table
+        reaches the workflow without an update of its own (starter/incidents.py sends it here)."""
+        return self._apply(name, self._command(name, data))
+
+    @act.validator
+    def _v_act(self, name: str, data: dict[str, Any]) -> None:
+        self._check(name, self._command(name, data))
 
     @workflow.update
     def confirm_lead(self, action: ConfirmLead) -> ActionDone:
