@@ -145,7 +145,9 @@ async def test_the_page_offers_it_and_the_workflow_validates_it(
     assert r.status_code == 403 and Who.office.value in r.text, r.text
 
     # …and accepts the office's head, from the page's form; the core records it.
-    r = await http.post(f"{page_url}/actions/{NAME}", data={"csrf_token": csrf, "text": "已电话核实"})
+    r = await http.post(
+        f"{page_url}/actions/{NAME}", data={"csrf_token": csrf, "text": "已电话核实"}
+    )
     assert r.status_code == 303 and r.headers["location"] == f"{page_url}?done={NAME}", r.text
     r = await http.get(f"/api/incidents/{incident_id}", headers=token_for(settings, "liu.yang"))
     summaries = [e["summary"] for e in r.json()["timeline"]]
