@@ -148,7 +148,7 @@ async def submit(
     received_at = datetime.now(UTC)
     sub = parse_submission(data, roster, received_at)
     incident_id = incident_id_for(sub)
-    related = _open_with_url(settings, sub.url, incident_id)
+    related = await asyncio.to_thread(_open_with_url, settings, sub.url, incident_id)
     plan = plan_from(settings.plan_file)
     inp = IncidentInput(
         incident_id=incident_id,

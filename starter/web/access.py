@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Header, Query, Request
 from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from plan.roster import Role, Roster
 from starter.incidents import ServiceError
@@ -198,6 +199,7 @@ def _item(request: Request, row: Any) -> dict[str, Any]:
 
 
 def _read(filters: dict[str, Any], url: str, limit: int, offset: int) -> list[Any]:
+    """The log's rows (opens a store session: a coroutine runs it in the thread pool)."""
     with session_scope(url) as s:
         return list(store.read(s, limit=limit, offset=offset, **filters))
 
@@ -219,14 +221,15 @@ async def api_access_log(
     inclusive). Read-only: the log has no route that changes it."""
     from starter.web.app import authenticate, request_state
 
-    reader = authenticate(request_state(request.app), authorization)
+    reader = await run_in_threadpool(authenticate, request_state(request.app), authorization)
     if not may_read(pages_of(request).roster, reader):
         record(request, reader, "audit", granted=False)
         raise ServiceError(403, REFUSED)
     filters = _filters(request, person, action, incident, start, end)
     record(request, reader, "audit")
     await flush(request.app)
-    rows = _read(filters, pages_of(request).settings.database_url, limit, offset)
+    url = pages_of(request).settings.database_url
+    rows = await run_in_threadpool(_read, filters, url, limit, offset)
     return {"items": [_item(request, r) for r in rows], "limit": limit, "offset": offset}
 
 
@@ -241,7 +244,7 @@ async def access_log_page(
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> Response:
     k = pages_of(request)
-    me = k.auth.viewer(request)
+    me = await k.auth.current(request)
     if me is None:
         return to_login(request)
     if not may_read(k.roster, me.person_id):
@@ -257,7 +260,8 @@ async def access_log_page(
     else:
         record(request, me.person_id, "audit")
         await flush(request.app)
-        found = _read(filters, k.settings.database_url, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+        offset = (page - 1) * PAGE_SIZE
+        found = await run_in_threadpool(_read, filters, k.settings.database_url, PAGE_SIZE, offset)
         rows = [_item(request, r) for r in found]
         for r in rows:
             r["at_local"] = k.local(datetime.fromisoformat(r["at"]), "%Y-%m-%d %H:%M:%S")

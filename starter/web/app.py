@@ -28,6 +28,7 @@ from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
@@ -112,6 +113,7 @@ def create_app(
         fields = translate_errors(list(exc.errors()))
         if not request.url.path.startswith("/api/"):  # a page: the error page, in Chinese
             message = "；".join(f.message for f in fields) or "请求内容有误"
+            await auth.current(request)  # the header's signed-in person, asked off the loop
             return render(request, "error.html", {"status": 422, "message": message}, 422)
         body = {"detail": "请求内容有误", "errors": [f.as_dict() for f in fields]}
         return JSONResponse(body, status_code=422)
@@ -127,6 +129,7 @@ def create_app(
         if request.url.path.startswith("/api/"):
             response = JSONResponse(body, status_code=exc.status)
         else:
+            await auth.current(request)  # the header's signed-in person, asked off the loop
             context = {"status": exc.status, "message": exc.message}
             response = render(request, "error.html", context, exc.status)
         if isinstance(exc, limits.RateLimited):
@@ -139,13 +142,13 @@ def create_app(
     )
     submissions = limits.SlidingWindow(settings.submissions_per_minute, 60)
 
-    def count_submission(request: Request) -> str | None:
+    async def count_submission(request: Request) -> str | None:
         """Anonymous submissions count against the client's address; a monitoring system or a
         person sending a valid personal token is known and not limited. Returns who is known."""
         header = request.headers.get("authorization")
         if header:
             try:
-                return authenticate(state, header)
+                return await run_in_threadpool(authenticate, state, header)
             except ServiceError:
                 pass  # a bad token is treated as anonymous, not refused here
         limits.refuse_if_limited(submissions, request, "提交")
@@ -161,7 +164,7 @@ def create_app(
         auth.check_origin(request)
         form = await staff.read_form(request)
         values = {k: str(v) for k, v in form.items()}
-        me = auth.viewer(request)
+        me = await auth.current(request)
         if me is not None:
             auth.check_csrf(me, values.get(CSRF_FIELD))
         elif require_session:
@@ -172,6 +175,7 @@ def create_app(
 
     @app.get("/login", response_class=HTMLResponse)
     async def login_page(request: Request, next: str | None = None) -> Response:
+        await auth.current(request)
         return login_form(request, safe_next(next), error=None, status_code=200)
 
     def login_form(
@@ -193,11 +197,12 @@ def create_app(
         values = {k: str(v) for k, v in (await request.form()).items()}
         auth.check_login_csrf(request, values.get(CSRF_FIELD))
         target = safe_next(values.get("next"))
-        session_id = auth.sign_in(request, values.get("token", "").strip())
+        session_id = await run_in_threadpool(auth.sign_in, request, values.get("token", "").strip())
         if session_id is None:
             # Failures are limited, valid sign-ins never: staff behind one address (a NAT) do
             # not lock each other out (issue 15, finding 11; starter/web/limits.py).
             limits.count_failure(login_failures, request, "登录失败")
+            await auth.current(request)
             return login_form(
                 request, target, error="令牌无效、已过期或已吊销，请核对后重试", status_code=401
             )
@@ -212,10 +217,10 @@ def create_app(
     async def logout(request: Request) -> Response:
         auth.check_origin(request)
         values = {k: str(v) for k, v in (await request.form()).items()}
-        me = auth.viewer(request)
+        me = await auth.current(request)
         if me is not None:
             auth.check_csrf(me, values.get(CSRF_FIELD))
-            auth.sign_out(request)
+            await run_in_threadpool(auth.sign_out, request)
         response = RedirectResponse("/login", status_code=303)
         auth.clear_cookie(response, SESSION_COOKIE)
         return response
@@ -225,7 +230,7 @@ def create_app(
     @app.get("/", response_class=HTMLResponse)
     async def form_page(request: Request) -> Response:
         values = {"submission_key": uuid.uuid4().hex}
-        me = auth.viewer(request)
+        me = await auth.current(request)
         if me is not None:
             values["reporter_unit"] = me.unit
             values["reporter_name"] = me.name
@@ -236,7 +241,7 @@ def create_app(
         """R-WRITTEN: the quick form for a phone report, times prefilled with now."""
         now = datetime.now(tz).strftime("%Y-%m-%dT%H:%M")
         values = {"submission_key": uuid.uuid4().hex, "oral_reported_at": now, "discovered_at": now}
-        me = auth.viewer(request)
+        me = await auth.current(request)
         if me is not None:
             values["reporter_unit"] = me.unit
             values["reporter_name"] = me.name
@@ -245,13 +250,13 @@ def create_app(
     @app.post("/incidents", response_class=HTMLResponse)
     async def form_submit(request: Request, client: TemporalClient) -> Response:
         # Monitoring staff may report without an account; a signed-in person needs the CSRF token.
-        count_submission(request)
+        await count_submission(request)
         values = await posted_form(request, require_session=False)
         values.pop(CSRF_FIELD, None)
         data, errors = _form_to_submission(values, tz)
         if not errors:
             try:
-                me = auth.viewer(request)
+                me = await auth.current(request)
                 submitted = await incidents.submit(
                     client, settings, roster, data, submitted_by=me.person_id if me else None
                 )
@@ -281,23 +286,30 @@ def create_app(
         drill: str | None = None,
         page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     ) -> Response:
-        me = auth.viewer(request)
+        me = await auth.current(request)
         if me is None:
             return to_login(request)
         flags = {"true": True, "1": True, "on": True, "false": False, "0": False}
-        with session_scope(settings.database_url) as s:
-            rows = service.list_incidents(
-                s,
-                phase=phase or None,
-                unit=unit or None,
-                overdue=flags.get((overdue or "").lower()),
-                drill=flags.get((drill or "").lower()),
-                severity=severity or None,
-                category=category or None,
-                involving=visible_unit(roster, me.person_id),
-                limit=50,
-                offset=(page - 1) * 50,
-            )
+        person_id = me.person_id
+
+        def load() -> list[Any]:
+            with session_scope(settings.database_url) as s:
+                return list(
+                    service.list_incidents(
+                        s,
+                        phase=phase or None,
+                        unit=unit or None,
+                        overdue=flags.get((overdue or "").lower()),
+                        drill=flags.get((drill or "").lower()),
+                        severity=severity or None,
+                        category=category or None,
+                        involving=visible_unit(roster, person_id),
+                        limit=50,
+                        offset=(page - 1) * 50,
+                    )
+                )
+
+        rows = await run_in_threadpool(load)
         access.record(request, me.person_id, "list")
         chosen = {"phase": phase, "unit": unit, "severity": severity, "category": category}
         chosen |= {"overdue": overdue, "drill": drill}
@@ -314,7 +326,7 @@ def create_app(
 
     @app.get("/incidents/{incident_id}", response_class=HTMLResponse)
     async def incident_page(request: Request, incident_id: str, client: TemporalClient) -> Response:
-        me = auth.viewer(request)
+        me = await auth.current(request)
         if me is None:
             return to_login(request)
         view = await incidents.get(client, incident_id)
@@ -337,9 +349,13 @@ def create_app(
     async def ready() -> Response:
         """Readiness: the store and the Temporal frontend both answer, or 503 naming which not."""
         problems: dict[str, str] = {}
-        try:
+
+        def ping() -> None:
             with session_scope(settings.database_url) as s:
                 s.execute(text("SELECT 1"))
+
+        try:
+            await run_in_threadpool(ping)
         except Exception as exc:  # any driver error means not ready
             problems["database"] = type(exc).__name__
         try:
@@ -355,7 +371,7 @@ def create_app(
 
     @app.post("/api/incidents", status_code=201)
     async def api_submit(request: Request, client: TemporalClient) -> Response:
-        known = count_submission(request)
+        known = await count_submission(request)
         data = await _json_body(request)
         submitted = await incidents.submit(client, settings, roster, data, submitted_by=known)
         return submission_answer(submitted, known)
@@ -363,7 +379,7 @@ def create_app(
     @app.post("/api/leads", status_code=201)
     async def api_lead(request: Request, client: TemporalClient) -> Response:
         """R-OFFICE: a monitoring system feeds a lead; the office must confirm it within R-REPORT's hour."""
-        known = count_submission(request)
+        known = await count_submission(request)
         data = await _json_body(request)
         submitted = await incidents.submit(
             client, settings, roster, {**data, "lead": True}, submitted_by=known
@@ -395,34 +411,38 @@ def create_app(
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> dict[str, Any]:
-        person = authenticate(state, authorization)
+        person = await run_in_threadpool(authenticate, state, authorization)
         visible = visible_unit(roster, person)
-        with session_scope(settings.database_url) as s:
-            rows = service.list_incidents(
-                s,
-                phase=phase,
-                unit=unit,
-                overdue=overdue,
-                drill=drill,
-                involving=visible,
-                limit=limit,
-                offset=offset,
-            )
-            items = [
-                {
-                    "id": r.id,
-                    "title": r.title,
-                    "phase": r.phase,
-                    "severity": r.severity,
-                    "category": r.category,
-                    "responsible_unit": r.responsible_unit,
-                    "drill": r.drill,
-                    "overdue": r.overdue,
-                    "next_due_at": r.next_due_at.isoformat() if r.next_due_at else None,
-                    "received_at": r.received_at.isoformat(),
-                }
-                for r in rows
-            ]
+
+        def load() -> list[dict[str, Any]]:
+            with session_scope(settings.database_url) as s:
+                rows = service.list_incidents(
+                    s,
+                    phase=phase,
+                    unit=unit,
+                    overdue=overdue,
+                    drill=drill,
+                    involving=visible,
+                    limit=limit,
+                    offset=offset,
+                )
+                return [
+                    {
+                        "id": r.id,
+                        "title": r.title,
+                        "phase": r.phase,
+                        "severity": r.severity,
+                        "category": r.category,
+                        "responsible_unit": r.responsible_unit,
+                        "drill": r.drill,
+                        "overdue": r.overdue,
+                        "next_due_at": r.next_due_at.isoformat() if r.next_due_at else None,
+                        "received_at": r.received_at.isoformat(),
+                    }
+                    for r in rows
+                ]
+
+        items = await run_in_threadpool(load)
         access.record(request, person, "list")
         return {"items": items, "limit": limit, "offset": offset}
 
@@ -434,7 +454,7 @@ def create_app(
         authorization: Annotated[str | None, Header()] = None,
     ) -> dict[str, Any]:
         """The incident's state and its deadline ledger. R-SECRECY: only staff with a role on it."""
-        person = authenticate(state, authorization)
+        person = await run_in_threadpool(authenticate, state, authorization)
         view = await incidents.get(client, incident_id)
         if not may_see(roster, person, view):
             access.record(request, person, "view", incident_id=view.id, granted=False)
@@ -454,15 +474,19 @@ def create_app(
     ) -> dict[str, Any]:
         """R-ACCOUNT / R-COMMEND: per-unit on-time rates, miss counts and commendations for
         deadlines due from `start` to `end` (inclusive, town dates); drills are left out."""
-        person = authenticate(request_state(app), authorization)
+        person = await run_in_threadpool(authenticate, request_state(app), authorization)
         if not may_read_reports(roster, person):
             raise ServiceError(403, "问责统计仅对领导小组及其办公室开放")
         problem = reports.period_problem(start, end)
         if problem:
             raise ServiceError(422, problem)
         begin, finish = _day_range(start, end, tz)
-        with session_scope(settings.database_url) as s:
-            rows = service.accountability_report(s, start=begin, end=finish)
+
+        def load() -> list[dict[str, object]]:
+            with session_scope(settings.database_url) as s:
+                return list(service.accountability_report(s, start=begin, end=finish))
+
+        rows = await run_in_threadpool(load)
         for row in rows:
             row["unit_name"] = roster.unit_name(str(row["unit"]))
         access.record(request, person, "report")
@@ -503,7 +527,8 @@ class AuthenticatedRoute(APIRoute):
 
         async def authenticated(request: Request) -> Response:
             state = request_state(request.app)
-            request.state.actor = authenticate(state, request.headers.get("authorization"))
+            header = request.headers.get("authorization")
+            request.state.actor = await run_in_threadpool(authenticate, state, header)
             return await handler(request)
 
         return authenticated

@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from fastapi import Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from config.settings import Settings
 from plan.roster import Roster
@@ -88,8 +89,23 @@ class Auth:
 
     # ------------------------------------------------------------ who is asking
 
+    async def current(self, request: Request) -> Viewer | None:
+        """`viewer`, for a coroutine: the store is asked in the thread pool, never on the event
+        loop; the answer is kept in request.state like `viewer`'s."""
+        if hasattr(request.state, "viewer"):
+            cached: Viewer | None = request.state.viewer
+            return cached
+        return await run_in_threadpool(self.viewer, request)
+
+    def known(self, request: Request) -> Viewer | None:
+        """The viewer this request already looked up (`current` or `viewer`), without asking
+        the store: for rendering, after the route or handler has awaited `current`."""
+        found: Viewer | None = getattr(request.state, "viewer", None)
+        return found
+
     def viewer(self, request: Request) -> Viewer | None:
-        """The person behind the session cookie, looked up once per request."""
+        """The person behind the session cookie, looked up once per request. It opens a store
+        session: a coroutine awaits `current` instead (or runs this in a thread)."""
         if hasattr(request.state, "viewer"):
             cached: Viewer | None = request.state.viewer
             return cached

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
+from starlette.concurrency import run_in_threadpool
 from temporalio.api.common.v1 import Payloads
 
 from . import access
@@ -69,7 +70,7 @@ async def codec(request: Request, operation: str) -> Response:
     codec_impl = request_state(request.app).codec
     if codec_impl is None:
         return _error(request, 404, "未启用载荷加密（YUQING_CODEC_KEYS）")
-    person = caller(request)
+    person = await run_in_threadpool(caller, request)  # asks the store: off the event loop
     if person is None:
         return _error(
             request, 401, "需要登录：请先登录本系统，或在 Authorization 头中提供 Bearer 令牌"

@@ -68,8 +68,9 @@ class Pages:
     def render(
         self, request: Request, name: str, context: dict[str, Any], status_code: int = 200
     ) -> Response:
-        """A page with the signed-in person (or none) for the header."""
-        context = {"me": self.auth.viewer(request), **context}
+        """A page with the signed-in person (or none) for the header: the one the route or the
+        error handler looked up (`await auth.current(request)`); rendering asks no store."""
+        context = {"me": self.auth.known(request), **context}
         return self.templates.TemplateResponse(request, name, context, status_code=status_code)
 
     def ui_link(self, incident_id: str) -> str:

@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
+from starlette.concurrency import run_in_threadpool
 
 from plan import rules
 from plan.actions import may_read_reports
@@ -64,9 +65,9 @@ def may_see_reports(roster: Roster, person_id: str | None) -> bool:
     return may_read_reports(roster, person_id)
 
 
-def _viewer(request: Request, pages: Pages) -> Viewer | Response:
+async def _viewer(request: Request, pages: Pages) -> Viewer | Response:
     """The signed-in person with a role that may read these pages; a redirect to sign in; 403."""
-    me = pages.auth.viewer(request)
+    me = await pages.auth.current(request)
     if me is None:
         return to_login(request)
     if not may_see_reports(pages.roster, me.person_id):
@@ -117,6 +118,7 @@ def _period(pages: Pages, start: str | None, end: str | None) -> tuple[date, dat
 
 
 def _report_rows(pages: Pages, first: date, last: date) -> list[dict[str, Any]]:
+    """The report's rows (opens a store session: a coroutine runs it in the thread pool)."""
     begin = datetime(first.year, first.month, first.day, tzinfo=pages.tz)
     finish = datetime(last.year, last.month, last.day, tzinfo=pages.tz) + timedelta(days=1)
     with session_scope(pages.settings.database_url) as s:
@@ -155,11 +157,11 @@ async def accountability_page(
     request: Request, start: str | None = None, end: str | None = None
 ) -> Response:
     pages = pages_of(request)
-    me = _viewer(request, pages)
+    me = await _viewer(request, pages)
     if isinstance(me, Response):
         return me
     first, last, error = _period(pages, start, end)
-    rows = [] if error else _report_rows(pages, first, last)
+    rows = [] if error else await run_in_threadpool(_report_rows, pages, first, last)
     access.record(request, me.person_id, "report")
     chart = on_time_bars([(r["unit_name"], r["rate"]) for r in rows])
     context = {
@@ -179,17 +181,18 @@ async def accountability_csv(
     request: Request, start: str | None = None, end: str | None = None
 ) -> Response:
     pages = pages_of(request)
-    me = _viewer(request, pages)
+    me = await _viewer(request, pages)
     if isinstance(me, Response):
         return me
     first, last, error = _period(pages, start, end)
     if error:
         raise ServiceError(422, error)
     access.record(request, me.person_id, "export")
+    rows = await run_in_threadpool(_report_rows, pages, first, last)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_HEADER)
-    for r in _report_rows(pages, first, last):
+    for r in rows:
         writer.writerow(
             [
                 r["unit_name"],
@@ -215,39 +218,44 @@ async def accountability_csv(
 @router.get("/dashboard", response_class=HTMLResponse)
 async def dashboard_page(request: Request) -> Response:
     pages = pages_of(request)
-    me = _viewer(request, pages)
+    me = await _viewer(request, pages)
     if isinstance(me, Response):
         return me
     access.record(request, me.person_id, "report")
     since = datetime.now(pages.tz) - timedelta(days=7)
-    with session_scope(pages.settings.database_url) as s:
-        counts = service.incident_counts(s)
-        overdue = list(service.overdue_now(s))
-        escalations = [
-            {
-                "incident_id": e.incident_id,
-                "title": title,
-                "rule": e.rule,
-                "step": e.step,
-                "at": e.at,
-                "summary": e.summary,
-                "targets": ", ".join(
-                    pages.roster.person_name(t) for t in e.targets.split(",") if t
-                ),
-            }
-            for e, title in service.escalations_since(s, since=since)
-        ]
-        overdue_rows = [
-            {
-                "id": i.id,
-                "title": i.title,
-                "severity": i.severity,
-                "phase": i.phase,
-                "unit": i.responsible_unit,
-                "due": i.next_due_at,
-            }
-            for i in overdue
-        ]
+
+    def load() -> tuple[Any, list[dict[str, Any]], list[dict[str, Any]]]:
+        with session_scope(pages.settings.database_url) as s:
+            counts = service.incident_counts(s)
+            overdue = list(service.overdue_now(s))
+            escalations = [
+                {
+                    "incident_id": e.incident_id,
+                    "title": title,
+                    "rule": e.rule,
+                    "step": e.step,
+                    "at": e.at,
+                    "summary": e.summary,
+                    "targets": ", ".join(
+                        pages.roster.person_name(t) for t in e.targets.split(",") if t
+                    ),
+                }
+                for e, title in service.escalations_since(s, since=since)
+            ]
+            overdue_rows = [
+                {
+                    "id": i.id,
+                    "title": i.title,
+                    "severity": i.severity,
+                    "phase": i.phase,
+                    "unit": i.responsible_unit,
+                    "due": i.next_due_at,
+                }
+                for i in overdue
+            ]
+            return counts, escalations, overdue_rows
+
+    counts, escalations, overdue_rows = await run_in_threadpool(load)
     context = {
         "by_phase": [(label, counts["phase"].get(p, 0), p) for p, label in PHASES.items()],
         "by_severity": [

@@ -18,6 +18,7 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
@@ -194,7 +195,7 @@ async def read_form(request: Request) -> FormData:
 @router.post("/incidents/{incident_id}/actions/{name}", response_class=HTMLResponse)
 async def act_from_page(request: Request, incident_id: str, name: str) -> Response:
     k = pages(request)
-    me = k.auth.viewer(request)
+    me = await k.auth.current(request)
     if me is None:
         return RedirectResponse(
             "/login?" + urlencode({"next": f"/incidents/{incident_id}"}), status_code=303
@@ -237,23 +238,28 @@ async def act_from_page(request: Request, incident_id: str, name: str) -> Respon
 @router.get("/inbox", response_class=HTMLResponse)
 async def inbox_page(request: Request) -> Response:
     k = pages(request)
-    me = k.auth.viewer(request)
+    me = await k.auth.current(request)
     if me is None:
         return to_login(request)
-    with session_scope(k.settings.database_url) as s:
-        messages = [
-            {
-                "id": m.id,
-                "incident_id": m.incident_id,
-                "rule": m.rule,
-                "subject": m.subject,
-                "body": m.body,
-                "drill": m.drill,
-                "created_at": m.created_at,
-                "read": m.read_at is not None,
-            }
-            for m in service.inbox(s, recipient=me.person_id)
-        ]
+    person_id = me.person_id
+
+    def load() -> list[dict[str, Any]]:
+        with session_scope(k.settings.database_url) as s:
+            return [
+                {
+                    "id": m.id,
+                    "incident_id": m.incident_id,
+                    "rule": m.rule,
+                    "subject": m.subject,
+                    "body": m.body,
+                    "drill": m.drill,
+                    "created_at": m.created_at,
+                    "read": m.read_at is not None,
+                }
+                for m in service.inbox(s, recipient=person_id)
+            ]
+
+    messages = await run_in_threadpool(load)
     unread = sum(1 for m in messages if not m["read"])
     return k.render(request, "inbox.html", {"messages": messages, "unread": unread})
 
@@ -261,7 +267,7 @@ async def inbox_page(request: Request) -> Response:
 @router.post("/inbox/read")
 async def inbox_mark_read(request: Request) -> Response:
     k = pages(request)
-    me = k.auth.viewer(request)
+    me = await k.auth.current(request)
     if me is None:
         return to_login(request)
     form = await k.posted(request, me)
@@ -271,8 +277,13 @@ async def inbox_mark_read(request: Request) -> Response:
             ids = [int(str(v)) for v in form.getlist("id")]
         except ValueError as exc:
             raise ServiceError(422, "消息编号应为数字") from exc
-    with session_scope(k.settings.database_url) as s:
-        service.mark_read(s, person=me.person_id, ids=ids)
+    person_id = me.person_id
+
+    def mark() -> None:
+        with session_scope(k.settings.database_url) as s:
+            service.mark_read(s, person=person_id, ids=ids)
+
+    await run_in_threadpool(mark)
     return RedirectResponse("/inbox", status_code=303)
 
 
@@ -282,38 +293,41 @@ async def inbox_mark_read(request: Request) -> Response:
 @router.get("/my", response_class=HTMLResponse)
 async def my_work(request: Request) -> Response:
     k = pages(request)
-    me = k.auth.viewer(request)
+    me = await k.auth.current(request)
     if me is None:
         return to_login(request)
     office = Role.office in k.roster.roles_of(me.person_id)
     now = datetime.now(UTC)
-    with session_scope(k.settings.database_url) as s:
-        found = service.owed_deadlines(
-            s,
-            unit=me.unit,
-            include_unassigned=office,
-            involving=visible_unit(k.roster, me.person_id),
-        )
-        rows = []
-        for d, inc in found:
-            overdue = d.overdue or d.due_at <= now
-            late = now - d.due_at
-            rows.append(
-                {
-                    "incident_id": inc.id,
-                    "incident_title": inc.title,
-                    "drill": inc.drill,
-                    "title": d.title,
-                    "rule": d.rule,
-                    "unit": d.unit,
-                    "due_at": d.due_at,
-                    "due_iso": d.due_at.astimezone(UTC).isoformat(),
-                    "overdue": overdue,
-                    "late": rules.format_duration(late)
-                    if overdue and late.total_seconds() > 0
-                    else "",
-                    "left": "" if overdue else rules.format_duration(d.due_at - now),
-                    "step": d.escalation_step,
-                }
+    unit, involving = me.unit, visible_unit(k.roster, me.person_id)
+
+    def load() -> list[dict[str, Any]]:
+        with session_scope(k.settings.database_url) as s:
+            found = service.owed_deadlines(
+                s, unit=unit, include_unassigned=office, involving=involving
             )
+            rows = []
+            for d, inc in found:
+                overdue = d.overdue or d.due_at <= now
+                late = now - d.due_at
+                rows.append(
+                    {
+                        "incident_id": inc.id,
+                        "incident_title": inc.title,
+                        "drill": inc.drill,
+                        "title": d.title,
+                        "rule": d.rule,
+                        "unit": d.unit,
+                        "due_at": d.due_at,
+                        "due_iso": d.due_at.astimezone(UTC).isoformat(),
+                        "overdue": overdue,
+                        "late": rules.format_duration(late)
+                        if overdue and late.total_seconds() > 0
+                        else "",
+                        "left": "" if overdue else rules.format_duration(d.due_at - now),
+                        "step": d.escalation_step,
+                    }
+                )
+            return rows
+
+    rows = await run_in_threadpool(load)
     return k.render(request, "my.html", {"rows": rows})

@@ -27,6 +27,7 @@ from html import escape
 import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from config.settings import Settings, get_settings
 from plan.actions import may_read_reports
@@ -94,7 +95,7 @@ def create_gate(
         "/{path:path}", methods=["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"]
     )
     async def gate(request: Request, path: str) -> Response:
-        person, may = reader(request)
+        person, may = await run_in_threadpool(reader, request)  # the store, off the event loop
         if person is None:
             return _page(
                 401,
