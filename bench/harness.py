@@ -47,7 +47,7 @@ ROSTER = ROOT / "config" / "roster.example.toml"
 TOKEN_PEOPLE = ("liu.yang", "zhou.ting", "xu.lei", "huang.li")
 # How each child is started (devstack.Process): a session of its own, SIGTERM when the bench
 # dies, no banners in the logs; stopped by SIGTERM, then SIGKILL after 15 s.
-CHILD = {"banners": False, "parent_death_signal": signal.SIGTERM}
+CHILD: dict[str, Any] = {"banners": False, "parent_death_signal": signal.SIGTERM}
 STOP_WAIT = 15.0
 
 

@@ -42,7 +42,7 @@ EXAMPLE_ROSTER = ROOT / "config" / "roster.example.toml"
 T = TypeVar("T")
 
 # The dev server's --search-attribute types, by the SDK's indexed value type.
-CLI_TYPES = {
+CLI_TYPES: dict[Any, str] = {
     IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD: "Keyword",
     IndexedValueType.INDEXED_VALUE_TYPE_BOOL: "Bool",
     IndexedValueType.INDEXED_VALUE_TYPE_DATETIME: "Datetime",
@@ -100,7 +100,11 @@ def _not_reached(what: str | None, within: float, value: object) -> NotReached:
 
 
 def wait_until(
-    check: Callable[[], T], within: float = 30.0, *, every: float = 0.2, what: str | None = None
+    check: Callable[[], T | None],
+    within: float = 30.0,
+    *,
+    every: float = 0.2,
+    what: str | None = None,
 ) -> T:
     """Call `check` until it returns something truthy, and return that; `NotReached` after
     `within` seconds."""
@@ -115,7 +119,7 @@ def wait_until(
 
 
 async def poll(
-    check: Callable[[], Awaitable[T]], *, within: float, every: float = 1.0, what: str
+    check: Callable[[], Awaitable[T | None]], *, within: float, every: float = 1.0, what: str
 ) -> T:
     """Await `check` until it returns something truthy; fail naming `what` and the last value."""
     deadline = time.monotonic() + within
