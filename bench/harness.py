@@ -1,5 +1,6 @@
 """The bench's processes: a Temporal dev server, our worker, the web app and the bare baseline's
-worker, on free ports of 127.0.0.1, with a migrated store; all stopped on exit or failure.
+worker, on free ports of 127.0.0.1, with a migrated store; all stopped on exit or failure. The
+processes are started by devstack/, the launcher the tests and the reliability suite use too.
 
 Every child is started in a session of its own (a Ctrl-C in the terminal reaches only the bench,
 which then stops them in order) and with a parent-death signal, so even a `kill -9` of the bench
