@@ -1,5 +1,6 @@
 """The bench's processes: a Temporal dev server, our worker, the web app and the bare baseline's
-worker, on free ports of 127.0.0.1, with a migrated store; all stopped on exit or failure.
+worker, on free ports of 127.0.0.1, with a migrated store; all stopped on exit or failure. The
+processes are started by devstack/, the launcher the tests and the reliability suite use too.
 
 Every child is started in a session of its own (a Ctrl-C in the terminal reaches only the bench,
 which then stops them in order) and with a parent-death signal, so even a `kill -9` of the bench
@@ -9,157 +10,46 @@ tails are printed.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import ctypes
 import os
 import platform
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
-from temporalio.api.enums.v1 import IndexedValueType, TaskQueueKind, TaskQueueType
+from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
+import devstack
 from bench.bare_worker import create_marks_table, drop_marks_table
 from config.settings import Settings
+from devstack import BIN, ROOT, Process, cpu_seconds, free_port, poll, rss_bytes
 from plan.roster import Roster, load_roster
 from starter.client import connect
 from store import service
 from store.db import engine_for, session_scope
 from store.migrate import upgrade
-from workflows.incident import SEARCH_ATTRIBUTES
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+__all__ = ["BIN", "ROOT", "Process", "Stack", "cpu_seconds", "free_port", "poll", "rss_bytes"]
+
 ROSTER = ROOT / "config" / "roster.example.toml"
-T = TypeVar("T")
-
-CLI_TYPES = {
-    IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD: "Keyword",
-    IndexedValueType.INDEXED_VALUE_TYPE_BOOL: "Bool",
-    IndexedValueType.INDEXED_VALUE_TYPE_DATETIME: "Datetime",
-}
 # The people the bench acts as: the office, the unit sswb's staff and head.
 TOKEN_PEOPLE = ("liu.yang", "zhou.ting", "xu.lei", "huang.li")
-
-PR_SET_PDEATHSIG = 1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the bench (the parent) dies, however it dies."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-async def poll(
-    check: Callable[[], Awaitable[T]], *, within: float, every: float = 0.3, what: str
-) -> T:
-    deadline = time.monotonic() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what}: not reached within {within:.0f}s (last: {value!r})")
-        await asyncio.sleep(every)
-
-
-class Process:
-    """One child process with its output in a log file."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
-        self.name = name
-        self.argv = argv
-        self.env = env
-        self.log_path = log_dir / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def start(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.argv,
-                env=self.env,
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-
-    def check_running(self) -> None:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail(40)}")
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL after 15 s; only this process, by its pid."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    def rss_bytes(self) -> int | None:
-        """VmRSS from /proc/<pid>/status."""
-        if self.proc is None:
-            return None
-        return rss_bytes(self.proc.pid)
-
-    def cpu_seconds(self) -> float | None:
-        return None if self.proc is None else cpu_seconds(self.proc.pid)
-
-    def tail(self, lines: int = 40) -> str:
-        if not self.log_path.exists():
-            return "(no log)"
-        text = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
-        return "\n".join(text[-lines:])
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU time of a process so far, from /proc/<pid>/stat."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_bytes(pid: int) -> int | None:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    found = re.search(r"^VmRSS:\s+(\d+)\s+kB", status, re.MULTILINE)
-    return int(found.group(1)) * 1024 if found else None
+# How each child is started (devstack.Process): a session of its own, SIGTERM when the bench
+# dies, no banners in the logs; stopped by SIGTERM, then SIGKILL after 15 s.
+CHILD: dict[str, Any] = {"banners": False, "parent_death_signal": signal.SIGTERM}
+STOP_WAIT = 15.0
 
 
 def machine() -> dict[str, Any]:
@@ -289,28 +179,6 @@ async def running_stack(
     with session_scope(database_url) as s:
         tokens = {p: service.create_token(s, person_id=p, label="bench") for p in TOKEN_PEOPLE}
 
-    temporal_port = free_port()
-    address = f"127.0.0.1:{temporal_port}"
-    temporal_argv = [
-        str(BIN / "temporal"),
-        "server",
-        "start-dev",
-        "--headless",
-        "--db-filename",
-        str(tmp / "temporal.db"),
-        "--ip",
-        "127.0.0.1",
-        "--port",
-        str(temporal_port),
-        "--http-port",
-        str(free_port()),
-        "--metrics-port",
-        str(free_port()),
-        "--log-level",
-        "warn",
-    ]
-    for key in SEARCH_ATTRIBUTES:
-        temporal_argv += ["--search-attribute", f"{key.name}={CLI_TYPES[key.indexed_value_type]}"]
     web_port = free_port()
     web_url = f"http://127.0.0.1:{web_port}"
     metrics_bind = f"127.0.0.1:{free_port()}"
@@ -320,18 +188,19 @@ async def running_stack(
     if bytecode_cache:
         base_env.pop("PYTHONDONTWRITEBYTECODE", None)
         base_env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
-    env = {
-        **base_env,
-        "YUQING_TEMPORAL_ADDRESS": address,
-        "YUQING_TEMPORAL_TASK_QUEUE": task_queue,
-        "YUQING_DATABASE_URL": database_url,
-        "YUQING_ROSTER_FILE": str(ROSTER),
-        "YUQING_SUBMISSIONS_PER_MINUTE": "0",
-        "YUQING_API_URL": web_url,
-        "YUQING_PUBLIC_URL": web_url,
-        "YUQING_SECRET_KEY": uuid.uuid4().hex,  # else the web app writes data/secret_key
-        "YUQING_METRICS_BIND": metrics_bind,
-    }
+    temporal = devstack.DevServer(tmp, tmp / "temporal.db", env=dict(os.environ), **CHILD)
+    address = temporal.address
+    env = devstack.app_env(
+        base=base_env,
+        temporal_address=address,
+        task_queue=task_queue,
+        database_url=database_url,
+        roster_file=ROSTER,
+        url=web_url,
+        YUQING_SUBMISSIONS_PER_MINUTE="0",
+        YUQING_SECRET_KEY=uuid.uuid4().hex,  # else the web app writes data/secret_key
+        YUQING_METRICS_BIND=metrics_bind,
+    )
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         temporal_address=address,
@@ -342,45 +211,20 @@ async def running_stack(
         api_url=web_url,
         submissions_per_minute=0,
     )
-    temporal = Process("temporal", temporal_argv, dict(os.environ), tmp)
-    worker = Process("worker", [sys.executable, str(ROOT / "worker.py")], env, tmp)
-    web = Process(
-        "web",
-        [
-            str(BIN / "uvicorn"),
-            "--factory",
-            "starter.web.app:create_app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(web_port),
-            "--no-access-log",
-        ],
-        env,
-        tmp,
-    )
+    worker = devstack.worker(env, tmp, **CHILD)
+    web = devstack.web(env, web_port, tmp, **CHILD)
     bare_argv = [sys.executable, "-m", "bench.bare_worker", "--address", address]
     bare_argv += ["--task-queue", bare_task_queue, "--database-url", bare_database_url]
     bare_metrics_bind = f"127.0.0.1:{free_port()}"
     bare_argv += ["--metrics-bind", bare_metrics_bind]
     # As many workflows cached as ours keeps (settings, from YUQING_WORKER_CACHED_WORKFLOWS).
     bare_argv += ["--cached-workflows", str(settings.worker_cached_workflows)]
-    bare = Process("bare-worker", bare_argv, env, tmp)
+    bare = Process("bare-worker", bare_argv, env, tmp, **CHILD)
     processes = [temporal, worker, web, bare]
     failed = False
     try:
         temporal.start()
-
-        async def frontend() -> Client | None:
-            temporal.check_running()
-            try:
-                client = await connect(settings)
-                await client.count_workflows()
-                return client
-            except Exception:  # still starting
-                return None
-
-        client = await poll(frontend, within=90, what="the Temporal dev server answering")
+        client = await temporal.ready(90, connect=lambda: connect(settings))
         worker.start()
         web.start()
         bare.start()
@@ -393,14 +237,14 @@ async def running_stack(
             except httpx.HTTPError:
                 return False
 
-        await poll(web_ready, within=90, what="the web app answering /healthz")
+        await poll(web_ready, within=90, every=0.3, what="the web app answering /healthz")
         for proc, queue in ((worker, task_queue), (bare, bare_task_queue)):
 
             async def polling(proc: Process = proc, queue: str = queue) -> bool:
                 proc.check_running()
                 return await _pollers(client, queue)
 
-            await poll(polling, within=90, what=f"{proc.name} polling {queue}")
+            await poll(polling, within=90, every=0.3, what=f"{proc.name} polling {queue}")
         yield Stack(
             tmp=tmp,
             database_url=database_url,
@@ -424,10 +268,10 @@ async def running_stack(
         raise
     finally:
         for p in reversed(processes):
-            p.stop()
+            p.stop(STOP_WAIT)
         if failed:
             for p in processes:
-                print(f"----- {p.name} log (last lines) -----\n{p.tail()}", file=sys.stderr)
+                print(f"----- {p.name} log (last lines) -----\n{p.tail(40)}", file=sys.stderr)
         if bare_database_url == database_url:
             with contextlib.suppress(Exception):
                 drop_marks_table(bare_database_url)

@@ -3,37 +3,19 @@ app (uvicorn) against a given Temporal dev server, with the `yuqing` CLI pointed
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 
-from tests.conftest import BIN, ROOT
+import devstack
+from devstack import free_port, wait_until
+from tests.conftest import BIN
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(check: Any, within: float = 30.0) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {within}s: {value!r}")
-        time.sleep(0.2)
+__all__ = ["Stack", "free_port", "running_stack", "wait_until"]
 
 
 @dataclass
@@ -66,38 +48,26 @@ def running_stack(
     stop both afterwards (and print their logs if either failed)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "YUQING_TEMPORAL_ADDRESS": temporal_address,
-        "YUQING_TEMPORAL_TASK_QUEUE": task_queue,
-        "YUQING_DATABASE_URL": f"sqlite:///{tmp_path / 'yuqing.db'}",
-        "YUQING_ROSTER_FILE": str(roster_file),
-        "YUQING_API_URL": url,
-        "YUQING_PUBLIC_URL": url,
+    env = devstack.app_env(
+        temporal_address=temporal_address,
+        task_queue=task_queue,
+        database_url=f"sqlite:///{tmp_path / 'yuqing.db'}",
+        roster_file=roster_file,
+        url=url,
         # Drill escalation steps every 60 plan-minutes: 1 s at a 3600x speed-up.
-        "YUQING_ESCALATION_WAITS_MINUTES": "[60, 60]",
+        YUQING_ESCALATION_WAITS_MINUTES="[60, 60]",
         **(extra_env or {}),
-    }
+    )
     stack = Stack(env, url, tmp_path, httpx.Client(base_url=url, timeout=30))
     migrated = stack.cli("migrate")
     assert migrated.returncode == 0, migrated.stderr
-    logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("worker", "web")}  # noqa: SIM115
     procs = [
-        subprocess.Popen(
-            [sys.executable, str(ROOT / "worker.py")],
-            env=env,
-            stdout=logs["worker"],
-            stderr=subprocess.STDOUT,
-        ),
-        subprocess.Popen(
-            [str(BIN / "uvicorn"), "--factory", "starter.web.app:create_app", "--port", str(port)],
-            env=env,
-            stdout=logs["web"],
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        ),
+        devstack.worker(env, tmp_path, banners=False),
+        devstack.web(env, port, tmp_path, access_log=True, banners=False),
     ]
     try:
+        for p in procs:
+            p.start()
 
         def healthy() -> bool:
             try:
@@ -110,13 +80,6 @@ def running_stack(
     finally:
         stack.api.close()
         for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        for f in logs.values():
-            f.close()
-        if any(p.returncode not in (0, -15) for p in procs):
-            print((tmp_path / "worker.log").read_text(), (tmp_path / "web.log").read_text())
+            p.stop()
+        if any(p.returncode not in (None, 0, -15) for p in procs):
+            print(*(p.tail(10_000) for p in procs))

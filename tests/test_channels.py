@@ -43,6 +43,7 @@ from activities.channels import (
 )
 from activities.messages import DeliveryFailure
 from activities.notify import NotifyActivities
+from devstack import free_port
 from plan.models import DeliverRequest, Notification, Recipient
 from plan.outbox import deliveries_for
 from plan.roster import (
@@ -206,11 +207,6 @@ def reserve_port() -> socket.socket:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     return sock
-
-
-def free_port() -> int:
-    with reserve_port() as sock:
-        return int(sock.getsockname()[1])
 
 
 def send(sender_class: type, msg: OutgoingMessage, channel: Channel) -> None:

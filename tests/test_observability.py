@@ -18,6 +18,7 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+import devstack
 from config.settings import Settings
 from plan.roster import Roster
 from starter import incidents
@@ -93,14 +94,11 @@ async def test_worker_metrics_health_and_json_logs(
     )
     assert migrated.returncode == 0, migrated.stderr
     out, err = tmp_path / "worker.out", tmp_path / "worker.err"
-    with out.open("w") as stdout, err.open("w") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "worker.py")],
-            env=env,
-            cwd=tmp_path,
-            stdout=stdout,
-            stderr=stderr,
-        )
+    proc = (
+        devstack.worker(env, tmp_path, tmp_path, log_path=out, stderr_path=err, banners=False)
+        .start()
+        .popen
+    )
     try:
         # Healthy once the worker runs and the frontend answers.
         def healthy() -> httpx.Response | None:
@@ -252,14 +250,7 @@ async def test_health_answers_503_when_the_frontend_is_gone(tmp_path: Path) -> N
         }
     )
     log = tmp_path / "worker.log"
-    with log.open("w") as f:
-        proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "worker.py")],
-            env=env,
-            cwd=tmp_path,
-            stdout=f,
-            stderr=subprocess.STDOUT,
-        )
+    proc = devstack.worker(env, tmp_path, tmp_path, log_path=log, banners=False).start().popen
     server_up = True
     try:
         # Generous waits: on a loaded 2-core machine the worker takes a while to start.

@@ -24,40 +24,34 @@ import contextlib
 import hashlib
 import hmac
 import json
-import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from sqlalchemy import select
-from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.client import Client, WorkflowExecutionStatus
 
+import devstack
 from activities.channels import sign_standard
+from devstack import BIN, ROOT, DevServer, ProcessDied, free_port, poll, port_open
 from store import service
 from store.db import engine_for, session_scope
 from store.migrate import upgrade
 from store.models import Delivery, EscalationRow, InboxMessage
 from tests.conftest import EXAMPLE_ROSTER, _drop_postgres, _fresh_postgres, _postgres_url
-from workflows.incident import SEARCH_ATTRIBUTES
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 ARTIFACTS = ROOT / "test-artifacts" / "reliability"
-T = TypeVar("T")
 
 OFFICE = ["liu.yang", "zhou.ting", "ma.chao"]
 UNIT = "cjb"  # 村镇建设办: head and first-responsible sun.haitao, staff lin.feng
@@ -76,41 +70,10 @@ NAMES = {
     LEADER: "王建国",
 }
 
-# Processes die with the test run even when it is killed (SIGKILL from the kernel when the
-# thread that started them exits), so no server outlives a crashed or interrupted run.
-ORPHAN_GUARD = ["setpriv", "--pdeathsig", "KILL"] if shutil.which("setpriv") else []
-
-CLI_TYPES = {
-    IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD: "Keyword",
-    IndexedValueType.INDEXED_VALUE_TYPE_BOOL: "Bool",
-    IndexedValueType.INDEXED_VALUE_TYPE_DATETIME: "Datetime",
-}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-async def poll(
-    check: Callable[[], Awaitable[T]], *, within: float, every: float = 1.0, what: str
-) -> T:
-    """Await `check` until it returns something truthy; fail naming `what` and the last value."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not reached within {within:.0f}s (last: {value!r})")
-        await asyncio.sleep(every)
+# The processes (devstack: one launcher for the tests, the reliability suite and the bench) die
+# with the test run even when it is killed (SIGKILL from the kernel when the thread that started
+# them exits), so no server outlives a crashed or interrupted run.
+__all__ = ["BIN", "ROOT", "DevServer", "Process", "ProcessDied", "free_port", "poll", "port_open"]
 
 
 def secret_for(person: str) -> str:
@@ -146,131 +109,8 @@ def roster_with_webhooks(url: str, path: Path) -> Path:
 # ---------------------------------------------------------------- processes
 
 
-class ProcessDied(Exception):
-    """A process of the stack exited when no fault was being injected into it."""
-
-
-class Process:
-    """One restartable process; its output goes to a log file that survives restarts."""
-
-    def __init__(
-        self, name: str, argv: list[str], env: dict[str, str], log_dir: Path, cwd: Path = ROOT
-    ) -> None:
-        self.name = name
-        self.argv = argv
-        self.env = env
-        self.cwd = cwd
-        self.log_path = log_dir / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-        self.unexpected_exits: list[int] = []
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self) -> None:
-        assert not self.alive(), f"{self.name} is already running"
-        self.starts += 1
-        with open(self.log_path, "ab") as log:
-            log.write(f"\n===== {self.name}: start {self.starts} at {_now()} =====\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                [*ORPHAN_GUARD, *self.argv],
-                env=self.env,
-                cwd=self.cwd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # a signal to the test's terminal never reaches it
-            )
-
-    def signal(self, sig: signal.Signals, *, wait: float = 15.0) -> int | None:
-        """Send `sig` to this process (only this one, by its pid) and wait for it to exit."""
-        assert self.proc is not None
-        self._note(f"sending {sig.name}")
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            self._note(f"still running {wait:.0f}s after {sig.name}: SIGKILL")
-            self.proc.kill()
-            return self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        """Terminate if running (SIGTERM, then SIGKILL); a no-op when it is not."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.signal(signal.SIGTERM, wait=10)
-        elif self.proc.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL):
-            self.unexpected_exits.append(self.proc.returncode)
-
-    def check_running(self) -> None:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise ProcessDied(
-                f"{self.name} exited unexpectedly with {self.proc.returncode}:\n{self.tail(60)}"
-            )
-
-    def tail(self, lines: int = 120) -> str:
-        if not self.log_path.exists():
-            return "(no log)"
-        text = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
-        return "\n".join(text[-lines:])
-
-    def _note(self, what: str) -> None:
-        with open(self.log_path, "ab") as log:
-            log.write(f"===== {self.name}: {what} at {_now()} =====\n".encode())
-
-
-class DevServer(Process):
-    """The Temporal CLI dev server on a database file: stop it any way and start it again."""
-
-    def __init__(self, log_dir: Path, db_file: Path) -> None:
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        argv = [
-            str(BIN / "temporal"),
-            "server",
-            "start-dev",
-            "--db-filename",
-            str(db_file),
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--ui-port",
-            str(free_port()),
-            "--http-port",
-            str(free_port()),
-            "--metrics-port",
-            str(free_port()),
-            "--headless",
-            "--log-level",
-            "warn",
-        ]
-        for key in SEARCH_ATTRIBUTES:
-            argv += ["--search-attribute", f"{key.name}={CLI_TYPES[key.indexed_value_type]}"]
-        super().__init__("temporal", argv, dict(os.environ), log_dir)
-
-    async def ready(self, within: float = 60.0) -> Client:
-        """Wait until the frontend answers a real request; returns a client for the test."""
-
-        async def connected() -> Client | None:
-            self.check_running()
-            if not port_open(self.port):
-                return None
-            try:
-                client = await Client.connect(self.address)
-                await client.count_workflows()
-                return client
-            except Exception:  # still starting: any RPC error means try again
-                return None
-
-        return await poll(connected, within=within, every=0.3, what="the dev server answering")
+# One restartable process of the stack; its output in a log file that survives restarts.
+Process = devstack.Process
 
 
 # ---------------------------------------------------------------- the webhook receiver
@@ -539,35 +379,19 @@ async def reliability_stack(
     url = f"http://127.0.0.1:{web_port}"
     task_queue = f"reliability-{name}"
     worker_health = f"127.0.0.1:{free_port()}"
-    env = {
-        **os.environ,
-        "YUQING_TEMPORAL_ADDRESS": temporal.address,
-        "YUQING_TEMPORAL_TASK_QUEUE": task_queue,
-        "YUQING_DATABASE_URL": database_url,
-        "YUQING_ROSTER_FILE": str(roster),
-        "YUQING_API_URL": url,
-        "YUQING_PUBLIC_URL": url,
-        "YUQING_ESCALATION_WAITS_MINUTES": "[60, 60]",
-        "YUQING_WEBHOOK_TIMEOUT_SECONDS": "5",
-        "YUQING_WORKER_HEALTH_BIND": worker_health,
+    env = devstack.app_env(
+        temporal_address=temporal.address,
+        task_queue=task_queue,
+        database_url=database_url,
+        roster_file=roster,
+        url=url,
+        YUQING_ESCALATION_WAITS_MINUTES="[60, 60]",
+        YUQING_WEBHOOK_TIMEOUT_SECONDS="5",
+        YUQING_WORKER_HEALTH_BIND=worker_health,
         **(extra_env or {}),
-    }
-    worker = Process("worker", [sys.executable, str(ROOT / "worker.py")], env, tmp)
-    web = Process(
-        "web",
-        [
-            str(BIN / "uvicorn"),
-            "--factory",
-            "starter.web.app:create_app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(web_port),
-            "--no-access-log",
-        ],
-        env,
-        tmp,
     )
+    worker = devstack.worker(env, tmp)
+    web = devstack.web(env, web_port, tmp)
     processes: list[Process] = [temporal, worker, web]
     http = httpx.AsyncClient(base_url=url, timeout=60)
     failed = False

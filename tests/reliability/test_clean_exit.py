@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +21,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import BIN, EXAMPLE_ROSTER, ROOT, start_dev_server
+import devstack
+from tests.conftest import BIN, EXAMPLE_ROSTER, start_dev_server
 from tests.reliability import figures
 from tests.stack import free_port, wait_until
 from workflows.incident import SEARCH_ATTRIBUTES
@@ -119,14 +119,11 @@ async def test_processes_that_talk_to_temporal_exit_cleanly(tmp_path: Path) -> N
                 worker_env["YUQING_LOG_FORMAT"] = "json"
                 worker_env["YUQING_METRICS_BIND"] = f"127.0.0.1:{free_port()}"
             log = tmp_path / f"worker-{i}.log"
-            with log.open("w") as out:
-                proc = subprocess.Popen(
-                    [sys.executable, str(ROOT / "worker.py")],
-                    env=worker_env,
-                    cwd=tmp_path,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
+            proc = (
+                devstack.worker(worker_env, tmp_path, tmp_path, log_path=log, banners=False)
+                .start()
+                .popen
+            )
             try:
 
                 def healthy() -> bool:
