@@ -37,7 +37,7 @@ from temporalio.client import Client
 from bench.bare_worker import create_marks_table, drop_marks_table
 from config.settings import Settings
 from plan.roster import Roster, load_roster
-from starter.client import connect
+from runtime.client import connect
 from store import service
 from store.db import engine_for, session_scope
 from store.migrate import upgrade

@@ -18,9 +18,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from runtime.worker import WORKFLOW_RUNNER
 from tests import sandbox_probe
 from tests.sandbox_probe import WhichModule
-from worker import WORKFLOW_RUNNER
 
 ROOT = Path(__file__).resolve().parent.parent
 # What workflow code runs: the workflows package and the plan modules it calls (not plan/roster.py

@@ -36,8 +36,8 @@ from plan.actions import ACTIONS, may_read_reports
 from plan.models import IncidentView
 from plan.roster import Roster, load_roster
 from plan.spec import plan_from
+from runtime.client import codec_for, connect
 from starter import incidents
-from starter.client import codec_for, connect
 from starter.errors import FIELD_LABELS, FieldError, translate_errors
 from starter.incidents import ServiceError
 from store import service
