@@ -1,4 +1,4 @@
-"""The worker passes our workflow modules through the sandbox (worker.WORKFLOW_RUNNER), so they are
+"""The worker passes our workflow modules through the sandbox (runtime.worker.WORKFLOW_RUNNER), so they are
 not imported afresh for every workflow it starts or replays (docs/PERFORMANCE.md). A passed-through
 module is the worker's own, and the sandbox no longer swaps the clock or `random` under it (the
 same holds for plan/, passed through from the start). So the rule the sandbox enforced is checked
@@ -29,7 +29,17 @@ WORKFLOW_CODE = sorted(
     [*(ROOT / "workflows").glob("*.py")]
     + [
         ROOT / "plan" / f"{m}.py"
-        for m in ("incident", "actions", "timers", "rules", "messages", "outbox", "models", "enums")
+        for m in (
+            "incident",
+            "actions",
+            "timers",
+            "rules",
+            "messages",
+            "outbox",
+            "models",
+            "enums",
+            "records",
+        )
     ]
 )
 FORBIDDEN_CALLS = {

@@ -13,7 +13,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.messages import DeliverRequest, DeliveryFailure
+    from plan.records import DeliverRequest, DeliveryFailure
 
 # Writes to the read model and to people must eventually succeed: retried without limit, backing
 # off to once a minute, so a database or network outage delays them but never loses them.
