@@ -24,6 +24,7 @@ from activities.notify import NotifyActivities
 from activities.record import RecordActivities
 from config.settings import Settings, get_settings
 from plan.roster import load_roster
+from plan.spec import shipped
 from runtime.client import connect
 from runtime.observability import HealthServer, build_runtime, configure_logging, secret_values
 from workflows.delivery import delivery_task_queue
@@ -64,6 +65,9 @@ def build_worker(
 ) -> Worker:
     """The workflows and the activities that write what they decide (and `deliver`, for
     deliveries scheduled on this queue before they had a queue of their own)."""
+    # Incidents started before the input carried the plan take the shipped one (plan/models.py):
+    # read it here, outside any workflow, as importing plan/spec.py once did.
+    shipped()
     records = RecordActivities(settings.database_url)
     notify = _notify_activities(settings)
     digests = DigestActivities(settings.database_url, settings.roster_file)

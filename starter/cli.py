@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from config.settings import get_settings
 from plan.actions import ACTIONS
 from plan.roster import RosterError, load_roster
-from plan.spec import SHIPPED, PlanSpec, plan_from
+from plan.spec import PlanSpec, plan_from, shipped
 from starter.errors import FIELD_LABELS
 
 # Exit codes, so scripts can tell a refusal by role from one by the plan (the API's 403 / 409).
@@ -705,7 +705,7 @@ def describe(spec: PlanSpec) -> None:
         command.__doc__ = f"{rule.help_for(spec)}（由{rule.who.value}执行）"
 
 
-describe(SHIPPED)
+describe(shipped())  # the console script runs `app` directly: its help names the shipped plan
 
 
 def main() -> None:  # pragma: no cover - console entry
