@@ -24,8 +24,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.channels import Channels, OutgoingMessage, Refused, Retryable, SmtpSettings
-from activities.messages import DeliverRequest, DeliveryFailure, Notification
 from plan.outbox import deliveries_for
+from plan.records import DeliverRequest, DeliveryFailure, Notification
 from plan.roster import ChannelRef, FullChannel, Roster, RosterError, parse_roster
 from store import service
 from store.db import session_scope

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.messages import EscalateRequest, RecordRequest
 from plan.outbox import deliveries_for
+from plan.records import EscalateRequest, RecordRequest
 from store import service
 from store.db import session_scope
 

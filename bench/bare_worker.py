@@ -21,7 +21,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from bench.bare import BareLifecycleWorkflow, BareTimerWorkflow, Mark
-from starter import core_exit
+from runtime import core_exit
 from store.db import engine_for, session_scope
 
 
@@ -73,7 +73,7 @@ async def main() -> None:
     if args.metrics_bind:
         metrics = PrometheusConfig(bind_address=args.metrics_bind)
         runtime = Runtime(telemetry=TelemetryConfig(metrics=metrics))
-    core_exit.guard()  # as starter.client.connect: exit only once the core's threads left Python
+    core_exit.guard()  # as runtime.client.connect: exit only once the core's threads left Python
     client = await Client.connect(
         args.address, data_converter=pydantic_data_converter, runtime=runtime
     )

@@ -36,7 +36,7 @@ from bench.bare_worker import create_marks_table, drop_marks_table
 from config.settings import Settings
 from devstack import BIN, ROOT, Process, cpu_seconds, free_port, poll, rss_bytes
 from plan.roster import Roster, load_roster
-from starter.client import connect
+from runtime.client import connect
 from store import service
 from store.db import engine_for, session_scope
 from store.migrate import upgrade

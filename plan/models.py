@@ -28,7 +28,7 @@ from plan.enums import (
     TrackStatus,
 )
 from plan.roster import AnyChannel, Roster
-from plan.spec import SHIPPED, PlanSpec
+from plan.spec import PlanSpec, shipped
 
 __all__ = [
     "Category",
@@ -575,7 +575,7 @@ class IncidentInput(BaseModel):
     # The roster's public part (Roster.public(): channels as kind + id, no phone numbers); incidents
     # started before issue 15 hold the roster in full, and still replay.
     roster: Roster
-    plan: PlanSpec = Field(default_factory=lambda: SHIPPED)
+    plan: PlanSpec = Field(default_factory=shipped)
     plan_version: str = ""
     timezone: str = "Asia/Shanghai"
     # Minutes before escalation steps 2, 3, … replacing the plan's waits (drills, tests); empty:

@@ -13,9 +13,7 @@ from zoneinfo import ZoneInfo
 
 from plan.enums import Category, Severity
 from plan.roster import Role, Roster
-from plan.spec import SHIPPED, PlanSpec, Target
-
-PLAN_VERSION = SHIPPED.version
+from plan.spec import PlanSpec, Target, shipped
 
 R_ORG = "R-ORG"
 R_ACTIVATE = "R-ACTIVATE"
@@ -87,8 +85,10 @@ def report_due(
     discovered_at: datetime,
     received_at: datetime,
     speedup: float | None,
-    spec: PlanSpec = SHIPPED,
+    spec: PlanSpec | None = None,
 ) -> datetime:
+    """R-REPORT's deadline under `spec` (the shipped plan if None)."""
+    spec = shipped() if spec is None else spec
     return plan_due(discovered_at, spec.report_within, received_at, speedup)
 
 

@@ -1,8 +1,9 @@
 """The plan as versioned data (plan-2024.toml), snapshotted into every incident: its durations, its
 escalation chain (R-ESCALATE) and its own sentences that messages quote.
 
-Loading reads a file, so it happens when the module is first imported outside the workflow
-sandbox (or when starter/ loads a configured plan file); the workflow only ever sees the PlanSpec
+Loading reads a file, so it happens when asked for (`shipped()`, `plan_from()`), never at import:
+the worker reads the shipped plan when it builds its workers (runtime/worker.py), outside any
+workflow, and starter/ reads the configured plan file; the workflow only ever sees the PlanSpec
 its incident started with.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import tomllib
 from datetime import timedelta
 from enum import StrEnum
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -110,7 +111,10 @@ def load_spec(path: str | Path) -> PlanSpec:
     return PlanSpec.model_validate(data)
 
 
-SHIPPED = load_spec(SHIPPED_FILE)
+@cache
+def shipped() -> PlanSpec:
+    """The shipped plan (plan-2024.toml): read on the first call, then kept for the process."""
+    return load_spec(SHIPPED_FILE)
 
 
 @lru_cache
@@ -118,4 +122,4 @@ def plan_from(path: str | Path | None) -> PlanSpec:
     """The plan new incidents start under: the file the settings name (YUQING_PLAN_FILE), or
     the shipped one. Read once per process, so the pages and new incidents agree until a
     restart."""
-    return SHIPPED if path is None else load_spec(path)
+    return shipped() if path is None else load_spec(path)

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from config.settings import get_settings
 from plan.actions import ACTIONS
 from plan.roster import RosterError, load_roster
-from plan.spec import SHIPPED, PlanSpec, plan_from
+from plan.spec import PlanSpec, plan_from, shipped
 from starter.errors import FIELD_LABELS
 
 # Exit codes, so scripts can tell a refusal by role from one by the plan (the API's 403 / 409).
@@ -233,11 +233,9 @@ def token_list() -> None:
 @app.command()
 def worker() -> None:
     """运行 worker（执行事件流程和活动）。"""
-    import asyncio
+    from runtime.worker import run
 
-    import worker as worker_module
-
-    asyncio.run(worker_module.main())
+    run()
 
 
 @app.command()
@@ -255,7 +253,7 @@ app.add_typer(codec_app, name="codec-key")
 @codec_app.command("new")
 def codec_key_new(key_id: Annotated[str, typer.Argument(help="密钥编号，如 2026-11")]) -> None:
     """生成一个新的 AES-256 密钥条目（KEY_ID:BASE64）。轮换：把新条目放在最前，旧条目保留用于解密。"""
-    from starter.codec import new_key_entry
+    from runtime.codec import new_key_entry
 
     if not key_id.strip() or ":" in key_id or "," in key_id:
         _fail("密钥编号不能为空，也不能含“:”或“,”", EXIT_INVALID)
@@ -276,8 +274,8 @@ def export_history(
     from google.protobuf import json_format
     from temporalio.service import RPCError
 
-    from starter.client import codec_for, connect
-    from starter.codec import decode_message
+    from runtime.client import codec_for, connect
+    from runtime.codec import decode_message
 
     async def run() -> str:
         settings = get_settings()
@@ -325,7 +323,7 @@ async def _setup() -> None:
     )
     from temporalio.service import RPCError
 
-    from starter.client import connect
+    from runtime.client import connect
     from starter.schedules import SCHEDULES, ensure_schedules
     from workflows.incident import SEARCH_ATTRIBUTES
 
@@ -707,7 +705,7 @@ def describe(spec: PlanSpec) -> None:
         command.__doc__ = f"{rule.help_for(spec)}（由{rule.who.value}执行）"
 
 
-describe(SHIPPED)
+describe(shipped())  # the console script runs `app` directly: its help names the shipped plan
 
 
 def main() -> None:  # pragma: no cover - console entry

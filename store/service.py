@@ -18,8 +18,8 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from activities.messages import IncidentRow, RecordRequest
 from plan.models import DeliverRequest, Escalation, Notification
+from plan.records import IncidentRow, RecordRequest
 from store.models import (
     AccountabilityRow,
     ApiToken,

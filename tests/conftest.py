@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from config.settings import Settings
 from plan.roster import Roster, load_roster
-from starter import core_exit
+from runtime import core_exit
 from store.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parent.parent

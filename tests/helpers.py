@@ -15,9 +15,9 @@ from temporalio.client import Client
 from config.settings import Settings
 from plan.models import IncidentView
 from plan.roster import Roster
+from runtime.worker import build_delivery_worker, build_worker
 from starter import incidents
 from store.db import session_scope
-from worker import build_delivery_worker, build_worker
 
 T = TypeVar("T")
 

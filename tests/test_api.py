@@ -17,7 +17,7 @@ from config.settings import Settings
 from plan import rules
 from plan.enums import Category, Severity
 from plan.roster import Roster
-from plan.spec import SHIPPED
+from plan.spec import shipped
 from starter import incidents
 from starter.web.app import create_app
 from store import service
@@ -214,7 +214,7 @@ async def test_form_submits_and_shows_the_incident(
     assert page.status_code == 200 and "报告舆情" in page.text
     # The plan's severities and categories, a sentence each.
     for severity in Severity:
-        explanation = rules.severity_explanation(severity, SHIPPED)
+        explanation = rules.severity_explanation(severity, shipped())
         assert f"<strong>{severity.label}</strong>：{explanation}" in page.text
     for category in Category:
         assert f"<strong>{category.label}</strong>：{category.explanation}" in page.text

@@ -41,11 +41,11 @@ from activities.channels import (
     WebhookSender,
     WeComSender,
 )
-from activities.messages import DeliveryFailure
 from activities.notify import NotifyActivities
 from devstack import free_port
 from plan.models import DeliverRequest, Notification, Recipient
 from plan.outbox import deliveries_for
+from plan.records import DeliveryFailure
 from plan.roster import (
     Channel,
     DingTalkChannel,

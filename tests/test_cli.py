@@ -65,7 +65,7 @@ def test_token_create_and_revoke(database_url: str) -> None:
 
 
 def test_codec_key_new_prints_a_usable_entry() -> None:
-    from starter.codec import EncryptionCodec, parse_keys
+    from runtime.codec import EncryptionCodec, parse_keys
 
     made = runner.invoke(app, ["codec-key", "new", "2026-11"])
     assert made.exit_code == 0, made.output

@@ -22,10 +22,10 @@ from temporalio.client import Client, ScheduleActionExecutionStartWorkflow, Sche
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
-from activities.messages import IncidentRow, RecordRequest
 from config.settings import get_settings
 from plan import digest
 from plan.models import AccountabilityRecord, Deadline
+from plan.records import IncidentRow, RecordRequest
 from plan.roster import Roster, load_roster
 from starter.cli import TEST_SUBJECT, app
 from starter.schedules import DAILY_SCHEDULE_ID, WEEKLY_SCHEDULE_ID, ensure_schedules

@@ -35,7 +35,7 @@ from plan.enums import Category, Phase, ReplyKind, ReplyStatus, Severity, TrackS
 from plan.incident import RULES_VERSION, Incident, Refusal
 from plan.models import IncidentInput, Submission
 from plan.roster import Roster, load_roster
-from plan.spec import SHIPPED
+from plan.spec import shipped
 from tests.conftest import EXAMPLE_ROSTER
 
 ROSTER: Roster = load_roster(EXAMPLE_ROSTER)
@@ -162,8 +162,8 @@ def new_incident(
         submission=sub,
         received_at=START,
         roster=ROSTER,
-        plan=SHIPPED,
-        plan_version=SHIPPED.version,
+        plan=shipped(),
+        plan_version=shipped().version,
         # A monitoring officer signed in, or an anonymous caller (a lead for the office).
         submitted_by="zhou.ting" if trusted else None,
     )

@@ -21,8 +21,8 @@ from temporalio.testing import WorkflowEnvironment
 import devstack
 from config.settings import Settings
 from plan.roster import Roster
+from runtime.client import connect
 from starter import incidents
-from starter.client import connect
 from tests.conftest import BIN, EXAMPLE_ROSTER, ROOT, start_dev_server
 from tests.helpers import submission
 from tests.stack import free_port, wait_until
@@ -182,7 +182,7 @@ async def test_worker_metrics_health_and_json_logs(
 REDACTION_SCRIPT = textwrap.dedent(
     """
     import logging, sys
-    from starter.observability import configure_logging
+    from runtime.observability import configure_logging
     configure_logging(sys.argv[1], secrets=["smtp-pa55-very-secret", "x"])
     log = logging.getLogger("yuqing.test")
     log.info("request with Authorization: Bearer %s", "yq_AbC-123_def")

@@ -21,7 +21,7 @@ from plan.enums import Category, Phase, Severity, TrackStatus
 from plan.incident import Incident
 from plan.models import IncidentInput, Submission
 from plan.roster import Roster
-from plan.spec import LEGACY_ESCALATION, LEGACY_WORDING, SHIPPED, PlanSpec, load_spec
+from plan.spec import LEGACY_ESCALATION, LEGACY_WORDING, PlanSpec, load_spec, shipped
 from starter import cli
 from starter.web import staff
 from starter.web.app import create_app
@@ -181,10 +181,10 @@ def test_plan_duration(delta: timedelta, text: str) -> None:
 
 
 def test_shipped_titles_keep_the_2024_wording() -> None:
-    assert rules.reply_title(Severity.general, SHIPPED) == "R-REPLY 一般舆情12小时内官方回复"
-    assert rules.reply_title(Severity.urgent, SHIPPED) == "R-REPLY 紧急舆情3小时内官方回复"
-    assert rules.report_title(SHIPPED) == "R-REPORT 发现后1小时内报告"
-    titles = rules.titles(SHIPPED)
+    assert rules.reply_title(Severity.general, shipped()) == "R-REPLY 一般舆情12小时内官方回复"
+    assert rules.reply_title(Severity.urgent, shipped()) == "R-REPLY 紧急舆情3小时内官方回复"
+    assert rules.report_title(shipped()) == "R-REPORT 发现后1小时内报告"
+    titles = rules.titles(shipped())
     assert titles["R-STANCE"] == "R-STANCE 3日内作出表态性回复"
     assert titles["R-WRITTEN"] == "R-WRITTEN 口头报告后30分钟内报送书面信息"
 
@@ -291,10 +291,10 @@ def test_a_two_step_chain_counts_two(odd: PlanSpec, roster: Roster) -> None:
 def test_incidents_started_before_keep_the_2024_chain_and_sentences() -> None:
     """A snapshot stored before the plan file carried the chain and the sentences (the saved
     histories' inputs) reads as the 2024.1 plan, which the shipped file states unchanged."""
-    stored = SHIPPED.model_dump(mode="json", exclude={"escalation", "wording"})
+    stored = shipped().model_dump(mode="json", exclude={"escalation", "wording"})
     old = PlanSpec.model_validate(stored)
-    assert old.escalation == LEGACY_ESCALATION == SHIPPED.escalation
-    assert old.wording == LEGACY_WORDING == SHIPPED.wording
+    assert old.escalation == LEGACY_ESCALATION == shipped().escalation
+    assert old.wording == LEGACY_WORDING == shipped().wording
 
 
 def test_a_plan_file_must_state_its_chain_and_sentences(tmp_path: Path) -> None:
@@ -319,7 +319,7 @@ def test_help_texts_say_the_plans_periods(odd: PlanSpec, roster: Roster) -> None
         cli.describe(odd)
         shown = runner.invoke(cli.app, ["declare-delay", "--help"], terminal_width=200)
     finally:
-        cli.describe(SHIPPED)
+        cli.describe(shipped())
     assert shown.exit_code == 0, shown.output
     assert "58小时内作表态性回复" in shown.output
     assert "3日" not in shown.output

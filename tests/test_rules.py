@@ -15,7 +15,7 @@ from plan.models import (
     Severity,
 )
 from plan.roster import Roster, parse_roster
-from plan.spec import SHIPPED
+from plan.spec import shipped
 from tests.conftest import EXAMPLE_ROSTER
 
 DISCOVERED = datetime(2026, 11, 29, 0, 30, tzinfo=UTC)
@@ -34,17 +34,17 @@ DEPUTY = "li.xiaomei"
 )
 def test_reply_within_by_severity(severity: Severity, hours: int) -> None:
     """R-REPLY: 一般 12 h, 重大 24 h, 紧急 3 h in the shipped plan file, and in the title."""
-    assert SHIPPED.reply_within[severity] == timedelta(hours=hours)
-    assert f"{hours}小时" in rules.reply_title(severity, SHIPPED)
-    assert rules.reply_title(severity, SHIPPED).startswith(rules.R_REPLY)
-    assert severity.label in rules.reply_title(severity, SHIPPED)
+    assert shipped().reply_within[severity] == timedelta(hours=hours)
+    assert f"{hours}小时" in rules.reply_title(severity, shipped())
+    assert rules.reply_title(severity, shipped()).startswith(rules.R_REPLY)
+    assert severity.label in rules.reply_title(severity, shipped())
 
 
 def test_report_due_is_one_hour() -> None:
     """R-REPORT: 发现后立即报告，最迟不得超过1小时."""
     assert rules.report_due(DISCOVERED, RECEIVED, None) == DISCOVERED + timedelta(hours=1)
-    assert rules.report_title(SHIPPED).startswith(rules.R_REPORT)
-    assert "1小时" in rules.report_title(SHIPPED)
+    assert rules.report_title(shipped()).startswith(rules.R_REPORT)
+    assert "1小时" in rules.report_title(shipped())
 
 
 # --- R-DRILL ---
@@ -53,7 +53,7 @@ def test_report_due_is_one_hour() -> None:
 def test_drill_divides_the_remaining_time() -> None:
     """R-DRILL: the time left from received_at runs speedup times faster."""
     speedup = 60.0
-    due = rules.plan_due(DISCOVERED, SHIPPED.reply_within[Severity.general], RECEIVED, speedup)
+    due = rules.plan_due(DISCOVERED, shipped().reply_within[Severity.general], RECEIVED, speedup)
     remaining = DISCOVERED + timedelta(hours=12) - RECEIVED  # 11 h 50 min of plan time
     assert due == RECEIVED + remaining / speedup
     assert due == RECEIVED + timedelta(minutes=11, seconds=50)
@@ -95,7 +95,7 @@ def test_escalation_chain_with_a_unit(roster: Roster) -> None:
     """R-ESCALATE: step 1 the unit's first-responsible person and head and the office (R-DUTY);
     step 2 the deputy leader; step 3 the leader, each after its configured wait."""
     waits = [timedelta(minutes=30), timedelta(minutes=45)]
-    chain = rules.escalation_chain(roster, "sswb", waits, SHIPPED)
+    chain = rules.escalation_chain(roster, "sswb", waits, shipped())
     assert [s.step for s in chain] == [1, 2, 3]
     assert chain[0].targets == ("wu.fang", "huang.li", *OFFICE)
     assert chain[0].wait == timedelta(0)
@@ -110,18 +110,18 @@ def test_escalation_chain_with_a_unit(roster: Roster) -> None:
 def test_escalation_chain_without_a_unit_goes_to_the_office(roster: Roster) -> None:
     """R-ESCALATE: before triage names a unit, step 1 is the office alone."""
     chain = rules.escalation_chain(
-        roster, None, [timedelta(minutes=5), timedelta(minutes=7)], SHIPPED
+        roster, None, [timedelta(minutes=5), timedelta(minutes=7)], shipped()
     )
     assert chain[0].targets == tuple(OFFICE)
     assert chain[1].targets == (DEPUTY,)
     assert chain[2].targets == (LEADER,)
     # An unknown unit id behaves like no unit rather than failing.
-    assert rules.escalation_chain(roster, "ghost", [], SHIPPED)[0].targets == tuple(OFFICE)
+    assert rules.escalation_chain(roster, "ghost", [], shipped())[0].targets == tuple(OFFICE)
 
 
 def test_escalation_chain_targets_are_unique(roster: Roster) -> None:
     """R-ESCALATE: the office's own head is first-responsible and head; listed once."""
-    chain = rules.escalation_chain(roster, "yqb", [], SHIPPED)
+    chain = rules.escalation_chain(roster, "yqb", [], shipped())
     assert chain[0].targets == tuple(OFFICE)
 
 
@@ -140,7 +140,7 @@ def test_escalation_waits(
     roster: Roster, waits: list[timedelta], expected: tuple[timedelta, timedelta]
 ) -> None:
     """R-ESCALATE: configurable waits; the default is an hour, one given wait serves both."""
-    chain = rules.escalation_chain(roster, "cjb", waits, SHIPPED)
+    chain = rules.escalation_chain(roster, "cjb", waits, shipped())
     assert (chain[1].wait, chain[2].wait) == expected
 
 
@@ -195,7 +195,7 @@ def test_notify_first_responsible_from_another_unit() -> None:
     who = rules.notify_recipients(roster, Severity.general, "sswb")
     assert "he.jing" in who
     assert who[len(OFFICE) : len(OFFICE) + 2] == ["huang.li", "he.jing"]
-    chain = rules.escalation_chain(roster, "sswb", [], SHIPPED)
+    chain = rules.escalation_chain(roster, "sswb", [], shipped())
     assert chain[0].targets[:2] == ("he.jing", "huang.li")
 
 
@@ -262,7 +262,7 @@ def _view(*, drill: bool = False) -> IncidentView:
     report = Deadline(
         key="R-REPORT#1",
         rule=rules.R_REPORT,
-        title=rules.report_title(SHIPPED),
+        title=rules.report_title(shipped()),
         due_at=DISCOVERED + timedelta(hours=1),
         met_at=DISCOVERED + timedelta(minutes=20),
         unit="yqb",
@@ -270,7 +270,7 @@ def _view(*, drill: bool = False) -> IncidentView:
     reply = Deadline(
         key="R-REPLY#1",
         rule=rules.R_REPLY,
-        title=rules.reply_title(Severity.urgent, SHIPPED),
+        title=rules.reply_title(Severity.urgent, shipped()),
         due_at=DISCOVERED + timedelta(hours=3),
         overdue=True,
         unit="cjb",
@@ -308,7 +308,7 @@ def _view(*, drill: bool = False) -> IncidentView:
         responsible_unit="cjb",
         drill=drill,
         drill_speedup=60.0 if drill else None,
-        plan_version=rules.PLAN_VERSION,
+        plan_version=shipped().version,
         deadlines=[report, reply, late_met, pending],
         escalations=[],
         accountability=[
@@ -352,8 +352,8 @@ def test_escalation_message(roster: Roster) -> None:
     """R-ESCALATE: the escalation notice names the deadline, its local due time and the step."""
     view = _view(drill=True)
     reply = view.deadlines[1]
-    step = rules.escalation_chain(roster, "cjb", [], SHIPPED)[1]
-    subject, body = messages.escalation(view, roster, "Asia/Shanghai", reply, step, spec=SHIPPED)
+    step = rules.escalation_chain(roster, "cjb", [], shipped())[1]
+    subject, body = messages.escalation(view, roster, "Asia/Shanghai", reply, step, spec=shipped())
     assert subject.startswith("【演练】【紧急舆情】东湖村道路积水")
     assert "第2级督办" in subject
     assert "2026-11-29 11:30" in body
@@ -363,7 +363,7 @@ def test_escalation_message(roster: Roster) -> None:
 
 def test_reported_message_shows_the_reply_deadline(roster: Roster) -> None:
     """R-NOTIFY, R-REPLY: the report notice gives the reply deadline in the town's time."""
-    subject, body = messages.reported(_view(), roster, "Asia/Shanghai", SHIPPED)
+    subject, body = messages.reported(_view(), roster, "Asia/Shanghai", shipped())
     assert subject == "【紧急舆情】东湖村道路积水：新报告"
     assert "官方回复期限：2026-11-29 11:30" in body
-    assert SHIPPED.wording[rules.R_REPLY] in body
+    assert shipped().wording[rules.R_REPLY] in body

@@ -1,4 +1,4 @@
-"""The worker passes our workflow modules through the sandbox (worker.WORKFLOW_RUNNER), so they are
+"""The worker passes our workflow modules through the sandbox (runtime.worker.WORKFLOW_RUNNER), so they are
 not imported afresh for every workflow it starts or replays (docs/PERFORMANCE.md). A passed-through
 module is the worker's own, and the sandbox no longer swaps the clock or `random` under it (the
 same holds for plan/, passed through from the start). So the rule the sandbox enforced is checked
@@ -18,9 +18,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from runtime.worker import WORKFLOW_RUNNER
 from tests import sandbox_probe
 from tests.sandbox_probe import WhichModule
-from worker import WORKFLOW_RUNNER
 
 ROOT = Path(__file__).resolve().parent.parent
 # What workflow code runs: every module of the project that workflows/*.py import, directly or

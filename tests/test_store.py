@@ -15,16 +15,16 @@ from sqlalchemy import create_engine, func, inspect, select
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
-from activities.messages import (
+from activities.notify import NotifyActivities
+from activities.record import RecordActivities
+from plan.models import AccountabilityRecord, Deadline, Escalation, TimelineEntry
+from plan.records import (
     EscalateRequest,
     IncidentRow,
     Notification,
     Recipient,
     RecordRequest,
 )
-from activities.notify import NotifyActivities
-from activities.record import RecordActivities
-from plan.models import AccountabilityRecord, Deadline, Escalation, TimelineEntry
 from plan.roster import Channel, InboxChannel
 from store import service
 from store.db import normalise_url, session_scope

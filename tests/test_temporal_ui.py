@@ -29,8 +29,8 @@ from temporalio.testing import WorkflowEnvironment
 from config.settings import Settings
 from plan.enums import Phase
 from plan.roster import Roster
-from starter.client import connect, data_converter
-from starter.codec import CodecKeyError, EncryptionCodec, new_key_entry, parse_keys
+from runtime.client import connect, data_converter
+from runtime.codec import CodecKeyError, EncryptionCodec, new_key_entry, parse_keys
 from tests.conftest import EXAMPLE_ROSTER, binary, make_settings, start_dev_server
 from tests.helpers import running_worker, submission
 from tests.stack import running_stack

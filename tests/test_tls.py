@@ -25,8 +25,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from config.settings import Settings
 from plan.roster import Roster
+from runtime.client import connect
 from starter import incidents
-from starter.client import connect
 from tests.conftest import make_settings, start_dev_server
 from tests.helpers import eventually, running_worker, submission
 

@@ -13,7 +13,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.messages import DeliverRequest, DeliveryFailure
+    from plan.records import DeliverRequest, DeliveryFailure
 
 # Writes to the read model and to people must eventually succeed: retried without limit, backing
 # off to once a minute, so a database or network outage delays them but never loses them.
@@ -25,7 +25,7 @@ RETRY_FOREVER = RetryPolicy(
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 
 # External channels are tried on a task queue of their own (served by its own worker slots, see
-# worker.py), so the retries of a receiver that is down never queue ahead of the inbox, the read
+# runtime/worker.py), so the retries of a receiver that is down never queue ahead of the inbox, the read
 # model or an escalation record on the incident's queue. Workflows that scheduled deliveries before
 # this replay without the marker and keep their deliveries on their own queue.
 OWN_QUEUE_PATCH = "deliveries-on-their-own-task-queue"

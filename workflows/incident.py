@@ -23,13 +23,6 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
 
-    from activities.messages import (
-        DeliverRequest,
-        EscalateRequest,
-        IncidentRow,
-        Notification,
-        RecordRequest,
-    )
     from plan import messages, rules
     from plan.actions import ACTIONS
     from plan.incident import Incident, Refusal
@@ -62,6 +55,13 @@ with workflow.unsafe.imports_passed_through():
         WrittenReport,
     )
     from plan.outbox import deliveries_for
+    from plan.records import (
+        DeliverRequest,
+        EscalateRequest,
+        IncidentRow,
+        Notification,
+        RecordRequest,
+    )
     from workflows.deadlines import watch_deadline
     from workflows.delivery import ACTIVITY_TIMEOUT, RETRY_FOREVER, deliver
 

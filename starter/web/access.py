@@ -33,6 +33,7 @@ from store.db import session_scope
 from .limits import client_key
 from .pages import pages as pages_of
 from .pages import to_login
+from .state import authenticate, request_state
 
 log = logging.getLogger("yuqing.access")
 
@@ -219,8 +220,6 @@ async def api_access_log(
     """Who read what, when and from where, the newest first (the office and the leading group).
     Filters: `person` (roster id), `action`, `incident` (id), `start` / `end` (town dates,
     inclusive). Read-only: the log has no route that changes it."""
-    from starter.web.app import authenticate, request_state
-
     reader = await run_in_threadpool(authenticate, request_state(request.app), authorization)
     if not may_read(pages_of(request).roster, reader):
         record(request, reader, "audit", granted=False)

@@ -36,9 +36,7 @@ from config.settings import Settings, get_settings
 from plan.actions import ACTIONS, may_read_reports
 from plan.models import IncidentView
 from plan.roster import Roster, load_roster
-from plan.spec import plan_from
 from starter import incidents
-from starter.client import codec_for, connect
 from starter.errors import FIELD_LABELS, FieldError, translate_errors
 from starter.incidents import ServiceError
 from store import service
@@ -49,25 +47,10 @@ from .auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, safe_next
 from .deps import MAX_OFFSET, MAX_PAGE, may_see, require_visible, visible_unit
 from .headers import SecurityHeaders
 from .pages import Pages
+from .state import AppState, authenticate, request_state
 
 HERE = Path(__file__).resolve().parent
 MAX_BODY = limits.MAX_JSON_BODY  # bytes; a submission is text, never this large
-
-
-class AppState:
-    def __init__(self, settings: Settings, roster: Roster, client: Client | None) -> None:
-        self.settings = settings
-        self.roster = roster
-        self.client = client
-        # The plan new incidents start under; the forms and help texts name its periods.
-        self.plan = plan_from(settings.plan_file)
-        # Read (and checked) once at start-up: the codec endpoint uses it on every UI request.
-        self.codec = codec_for(settings)
-
-    async def temporal(self) -> Client:
-        if self.client is None:
-            self.client = await connect(self.settings)
-        return self.client
 
 
 async def _temporal(request: Request) -> Client:
@@ -498,23 +481,6 @@ def create_app(
     app.include_router(access.router)
     app.include_router(apidocs.router)
     return app
-
-
-def request_state(app: FastAPI) -> AppState:
-    state: AppState = app.state.yuqing
-    return state
-
-
-def authenticate(state: AppState, authorization: str | None) -> str:
-    """The roster person behind a bearer token, or 401."""
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ServiceError(401, "需要登录：请在 Authorization 头中提供 Bearer 令牌")
-    with session_scope(state.settings.database_url) as s:
-        person = service.person_for_token(s, token=token.strip())
-    if person is None or state.roster.person(person) is None:
-        raise ServiceError(401, "令牌无效、已过期或已吊销")
-    return person
 
 
 class AuthenticatedRoute(APIRoute):

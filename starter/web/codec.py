@@ -23,6 +23,7 @@ from temporalio.api.common.v1 import Payloads
 from . import access
 from .deps import caller, sees_every_incident
 from .pages import pages
+from .state import request_state
 
 router = APIRouter()
 
@@ -65,8 +66,6 @@ async def codec_preflight(request: Request, operation: str) -> Response:
 async def codec(request: Request, operation: str) -> Response:
     if operation not in ("encode", "decode"):
         return _error(request, 404, f"未知操作“{operation}”")
-    from starter.web.app import request_state
-
     codec_impl = request_state(request.app).codec
     if codec_impl is None:
         return _error(request, 404, "未启用载荷加密（YUQING_CODEC_KEYS）")

@@ -23,6 +23,7 @@ from plan.roster import Roster
 from starter.incidents import ServiceError
 
 from .pages import pages
+from .state import authenticate, request_state
 
 # Paging bounds: far beyond any town's incidents, far below the database's 64-bit integers.
 MAX_OFFSET = 1_000_000
@@ -37,8 +38,6 @@ def not_found(incident_id: str) -> ServiceError:
 
 def caller(request: Request) -> str | None:
     """The person calling: a browser session, else a valid bearer token; None otherwise."""
-    from starter.web.app import authenticate, request_state
-
     me = pages(request).auth.viewer(request)
     if me is not None:
         return me.person_id

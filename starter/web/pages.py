@@ -21,7 +21,7 @@ from starter.errors import FIELD_LABELS
 from .auth import CSRF_FIELD, Auth, Viewer
 
 if TYPE_CHECKING:
-    from .app import AppState
+    from .state import AppState
 
 HERE = Path(__file__).resolve().parent
 

@@ -2,7 +2,7 @@
 
 Short-lived processes used to crash at interpreter exit about one time in eight: the SDK core's
 thread that resolved the last awaited call was still inside Python when the interpreter finalised
-(starter/core_exit.py explains the race). Here `yuqing setup` and `yuqing export-history` each run
+(runtime/core_exit.py explains the race). Here `yuqing setup` and `yuqing export-history` each run
 50 times against a real dev server, and a worker is started and stopped with SIGTERM 50 times (in
 text and JSON logging, the latter with the core's log forwarding and Prometheus metrics on). Every
 run must exit 0 with its whole expected output and nothing fatal on stderr. The three loops run side

@@ -23,7 +23,7 @@ from temporalio.client import Client
 
 from config.settings import Settings
 from plan.roster import Roster
-from starter.codec import new_key_entry
+from runtime.codec import new_key_entry
 from starter.web.app import create_app
 from store.db import session_scope
 from tests.conftest import make_settings
@@ -102,7 +102,7 @@ def keyed(database_url: str) -> Settings:
 async def town(
     client: Client, keyed: Settings, roster: Roster, executor: ThreadPoolExecutor
 ) -> AsyncIterator[Any]:
-    from starter.client import data_converter
+    from runtime.client import data_converter
 
     codec_client = Client(**{**client.config(), "data_converter": data_converter(keyed)})
     app = create_app(keyed, client=codec_client, roster=roster)

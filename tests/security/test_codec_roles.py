@@ -23,9 +23,9 @@ from config.settings import Settings
 from plan.models import IncidentInput
 from plan.roster import Roster
 from plan.spec import plan_from
+from runtime.client import data_converter
+from runtime.codec import new_key_entry
 from starter import incidents
-from starter.client import data_converter
-from starter.codec import new_key_entry
 from starter.web.app import create_app
 from store import service
 from store.db import session_scope

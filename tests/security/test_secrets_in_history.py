@@ -24,9 +24,9 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.channels import SmtpSettings
-from activities.messages import DeliverRequest, Notification, Recipient
 from activities.notify import NotifyActivities
 from plan.outbox import deliveries_for
+from plan.records import DeliverRequest, Notification, Recipient
 from plan.roster import (
     DingTalkChannel,
     EmailChannel,

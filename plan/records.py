@@ -1,4 +1,6 @@
-"""Activity inputs: one pydantic model per activity. Light on imports so the workflow can use them."""
+"""The data contracts between the workflows and the activities: one pydantic model per activity
+input, and the read-model row. Light on imports (plan/ only) so the workflow can use them, and
+store/ reads them without importing activities/."""
 
 from __future__ import annotations
 

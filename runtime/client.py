@@ -1,5 +1,5 @@
 """The one place that builds a Temporal client from settings: dev server, cluster (mTLS) or Cloud
-(API key). Payloads are pydantic-aware, and encrypted when codec keys are set (starter/codec.py)."""
+(API key). Payloads are pydantic-aware, and encrypted when codec keys are set (runtime/codec.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from temporalio.converter import DataConverter
 from temporalio.runtime import Runtime
 
 from config.settings import Settings
-from starter import core_exit
-from starter.codec import EncryptionCodec, load_keys, with_codec
+from runtime import core_exit
+from runtime.codec import EncryptionCodec, load_keys, with_codec
 
 
 def tls_config(settings: Settings) -> TLSConfig | bool:

@@ -14,7 +14,7 @@ core's threads. `guard()` registers an exit hook that does the same for them: it
 GIL released, until no thread outside `threading` is running Python code, seen several times in a
 row so that a thread waiting for the GIL gets it and finishes. It is cheap (a few milliseconds) and
 bounded: after `LIMIT_SECONDS` it gives up with a line on stderr rather than hang a process that
-is asked to exit. Every process that talks to Temporal calls it (starter.client.connect does)."""
+is asked to exit. Every process that talks to Temporal calls it (runtime.client.connect does)."""
 
 from __future__ import annotations
 
