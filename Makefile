@@ -45,7 +45,7 @@ bench: $(VENV)/.test-installed
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy plan workflows activities
+	$(BIN)/mypy plan workflows activities runtime starter store devstack
 
 ## guide-screenshots: re-take the user guide's screenshots with the browser tests
 guide-screenshots: $(VENV)/.test-installed
