@@ -249,7 +249,7 @@ def create_app(
                 errors = {f.field: f.message for f in exc.fields}
             else:
                 view = submitted.view
-                if me is None or not may_read(roster, me.person_id, view):
+                if me is None or not may_see(roster, me.person_id, view):
                     # Not theirs to read (R-SECRECY): confirm what was received, nothing more
                     # (not even the title of an incident the same key or post already started).
                     receipt = receipt_of(submitted, values.get("title", ""))
@@ -374,7 +374,7 @@ def create_app(
         with no part in it) only its id, whether it is new, and a receipt (issue 15)."""
         status = 201 if submitted.created else 200
         view = submitted.view
-        if known is not None and may_read(roster, known, view):
+        if known is not None and may_see(roster, known, view):
             return JSONResponse(incident_json(view, ui_for(known, view.id)), status_code=status)
         receipt = receipt_of(submitted, None)
         receipt["received_at"] = receipt["received_at"].isoformat()
@@ -570,11 +570,6 @@ async def _json_body(request: Request) -> dict[str, Any]:
         body = FieldError("body", "请求内容：应为JSON对象")
         raise ServiceError(422, "请求内容应为JSON对象", [body])
     return data
-
-
-def may_read(roster: Roster, person_id: str, view: IncidentView) -> bool:
-    """R-SECRECY: whether a person may read this incident."""
-    return may_see(roster, person_id, view)
 
 
 def receipt_of(submitted: incidents.Submitted, title: str | None) -> dict[str, Any]:

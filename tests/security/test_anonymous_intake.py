@@ -11,41 +11,21 @@ Through the real HTTP app, a worker and the time-skipping server."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from config.settings import Settings
-from plan.roster import Roster
 from starter import incidents
-from starter.web.app import create_app
 from store import service
 from store.db import session_scope
-from tests.helpers import eventually, running_worker, submission
+from tests.helpers import eventually, submission
+from tests.test_api import http, token_for  # noqa: F401  (http: the app and a worker)
 
 RECEIPT = {"id", "created", "received_at", "message"}
-
-
-@pytest.fixture
-async def http(
-    client: Client, settings: Settings, roster: Roster, executor: ThreadPoolExecutor
-) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, client=client, roster=roster)
-    async with running_worker(client, settings, executor):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            yield c
-
-
-def bearer(settings: Settings, person: str) -> dict[str, str]:
-    with session_scope(settings.database_url) as s:
-        return {"Authorization": f"Bearer {service.create_token(s, person_id=person)}"}
 
 
 def backdated(**overrides: Any) -> dict[str, Any]:
@@ -65,9 +45,10 @@ def backdated(**overrides: Any) -> dict[str, Any]:
 
 
 async def test_an_anonymous_resubmission_reads_nothing_back(
-    http: httpx.AsyncClient, settings: Settings
+    http: httpx.AsyncClient,  # noqa: F811
+    settings: Settings,
 ) -> None:
-    office = bearer(settings, "liu.yang")
+    office = token_for(settings, "liu.yang")
     # The office reports first, and triages with notes and a draft reply.
     first = await http.post(
         "/api/incidents", json=submission(submission_key="same-key"), headers=office
@@ -105,7 +86,7 @@ async def test_an_anonymous_resubmission_reads_nothing_back(
     outsider = await http.post(
         "/api/incidents",
         json=submission(submission_key="same-key"),
-        headers=bearer(settings, "zheng.lei"),
+        headers=token_for(settings, "zheng.lei"),
     )
     assert set(outsider.json()) == RECEIPT
 
@@ -120,7 +101,7 @@ async def test_an_anonymous_resubmission_reads_nothing_back(
 
 async def test_an_anonymous_backdated_report_plants_no_record(
     time_env: WorkflowEnvironment,
-    http: httpx.AsyncClient,
+    http: httpx.AsyncClient,  # noqa: F811
     client: Client,
     settings: Settings,
 ) -> None:
@@ -155,14 +136,16 @@ async def test_an_anonymous_backdated_report_plants_no_record(
 
 
 async def test_a_signed_in_reporter_is_believed_for_their_own_unit(
-    http: httpx.AsyncClient, client: Client, settings: Settings
+    http: httpx.AsyncClient,  # noqa: F811
+    client: Client,
+    settings: Settings,
 ) -> None:
     """What a signed-in reporter states for their own unit counts (a late report is 迟报 on
     their unit); naming another unit they are not part of, it is a lead like an anonymous one."""
     own = await http.post(
         "/api/incidents",
         json=backdated(submission_key="key-own"),
-        headers=bearer(settings, "feng.gang"),
+        headers=token_for(settings, "feng.gang"),
     )
     assert own.status_code == 201
     view = await incidents.get(client, own.json()["id"])
@@ -172,7 +155,7 @@ async def test_a_signed_in_reporter_is_believed_for_their_own_unit(
     elsewhere = await http.post(
         "/api/incidents",
         json=backdated(submission_key="key-else", reporter_unit="pcs"),
-        headers=bearer(settings, "feng.gang"),
+        headers=token_for(settings, "feng.gang"),
     )
     other = await incidents.get(client, elsewhere.json()["id"])
     assert other.phase.value == "lead" and other.accountability == []
