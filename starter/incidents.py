@@ -310,7 +310,12 @@ async def perform(
         except RPCError as exc:
             if exc.status is not RPCStatusCode.NOT_FOUND:
                 raise
-            raise await _not_found_or_closed(client, incident_id) from exc
+            refusal = await _not_found_or_closed(client, incident_id)
+            if refusal is None and attempt < ACT_ATTEMPTS - 1:
+                # The run it reached had just continued as new, and the incident goes on in the
+                # next one: the action was not taken, so take it there.
+                continue
+            raise (refusal or ServiceError(404, f"事件“{incident_id}”不存在")) from exc
     raise AssertionError("unreachable")
 
 
@@ -363,7 +368,9 @@ def _refusal(exc: WorkflowUpdateFailedError) -> Exception:
     return exc
 
 
-async def _not_found_or_closed(client: Client, incident_id: str) -> ServiceError:
+async def _not_found_or_closed(client: Client, incident_id: str) -> ServiceError | None:
+    """Why an update found no run: unknown (404), or ended (409); None when the incident is
+    running after all (the run asked had just continued as new)."""
     # The raw call reads the status without decoding search attributes.
     request = DescribeWorkflowExecutionRequest(
         namespace=client.namespace, execution=WorkflowExecution(workflow_id=incident_id)
@@ -376,7 +383,7 @@ async def _not_found_or_closed(client: Client, incident_id: str) -> ServiceError
         return ServiceError(
             409, "事件已结案，流程已结束（结案后补记期已届满或不适用），不再接受操作"
         )
-    return ServiceError(404, f"事件“{incident_id}”不存在")
+    return None
 
 
 def _clip(text: str, limit: int) -> str:

@@ -105,11 +105,15 @@ async def triage(
     incident_id: str,
     *,
     severity: str = "general",
-    category: str = "inquiry",
+    category: str = "hype",
     unit: str = "cjb",
     co_units: list[str] | None = None,
     actor: str = "liu.yang",
 ) -> IncidentView:
+    """Triage as the office. The default category is hype, not inquiry: an inquiry owes its
+    opinion by the end of the day it was found (R-INQUIRY), an instant that moves with the wall
+    clock the test servers start from, so a test not about R-INQUIRY would pass or fail by the
+    hour it runs at. Tests about inquiries say so and are written for any hour."""
     data: dict[str, Any] = {"severity": severity, "category": category, "responsible_unit": unit}
     if co_units:
         data["co_units"] = co_units

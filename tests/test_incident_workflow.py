@@ -157,7 +157,7 @@ async def test_published_reply_stops_escalation(
             client,
             view.id,
             "triage",
-            {"severity": "urgent", "category": "inquiry", "responsible_unit": "cjb"},
+            {"severity": "urgent", "category": "hype", "responsible_unit": "cjb"},
             "liu.yang",
         )
         await time_env.sleep(timedelta(hours=3, minutes=1))

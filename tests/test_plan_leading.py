@@ -3,6 +3,7 @@ time-skipping test server with a real worker and store."""
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -321,8 +322,13 @@ async def test_continue_as_new_keeps_every_open_deadline(
         view = await submit(client, settings, roster, severity="major")
         # Not an inquiry: its same-day opinion would miss first and carry the one chain.
         await triage(client, view.id, severity="major", category="hype", unit="cjb")
+        # `perform`, not `act`: `act` then queries the run that took the action, and when that
+        # run has just continued as new the time-skipping test server answers the query with a
+        # workflow task on the closed run and leaves its clock locked for good (temporalio/
+        # sdk-java#1537: its continue-as-new is not atomic), so the day's sleep below would run
+        # in real time. A real server answers such a query from the history.
         for i in range(6):
-            await incidents.act(
+            await incidents.perform(
                 client,
                 view.id,
                 "consult",
@@ -334,13 +340,14 @@ async def test_continue_as_new_keeps_every_open_deadline(
         async def continued() -> bool:
             return (await _run_status(client, view.id))[0] != first_run[0]
 
-        deadline_loop = 0
-        while not await continued():
-            deadline_loop += 1
-            assert deadline_loop < 200, "never continued as new"
-            await incidents.act(
+        for _ in range(200):
+            if await continued():
+                break
+            await incidents.perform(
                 client, view.id, "consult", {"topic": "会商", "decision": "继续"}, "liu.yang"
             )
+        else:
+            raise AssertionError("never continued as new")
         after = await eventually_view(client, view.id, lambda v: v.runs >= 2)
         assert [e.seq for e in after.timeline] == list(range(1, len(after.timeline) + 1))
         assert after.deadline("R-REPLY#1").open  # type: ignore[union-attr]
@@ -398,3 +405,34 @@ def test_secrecy_can_view(roster: Roster) -> None:
     assert rules.can_view(roster, "lin.feng", {"cjb"})
     assert not rules.can_view(roster, "lin.feng", {"sswb"})
     assert not rules.can_view(roster, "nobody", {"cjb"})
+
+
+async def test_actions_sent_as_the_incident_continues_as_new_are_all_taken(
+    time_env: WorkflowEnvironment,
+    client: Client,
+    database_url: str,
+    roster: Roster,
+    executor: ThreadPoolExecutor,
+) -> None:
+    """Nothing accepted is lost: consultations recorded four at a time while the incident
+    continues as new are each taken once, none answered 不存在 because
+    it reached the run in the moment it ended."""
+    settings = make_settings(database_url, continue_as_new_after=60)
+    async with running_worker(client, settings, executor):
+        view = await submit(client, settings, roster, severity="major")
+        await triage(client, view.id, severity="major", category="hype", unit="cjb")
+        topics = [f"第{i + 1}次会商" for i in range(80)]
+        for i in range(0, len(topics), 4):
+            await asyncio.gather(
+                *(
+                    incidents.perform(
+                        client, view.id, "consult", {"topic": t, "decision": "继续"}, "liu.yang"
+                    )
+                    for t in topics[i : i + 4]
+                )
+            )
+        final = await incidents.get(client, view.id)
+    assert final.runs >= 2, final.runs
+    recorded = [e.summary for e in final.timeline if e.kind == "consulted"]
+    for topic in topics:
+        assert sum(f"会商：{topic}。" in r for r in recorded) == 1, topic
