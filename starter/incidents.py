@@ -310,12 +310,12 @@ async def perform(
         except RPCError as exc:
             if exc.status is not RPCStatusCode.NOT_FOUND:
                 raise
-            refusal = await _not_found_or_closed(client, incident_id)
-            if refusal is None and attempt < ACT_ATTEMPTS - 1:
+            gone = await _not_found_or_closed(client, incident_id)
+            if gone is None and attempt < ACT_ATTEMPTS - 1:
                 # The run it reached had just continued as new, and the incident goes on in the
                 # next one: the action was not taken, so take it there.
                 continue
-            raise (refusal or ServiceError(404, f"事件“{incident_id}”不存在")) from exc
+            raise (gone or ServiceError(404, f"事件“{incident_id}”不存在")) from exc
     raise AssertionError("unreachable")
 
 
