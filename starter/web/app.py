@@ -39,7 +39,7 @@ from plan.roster import Roster, load_roster
 from starter import incidents
 from starter.errors import FIELD_LABELS, FieldError, translate_errors
 from starter.incidents import ServiceError
-from store import service
+from store import incident_rows, reporting
 from store.db import session_scope
 
 from . import access, apidocs, codec, limits, reports, staff
@@ -278,7 +278,7 @@ def create_app(
         def load() -> list[Any]:
             with session_scope(settings.database_url) as s:
                 return list(
-                    service.list_incidents(
+                    incident_rows.list_incidents(
                         s,
                         phase=phase or None,
                         unit=unit or None,
@@ -399,7 +399,7 @@ def create_app(
 
         def load() -> list[dict[str, Any]]:
             with session_scope(settings.database_url) as s:
-                rows = service.list_incidents(
+                rows = incident_rows.list_incidents(
                     s,
                     phase=phase,
                     unit=unit,
@@ -467,7 +467,7 @@ def create_app(
 
         def load() -> list[dict[str, object]]:
             with session_scope(settings.database_url) as s:
-                return list(service.accountability_report(s, start=begin, end=finish))
+                return list(reporting.accountability_report(s, start=begin, end=finish))
 
         rows = await run_in_threadpool(load)
         for row in rows:

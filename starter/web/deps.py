@@ -1,6 +1,6 @@
 """Who is calling, and what they may see (R-SECRECY): the one place pages, the API, exports,
 reports, the codec and the Temporal UI's gate ask. (The store's list filter, `involving` in
-store/service.py, is the same rule as `involved_units` written as SQL.)
+store/incident_rows.py, is the same rule as `involved_units` written as SQL.)
 
 What someone may not see does not exist for them.
 
