@@ -8,10 +8,11 @@ Keyword-only arguments, one session per call site; every write is an upsert on a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, CursorResult, false, or_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from plan.models import Escalation
 from plan.records import RecordRequest
@@ -117,14 +118,45 @@ def _escalation_fields(incident_id: str, escalation: Escalation, drill: bool) ->
 # --- who may see an incident in a list (R-SECRECY) ---
 
 
-def _involving(unit: str) -> ColumnElement[bool]:
-    """The incidents `unit` reported, leads or co-handles (R-SECRECY): the one filter every
-    query that lists incidents for a unit uses."""
-    return (
-        (Incident.responsible_unit == unit)
-        | (Incident.reporter_unit == unit)
-        | (("," + Incident.co_units + ",").contains("," + unit + ",", autoescape=True))
-    )
+@dataclass(frozen=True)
+class Involving:
+    """Someone without a standing role, for whom a list keeps only the incidents they have a part
+    in (R-SECRECY): those of their unit, and those the leading group named them to in person
+    (R-ACTIVATE). starter/web/deps.py `visible_to` makes one (None: the person sees them all)."""
+
+    unit: str
+    person: str
+
+
+def _names(joined: InstrumentedAttribute[str], name: str) -> ColumnElement[bool]:
+    """A comma-joined column (co_units, activated_units, activated_persons) names `name`; a name
+    with a comma (never a roster id) is in no such list, not a run of two."""
+    if "," in name:
+        return false()
+    return ("," + joined + ",").contains("," + name + ",", autoescape=True)
+
+
+def involving_clause(who: Involving) -> ColumnElement[bool]:
+    """R-SECRECY as SQL, the one filter every query that lists incidents for someone uses: the
+    incidents `who.unit` reports, leads, co-handles or was brought in to (R-ACTIVATE), and those
+    the leading group named `who.person` to in person.
+
+    The same rule as the incident page's, starter/web/deps.py `may_see` for someone without a
+    standing role: `deps.involved_units(view)` (reporter_unit, responsible_unit, co_units,
+    activated_units) and `view.activated_persons` (plan.rules.can_view). A rule added there
+    belongs here too (and the read model's columns it needs). An empty unit or person matches
+    nothing: an empty name would otherwise match every empty list."""
+    clauses: list[ColumnElement[bool]] = []
+    if who.unit:
+        clauses += [
+            Incident.reporter_unit == who.unit,
+            Incident.responsible_unit == who.unit,
+            _names(Incident.co_units, who.unit),
+            _names(Incident.activated_units, who.unit),
+        ]
+    if who.person:
+        clauses.append(_names(Incident.activated_persons, who.person))
+    return or_(false(), *clauses)
 
 
 # --- queries (the pages, the API, the CLI) ---
@@ -137,17 +169,17 @@ def list_incidents(
     unit: str | None = None,
     overdue: bool | None = None,
     drill: bool | None = None,
-    involving: str | None = None,
+    involving: Involving | None = None,
     limit: int = 50,
     offset: int = 0,
     severity: str | None = None,
     category: str | None = None,
 ) -> Sequence[Incident]:
-    """Incidents, the next deadline first and the closed ones last. `involving` keeps those a
-    unit reported, leads or co-handles (R-SECRECY)."""
+    """Incidents, the next deadline first and the closed ones last. `involving` keeps those that
+    person may see (`involving_clause`, R-SECRECY); None lists them all."""
     q = select(Incident)
-    if involving:
-        q = q.where(_involving(involving))
+    if involving is not None:
+        q = q.where(involving_clause(involving))
     if phase:
         q = q.where(Incident.phase == phase)
     if unit:
@@ -171,11 +203,11 @@ def owed_deadlines(
     *,
     unit: str,
     include_unassigned: bool = False,
-    involving: str | None = None,
+    involving: Involving | None = None,
 ) -> list[tuple[DeadlineRow, Incident]]:
     """Open deadlines (not met, not cancelled) of open incidents that `unit` owes, the soonest
     first; with `include_unassigned` also those that name no unit (the office's). `involving`
-    keeps incidents that unit reported, leads or co-handles (R-SECRECY), as list_incidents."""
+    keeps the incidents that person may see (`involving_clause`, R-SECRECY), as list_incidents."""
     owner = DeadlineRow.unit == unit
     if include_unassigned:
         owner = owner | DeadlineRow.unit.is_(None)
@@ -189,8 +221,8 @@ def owed_deadlines(
             Incident.phase != "closed",
         )
     )
-    if involving:
-        q = q.where(_involving(involving))
+    if involving is not None:
+        q = q.where(involving_clause(involving))
     q = q.order_by(DeadlineRow.due_at, DeadlineRow.id)
     return [(d, i) for d, i in session.execute(q).all()]
 

@@ -45,7 +45,7 @@ BEIJING = timezone(timedelta(hours=8))
 # Deliberately not in UTC and with microseconds: the store must give back the same instant, in UTC.
 DISCOVERED = datetime(2026, 11, 29, 8, 30, 15, 123456, tzinfo=BEIJING)
 RECEIVED = DISCOVERED + timedelta(minutes=7, microseconds=1)
-HEAD = "0008"
+HEAD = "0009"
 TABLES = {
     "access_log",
     "commendations",
@@ -203,6 +203,46 @@ def test_migrations_upgrade_downgrade_upgrade(store_url: str) -> None:
     with session_scope(store_url) as s:
         assert count(s, Incident) == 1
         assert count(s, TimelineEvent) == 1
+
+
+def test_migration_0009_adds_and_drops_the_activated_columns(store_url: str) -> None:
+    """0009 down and up again: the incidents stay; the activated units and persons go, come back
+    empty (an incident listed for the units it involved before) and the next snapshot fills them."""
+    activities = RecordActivities(store_url)
+    brought_in = {"activated_units": "pcs", "activated_persons": "xu.lei"}
+    activities.record(
+        RecordRequest(
+            incident=incident_row(**brought_in), deadlines=[], timeline=[], accountability=[]
+        )
+    )
+    engine = create_engine(normalise_url(store_url))
+    try:
+
+        def columns() -> set[str]:
+            return {c["name"] for c in inspect(engine).get_columns("incidents")}
+
+        assert {"activated_units", "activated_persons"} <= columns()
+        downgrade(store_url, "0008")
+        assert not {"activated_units", "activated_persons"} & columns()
+        upgrade(store_url)
+        assert {"activated_units", "activated_persons"} <= columns()
+    finally:
+        engine.dispose()
+    pcs = incident_rows.Involving(unit="pcs", person="qian.jun")
+    with session_scope(store_url) as s:
+        (row,) = s.scalars(select(Incident)).all()
+        assert (row.id, row.activated_units, row.activated_persons) == ("inc-1", "", "")
+        assert incident_rows.list_incidents(s, involving=pcs) == []
+    activities.record(
+        RecordRequest(
+            incident=incident_row(version=2, **brought_in),
+            deadlines=[],
+            timeline=[],
+            accountability=[],
+        )
+    )
+    with session_scope(store_url) as s:
+        assert [i.id for i in incident_rows.list_incidents(s, involving=pcs)] == ["inc-1"]
 
 
 # --- record ---
@@ -623,6 +663,72 @@ def test_list_incidents(store_url: str, filters: dict[str, Any], expected: list[
     _seed_incidents(store_url)
     with session_scope(store_url) as s:
         assert [i.id for i in incident_rows.list_incidents(s, **filters)] == expected
+
+
+# --- R-SECRECY: the one list filter ---
+
+INVOLVEMENT: dict[str, dict[str, Any]] = {
+    "reported": {"reporter_unit": "dhc"},
+    "led": {"responsible_unit": "dhc"},
+    "co-handled": {"responsible_unit": "cjb", "co_units": "sswb,dhc"},
+    "brought-in": {"responsible_unit": "cjb", "activated_units": "pcs,dhc"},
+    "named": {"responsible_unit": "cjb", "activated_persons": "xu.lei,feng.gang"},
+    # Names that contain another's, and none of the filter's names whole.
+    "near-misses": {
+        "responsible_unit": "cjb",
+        "co_units": "dhcx",
+        "activated_units": "xdhc,pcs2",
+        "activated_persons": "feng.gangx,xxu.lei",
+    },
+}
+
+
+def _seed_involvement(url: str) -> None:
+    """Each incident involves units and persons one way; the reporter is the office otherwise.
+    Each has an open R-PROGRESS deadline owed by the police station (pcs)."""
+    activities = RecordActivities(url)
+    for incident_id, overrides in INVOLVEMENT.items():
+        activities.record(
+            RecordRequest(
+                incident=incident_row(incident_id, phase="handling", url=None, **overrides),
+                deadlines=[reply_deadline(key="R-PROGRESS#1", rule="R-PROGRESS", unit="pcs")],
+                timeline=[],
+                accountability=[],
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    ("unit", "person", "expected"),
+    [
+        ("dhc", "nobody", {"reported", "led", "co-handled", "brought-in"}),
+        ("sswb", "feng.gang", {"co-handled", "named"}),
+        ("pcs", "qian.jun", {"brought-in"}),
+        ("zfb", "xu.lei", {"named"}),
+        ("", "feng.gang", {"named"}),
+        ("yqb", "nobody", set(INVOLVEMENT) - {"reported"}),
+        # Nothing for an empty name (every list without co-units would hold ""), nor for a
+        # pattern: `_`, `%` and `,` are the names' own characters, not wildcards or separators.
+        ("", "", set()),
+        ("d_c", "feng%", set()),
+        ("sswb,dhc", "xu.lei,feng.gang", set()),
+    ],
+)
+def test_the_list_filter_is_the_pages_rule(
+    store_url: str, unit: str, person: str, expected: set[str]
+) -> None:
+    """R-SECRECY, R-ACTIVATE: a list keeps the incidents the unit reported, leads, co-handles or
+    was brought in to, and those the leading group named the person to in person: the page's
+    rule (starter/web/deps.py `involved_units` and `activated_persons`). Every list asks the same
+    filter: the incident lists and the deadlines a unit owes (the to-do page)."""
+    _seed_involvement(store_url)
+    who = incident_rows.Involving(unit=unit, person=person)
+    with session_scope(store_url) as s:
+        assert {i.id for i in incident_rows.list_incidents(s, involving=who)} == expected
+        owed = incident_rows.owed_deadlines(s, unit="pcs", involving=who)
+        assert {i.id for _, i in owed} == expected
+        assert {i.id for i in incident_rows.list_incidents(s)} == set(INVOLVEMENT)
+        assert {i.id for _, i in incident_rows.owed_deadlines(s, unit="pcs")} == set(INVOLVEMENT)
 
 
 def test_report_queries_leave_drills_and_voided_records_out(store_url: str) -> None:

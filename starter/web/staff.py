@@ -33,7 +33,7 @@ from starter.incidents import ServiceError
 from store import incident_rows, notifications
 from store.db import session_scope
 
-from .deps import require_visible, visible_unit
+from .deps import require_visible, visible_to
 from .limits import BodyTooLarge
 from .pages import pages, to_login
 
@@ -298,7 +298,7 @@ async def my_work(request: Request) -> Response:
         return to_login(request)
     office = Role.office in k.roster.roles_of(me.person_id)
     now = datetime.now(UTC)
-    unit, involving = me.unit, visible_unit(k.roster, me.person_id)
+    unit, involving = me.unit, visible_to(k.roster, me.person_id)
 
     def load() -> list[dict[str, Any]]:
         with session_scope(k.settings.database_url) as s:
