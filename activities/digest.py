@@ -15,7 +15,7 @@ from temporalio.exceptions import ApplicationError
 
 from plan import digest
 from plan.roster import Roster, RosterError, load_roster
-from store import service
+from store import digests, reporting
 from store.db import session_scope
 
 
@@ -55,7 +55,7 @@ class DigestActivities:
                             next_due_at=i.next_due_at,
                             overdue=i.overdue,
                         )
-                        for i in service.open_incidents(session)
+                        for i in digests.open_incidents(session)
                     ],
                     due_soon=[
                         digest.DueDeadline(
@@ -65,7 +65,7 @@ class DigestActivities:
                             unit=d.unit or i.responsible_unit,
                             due_at=d.due_at,
                         )
-                        for d, i in service.deadlines_due_between(
+                        for d, i in digests.deadlines_due_between(
                             session, start=request.at, end=request.at + timedelta(hours=24)
                         )
                     ],
@@ -81,7 +81,7 @@ class DigestActivities:
                             recorded_at=a.recorded_at,
                             reason=a.reason,
                         )
-                        for a, title in service.accountability_recorded_between(
+                        for a, title in digests.accountability_recorded_between(
                             session, start=start, end=end
                         )
                     ],
@@ -94,7 +94,7 @@ class DigestActivities:
                     end=request.day - timedelta(days=1),
                     units=[
                         digest.UnitFigures.model_validate(row)
-                        for row in service.accountability_report(session, start=start, end=end)
+                        for row in reporting.accountability_report(session, start=start, end=end)
                     ],
                 )
                 subject, body = digest.compose_weekly(weekly, roster)

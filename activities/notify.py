@@ -27,7 +27,7 @@ from activities.channels import Channels, OutgoingMessage, Refused, Retryable, S
 from plan.outbox import deliveries_for
 from plan.records import DeliverRequest, DeliveryFailure, Notification
 from plan.roster import ChannelRef, FullChannel, Roster, RosterError, parse_roster
-from store import service
+from store import notifications
 from store.db import session_scope
 
 
@@ -74,7 +74,7 @@ class NotifyActivities:
         """Write the inbox and the pending outbox rows; returns the number of external deliveries."""
         requests = deliveries_for(note)
         with session_scope(self.database_url) as session:
-            service.write_notification(session, note=note, deliveries=requests)
+            notifications.write_notification(session, note=note, deliveries=requests)
         activity.logger.info(
             "notified %d recipients for %s in the inbox; %d external deliveries queued",
             len(note.recipients),
@@ -121,7 +121,7 @@ class NotifyActivities:
     def deliver(self, request: DeliverRequest) -> str:
         """One external delivery, at most once per outbox row."""
         with session_scope(self.database_url) as session:
-            row = service.outbox_row(
+            row = notifications.outbox_row(
                 session,
                 key=request.key,
                 incident_id=request.note.incident_id,
@@ -184,7 +184,7 @@ class NotifyActivities:
         )
         with session_scope(self.database_url) as session:
             for person in failure.office:
-                service.write_inbox(
+                notifications.write_inbox(
                     session,
                     key=f"{req.key}|failed",
                     incident_id=req.note.incident_id,
@@ -202,7 +202,7 @@ class NotifyActivities:
 
     def _mark(self, key: str, state: str, error: str | None) -> None:
         with session_scope(self.database_url) as session:
-            row = service.outbox_get(session, key=key)
+            row = notifications.outbox_get(session, key=key)
             if row is None or row.state == "sent":
                 return
             if state == "pending" and row.state in ("failed", "given_up"):

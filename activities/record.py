@@ -10,7 +10,7 @@ from temporalio import activity
 
 from plan.outbox import deliveries_for
 from plan.records import EscalateRequest, RecordRequest
-from store import service
+from store import incident_rows, notifications
 from store.db import session_scope
 
 
@@ -25,11 +25,11 @@ class RecordActivities:
         one transaction: a step is in the store whole or not at all."""
         deliveries = 0
         with session_scope(self.database_url) as session:
-            service.record(session, request=request)
+            incident_rows.record(session, request=request)
             for note in request.notifications:
                 requests = deliveries_for(note)
                 deliveries += len(requests)
-                service.write_notification(session, note=note, deliveries=requests)
+                notifications.write_notification(session, note=note, deliveries=requests)
         activity.logger.info(
             "recorded %d timeline events, %d deadlines, %d accountability records, "
             "%d escalation steps, %d notifications (%d external deliveries queued); phase %s",
@@ -46,7 +46,7 @@ class RecordActivities:
     def escalate(self, request: EscalateRequest) -> bool:
         """Record one R-ESCALATE step with its time and targets; True if it was new."""
         with session_scope(self.database_url) as session:
-            new = service.record_escalation(
+            new = incident_rows.record_escalation(
                 session,
                 incident_id=request.incident_id,
                 escalation=request.escalation,

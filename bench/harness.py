@@ -37,7 +37,7 @@ from config.settings import Settings
 from devstack import BIN, ROOT, Process, cpu_seconds, free_port, poll, rss_bytes
 from plan.roster import Roster, load_roster
 from runtime.client import connect
-from store import service
+from store import credentials
 from store.db import engine_for, session_scope
 from store.migrate import upgrade
 
@@ -177,7 +177,7 @@ async def running_stack(
     upgrade(database_url)
     create_marks_table(bare_database_url)
     with session_scope(database_url) as s:
-        tokens = {p: service.create_token(s, person_id=p, label="bench") for p in TOKEN_PEOPLE}
+        tokens = {p: credentials.create_token(s, person_id=p, label="bench") for p in TOKEN_PEOPLE}
 
     web_port = free_port()
     web_url = f"http://127.0.0.1:{web_port}"

@@ -116,7 +116,7 @@ class DailyFacts(BaseModel):
 
 
 class UnitFigures(BaseModel):
-    """One row of store.service.accountability_report."""
+    """One row of store.reporting.accountability_report."""
 
     unit: str
     on_time: int = 0

@@ -45,6 +45,10 @@ class IncidentRow(BaseModel):
     reporter_name: str | None
     responsible_unit: str | None
     co_units: str = ""
+    # R-ACTIVATE: the units and persons the leading group brought in, comma-joined like co_units
+    # (the lists' R-SECRECY filter reads them). Defaults: rows in histories from before have none.
+    activated_units: str = ""
+    activated_persons: str = ""
     severity: str
     category: str | None
     phase: str

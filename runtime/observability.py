@@ -51,7 +51,7 @@ log = logging.getLogger("yuqing.observability")
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     # Authorization: Bearer <token> (and any other "Bearer <token>")
     (re.compile(r"(?i)\b(bearer\s+)[^\s'\",;]+"), r"\1" + REDACTED),
-    # yuqing personal tokens (store.service: "yq_" + token_urlsafe)
+    # yuqing personal tokens (store.credentials: "yq_" + token_urlsafe)
     (re.compile(r"\byq_[A-Za-z0-9_\-]+"), "yq_" + REDACTED),
     # Standard Webhooks endpoint secrets
     (re.compile(r"\bwhsec_[A-Za-z0-9+/=_\-]+"), "whsec_" + REDACTED),

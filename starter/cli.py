@@ -165,7 +165,7 @@ def token_create(
     from datetime import UTC, timedelta
     from zoneinfo import ZoneInfo
 
-    from store import service
+    from store import credentials
     from store.db import session_scope
 
     settings = get_settings()
@@ -174,7 +174,7 @@ def token_create(
         _fail(f"人员“{person_id}”不在名册中")
     days = expires_days or settings.token_days
     with session_scope(settings.database_url) as s:
-        token = service.create_token(s, person_id=person_id, label=label, days=days)
+        token = credentials.create_token(s, person_id=person_id, label=label, days=days)
     until = datetime.now(UTC) + timedelta(days=days)
     typer.echo(token)  # stdout: the token alone, for scripts
     local = until.astimezone(ZoneInfo(settings.timezone)).strftime("%Y-%m-%d %H:%M")
@@ -184,11 +184,11 @@ def token_create(
 @token_app.command("revoke")
 def token_revoke(person_id: str) -> None:
     """吊销某人的全部令牌。"""
-    from store import service
+    from store import credentials
     from store.db import session_scope
 
     with session_scope(get_settings().database_url) as s:
-        count = service.revoke_tokens(s, person_id=person_id)
+        count = credentials.revoke_tokens(s, person_id=person_id)
     typer.echo(f"已吊销{count}个令牌")
 
 
@@ -198,7 +198,7 @@ def token_list() -> None:
     from datetime import UTC
     from zoneinfo import ZoneInfo
 
-    from store import service
+    from store import credentials
     from store.db import session_scope
 
     settings = get_settings()
@@ -211,7 +211,7 @@ def token_list() -> None:
     with session_scope(settings.database_url) as s:
         rows = [
             (t.id, t.person_id, t.label, t.created_at, t.expires_at, t.revoked_at)
-            for t in service.list_tokens(s)
+            for t in credentials.list_tokens(s)
         ]
     if not rows:
         typer.echo("暂无令牌")
@@ -403,7 +403,7 @@ def notify_test(person_id: Annotated[str, typer.Argument(help="名册中的人�
 
     from activities.channels import Channels, OutgoingMessage, SmtpSettings
     from plan.roster import ChannelRef, InboxChannel, channel_target
-    from store import service
+    from store import notifications
     from store.db import session_scope
 
     settings = get_settings()
@@ -434,7 +434,7 @@ def notify_test(person_id: Annotated[str, typer.Argument(help="名册中的人�
     failed = 0
     try:
         with session_scope(settings.database_url) as session:
-            service.write_inbox(
+            notifications.write_inbox(
                 session,
                 key=message.key,
                 incident_id=message.incident_id,

@@ -34,7 +34,7 @@ from plan.models import SHORT_MAX, ActionDone, IncidentInput, IncidentView, Subm
 from plan.roster import Roster
 from plan.spec import plan_from
 from starter.errors import FIELD_LABELS, FieldError, translate
-from store import service
+from store import incident_rows
 from store.db import session_scope
 from workflows.incident import IncidentWorkflow
 
@@ -207,7 +207,7 @@ def _open_with_url(settings: Settings, url: str | None, incident_id: str) -> lis
     if not url:
         return []
     with session_scope(settings.database_url) as s:
-        return [i for i in service.open_incidents_with_url(s, url=url) if i != incident_id]
+        return [i for i in incident_rows.open_incidents_with_url(s, url=url) if i != incident_id]
 
 
 async def get(client: Client, incident_id: str, *, run_id: str | None = None) -> IncidentView:

@@ -61,6 +61,10 @@ class Incident(Base):
     reporter_name: Mapped[str | None] = mapped_column(String(200))
     responsible_unit: Mapped[str | None] = mapped_column(String(200), index=True)
     co_units: Mapped[str] = mapped_column(String(1000), default="", server_default="")
+    # R-ACTIVATE: the units and persons the leading group brought in, comma-joined like co_units;
+    # with the units above, what the lists' R-SECRECY filter reads (store/incident_rows.py).
+    activated_units: Mapped[str] = mapped_column(Text, default="", server_default="")
+    activated_persons: Mapped[str] = mapped_column(Text, default="", server_default="")
     severity: Mapped[str] = mapped_column(String(20))
     category: Mapped[str | None] = mapped_column(String(20))
     phase: Mapped[str] = mapped_column(String(20), index=True)

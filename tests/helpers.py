@@ -121,6 +121,6 @@ async def triage(
 
 
 def stored(url: str, query: Callable[..., Sequence[T]], **kw: Any) -> list[T]:
-    """Rows from the read model through one store.service query, in a session of their own."""
+    """Rows from the read model through one store query (`incident_rows.timeline`, ...), in a session of their own."""
     with session_scope(url) as s:
         return list(query(s, **kw))

@@ -20,7 +20,7 @@ from plan.roster import Roster
 from plan.spec import shipped
 from starter import incidents
 from starter.web.app import create_app
-from store import service
+from store import credentials, incident_rows
 from store.db import session_scope
 from tests.helpers import eventually, running_worker, submission
 
@@ -38,7 +38,7 @@ async def http(
 
 def token_for(settings: Settings, person: str) -> dict[str, str]:
     with session_scope(settings.database_url) as s:
-        return {"Authorization": f"Bearer {service.create_token(s, person_id=person)}"}
+        return {"Authorization": f"Bearer {credentials.create_token(s, person_id=person)}"}
 
 
 def csrf_in(html: str) -> str:
@@ -155,7 +155,7 @@ async def test_submit_read_and_act_through_the_api(
 
 def _list(settings: Settings) -> list:  # type: ignore[type-arg]
     with session_scope(settings.database_url) as s:
-        return list(service.list_incidents(s))
+        return list(incident_rows.list_incidents(s))
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ from temporalio.testing import WorkflowEnvironment
 from config.settings import get_settings
 from plan.actions import ACTIONS
 from starter.cli import EXIT_FORBIDDEN, EXIT_NOT_FOUND, app
-from store import service
+from store import credentials
 from store.db import session_scope
 from tests.conftest import EXAMPLE_ROSTER, start_dev_server
 from tests.helpers import submission
@@ -242,7 +242,7 @@ def stack(
 @pytest_asyncio.fixture(loop_scope="session")
 async def town(stack: Stack) -> AsyncIterator[Town]:
     with session_scope(stack.env["YUQING_DATABASE_URL"]) as s:
-        tokens = {p: service.create_token(s, person_id=p) for p in PERSONAS}
+        tokens = {p: credentials.create_token(s, person_id=p) for p in PERSONAS}
     async with httpx.AsyncClient(base_url=stack.url, timeout=60, limits=IDLE) as http:
         yield Town(stack, tokens, http)
 

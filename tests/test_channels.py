@@ -55,7 +55,7 @@ from plan.roster import (
     WebhookChannel,
     WeComChannel,
 )
-from store import service
+from store import notifications
 from store.db import session_scope
 from store.models import Delivery
 from tests.helpers import eventually
@@ -702,7 +702,7 @@ def one_request(url: str, *, secret: str | None = SECRET) -> DeliverRequest:
 
 def outbox_rows(url: str) -> list[Delivery]:
     with session_scope(url) as s:
-        return list(service.outbox(s, incident_id="inc-1"))
+        return list(notifications.outbox(s, incident_id="inc-1"))
 
 
 def test_deliveries_for_one_per_recipient_and_channel() -> None:
@@ -752,7 +752,7 @@ def test_notify_writes_inbox_and_pending_outbox_without_sending(
     assert (row.rule, row.last_error, row.sent_at) == ("R-NOTIFY", None, None)
     with session_scope(store_url) as s:
         for pid in ("he.jing", "liu.yang"):
-            (msg,) = service.inbox(s, recipient=pid)
+            (msg,) = notifications.inbox(s, recipient=pid)
             assert (msg.key, msg.subject, msg.link) == (request.note.key, SUBJECT, LINK)
 
 
@@ -855,7 +855,7 @@ def test_deliver_refused_is_not_retryable(store_url: str, receiver: Receiver) ->
     assert (row.state, row.attempts, row.sent_at) == ("failed", 1, None)
     assert row.last_error is not None and row.last_error.startswith("HTTP 400")
     with session_scope(store_url) as s:  # the inbox was written regardless
-        assert len(service.inbox(s, recipient="he.jing")) == 1
+        assert len(notifications.inbox(s, recipient="he.jing")) == 1
 
 
 def test_deliver_provider_refusal(store_url: str, receiver: Receiver) -> None:
@@ -900,7 +900,7 @@ def test_delivery_failed_tells_the_office(
     assert (row.state, row.last_error, row.sent_at) == (state, failure.reason, None)
     with session_scope(store_url) as s:
         for pid in OFFICE:
-            (msg,) = [m for m in service.inbox(s, recipient=pid) if m.key.endswith("|failed")]
+            (msg,) = [m for m in notifications.inbox(s, recipient=pid) if m.key.endswith("|failed")]
             assert msg.key == f"{request.key}|failed"
             assert msg.incident_id == "inc-1"
             assert msg.subject == "通知发送失败：何静（webhook）"
@@ -909,7 +909,7 @@ def test_delivery_failed_tells_the_office(
             assert msg.link == LINK
             assert msg.created_at.tzinfo is UTC
         # The person whose channel failed still has the message in the inbox, nothing more.
-        assert [m.key for m in service.inbox(s, recipient="he.jing")] == [request.note.key]
+        assert [m.key for m in notifications.inbox(s, recipient="he.jing")] == [request.note.key]
 
 
 async def test_late_attempt_does_not_undo_given_up(store_url: str, receiver: Receiver) -> None:

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from plan.actions import ACTIONS
 from starter.cli import app
-from store import service
+from store import credentials
 from store.db import session_scope
 from tests.conftest import EXAMPLE_ROSTER
 
@@ -51,12 +51,12 @@ def test_token_create_and_revoke(database_url: str) -> None:
         assert created.exit_code == 0, created.output
         token = created.stdout.strip()  # the token alone; its expiry goes to stderr
         with session_scope(database_url) as s:
-            assert service.person_for_token(s, token=token) == "liu.yang"
+            assert credentials.person_for_token(s, token=token) == "liu.yang"
         unknown = runner.invoke(app, ["token", "create", "nobody"], env=env)
         assert unknown.exit_code == 1 and "不在名册中" in unknown.output
         assert runner.invoke(app, ["token", "revoke", "liu.yang"], env=env).exit_code == 0
         with session_scope(database_url) as s:
-            assert service.person_for_token(s, token=token) is None
+            assert credentials.person_for_token(s, token=token) is None
         # An action without a token never reaches the server.
         no_token = runner.invoke(app, ["withdraw", "YQ-X", "--reason", "误报"], env=env)
         assert no_token.exit_code == 3 and "令牌" in no_token.output

@@ -29,7 +29,7 @@ from plan.records import IncidentRow, RecordRequest
 from plan.roster import Roster, load_roster
 from starter.cli import TEST_SUBJECT, app
 from starter.schedules import DAILY_SCHEDULE_ID, WEEKLY_SCHEDULE_ID, ensure_schedules
-from store import service
+from store import incident_rows, notifications
 from store.db import session_scope
 from tests.conftest import EXAMPLE_ROSTER, make_settings, start_dev_server
 from tests.helpers import eventually, running_worker, submit
@@ -277,7 +277,7 @@ async def run_and_wait(handle: ScheduleHandle, client: Client) -> digest.DigestO
 
 def digest_inbox(database_url: str, person: str, key: str) -> list[Any]:
     with session_scope(database_url) as s:
-        return [m for m in service.inbox(s, recipient=person) if m.key == key]
+        return [m for m in notifications.inbox(s, recipient=person) if m.key == key]
 
 
 def seed_misses(database_url: str, today: date) -> None:
@@ -333,7 +333,7 @@ def seed_misses(database_url: str, today: date) -> None:
             met_at=noon_yesterday,
         )
         with session_scope(database_url) as s:
-            service.record(
+            incident_rows.record(
                 s,
                 request=RecordRequest(
                     incident=row, deadlines=[deadline], timeline=[], accountability=[record]
@@ -361,12 +361,12 @@ async def test_schedules_send_the_digests_once_a_day(
 
         def recorded() -> bool:
             with session_scope(database_url) as s:
-                return bool(service.deadlines(s, incident_id=view.id))
+                return bool(incident_rows.deadlines(s, incident_id=view.id))
 
         await eventually(recorded)
         with session_scope(database_url) as s:
             reply = next(
-                d for d in service.deadlines(s, incident_id=view.id) if d.rule == "R-REPLY"
+                d for d in incident_rows.deadlines(s, incident_id=view.id) if d.rule == "R-REPLY"
             )
             assert reply.due_at < datetime.now(UTC) + timedelta(hours=24)
 
@@ -505,7 +505,7 @@ def test_notify_test_reports_each_channel(
     assert hook["body"]["subject"] == TEST_SUBJECT
     assert hook["body"]["recipient"] == {"id": "liu.yang", "name": "刘洋"}
     with session_scope(database_url) as s:
-        (inbox,) = service.inbox(s, recipient="liu.yang")
+        (inbox,) = notifications.inbox(s, recipient="liu.yang")
     assert inbox.subject == TEST_SUBJECT and "刘洋" in inbox.body
 
     assert bad.exit_code == 1, bad.output

@@ -17,7 +17,7 @@ from config.settings import Settings
 from plan.roster import Roster
 from starter import incidents
 from starter.incidents import ServiceError
-from store import service
+from store import incident_rows, notifications
 from tests.helpers import eventually, publish, running_worker, stored, submit
 from workflows.incident import IncidentWorkflow
 
@@ -57,7 +57,7 @@ async def test_reply_deadline_by_severity(
         assert reply.due_at == discovered + timedelta(hours=hours)
         assert reply.met_at is None and not reply.overdue
         rows = await eventually(
-            lambda: stored(settings.database_url, service.deadlines, incident_id=view.id)
+            lambda: stored(settings.database_url, incident_rows.deadlines, incident_id=view.id)
         )
         assert {r.rule: r.due_at for r in rows}["R-REPLY"] == discovered + timedelta(hours=hours)
 
@@ -95,32 +95,38 @@ async def test_unmet_deadline_escalates_step_by_step_and_records_the_miss(
     async with running_worker(client, settings, executor):
         view = await submit(client, settings, roster, severity="urgent", responsible_unit="cjb")
         await time_env.sleep(timedelta(hours=3, minutes=1))
-        esc = await eventually(lambda: stored(url, service.escalations, incident_id=view.id))
+        esc = await eventually(lambda: stored(url, incident_rows.escalations, incident_id=view.id))
         assert [(e.step, e.targets) for e in esc] == [(1, STEP_1_CJB)]
-        acc = await eventually(lambda: stored(url, service.accountability, incident_id=view.id))
+        acc = await eventually(
+            lambda: stored(url, incident_rows.accountability, incident_id=view.id)
+        )
         assert [(a.rule, a.kind, a.unit, a.person) for a in acc] == [
             ("R-REPLY", "逾期", "cjb", "sun.haitao")
         ]
         assert acc[0].met_at is None
-        inbox = await eventually(lambda: stored(url, service.inbox, recipient="sun.haitao"))
+        inbox = await eventually(lambda: stored(url, notifications.inbox, recipient="sun.haitao"))
         assert any("第1级" in m.subject for m in inbox)
         # The deputy leader (in the publicity department) was told of the urgent report
         # (R-NOTIFY), but nothing has been escalated to her yet.
         assert not [
-            m for m in stored(url, service.inbox, recipient="li.xiaomei") if m.rule == "R-ESCALATE"
+            m
+            for m in stored(url, notifications.inbox, recipient="li.xiaomei")
+            if m.rule == "R-ESCALATE"
         ]
 
         await time_env.sleep(timedelta(minutes=61))
         esc = await eventually(
             lambda: (
-                (r := stored(url, service.escalations, incident_id=view.id)) and len(r) >= 2 and r
+                (r := stored(url, incident_rows.escalations, incident_id=view.id))
+                and len(r) >= 2
+                and r
             )
         )
         assert [(e.step, e.targets) for e in esc] == [(1, STEP_1_CJB), (2, "li.xiaomei")]
         await eventually(
             lambda: [
                 m
-                for m in stored(url, service.inbox, recipient="li.xiaomei")
+                for m in stored(url, notifications.inbox, recipient="li.xiaomei")
                 if m.rule == "R-ESCALATE"
             ]
         )
@@ -128,7 +134,9 @@ async def test_unmet_deadline_escalates_step_by_step_and_records_the_miss(
         await time_env.sleep(timedelta(minutes=61))
         esc = await eventually(
             lambda: (
-                (r := stored(url, service.escalations, incident_id=view.id)) and len(r) >= 3 and r
+                (r := stored(url, incident_rows.escalations, incident_id=view.id))
+                and len(r) >= 3
+                and r
             )
         )
         assert [(e.step, e.targets) for e in esc][1:] == [(2, "li.xiaomei"), (3, "wang.jianguo")]
@@ -161,7 +169,7 @@ async def test_published_reply_stops_escalation(
             "liu.yang",
         )
         await time_env.sleep(timedelta(hours=3, minutes=1))
-        await eventually(lambda: stored(url, service.escalations, incident_id=view.id))
+        await eventually(lambda: stored(url, incident_rows.escalations, incident_id=view.id))
         final = await publish(client, view.id, staff="lin.feng", head="sun.haitao", release=True)
         handle = client.get_workflow_handle_for(IncidentWorkflow.run, view.id)
         assert final.phase.value == "tracking"
@@ -170,11 +178,13 @@ async def test_published_reply_stops_escalation(
         assert [r.status.value for r in final.replies] == ["published"]
         assert final.replies[0].approved_by == "sun.haitao"
         await time_env.sleep(timedelta(hours=2))
-        escalated = stored(url, service.escalations, incident_id=view.id)
+        escalated = stored(url, incident_rows.escalations, incident_id=view.id)
         assert [e.deadline_key for e in escalated] == ["R-REPLY#1"]
         acc = await eventually(
             lambda: [
-                a for a in stored(url, service.accountability, incident_id=view.id) if a.met_at
+                a
+                for a in stored(url, incident_rows.accountability, incident_id=view.id)
+                if a.met_at
             ]
         )
         assert acc[0].met_at == reply.met_at
@@ -221,13 +231,13 @@ async def test_reply_in_time_records_no_miss(
         rows = await eventually(
             lambda: [
                 i
-                for i in stored(url, service.list_incidents)
+                for i in stored(url, incident_rows.list_incidents)
                 if i.id == view.id and i.version == later.version
             ]
         )
         assert rows[0].phase == "tracking" and not rows[0].overdue
-        assert stored(url, service.escalations, incident_id=view.id) == []
-        assert stored(url, service.accountability, incident_id=view.id) == []
+        assert stored(url, incident_rows.escalations, incident_id=view.id) == []
+        assert stored(url, incident_rows.accountability, incident_id=view.id) == []
 
 
 async def test_late_submission_records_late_report(
@@ -243,7 +253,9 @@ async def test_late_submission_records_late_report(
         report = _deadline(view, "R-REPORT")
         assert report.overdue and report.met_at == view.received_at
         assert any(e.kind == "late_report" for e in view.timeline)
-        acc = await eventually(lambda: stored(url, service.accountability, incident_id=view.id))
+        acc = await eventually(
+            lambda: stored(url, incident_rows.accountability, incident_id=view.id)
+        )
         assert [(a.rule, a.kind, a.unit, a.person) for a in acc] == [
             ("R-REPORT", "迟报", "dhc", "feng.gang")
         ]
@@ -255,8 +267,8 @@ async def test_late_submission_records_late_report(
             discovered_at=(datetime.now(UTC) - timedelta(minutes=50)).isoformat(),
         )
         assert not _deadline(on_time, "R-REPORT").overdue
-        await eventually(lambda: stored(url, service.timeline, incident_id=on_time.id))
-        assert stored(url, service.accountability, incident_id=on_time.id) == []
+        await eventually(lambda: stored(url, incident_rows.timeline, incident_id=on_time.id))
+        assert stored(url, incident_rows.accountability, incident_id=on_time.id) == []
 
 
 async def test_notify_on_report(
@@ -267,11 +279,11 @@ async def test_notify_on_report(
     url = settings.database_url
     async with running_worker(client, settings, executor):
         general = await submit(client, settings, roster, severity="general")
-        await eventually(lambda: stored(url, service.inbox, recipient="liu.yang"))
-        await eventually(lambda: stored(url, service.inbox, recipient="zhou.ting"))
+        await eventually(lambda: stored(url, notifications.inbox, recipient="liu.yang"))
+        await eventually(lambda: stored(url, notifications.inbox, recipient="zhou.ting"))
         assert not [
             m
-            for m in stored(url, service.inbox, recipient="wang.jianguo")
+            for m in stored(url, notifications.inbox, recipient="wang.jianguo")
             if m.incident_id == general.id
         ]
 
@@ -279,7 +291,9 @@ async def test_notify_on_report(
         for person in ("wang.jianguo", "huang.li", "wu.fang", "xu.lei"):
             msgs = await eventually(
                 lambda p=person: [
-                    m for m in stored(url, service.inbox, recipient=p) if m.incident_id == major.id
+                    m
+                    for m in stored(url, notifications.inbox, recipient=p)
+                    if m.incident_id == major.id
                 ]
             )
             assert msgs[0].rule == "R-NOTIFY" and "重大" in msgs[0].subject
@@ -293,7 +307,7 @@ async def test_refused_actions_change_nothing(
         view = await submit(client, settings, roster, severity="major")
         handle = client.get_workflow_handle_for(IncidentWorkflow.run, view.id)
         await eventually(
-            lambda: stored(settings.database_url, service.timeline, incident_id=view.id)
+            lambda: stored(settings.database_url, incident_rows.timeline, incident_id=view.id)
         )
 
         async def history_length() -> int:

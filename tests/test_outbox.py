@@ -23,7 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 from config.settings import Settings
 from plan.roster import Roster, parse_roster
 from starter import incidents
-from store import service
+from store import incident_rows, notifications
 from store.db import session_scope
 from store.models import Delivery, InboxMessage
 from tests.conftest import EXAMPLE_ROSTER, make_settings
@@ -54,7 +54,7 @@ def webhook(url: str) -> str:
 
 
 def outbox(url: str, incident_id: str) -> list[Delivery]:
-    return stored(url, service.outbox, incident_id=incident_id)
+    return stored(url, notifications.outbox, incident_id=incident_id)
 
 
 def inbox_of(url: str, incident_id: str) -> list[InboxMessage]:
@@ -143,7 +143,7 @@ async def test_retried_until_accepted_exactly_once(
             view = await submit(client, settings, roster)
             # The inbox is written at once, whatever the channel does.
             await eventually(
-                lambda: stored(settings.database_url, service.inbox, recipient="liu.yang")
+                lambda: stored(settings.database_url, notifications.inbox, recipient="liu.yang")
             )
             async with clock_running(time_env):
                 row = await eventually(lambda: one_row(settings.database_url, view.id, "sent"))
@@ -219,7 +219,7 @@ async def test_refused_is_not_retried_and_the_office_is_told(
             timeline = await eventually(
                 lambda: [
                     e
-                    for e in stored(url, service.timeline, incident_id=view.id)
+                    for e in stored(url, incident_rows.timeline, incident_id=view.id)
                     if e.kind == "delivery_failed"
                 ]
             )
@@ -284,7 +284,7 @@ async def test_given_up_after_the_give_up_period(
 
 def timeline_of(url: str, incident_id: str) -> list:  # type: ignore[type-arg]
     with session_scope(url) as s:
-        return list(service.timeline(s, incident_id=incident_id))
+        return list(incident_rows.timeline(s, incident_id=incident_id))
 
 
 async def test_given_up_while_the_receiver_holds_the_request(
@@ -344,12 +344,12 @@ async def test_escalation_is_recorded_before_any_delivery_succeeds(
             view = await submit(client, settings, roster, drill_speedup=43200)
             await eventually(r.received)  # the report's message is held at the receiver
             esc = await eventually(
-                lambda: stored(database_url, service.escalations, incident_id=view.id)
+                lambda: stored(database_url, incident_rows.escalations, incident_id=view.id)
             )
             step1 = await eventually(
                 lambda: [
                     m
-                    for m in stored(database_url, service.inbox, recipient="liu.yang")
+                    for m in stored(database_url, notifications.inbox, recipient="liu.yang")
                     if "第1级" in m.subject
                 ]
             )
@@ -405,7 +405,7 @@ async def test_unit_group_and_first_responsible_hear_everything_about_the_unit(
             await time_env.sleep(timedelta(hours=15))
             await eventually(
                 lambda: (
-                    [e.step for e in stored(url, service.escalations, incident_id=view.id)]
+                    [e.step for e in stored(url, incident_rows.escalations, incident_id=view.id)]
                     == [1, 2, 3]
                 )
             )
@@ -434,7 +434,7 @@ async def test_unit_group_and_first_responsible_hear_everything_about_the_unit(
         assert len(head_told) == 5
         assert {k for k, who in told.items() if "unit:sswb" in who} == head_told
 
-        wu = stored(url, service.inbox, recipient="wu.fang")
+        wu = stored(url, notifications.inbox, recipient="wu.fang")
         assert sorted(m.rule for m in wu) == sorted(
             [
                 "R-NOTIFY",

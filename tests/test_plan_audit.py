@@ -15,7 +15,7 @@ from config.settings import Settings
 from plan.roster import Roster
 from starter import incidents
 from starter.incidents import ServiceError
-from store import service
+from store import incident_rows, reporting
 from store.db import session_scope
 from tests.helpers import eventually, publish, running_worker, submission, submit, triage
 from tests.test_plan_leading import _inbox, eventually_view
@@ -311,7 +311,7 @@ async def test_a_withdrawn_false_alarm_voids_its_records_and_omissions_are_recor
         def report() -> dict[str, dict[str, object]]:
             now = datetime.now(UTC)
             with session_scope(settings.database_url) as s:
-                rows = service.accountability_report(
+                rows = reporting.accountability_report(
                     s, start=now - timedelta(days=2), end=now + timedelta(days=2)
                 )
             return {str(r["unit"]): r for r in rows}
@@ -435,7 +435,9 @@ async def test_commendations_and_records_can_be_added_for_a_period_after_close(
 
         def by_hand() -> list[str]:
             with session_scope(settings.database_url) as s:
-                return [a.kind for a in service.accountability(s, incident_id=view.id) if a.by]
+                return [
+                    a.kind for a in incident_rows.accountability(s, incident_id=view.id) if a.by
+                ]
 
         assert await eventually(by_hand) == ["漏报"]
 

@@ -21,7 +21,7 @@ from plan.models import Deadline, IncidentView
 from plan.roster import Roster
 from starter import incidents
 from starter.incidents import ServiceError
-from store import service
+from store import incident_rows, notifications
 from store.models import Incident, ReferralRow
 from tests.helpers import eventually, publish, running_worker, stored, submit, triage
 
@@ -136,7 +136,7 @@ async def test_r_inquiry_opinion_due_at_local_midnight_and_missed_opinion_escala
         rows = await eventually(
             lambda: [
                 r
-                for r in stored(url, service.deadlines, incident_id=view.id)
+                for r in stored(url, incident_rows.deadlines, incident_id=view.id)
                 if r.key == "R-INQUIRY-OPINION"
             ]
         )
@@ -150,7 +150,7 @@ async def test_r_inquiry_opinion_due_at_local_midnight_and_missed_opinion_escala
         acc = await eventually(
             lambda: [
                 a
-                for a in stored(url, service.accountability, incident_id=view.id)
+                for a in stored(url, incident_rows.accountability, incident_id=view.id)
                 if "R-INQUIRY" in a.rule
             ]
         )
@@ -166,7 +166,7 @@ async def test_r_inquiry_opinion_due_at_local_midnight_and_missed_opinion_escala
         esc = await eventually(
             lambda: [
                 e
-                for e in stored(url, service.escalations, incident_id=view.id)
+                for e in stored(url, incident_rows.escalations, incident_id=view.id)
                 if e.deadline_key == key
             ]
         )
@@ -225,7 +225,7 @@ async def test_r_inquiry_opinion_due_at_local_midnight_and_missed_opinion_escala
         rows = await eventually(
             lambda: [
                 r
-                for r in stored(url, service.deadlines, incident_id=view.id)
+                for r in stored(url, incident_rows.deadlines, incident_id=view.id)
                 if r.key == "R-INQUIRY-RESULT" and r.met_at is not None
             ]
         )
@@ -256,14 +256,14 @@ async def test_r_inquiry_immediate_result_reply_meets_reply_and_opinion(
         await _refused(client, view.id, "conclude", {}, "lin.feng", 409, "已办结")
         rows = await eventually(
             lambda: (
-                (r := {d.key: d for d in stored(url, service.deadlines, incident_id=view.id)})
+                (r := {d.key: d for d in stored(url, incident_rows.deadlines, incident_id=view.id)})
                 and "R-INQUIRY-OPINION" in r
                 and r["R-INQUIRY-OPINION"].met_at is not None
                 and r
             )
         )
         assert rows["R-REPLY#1"].met_at == published
-        assert stored(url, service.accountability, incident_id=view.id) == []
+        assert stored(url, incident_rows.accountability, incident_id=view.id) == []
 
 
 # --- R-HYPE -----------------------------------------------------------------------------------
@@ -312,7 +312,7 @@ async def test_r_hype_referral_only_after_facts_published_and_only_once(
         inbox = await eventually(
             lambda: [
                 m
-                for m in stored(url, service.inbox, recipient="zhao.min")
+                for m in stored(url, notifications.inbox, recipient="zhao.min")
                 if m.incident_id == view.id and m.rule == "R-HYPE"
             ]
         )
@@ -350,7 +350,7 @@ async def test_r_fabrication_triage_always_refers_once(
         inbox = await eventually(
             lambda: [
                 m
-                for m in stored(url, service.inbox, recipient="qian.jun")
+                for m in stored(url, notifications.inbox, recipient="qian.jun")
                 if m.incident_id == view.id and m.rule == "R-FABRICATION"
             ]
         )
@@ -362,7 +362,10 @@ async def test_r_fabrication_triage_always_refers_once(
         assert [r.rule for r in view.referrals] == ["R-FABRICATION"]
         await eventually(
             lambda: (
-                sum(e.kind == "triaged" for e in stored(url, service.timeline, incident_id=view.id))
+                sum(
+                    e.kind == "triaged"
+                    for e in stored(url, incident_rows.timeline, incident_id=view.id)
+                )
                 == 4
             )
         )
@@ -371,7 +374,7 @@ async def test_r_fabrication_triage_always_refers_once(
             len(
                 [
                     m
-                    for m in stored(url, service.inbox, recipient="qian.jun")
+                    for m in stored(url, notifications.inbox, recipient="qian.jun")
                     if m.rule == "R-FABRICATION"
                 ]
             )
@@ -446,7 +449,7 @@ async def test_r_suggestion_reply_only_after_adoption_decision(
         timeline = await eventually(
             lambda: [
                 e
-                for e in stored(url, service.timeline, incident_id=view.id)
+                for e in stored(url, incident_rows.timeline, incident_id=view.id)
                 if e.kind in ("adoption", "reply_published")
             ]
         )
@@ -527,7 +530,7 @@ async def test_r_stance_declared_delay_stance_reply_and_official_reply_still_owe
         view = await incidents.get(client, view.id)
         assert _dl(view, "R-REPLY#1").state == "replaced"
         assert not view.accountability and not view.escalations
-        assert not stored(url, service.accountability, incident_id=view.id)
+        assert not stored(url, incident_rows.accountability, incident_id=view.id)
 
         # The official reply is still owed and, published now, meets R-REPLY.
         view = await publish(client, view.id, staff="lin.feng", head="sun.haitao")
@@ -621,7 +624,7 @@ async def test_r_review_rounds_record_who_and_when_and_rejected_draft_is_redraft
 
         events = await eventually(
             lambda: (
-                (r := stored(url, service.timeline, incident_id=view.id))
+                (r := stored(url, incident_rows.timeline, incident_id=view.id))
                 and sum(e.kind == "reply_published" for e in r) == 2
                 and r
             )
@@ -661,7 +664,7 @@ async def test_retriage_away_from_inquiry_cancels_r_inquiry_opinion(
         row = await eventually(
             lambda: [
                 r
-                for r in stored(url, service.deadlines, incident_id=view.id)
+                for r in stored(url, incident_rows.deadlines, incident_id=view.id)
                 if r.key == "R-INQUIRY-OPINION" and r.cancelled
             ]
         )
@@ -705,14 +708,14 @@ async def test_retriage_severity_moves_r_reply_and_is_on_the_timeline(
         rows = await eventually(
             lambda: [
                 r
-                for r in stored(url, service.deadlines, incident_id=view.id)
+                for r in stored(url, incident_rows.deadlines, incident_id=view.id)
                 if r.key == "R-REPLY#1" and r.due_at == discovered + timedelta(hours=24)
             ]
         )
         assert rows[0].anchor_at == discovered
 
         def moved_twice() -> list[Any]:
-            rows = stored(url, service.timeline, incident_id=view.id)
+            rows = stored(url, incident_rows.timeline, incident_id=view.id)
             moved = [e for e in rows if e.kind == "deadline_moved"]
             return moved if len(moved) == 2 else []
 
@@ -806,7 +809,7 @@ async def test_return_to_office_sends_back_to_triage_deadlines_count_from_discov
         await eventually(
             lambda: [
                 m
-                for m in stored(url, service.inbox, recipient="liu.yang")
+                for m in stored(url, notifications.inbox, recipient="liu.yang")
                 if m.incident_id == view.id and "退回" in m.subject
             ]
         )
@@ -829,7 +832,7 @@ async def test_return_to_office_sends_back_to_triage_deadlines_count_from_discov
         acc = await eventually(
             lambda: [
                 a
-                for a in stored(url, service.accountability, incident_id=view.id)
+                for a in stored(url, incident_rows.accountability, incident_id=view.id)
                 if "R-REPLY" in a.rule
             ]
         )

@@ -18,16 +18,17 @@ from plan.roster import Roster
 from starter import incidents
 from starter.incidents import ServiceError
 from starter.web.app import create_app
-from store import service
+from store import credentials, incident_rows, notifications
 from store.db import session_scope
+from store.models import InboxMessage
 from tests.conftest import make_settings
 from tests.helpers import eventually, publish, running_worker, submission, submit, triage
 from workflows.incident import IncidentWorkflow
 
 
-def _inbox(url: str, person: str, incident_id: str) -> list[service.InboxMessage]:  # type: ignore[name-defined]
+def _inbox(url: str, person: str, incident_id: str) -> list[InboxMessage]:
     with session_scope(url) as s:
-        return [m for m in service.inbox(s, recipient=person) if m.incident_id == incident_id]
+        return [m for m in notifications.inbox(s, recipient=person) if m.incident_id == incident_id]
 
 
 async def test_activate_names_units_and_notifies_them(
@@ -126,7 +127,7 @@ async def test_consultations_are_recorded(
 
 def _timeline(url: str, incident_id: str) -> list:  # type: ignore[type-arg]
     with session_scope(url) as s:
-        return list(service.timeline(s, incident_id=incident_id))
+        return list(incident_rows.timeline(s, incident_id=incident_id))
 
 
 async def test_assigned_by_superior_runs_the_same_procedure(
@@ -165,8 +166,8 @@ async def test_manual_records_commendations_and_the_report(
     incidents are left out of the figures."""
     app = create_app(settings, client=client, roster=roster)
     with session_scope(settings.database_url) as s:
-        office = {"Authorization": f"Bearer {service.create_token(s, person_id='liu.yang')}"}
-        staff = {"Authorization": f"Bearer {service.create_token(s, person_id='lin.feng')}"}
+        office = {"Authorization": f"Bearer {credentials.create_token(s, person_id='liu.yang')}"}
+        staff = {"Authorization": f"Bearer {credentials.create_token(s, person_id='lin.feng')}"}
     async with running_worker(client, settings, executor):
         missed = await submit(client, settings, roster, severity="urgent", responsible_unit="cjb")
         met = await submit(client, settings, roster, title="按期回复的事件")
@@ -231,7 +232,7 @@ async def test_manual_records_commendations_and_the_report(
 
 def _acc(url: str, incident_id: str) -> list:  # type: ignore[type-arg]
     with session_scope(url) as s:
-        return list(service.accountability(s, incident_id=incident_id))
+        return list(incident_rows.accountability(s, incident_id=incident_id))
 
 
 def _commendations(url: str) -> list:  # type: ignore[type-arg]
@@ -277,7 +278,7 @@ async def test_drill_runs_the_whole_procedure_in_seconds(
 
 def _incidents(url: str) -> list:  # type: ignore[type-arg]
     with session_scope(url) as s:
-        return list(service.list_incidents(s))
+        return list(incident_rows.list_incidents(s))
 
 
 async def test_dedup_identical_submissions_and_related_urls(

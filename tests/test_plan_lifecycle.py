@@ -2,7 +2,8 @@
 on the time-skipping test server with a real worker and a real SQLite store.
 
 Every test names the rule it proves (RULES.md); `time_env.sleep` jumps plan time, the store is
-read through store.service, and activities are awaited with `eventually`.
+read through its queries (store/incident_rows.py, store/notifications.py), and activities are
+awaited with `eventually`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from plan.models import Deadline, IncidentView
 from plan.roster import Roster
 from starter import incidents
 from starter.incidents import ServiceError
-from store import service
+from store import incident_rows, notifications
 from tests.helpers import eventually, publish, running_worker, stored, submission, submit, triage
 from workflows.incident import IncidentWorkflow
 
@@ -54,7 +55,7 @@ def _kinds(view: IncidentView, kind: str) -> list[Any]:
 def _acc(url: str, incident_id: str, key_prefix: str = "") -> list[tuple[Any, ...]]:
     return [
         (a.rule, a.kind, a.unit, a.person)
-        for a in stored(url, service.accountability, incident_id=incident_id)
+        for a in stored(url, incident_rows.accountability, incident_id=incident_id)
         if a.deadline_key.startswith(key_prefix)
     ]
 
@@ -62,7 +63,7 @@ def _acc(url: str, incident_id: str, key_prefix: str = "") -> list[tuple[Any, ..
 def _esc(url: str, incident_id: str, key: str) -> list[Any]:
     return [
         e
-        for e in stored(url, service.escalations, incident_id=incident_id)
+        for e in stored(url, incident_rows.escalations, incident_id=incident_id)
         if e.deadline_key == key
     ]
 
@@ -79,12 +80,17 @@ def _steps(url: str, incident_id: str, key: str, n: int) -> Any:
 
 def _store_deadline(url: str, incident_id: str, key: str) -> Any:
     return next(
-        (r for r in stored(url, service.deadlines, incident_id=incident_id) if r.key == key), None
+        (r for r in stored(url, incident_rows.deadlines, incident_id=incident_id) if r.key == key),
+        None,
     )
 
 
 def _inbox(url: str, person: str, incident_id: str) -> list[Any]:
-    return [m for m in stored(url, service.inbox, recipient=person) if m.incident_id == incident_id]
+    return [
+        m
+        for m in stored(url, notifications.inbox, recipient=person)
+        if m.incident_id == incident_id
+    ]
 
 
 def _warnings_to(url: str, person: str, incident_id: str) -> list[Any]:
@@ -95,7 +101,7 @@ def _incident_row(url: str, incident_id: str, *, phase: str) -> Any:
     return next(
         (
             i
-            for i in stored(url, service.list_incidents)
+            for i in stored(url, incident_rows.list_incidents)
             if i.id == incident_id and i.phase == phase
         ),
         None,
@@ -103,7 +109,9 @@ def _incident_row(url: str, incident_id: str, *, phase: str) -> Any:
 
 
 def _stored_kinds(url: str, incident_id: str, kind: str) -> list[Any]:
-    return [e for e in stored(url, service.timeline, incident_id=incident_id) if e.kind == kind]
+    return [
+        e for e in stored(url, incident_rows.timeline, incident_id=incident_id) if e.kind == kind
+    ]
 
 
 async def _refused(
@@ -238,7 +246,7 @@ async def test_r_office_unconfirmed_lead_is_late_report_and_escalates(
         rows = await eventually(
             lambda: [
                 a
-                for a in stored(url, service.accountability, incident_id=view.id)
+                for a in stored(url, incident_rows.accountability, incident_id=view.id)
                 if a.deadline_key == "R-REPORT" and a.met_at is not None
             ]
         )
@@ -384,7 +392,7 @@ async def test_r_progress_cadence_for_major_and_urgent(
         assert second.due_at == first.met_at + interval
         assert [e.actor for e in _kinds(view, "progress")] == ["lin.feng"]
         await eventually(lambda: _store_deadline(url, view.id, "R-PROGRESS#2"))
-        rows = {d.key: d for d in stored(url, service.deadlines, incident_id=view.id)}
+        rows = {d.key: d for d in stored(url, incident_rows.deadlines, incident_id=view.id)}
         assert rows["R-PROGRESS#1"].met_at == first.met_at
         assert rows["R-PROGRESS#2"].due_at == second.due_at
 
@@ -527,7 +535,9 @@ async def test_r_discover_late_discovery_is_recorded_on_the_reporter_unit(
         assert d.state == "met_late" and d.met_at == discovered and d.unit == "dhc"
         assert len(_kinds(late, "late_discovery")) == 1
         assert not late.overdue  # a measure, not a timer: nothing stays open
-        rows = await eventually(lambda: stored(url, service.accountability, incident_id=late.id))
+        rows = await eventually(
+            lambda: stored(url, incident_rows.accountability, incident_id=late.id)
+        )
         assert [(a.rule, a.kind, a.unit, a.person) for a in rows] == [
             ("R-DISCOVER", "迟发现", "dhc", "feng.gang")
         ]
@@ -547,7 +557,7 @@ async def test_r_discover_late_discovery_is_recorded_on_the_reporter_unit(
         assert d.state == "met" and d.met_at == discovered
         assert not _kinds(on_time, "late_discovery")
         await eventually(lambda: _store_deadline(url, on_time.id, "R-DISCOVER"))
-        assert stored(url, service.accountability, incident_id=on_time.id) == []
+        assert stored(url, incident_rows.accountability, incident_id=on_time.id) == []
 
 
 # ------------------------------------------------------------------ R-TRACK
@@ -843,11 +853,11 @@ async def test_r_close_withdraw_cancels_deadlines_and_refuses_later_actions(
                 and row.version == result.version
             )
         )
-        rows = stored(url, service.deadlines, incident_id=view.id)
+        rows = stored(url, incident_rows.deadlines, incident_id=view.id)
         assert {x.key for x in rows if x.cancelled} == open_before
         assert {x.key for x in rows if not x.cancelled} == {"R-REPORT"}
-        assert stored(url, service.escalations, incident_id=view.id) == []
-        assert stored(url, service.accountability, incident_id=view.id) == []
+        assert stored(url, incident_rows.escalations, incident_id=view.id) == []
+        assert stored(url, incident_rows.accountability, incident_id=view.id) == []
 
         for action, data, actor in [
             ("file-written-report", {"text": "书面"}, "zhou.ting"),

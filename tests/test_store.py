@@ -26,7 +26,7 @@ from plan.records import (
     RecordRequest,
 )
 from plan.roster import Channel, InboxChannel
-from store import service
+from store import credentials, digests, incident_rows, notifications, reporting
 from store.db import normalise_url, session_scope
 from store.migrate import downgrade, upgrade
 from store.models import (
@@ -45,7 +45,7 @@ BEIJING = timezone(timedelta(hours=8))
 # Deliberately not in UTC and with microseconds: the store must give back the same instant, in UTC.
 DISCOVERED = datetime(2026, 11, 29, 8, 30, 15, 123456, tzinfo=BEIJING)
 RECEIVED = DISCOVERED + timedelta(minutes=7, microseconds=1)
-HEAD = "0008"
+HEAD = "0009"
 TABLES = {
     "access_log",
     "commendations",
@@ -205,6 +205,46 @@ def test_migrations_upgrade_downgrade_upgrade(store_url: str) -> None:
         assert count(s, TimelineEvent) == 1
 
 
+def test_migration_0009_adds_and_drops_the_activated_columns(store_url: str) -> None:
+    """0009 down and up again: the incidents stay; the activated units and persons go, come back
+    empty (an incident listed for the units it involved before) and the next snapshot fills them."""
+    activities = RecordActivities(store_url)
+    brought_in = {"activated_units": "pcs", "activated_persons": "xu.lei"}
+    activities.record(
+        RecordRequest(
+            incident=incident_row(**brought_in), deadlines=[], timeline=[], accountability=[]
+        )
+    )
+    engine = create_engine(normalise_url(store_url))
+    try:
+
+        def columns() -> set[str]:
+            return {c["name"] for c in inspect(engine).get_columns("incidents")}
+
+        assert {"activated_units", "activated_persons"} <= columns()
+        downgrade(store_url, "0008")
+        assert not {"activated_units", "activated_persons"} & columns()
+        upgrade(store_url)
+        assert {"activated_units", "activated_persons"} <= columns()
+    finally:
+        engine.dispose()
+    pcs = incident_rows.Involving(unit="pcs", person="qian.jun")
+    with session_scope(store_url) as s:
+        (row,) = s.scalars(select(Incident)).all()
+        assert (row.id, row.activated_units, row.activated_persons) == ("inc-1", "", "")
+        assert incident_rows.list_incidents(s, involving=pcs) == []
+    activities.record(
+        RecordRequest(
+            incident=incident_row(version=2, **brought_in),
+            deadlines=[],
+            timeline=[],
+            accountability=[],
+        )
+    )
+    with session_scope(store_url) as s:
+        assert [i.id for i in incident_rows.list_incidents(s, involving=pcs)] == ["inc-1"]
+
+
 # --- record ---
 
 
@@ -223,17 +263,18 @@ def test_record_is_idempotent(store_url: str) -> None:
 
     with session_scope(store_url) as s:
         assert count(s, Incident) == 1
-        assert [e.seq for e in service.timeline(s, incident_id="inc-1")] == [1, 2, 3]
+        assert [e.seq for e in incident_rows.timeline(s, incident_id="inc-1")] == [1, 2, 3]
         assert count(s, TimelineEvent) == 3
         assert [
-            (d.key, d.overdue, d.escalation_step) for d in service.deadlines(s, incident_id="inc-1")
+            (d.key, d.overdue, d.escalation_step)
+            for d in incident_rows.deadlines(s, incident_id="inc-1")
         ] == [
             ("R-REPORT#1", True, 1),
             ("R-REPLY#1", False, 0),
         ]
         assert count(s, DeadlineRow) == 2
         assert count(s, AccountabilityRow) == 1
-        (acc,) = service.accountability(s, incident_id="inc-1")
+        (acc,) = incident_rows.accountability(s, incident_id="inc-1")
         assert (acc.kind, acc.unit, acc.person, acc.met_at, acc.drill) == (
             "迟报",
             "yqb",
@@ -287,13 +328,13 @@ def test_record_newer_snapshot_updates_in_place(store_url: str) -> None:
             "cjb",
         )
         assert incident.next_due_at == DISCOVERED + timedelta(hours=3)
-        rows = {d.key: d for d in service.deadlines(s, incident_id="inc-1")}
+        rows = {d.key: d for d in incident_rows.deadlines(s, incident_id="inc-1")}
         assert set(rows) == {"R-REPORT#1", "R-REPLY#1"}
         assert rows["R-REPORT#1"].met_at == met
         assert rows["R-REPLY#1"].title == "R-REPLY 紧急"
-        (acc,) = service.accountability(s, incident_id="inc-1")
+        (acc,) = incident_rows.accountability(s, incident_id="inc-1")
         assert acc.met_at == met
-        assert [e.seq for e in service.timeline(s, incident_id="inc-1")] == [1, 2]
+        assert [e.seq for e in incident_rows.timeline(s, incident_id="inc-1")] == [1, 2]
 
 
 def test_record_older_snapshot_only_adds_timeline(store_url: str) -> None:
@@ -329,12 +370,12 @@ def test_record_older_snapshot_only_adds_timeline(store_url: str) -> None:
             "东湖村道路积水多日无人处理",
             False,
         )
-        (reply,) = service.deadlines(s, incident_id="inc-1")
+        (reply,) = incident_rows.deadlines(s, incident_id="inc-1")
         assert reply.key == "R-REPLY#1"
         assert reply.met_at == DISCOVERED + timedelta(hours=2)
         assert reply.overdue is False
-        assert service.accountability(s, incident_id="inc-1") == []
-        events = service.timeline(s, incident_id="inc-1")
+        assert incident_rows.accountability(s, incident_id="inc-1") == []
+        events = incident_rows.timeline(s, incident_id="inc-1")
         assert [(e.seq, e.kind) for e in events] == [(1, "event"), (2, "published"), (3, "late")]
         assert events[1].actor == "lin.feng"
 
@@ -353,9 +394,9 @@ def test_datetimes_come_back_aware_utc(store_url: str) -> None:
     with session_scope(store_url) as s:
         incident = s.get(Incident, "inc-1")
         assert incident is not None
-        (deadline,) = service.deadlines(s, incident_id="inc-1")
-        (event,) = service.timeline(s, incident_id="inc-1")
-        (acc,) = service.accountability(s, incident_id="inc-1")
+        (deadline,) = incident_rows.deadlines(s, incident_id="inc-1")
+        (event,) = incident_rows.timeline(s, incident_id="inc-1")
+        (acc,) = incident_rows.accountability(s, incident_id="inc-1")
         pairs = [
             (incident.discovered_at, DISCOVERED),
             (incident.posted_at, DISCOVERED - timedelta(minutes=20)),
@@ -417,7 +458,7 @@ def test_escalate_records_each_step_once(store_url: str) -> None:
     assert activities.escalate(step1) is False
     assert activities.escalate(step1.model_copy(deep=True)) is False
     with session_scope(store_url) as s:
-        (row,) = service.escalations(s, incident_id="inc-1")
+        (row,) = incident_rows.escalations(s, incident_id="inc-1")
         assert (row.step, row.targets, row.drill, row.rule) == (
             1,
             "liu.yang,zhou.ting",
@@ -436,7 +477,7 @@ def test_escalate_records_each_step_once(store_url: str) -> None:
     assert activities.escalate(step2) is True
     assert activities.escalate(step2) is False
     with session_scope(store_url) as s:
-        assert [(r.step, r.targets) for r in service.escalations(s, incident_id="inc-1")] == [
+        assert [(r.step, r.targets) for r in incident_rows.escalations(s, incident_id="inc-1")] == [
             (1, "liu.yang,zhou.ting"),
             (2, "li.xiaomei"),
         ]
@@ -475,7 +516,7 @@ def test_one_write_carries_a_step_whole(store_url: str) -> None:
     with session_scope(store_url) as s:
         incident = s.get(Incident, "inc-1")
         assert incident is not None and (incident.version, incident.overdue) == (2, True)
-        assert [(r.step, r.targets) for r in service.escalations(s, incident_id="inc-1")] == [
+        assert [(r.step, r.targets) for r in incident_rows.escalations(s, incident_id="inc-1")] == [
             (1, "liu.yang")
         ]
         assert count(s, TimelineEvent) == 2 and count(s, AccountabilityRow) == 1
@@ -483,7 +524,7 @@ def test_one_write_carries_a_step_whole(store_url: str) -> None:
             "liu.yang",
             "wu.fang",
         ]
-        (delivery,) = service.outbox(s, incident_id="inc-1")
+        (delivery,) = notifications.outbox(s, incident_id="inc-1")
         assert (delivery.state, delivery.recipient, delivery.attempts) == ("pending", "liu.yang", 0)
         assert delivery.created_at is not None
 
@@ -500,7 +541,7 @@ def test_notify_inbox_once_per_recipient(store_url: str) -> None:
     with session_scope(store_url) as s:
         assert count(s, InboxMessage) == 2
         for pid in ("liu.yang", "wu.fang"):
-            (msg,) = service.inbox(s, recipient=pid)
+            (msg,) = notifications.inbox(s, recipient=pid)
             assert msg.key == "inc-1:reported"
             assert msg.subject == reported.subject
             assert msg.body == reported.body
@@ -516,7 +557,7 @@ def test_notify_inbox_once_per_recipient(store_url: str) -> None:
     later = later.model_copy(update={"sent_at": later.sent_at + timedelta(hours=1)})
     assert activities.notify(later) == 0
     with session_scope(store_url) as s:
-        assert [m.key for m in service.inbox(s, recipient="wu.fang")] == [
+        assert [m.key for m in notifications.inbox(s, recipient="wu.fang")] == [
             "inc-1:assigned-cjb-3",
             "inc-1:reported",
         ]
@@ -528,18 +569,18 @@ def test_notify_inbox_once_per_recipient(store_url: str) -> None:
 
 def test_tokens_create_resolve_revoke(store_url: str) -> None:
     with session_scope(store_url) as s:
-        first = service.create_token(s, person_id="wu.fang", label="办公电脑")
-        second = service.create_token(s, person_id="wu.fang")
-        other = service.create_token(s, person_id="liu.yang")
+        first = credentials.create_token(s, person_id="wu.fang", label="办公电脑")
+        second = credentials.create_token(s, person_id="wu.fang")
+        other = credentials.create_token(s, person_id="liu.yang")
     assert len({first, second, other}) == 3
     assert all(t.startswith("yq_") and len(t) > 40 for t in (first, second, other))
 
     with session_scope(store_url) as s:
-        assert service.person_for_token(s, token=first) == "wu.fang"
-        assert service.person_for_token(s, token=second) == "wu.fang"
-        assert service.person_for_token(s, token=other) == "liu.yang"
-        assert service.person_for_token(s, token="yq_not-a-token") is None
-        assert service.person_for_token(s, token="") is None
+        assert credentials.person_for_token(s, token=first) == "wu.fang"
+        assert credentials.person_for_token(s, token=second) == "wu.fang"
+        assert credentials.person_for_token(s, token=other) == "liu.yang"
+        assert credentials.person_for_token(s, token="yq_not-a-token") is None
+        assert credentials.person_for_token(s, token="") is None
         rows = s.scalars(select(ApiToken).order_by(ApiToken.id)).all()
         assert [r.token_hash for r in rows] == [
             hashlib.sha256(t.encode()).hexdigest() for t in (first, second, other)
@@ -550,12 +591,12 @@ def test_tokens_create_resolve_revoke(store_url: str) -> None:
         assert rows[0].label == "办公电脑"
 
     with session_scope(store_url) as s:
-        assert service.revoke_tokens(s, person_id="wu.fang") == 2
+        assert credentials.revoke_tokens(s, person_id="wu.fang") == 2
     with session_scope(store_url) as s:
-        assert service.person_for_token(s, token=first) is None
-        assert service.person_for_token(s, token=second) is None
-        assert service.person_for_token(s, token=other) == "liu.yang"
-        assert service.revoke_tokens(s, person_id="wu.fang") == 0
+        assert credentials.person_for_token(s, token=first) is None
+        assert credentials.person_for_token(s, token=second) is None
+        assert credentials.person_for_token(s, token=other) == "liu.yang"
+        assert credentials.revoke_tokens(s, person_id="wu.fang") == 0
         revoked = s.scalars(select(ApiToken).where(ApiToken.person_id == "wu.fang")).all()
         assert all(r.revoked_at is not None and r.revoked_at.tzinfo is UTC for r in revoked)
 
@@ -621,7 +662,73 @@ def test_list_incidents(store_url: str, filters: dict[str, Any], expected: list[
     by the most recently received."""
     _seed_incidents(store_url)
     with session_scope(store_url) as s:
-        assert [i.id for i in service.list_incidents(s, **filters)] == expected
+        assert [i.id for i in incident_rows.list_incidents(s, **filters)] == expected
+
+
+# --- R-SECRECY: the one list filter ---
+
+INVOLVEMENT: dict[str, dict[str, Any]] = {
+    "reported": {"reporter_unit": "dhc"},
+    "led": {"responsible_unit": "dhc"},
+    "co-handled": {"responsible_unit": "cjb", "co_units": "sswb,dhc"},
+    "brought-in": {"responsible_unit": "cjb", "activated_units": "pcs,dhc"},
+    "named": {"responsible_unit": "cjb", "activated_persons": "xu.lei,feng.gang"},
+    # Names that contain another's, and none of the filter's names whole.
+    "near-misses": {
+        "responsible_unit": "cjb",
+        "co_units": "dhcx",
+        "activated_units": "xdhc,pcs2",
+        "activated_persons": "feng.gangx,xxu.lei",
+    },
+}
+
+
+def _seed_involvement(url: str) -> None:
+    """Each incident involves units and persons one way; the reporter is the office otherwise.
+    Each has an open R-PROGRESS deadline owed by the police station (pcs)."""
+    activities = RecordActivities(url)
+    for incident_id, overrides in INVOLVEMENT.items():
+        activities.record(
+            RecordRequest(
+                incident=incident_row(incident_id, phase="handling", url=None, **overrides),
+                deadlines=[reply_deadline(key="R-PROGRESS#1", rule="R-PROGRESS", unit="pcs")],
+                timeline=[],
+                accountability=[],
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    ("unit", "person", "expected"),
+    [
+        ("dhc", "nobody", {"reported", "led", "co-handled", "brought-in"}),
+        ("sswb", "feng.gang", {"co-handled", "named"}),
+        ("pcs", "qian.jun", {"brought-in"}),
+        ("zfb", "xu.lei", {"named"}),
+        ("", "feng.gang", {"named"}),
+        ("yqb", "nobody", set(INVOLVEMENT) - {"reported"}),
+        # Nothing for an empty name (every list without co-units would hold ""), nor for a
+        # pattern: `_`, `%` and `,` are the names' own characters, not wildcards or separators.
+        ("", "", set()),
+        ("d_c", "feng%", set()),
+        ("sswb,dhc", "xu.lei,feng.gang", set()),
+    ],
+)
+def test_the_list_filter_is_the_pages_rule(
+    store_url: str, unit: str, person: str, expected: set[str]
+) -> None:
+    """R-SECRECY, R-ACTIVATE: a list keeps the incidents the unit reported, leads, co-handles or
+    was brought in to, and those the leading group named the person to in person: the page's
+    rule (starter/web/deps.py `involved_units` and `activated_persons`). Every list asks the same
+    filter: the incident lists and the deadlines a unit owes (the to-do page)."""
+    _seed_involvement(store_url)
+    who = incident_rows.Involving(unit=unit, person=person)
+    with session_scope(store_url) as s:
+        assert {i.id for i in incident_rows.list_incidents(s, involving=who)} == expected
+        owed = incident_rows.owed_deadlines(s, unit="pcs", involving=who)
+        assert {i.id for _, i in owed} == expected
+        assert {i.id for i in incident_rows.list_incidents(s)} == set(INVOLVEMENT)
+        assert {i.id for _, i in incident_rows.owed_deadlines(s, unit="pcs")} == set(INVOLVEMENT)
 
 
 def test_report_queries_leave_drills_and_voided_records_out(store_url: str) -> None:
@@ -655,9 +762,11 @@ def test_report_queries_leave_drills_and_voided_records_out(store_url: str) -> N
     )
     start, end = DISCOVERED - timedelta(days=1), DISCOVERED + timedelta(days=1)
     with session_scope(store_url) as s:
-        units = {r["unit"]: r for r in service.accountability_report(s, start=start, end=end)}
-        listed = service.accountability_recorded_between(s, start=start, end=end)
-        (kept,) = [a for a in service.accountability(s, incident_id="false-alarm") if a.voided_at]
+        units = {r["unit"]: r for r in reporting.accountability_report(s, start=start, end=end)}
+        listed = digests.accountability_recorded_between(s, start=start, end=end)
+        (kept,) = [
+            a for a in incident_rows.accountability(s, incident_id="false-alarm") if a.voided_at
+        ]
     assert units["yqb"]["records"] == {"迟报": 1} and units["yqb"]["voided"] == 1
     assert units["yqb"]["missed"] == 1 and units["cjb"]["missed"] == 1
     assert [a.incident_id for a, _title in listed] == ["real"]

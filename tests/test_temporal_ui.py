@@ -207,12 +207,13 @@ async def test_with_the_codec_on_history_holds_no_clear_text(
     dev_server: WorkflowEnvironment, codec_town: Any, database_url: str
 ) -> None:
     stack, keys = codec_town
-    from store import service
+    from store import credentials
     from store.db import session_scope
 
     with session_scope(stack.env["YUQING_DATABASE_URL"]) as s:
         tokens = {
-            p: service.create_token(s, person_id=p) for p in ("liu.yang", "lin.feng", "sun.haitao")
+            p: credentials.create_token(s, person_id=p)
+            for p in ("liu.yang", "lin.feng", "sun.haitao")
         }
     title = "保密测试：东湖村学校食堂卫生问题"
     content = "家长冯小红在本地论坛发帖反映食堂卫生问题，电话13800000000。"

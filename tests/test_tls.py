@@ -167,12 +167,12 @@ async def test_worker_and_starter_connect_with_mutual_tls(
         )
         assert triaged.phase.value == "handling"
         # The worker's activities ran too: the read model has the incident.
-        from store import service
+        from store import incident_rows
         from store.db import session_scope
 
         def listed() -> bool:
             with session_scope(settings.database_url) as s:
-                return any(r.id == view.id for r in service.list_incidents(s))
+                return any(r.id == view.id for r in incident_rows.list_incidents(s))
 
         await eventually(listed)
     assert accepted and set(accepted) == {"yuqing-worker"}  # every connection by certificate

@@ -18,7 +18,7 @@ from plan.roster import Roster
 from starter.cli import app as cli_app
 from starter.web.app import create_app
 from starter.web.auth import SESSION_COOKIE, safe_next
-from store import service
+from store import credentials, incident_rows
 from store.db import session_scope
 from store.models import WebSession, utcnow
 from tests.conftest import EXAMPLE_ROSTER, make_settings
@@ -126,7 +126,7 @@ async def test_revoking_tokens_ends_sessions(http: httpx.AsyncClient, settings: 
     await sign_in(http, settings, "lin.feng")
     assert (await http.get("/incidents")).status_code == 200
     with session_scope(settings.database_url) as s:
-        assert service.revoke_tokens(s, person_id="lin.feng") >= 1
+        assert credentials.revoke_tokens(s, person_id="lin.feng") >= 1
     r = await http.get("/incidents")
     assert r.status_code == 303 and r.headers["location"].startswith("/login")
 
@@ -193,7 +193,7 @@ async def test_csrf_and_origin_on_the_submission_form(
     )
     assert r.status_code == 403 and "跨站" in r.text
     with session_scope(settings.database_url) as s:
-        assert list(service.list_incidents(s)) == []
+        assert list(incident_rows.list_incidents(s)) == []
     r = await http.post(
         "/incidents",
         data=_form("e" * 32, discovered_at=now, csrf_token=csrf),
@@ -221,7 +221,7 @@ async def test_pages_show_only_what_the_role_may_see(
 
     def recorded() -> bool:
         with session_scope(settings.database_url) as s:
-            return {i.id for i in service.list_incidents(s)} == {cjb, yjb}
+            return {i.id for i in incident_rows.list_incidents(s)} == {cjb, yjb}
 
     await eventually(recorded)
 

@@ -7,7 +7,7 @@ from temporalio.client import Client
 
 from config.settings import Settings
 from starter import incidents
-from store import service
+from store import incident_rows, notifications
 from tests.helpers import eventually, stored, submission
 from tests.test_api import http, sign_in, token_for  # noqa: F401  (http: the app and a worker)
 
@@ -38,8 +38,10 @@ async def test_hostile_text_is_shown_as_text_on_every_page(
         {"severity": "major", "category": "hype", "responsible_unit": "cjb", "note": HOSTILE_TITLE},
         "liu.yang",
     )
-    await eventually(lambda: stored(settings.database_url, service.list_incidents))
-    await eventually(lambda: stored(settings.database_url, service.inbox, recipient="liu.yang"))
+    await eventually(lambda: stored(settings.database_url, incident_rows.list_incidents))
+    await eventually(
+        lambda: stored(settings.database_url, notifications.inbox, recipient="liu.yang")
+    )
     await sign_in(http, settings, "liu.yang")
     pages = [
         f"/incidents/{incident_id}",

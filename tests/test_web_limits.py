@@ -10,7 +10,7 @@ from temporalio.client import Client
 from plan.roster import Roster
 from starter.web.app import create_app
 from starter.web.limits import SlidingWindow
-from store import service
+from store import incident_rows
 from tests.conftest import make_settings
 from tests.helpers import eventually, running_worker, stored, submission
 from tests.test_api import csrf_in, token_for
@@ -88,7 +88,7 @@ async def test_anonymous_submissions_are_limited_known_senders_are_not(
         assert known.status_code == 201, known.text
 
         def titles() -> set[str]:
-            return {r.title for r in stored(settings.database_url, service.list_incidents)}
+            return {r.title for r in stored(settings.database_url, incident_rows.list_incidents)}
 
         await eventually(lambda: {"限流测试0", "限流测试1", "限流测试：监测系统"} <= titles())
         assert "限流测试：第三条" not in titles()

@@ -19,7 +19,7 @@ from plan.roster import Roster
 from starter import incidents
 from starter.web.app import create_app
 from starter.web.charts import on_time_bars
-from store import service
+from store import incident_rows, reporting
 from store.db import session_scope
 from tests.helpers import eventually, publish, running_worker, submit, triage
 from tests.test_api import sign_in
@@ -73,14 +73,14 @@ async def test_report_csv_and_dashboard_for_the_office_and_403_for_staff(
         def missed_recorded() -> bool:
             with session_scope(settings.database_url) as s:
                 return any(
-                    a.kind == "逾期" for a in service.accountability(s, incident_id=missed.id)
+                    a.kind == "逾期" for a in incident_rows.accountability(s, incident_id=missed.id)
                 )
 
         await eventually(missed_recorded)
 
         def escalated() -> bool:
             with session_scope(settings.database_url) as s:
-                return bool(service.escalations(s, incident_id=missed.id))
+                return bool(incident_rows.escalations(s, incident_id=missed.id))
 
         await eventually(escalated)
 
@@ -127,10 +127,10 @@ async def test_report_csv_and_dashboard_for_the_office_and_403_for_staff(
             assert f'href="/incidents/{missed.id}"' in dash.text
             assert "<b>积水</b>" not in dash.text and "&lt;b&gt;积水&lt;/b&gt;" in dash.text
             with session_scope(settings.database_url) as s:
-                counts = service.incident_counts(s)
-                overdue = service.overdue_now(s)
+                counts = reporting.incident_counts(s)
+                overdue = reporting.overdue_now(s)
                 assert all(not i.drill for i in overdue)
-                escalations = service.escalations_since(
+                escalations = reporting.escalations_since(
                     s, since=datetime.now(UTC) - timedelta(days=7)
                 )
             assert sum(counts["phase"].values()) == 2  # the drill is left out
@@ -166,7 +166,7 @@ async def test_list_filters_narrow_the_rows(
 
         def listed() -> bool:
             with session_scope(settings.database_url) as s:
-                rows = service.list_incidents(s)
+                rows = incident_rows.list_incidents(s)
                 return len(rows) == 3 and any(r.category == "hype" for r in rows)
 
         await eventually(listed)

@@ -17,7 +17,7 @@ from config.settings import Settings
 from plan.roster import Roster
 from starter.web.app import create_app
 from starter.web.staff import plausible_actions
-from store import service
+from store import credentials
 from store.db import session_scope
 from store.models import DeadlineRow, InboxMessage
 from tests.helpers import eventually, running_worker, submission
@@ -39,7 +39,7 @@ async def new_incident(http: httpx.AsyncClient, **change: str) -> str:
     """Reported by the office's monitoring officer with her token (believed, issue 15)."""
     state = http._transport.app.state.yuqing  # type: ignore[attr-defined]
     with session_scope(state.settings.database_url) as s:
-        token = service.create_token(s, person_id="zhou.ting")
+        token = credentials.create_token(s, person_id="zhou.ting")
     r = await http.post(
         "/api/incidents",
         json=submission(**change),

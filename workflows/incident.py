@@ -614,6 +614,8 @@ class IncidentWorkflow:
             posted_at=self.sub.posted_at,
             responsible_unit=s.responsible_unit,
             co_units=",".join(s.co_units),
+            activated_units=",".join(s.activated_units),
+            activated_persons=",".join(s.activated_persons),
             severity=s.severity.value,
             category=s.category.value if s.category else None,
             phase=s.phase.value,

@@ -39,12 +39,12 @@ from plan.roster import Roster, load_roster
 from starter import incidents
 from starter.errors import FIELD_LABELS, FieldError, translate_errors
 from starter.incidents import ServiceError
-from store import service
+from store import incident_rows, reporting
 from store.db import session_scope
 
 from . import access, apidocs, codec, limits, reports, staff
 from .auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, safe_next
-from .deps import MAX_OFFSET, MAX_PAGE, may_see, require_visible, visible_unit
+from .deps import MAX_OFFSET, MAX_PAGE, may_see, require_visible, visible_to
 from .headers import SecurityHeaders
 from .pages import Pages
 from .state import AppState, authenticate, request_state
@@ -278,7 +278,7 @@ def create_app(
         def load() -> list[Any]:
             with session_scope(settings.database_url) as s:
                 return list(
-                    service.list_incidents(
+                    incident_rows.list_incidents(
                         s,
                         phase=phase or None,
                         unit=unit or None,
@@ -286,7 +286,7 @@ def create_app(
                         drill=flags.get((drill or "").lower()),
                         severity=severity or None,
                         category=category or None,
-                        involving=visible_unit(roster, person_id),
+                        involving=visible_to(roster, person_id),
                         limit=50,
                         offset=(page - 1) * 50,
                     )
@@ -395,11 +395,11 @@ def create_app(
         offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> dict[str, Any]:
         person = await run_in_threadpool(authenticate, state, authorization)
-        visible = visible_unit(roster, person)
+        visible = visible_to(roster, person)
 
         def load() -> list[dict[str, Any]]:
             with session_scope(settings.database_url) as s:
-                rows = service.list_incidents(
+                rows = incident_rows.list_incidents(
                     s,
                     phase=phase,
                     unit=unit,
@@ -467,7 +467,7 @@ def create_app(
 
         def load() -> list[dict[str, object]]:
             with session_scope(settings.database_url) as s:
-                return list(service.accountability_report(s, start=begin, end=finish))
+                return list(reporting.accountability_report(s, start=begin, end=finish))
 
         rows = await run_in_threadpool(load)
         for row in rows:

@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from config.settings import Settings
 from plan.roster import Roster
 from starter.incidents import ServiceError
-from store import service
+from store import credentials
 from store.db import session_scope
 
 SESSION_COOKIE = "yuqing_session"
@@ -113,7 +113,7 @@ class Auth:
         session_id = request.cookies.get(SESSION_COOKIE)
         if session_id and not request.url.path.startswith("/api/"):
             with session_scope(self.settings.database_url) as s:
-                person_id = service.person_for_session(s, session_id=session_id)
+                person_id = credentials.person_for_session(s, session_id=session_id)
             person = self.roster.person(person_id) if person_id else None
             if person is not None:
                 found = Viewer(
@@ -171,19 +171,21 @@ class Auth:
         """A fresh session for the token's person, or None. A session cookie the browser sent
         before is ended, never reused (no session fixation)."""
         with session_scope(self.settings.database_url) as s:
-            person_id = service.person_for_token(s, token=token)
+            person_id = credentials.person_for_token(s, token=token)
             if person_id is None or self.roster.person(person_id) is None:
                 return None
             old = request.cookies.get(SESSION_COOKIE)
             if old:
-                service.end_session(s, session_id=old)
-            return service.create_session(s, person_id=person_id, hours=self.settings.session_hours)
+                credentials.end_session(s, session_id=old)
+            return credentials.create_session(
+                s, person_id=person_id, hours=self.settings.session_hours
+            )
 
     def sign_out(self, request: Request) -> None:
         session_id = request.cookies.get(SESSION_COOKIE)
         if session_id:
             with session_scope(self.settings.database_url) as s:
-                service.end_session(s, session_id=session_id)
+                credentials.end_session(s, session_id=session_id)
 
 
 def safe_next(target: str | None, default: str = "/incidents") -> str:

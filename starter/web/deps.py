@@ -1,6 +1,7 @@
 """Who is calling, and what they may see (R-SECRECY): the one place pages, the API, exports,
-reports, the codec and the Temporal UI's gate ask. (The store's list filter, `involving` in
-store/service.py, is the same rule as `involved_units` written as SQL.)
+reports, the codec and the Temporal UI's gate ask. (The lists ask the store: `visible_to` below
+gives the person's `Involving`, and store/incident_rows.py `involving_clause` is `may_see`'s rule,
+`involved_units` and the persons named by activation, written as SQL.)
 
 What someone may not see does not exist for them.
 
@@ -21,6 +22,7 @@ from plan.actions import may_read_reports
 from plan.models import IncidentView
 from plan.roster import Roster
 from starter.incidents import ServiceError
+from store.incident_rows import Involving
 
 from .pages import pages
 from .state import authenticate, request_state
@@ -52,7 +54,8 @@ def caller(request: Request) -> str | None:
 
 def involved_units(view: IncidentView) -> set[str]:
     """The units an incident involves (R-SECRECY): reporting, responsible, co-handling and
-    brought in by the leading group (R-ACTIVATE)."""
+    brought in by the leading group (R-ACTIVATE). The lists' filter in SQL,
+    store/incident_rows.py `involving_clause`, must say the same (with `activated_persons`)."""
     units = {view.reporter_unit, *view.co_units, *view.activated_units}
     if view.responsible_unit:
         units.add(view.responsible_unit)
@@ -64,12 +67,16 @@ def sees_every_incident(roster: Roster, person_id: str | None) -> bool:
     return bool(person_id) and rules.can_view(roster, person_id or "", set())
 
 
-def visible_unit(roster: Roster, person_id: str) -> str | None:
-    """For lists: None when the person sees every incident, else the unit they see for."""
+def visible_to(roster: Roster, person_id: str) -> Involving | None:
+    """For lists: None when the person sees every incident, else whose incidents they see: their
+    unit's, and those the leading group named them to (store/incident_rows.py `involving_clause`,
+    `may_see`'s rule). Someone not on the roster sees none (empty names match nothing)."""
     if sees_every_incident(roster, person_id):
         return None
     person = roster.person(person_id)
-    return person.unit if person is not None else ""
+    if person is None:
+        return Involving(unit="", person="")
+    return Involving(unit=person.unit, person=person.id)
 
 
 def reads_reports(roster: Roster, person_id: str | None) -> bool:

@@ -24,7 +24,7 @@ from plan.actions import may_read_reports
 from plan.models import Severity
 from plan.roster import Roster
 from starter.incidents import ServiceError
-from store import service
+from store import reporting
 from store.db import session_scope
 
 from . import access
@@ -122,7 +122,7 @@ def _report_rows(pages: Pages, first: date, last: date) -> list[dict[str, Any]]:
     begin = datetime(first.year, first.month, first.day, tzinfo=pages.tz)
     finish = datetime(last.year, last.month, last.day, tzinfo=pages.tz) + timedelta(days=1)
     with session_scope(pages.settings.database_url) as s:
-        raw = service.accountability_report(s, start=begin, end=finish)
+        raw = reporting.accountability_report(s, start=begin, end=finish)
     rows = []
     for r in raw:
         records = r["records"]
@@ -226,8 +226,8 @@ async def dashboard_page(request: Request) -> Response:
 
     def load() -> tuple[Any, list[dict[str, Any]], list[dict[str, Any]]]:
         with session_scope(pages.settings.database_url) as s:
-            counts = service.incident_counts(s)
-            overdue = list(service.overdue_now(s))
+            counts = reporting.incident_counts(s)
+            overdue = list(reporting.overdue_now(s))
             escalations = [
                 {
                     "incident_id": e.incident_id,
@@ -240,7 +240,7 @@ async def dashboard_page(request: Request) -> Response:
                         pages.roster.person_name(t) for t in e.targets.split(",") if t
                     ),
                 }
-                for e, title in service.escalations_since(s, since=since)
+                for e, title in reporting.escalations_since(s, since=since)
             ]
             overdue_rows = [
                 {

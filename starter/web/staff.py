@@ -30,10 +30,10 @@ from plan.spec import PlanSpec
 from starter import incidents
 from starter.errors import FIELD_LABELS
 from starter.incidents import ServiceError
-from store import service
+from store import incident_rows, notifications
 from store.db import session_scope
 
-from .deps import require_visible, visible_unit
+from .deps import require_visible, visible_to
 from .limits import BodyTooLarge
 from .pages import pages, to_login
 
@@ -256,7 +256,7 @@ async def inbox_page(request: Request) -> Response:
                     "created_at": m.created_at,
                     "read": m.read_at is not None,
                 }
-                for m in service.inbox(s, recipient=person_id)
+                for m in notifications.inbox(s, recipient=person_id)
             ]
 
     messages = await run_in_threadpool(load)
@@ -281,7 +281,7 @@ async def inbox_mark_read(request: Request) -> Response:
 
     def mark() -> None:
         with session_scope(k.settings.database_url) as s:
-            service.mark_read(s, person=person_id, ids=ids)
+            notifications.mark_read(s, person=person_id, ids=ids)
 
     await run_in_threadpool(mark)
     return RedirectResponse("/inbox", status_code=303)
@@ -298,11 +298,11 @@ async def my_work(request: Request) -> Response:
         return to_login(request)
     office = Role.office in k.roster.roles_of(me.person_id)
     now = datetime.now(UTC)
-    unit, involving = me.unit, visible_unit(k.roster, me.person_id)
+    unit, involving = me.unit, visible_to(k.roster, me.person_id)
 
     def load() -> list[dict[str, Any]]:
         with session_scope(k.settings.database_url) as s:
-            found = service.owed_deadlines(
+            found = incident_rows.owed_deadlines(
                 s, unit=unit, include_unassigned=office, involving=involving
             )
             rows = []

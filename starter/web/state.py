@@ -12,7 +12,7 @@ from plan.roster import Roster
 from plan.spec import plan_from
 from runtime.client import codec_for, connect
 from starter.incidents import ServiceError
-from store import service
+from store import credentials
 from store.db import session_scope
 
 
@@ -43,7 +43,7 @@ def authenticate(state: AppState, authorization: str | None) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise ServiceError(401, "需要登录：请在 Authorization 头中提供 Bearer 令牌")
     with session_scope(state.settings.database_url) as s:
-        person = service.person_for_token(s, token=token.strip())
+        person = credentials.person_for_token(s, token=token.strip())
     if person is None or state.roster.person(person) is None:
         raise ServiceError(401, "令牌无效、已过期或已吊销")
     return person

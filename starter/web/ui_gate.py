@@ -32,7 +32,7 @@ from starlette.concurrency import run_in_threadpool
 from config.settings import Settings, get_settings
 from plan.actions import may_read_reports
 from plan.roster import Roster, load_roster
-from store import service
+from store import credentials
 from store.db import session_scope
 
 from .auth import SESSION_COOKIE
@@ -88,7 +88,7 @@ def create_gate(
         if not session_id:
             return None, False
         with session_scope(settings.database_url) as s:
-            person = service.person_for_session(s, session_id=session_id)
+            person = credentials.person_for_session(s, session_id=session_id)
         return person, bool(person) and may_read_reports(roster, person)
 
     @app.api_route(

@@ -45,7 +45,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 import devstack
 from activities.channels import sign_standard
 from devstack import BIN, ROOT, DevServer, ProcessDied, free_port, poll, port_open
-from store import service
+from store import credentials
 from store.db import engine_for, session_scope
 from store.migrate import upgrade
 from store.models import Delivery, EscalationRow, InboxMessage
@@ -370,7 +370,7 @@ async def reliability_stack(
         backend = "sqlite"
     upgrade(database_url)
     with session_scope(database_url) as s:
-        tokens = {p: service.create_token(s, person_id=p) for p in TOKEN_PEOPLE}
+        tokens = {p: credentials.create_token(s, person_id=p) for p in TOKEN_PEOPLE}
 
     receiver = Receiver()
     roster = roster_with_webhooks(receiver.url, tmp / "roster.toml")

@@ -80,7 +80,7 @@ from starter.web.app import MAX_BODY, create_app
 from starter.web.deps import involved_units
 from starter.web.limits import MAX_FORM_BODY
 from starter.web.staff import form_fields
-from store import service
+from store import incident_rows
 from store.db import session_scope
 from store.migrate import upgrade
 from tests.conftest import binary, make_settings
@@ -1327,7 +1327,7 @@ async def test_only_the_intended_incidents_exist(town: Town) -> None:
 
     def titles() -> dict[str, str] | None:
         with session_scope(town.database_url) as s:
-            found = {i.id: i.title for i in service.list_incidents(s, limit=1_000)}
+            found = {i.id: i.title for i in incident_rows.list_incidents(s, limit=1_000)}
         return found if set(town.odd) <= set(found) else None
 
     stored = await eventually(titles)

@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from config.settings import Settings
 from starter import incidents
-from store import service
+from store import incident_rows
 from store.db import session_scope
 from tests.helpers import eventually, submission
 from tests.test_api import http, token_for  # noqa: F401  (http: the app and a worker)
@@ -129,7 +129,7 @@ async def test_an_anonymous_backdated_report_plants_no_record(
 
     def stored() -> list[Any]:
         with session_scope(settings.database_url) as s:
-            return list(service.accountability(s, incident_id=view.id))
+            return list(incident_rows.accountability(s, incident_id=view.id))
 
     rows = await eventually(lambda: [r for r in stored() if r.voided_at] or not stored() or None)
     assert all(r.unit == "yqb" for r in rows if r is not True)

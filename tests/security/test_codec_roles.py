@@ -27,7 +27,7 @@ from runtime.client import data_converter
 from runtime.codec import new_key_entry
 from starter import incidents
 from starter.web.app import create_app
-from store import service
+from store import incident_rows
 from store.db import session_scope
 from tests.conftest import make_settings
 from tests.helpers import eventually, running_worker, submission
@@ -163,4 +163,4 @@ async def test_refusing_plain_payloads_can_be_turned_off(
 
 def _stored(settings: Settings, incident_id: str) -> bool:
     with session_scope(settings.database_url) as s:
-        return any(r.id == incident_id for r in service.list_incidents(s, limit=500))
+        return any(r.id == incident_id for r in incident_rows.list_incidents(s, limit=500))

@@ -39,7 +39,7 @@ from plan.roster import (
     load_roster,
 )
 from starter import incidents
-from store import service
+from store import notifications
 from tests.conftest import EXAMPLE_ROSTER, make_settings
 from tests.helpers import eventually, running_worker, stored, submit, triage
 from tests.test_channels import Mailbox, Receiver, free_port, verify_standard
@@ -210,7 +210,7 @@ async def test_a_full_history_holds_no_secret_and_no_phone_number(
         )
 
         def all_sent() -> list[Any]:
-            rows = stored(settings.database_url, service.outbox, incident_id=view.id)
+            rows = stored(settings.database_url, notifications.outbox, incident_id=view.id)
             kinds = {r.kind for r in rows}
             done = all(r.state == "sent" for r in rows)
             return (
@@ -312,7 +312,7 @@ async def test_a_channel_removed_since_is_refused_and_the_office_told(
         )
 
         def refused() -> list[Any]:
-            rows = stored(url, service.outbox, incident_id=view.id)
+            rows = stored(url, notifications.outbox, incident_id=view.id)
             failed = [r for r in rows if r.state == "failed"]
             return failed if failed and failure_notes(url, view.id) else []
 
@@ -372,7 +372,9 @@ def test_a_person_removed_since_is_refused(
     assert (info.value.type, info.value.non_retryable) == ("DeliveryRefused", True)
     assert "名册" in info.value.message
     (row,) = [
-        r for r in stored(database_url, service.outbox, incident_id="inc-9") if r.key == later.key
+        r
+        for r in stored(database_url, notifications.outbox, incident_id="inc-9")
+        if r.key == later.key
     ]
     assert row.state == "failed" and len(receiver.received()) == 1
 

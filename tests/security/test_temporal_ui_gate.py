@@ -22,7 +22,7 @@ from plan.roster import Roster
 from starter.web.app import create_app
 from starter.web.auth import SESSION_COOKIE
 from starter.web.ui_gate import create_gate
-from store import service
+from store import credentials
 from store.db import session_scope
 from tests.conftest import binary
 from tests.helpers import running_worker, submit, triage
@@ -47,7 +47,7 @@ async def ui_server() -> AsyncIterator[tuple[WorkflowEnvironment, int]]:
 
 def _session(settings: Settings, person: str) -> str:
     with session_scope(settings.database_url) as s:
-        return service.create_session(s, person_id=person, hours=1)
+        return credentials.create_session(s, person_id=person, hours=1)
 
 
 async def test_the_temporal_ui_needs_a_reader_and_refuses_writes(

@@ -20,7 +20,7 @@ from activities.channels import EmailSender, Refused, SmtpSettings
 from config.settings import Settings
 from plan.roster import EmailChannel, Roster
 from starter.web.app import create_app
-from store import service
+from store import incident_rows
 from tests.helpers import stored, submission
 from tests.test_api import token_for
 from tests.test_channels import Mailbox, message, smtp  # noqa: F401  (the fixture)
@@ -57,7 +57,7 @@ async def test_a_title_with_a_line_break_is_refused_at_intake(
         assert error["field"] == "title" and "换行" in error["message"], error
     form = await http.post("/incidents", data=submission(title=title))
     assert form.status_code == 422 and "换行" in form.text
-    assert stored(settings.database_url, service.list_incidents) == []
+    assert stored(settings.database_url, incident_rows.list_incidents) == []
 
 
 def test_a_subject_with_a_line_break_is_sent_on_one_line(

@@ -19,7 +19,7 @@ from config.settings import Settings, get_settings
 from plan.roster import Roster
 from starter.cli import app as cli_app
 from starter.web.app import create_app
-from store import service
+from store import credentials
 from store.db import session_scope
 from store.migrate import upgrade
 from store.models import ApiToken
@@ -34,7 +34,7 @@ async def attempt(http: httpx.AsyncClient, token: str) -> httpx.Response:
 
 def new_token(settings: Settings, person: str, **kwargs: object) -> str:
     with session_scope(settings.database_url) as s:
-        return service.create_token(s, person_id=person, **kwargs)  # type: ignore[arg-type]
+        return credentials.create_token(s, person_id=person, **kwargs)  # type: ignore[arg-type]
 
 
 async def test_failed_sign_ins_are_limited_valid_ones_never(
@@ -77,8 +77,8 @@ async def test_an_expired_token_is_refused_on_the_api_and_at_sign_in(
             .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
         )
     with session_scope(settings.database_url) as s:
-        assert service.person_for_token(s, token=fresh) == "liu.yang"
-        assert service.person_for_token(s, token=old) is None
+        assert credentials.person_for_token(s, token=fresh) == "liu.yang"
+        assert credentials.person_for_token(s, token=old) is None
 
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
@@ -119,7 +119,7 @@ def test_default_expiry_from_settings_and_the_cli(database_url: str) -> None:
         now = datetime.now(UTC)
         with session_scope(database_url) as s:
             rows = {r.person_id: r for r in s.scalars(select(ApiToken))}
-            assert service.person_for_token(s, token=token) == "liu.yang"
+            assert credentials.person_for_token(s, token=token) == "liu.yang"
         assert abs(rows["lin.feng"].expires_at - (now + timedelta(days=90))) < timedelta(minutes=5)
         assert abs(rows["liu.yang"].expires_at - (now + timedelta(days=7))) < timedelta(minutes=5)
 
@@ -172,4 +172,4 @@ def test_the_migration_gives_existing_tokens_an_expiry(tmp_path: Path) -> None:
 @pytest.mark.parametrize("days", [0, -5])
 def test_the_store_refuses_a_token_without_a_future(database_url: str, days: int) -> None:
     with session_scope(database_url) as s, pytest.raises(ValueError):
-        service.create_token(s, person_id="liu.yang", days=days)
+        credentials.create_token(s, person_id="liu.yang", days=days)

@@ -1,0 +1,127 @@
+"""The read model's idempotent writes, built once per dialect (private to store/).
+
+Every write an activity makes is an insert on a natural key that leaves (or updates) what a
+retry finds already there: the dialect's ON CONFLICT, SQLite and PostgreSQL alike.
+store/incident_rows.py writes the incident and its rows with them, store/notifications.py the
+inbox and the outbox.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from plan.records import IncidentRow
+from store.models import (
+    AccountabilityRow,
+    Base,
+    CommendationRow,
+    DeadlineRow,
+    Delivery,
+    EscalationRow,
+    InboxMessage,
+    Incident,
+    ReferralRow,
+    TimelineEvent,
+)
+
+DEADLINE_COLUMNS = (
+    "rule",
+    "title",
+    "unit",
+    "anchor_at",
+    "anchor_label",
+    "due_at",
+    "met_at",
+    "overdue",
+    "cancelled",
+    "voided",
+    "escalation_step",
+)
+ACCOUNTABILITY_COLUMNS = (
+    "rule",
+    "kind",
+    "unit",
+    "person",
+    "due_at",
+    "met_at",
+    "reason",
+    "voided_at",
+    "void_reason",
+    "by",
+)
+
+
+@dataclass(frozen=True)
+class Writes:
+    update_incident: Any
+    incident_version: Any
+    insert_incident: Any
+    timeline: Any
+    escalations: Any
+    deadlines: Any
+    accountability: Any
+    referrals: Any
+    commendations: Any
+    inbox: Any
+    outbox: Any
+    # One row, telling whether it was new (RETURNING: an INSERT's rowcount is not reliable on
+    # every driver): for the activities that write one step or one message at a time.
+    escalation_once: Any
+    inbox_once: Any
+
+
+def table(model: type[Base]) -> Table:
+    return cast(Table, model.__table__)
+
+
+@lru_cache(maxsize=4)
+def writes(dialect: str) -> Writes:
+    """The read model's writes for a dialect, built once: values come as parameters, so each
+    statement is compiled once and its cache key never computed again. Inserts use the
+    dialect's ON CONFLICT (SQLite and PostgreSQL alike) on the natural keys."""
+    if dialect not in ("postgresql", "sqlite"):
+        raise RuntimeError(f"unsupported database: {dialect}")
+    upsert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    incidents = table(Incident)
+    columns = list(IncidentRow.model_fields)
+    deadlines = upsert(table(DeadlineRow))
+    escalations = upsert(table(EscalationRow)).on_conflict_do_nothing(
+        index_elements=["incident_id", "deadline_key", "step", "at"]
+    )
+    inbox = upsert(table(InboxMessage)).on_conflict_do_nothing(index_elements=["key", "recipient"])
+    accountability = upsert(table(AccountabilityRow))
+    return Writes(
+        update_incident=update(incidents)
+        .where(incidents.c.id == bindparam("_id"), incidents.c.version < bindparam("_version"))
+        .values({c: bindparam(c) for c in columns}),
+        incident_version=select(incidents.c.version).where(incidents.c.id == bindparam("_id")),
+        insert_incident=insert(incidents),
+        timeline=upsert(table(TimelineEvent)).on_conflict_do_nothing(
+            index_elements=["incident_id", "seq"]
+        ),
+        escalations=escalations,
+        deadlines=deadlines.on_conflict_do_update(
+            index_elements=["incident_id", "key"],
+            set_={c: deadlines.excluded[c] for c in DEADLINE_COLUMNS},
+        ),
+        accountability=accountability.on_conflict_do_update(
+            index_elements=["incident_id", "deadline_key", "recorded_at"],
+            set_={c: accountability.excluded[c] for c in (*ACCOUNTABILITY_COLUMNS, "drill")},
+        ),
+        referrals=upsert(table(ReferralRow)).on_conflict_do_nothing(
+            index_elements=["incident_id", "no"]
+        ),
+        commendations=upsert(table(CommendationRow)).on_conflict_do_nothing(
+            index_elements=["incident_id", "at", "unit"]
+        ),
+        inbox=inbox,
+        outbox=upsert(table(Delivery)).on_conflict_do_nothing(index_elements=["key"]),
+        escalation_once=escalations.returning(table(EscalationRow).c.id),
+        inbox_once=inbox.returning(table(InboxMessage).c.id),
+    )

@@ -1,0 +1,269 @@
+"""The incident's rows in the read model: the snapshot, timeline, deadlines, escalation steps,
+accountability records, referrals and commendations the `record` and `escalate` activities
+write, and the queries the incident page, the lists and the staff's to-do page read.
+
+Keyword-only arguments, one session per call site; every write is an upsert on a natural key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import ColumnElement, CursorResult, false, or_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from plan.models import Escalation
+from plan.records import RecordRequest
+from store._upsert import ACCOUNTABILITY_COLUMNS, DEADLINE_COLUMNS, writes
+from store.models import (
+    AccountabilityRow,
+    DeadlineRow,
+    EscalationRow,
+    Incident,
+    TimelineEvent,
+)
+
+# --- writes (activities/record.py) ---
+
+
+def record(session: Session, *, request: RecordRequest) -> None:
+    """Write an incident snapshot. A snapshot older than the stored one changes nothing but
+    adds any timeline entries and escalation steps it carries (those are keyed and immutable).
+
+    One prepared statement per table, each an insert that leaves (or updates) what a retry finds
+    already there: under a burst of escalations the ORM's reads before writes, and building
+    statements for each call, were most of the worker's time (docs/PERFORMANCE.md)."""
+    w = writes(session.get_bind().dialect.name)
+    row = request.incident
+    fields = row.model_dump()
+    updated = session.execute(w.update_incident, {**fields, "_id": row.id, "_version": row.version})
+    fresh = bool(cast("CursorResult[Any]", updated).rowcount)
+    if not fresh and session.execute(w.incident_version, {"_id": row.id}).first() is None:
+        session.execute(w.insert_incident, fields)
+        fresh = True
+    if request.timeline:
+        session.execute(
+            w.timeline, [{"incident_id": row.id, **e.model_dump()} for e in request.timeline]
+        )
+    if request.escalations:
+        session.execute(
+            w.escalations, [_escalation_fields(row.id, e, row.drill) for e in request.escalations]
+        )
+    if not fresh:
+        return
+    if request.deadlines:
+        session.execute(
+            w.deadlines,
+            [
+                {
+                    "incident_id": row.id,
+                    "key": d.key,
+                    **{c: getattr(d, c) for c in DEADLINE_COLUMNS},
+                }
+                for d in request.deadlines
+            ],
+        )
+    if request.accountability:
+        session.execute(
+            w.accountability,
+            [
+                {
+                    "incident_id": row.id,
+                    "deadline_key": a.deadline_key,
+                    "recorded_at": a.recorded_at,
+                    "drill": row.drill,
+                    **{c: getattr(a, c) for c in ACCOUNTABILITY_COLUMNS},
+                }
+                for a in request.accountability
+            ],
+        )
+    if request.referrals:
+        session.execute(
+            w.referrals, [{"incident_id": row.id, **r.model_dump()} for r in request.referrals]
+        )
+    if request.commendations:
+        session.execute(
+            w.commendations,
+            [
+                {"incident_id": row.id, "drill": row.drill, **c.model_dump()}
+                for c in request.commendations
+            ],
+        )
+
+
+def record_escalation(
+    session: Session, *, incident_id: str, escalation: Escalation, drill: bool
+) -> bool:
+    """Record one escalation step; False when it was already recorded (a retry)."""
+    w = writes(session.get_bind().dialect.name)
+    row = _escalation_fields(incident_id, escalation, drill)
+    return session.execute(w.escalation_once, row).first() is not None
+
+
+def _escalation_fields(incident_id: str, escalation: Escalation, drill: bool) -> dict[str, object]:
+    return {
+        "incident_id": incident_id,
+        "deadline_key": escalation.deadline_key,
+        "rule": escalation.rule,
+        "step": escalation.step,
+        "at": escalation.at,
+        "targets": ",".join(escalation.targets),
+        "summary": escalation.summary,
+        "drill": drill,
+    }
+
+
+# --- who may see an incident in a list (R-SECRECY) ---
+
+
+@dataclass(frozen=True)
+class Involving:
+    """Someone without a standing role, for whom a list keeps only the incidents they have a part
+    in (R-SECRECY): those of their unit, and those the leading group named them to in person
+    (R-ACTIVATE). starter/web/deps.py `visible_to` makes one (None: the person sees them all)."""
+
+    unit: str
+    person: str
+
+
+def _names(joined: InstrumentedAttribute[str], name: str) -> ColumnElement[bool]:
+    """A comma-joined column (co_units, activated_units, activated_persons) names `name`; a name
+    with a comma (never a roster id) is in no such list, not a run of two."""
+    if "," in name:
+        return false()
+    return ("," + joined + ",").contains("," + name + ",", autoescape=True)
+
+
+def involving_clause(who: Involving) -> ColumnElement[bool]:
+    """R-SECRECY as SQL, the one filter every query that lists incidents for someone uses: the
+    incidents `who.unit` reports, leads, co-handles or was brought in to (R-ACTIVATE), and those
+    the leading group named `who.person` to in person.
+
+    The same rule as the incident page's, starter/web/deps.py `may_see` for someone without a
+    standing role: `deps.involved_units(view)` (reporter_unit, responsible_unit, co_units,
+    activated_units) and `view.activated_persons` (plan.rules.can_view). A rule added there
+    belongs here too (and the read model's columns it needs). An empty unit or person matches
+    nothing: an empty name would otherwise match every empty list."""
+    clauses: list[ColumnElement[bool]] = []
+    if who.unit:
+        clauses += [
+            Incident.reporter_unit == who.unit,
+            Incident.responsible_unit == who.unit,
+            _names(Incident.co_units, who.unit),
+            _names(Incident.activated_units, who.unit),
+        ]
+    if who.person:
+        clauses.append(_names(Incident.activated_persons, who.person))
+    return or_(false(), *clauses)
+
+
+# --- queries (the pages, the API, the CLI) ---
+
+
+def list_incidents(
+    session: Session,
+    *,
+    phase: str | None = None,
+    unit: str | None = None,
+    overdue: bool | None = None,
+    drill: bool | None = None,
+    involving: Involving | None = None,
+    limit: int = 50,
+    offset: int = 0,
+    severity: str | None = None,
+    category: str | None = None,
+) -> Sequence[Incident]:
+    """Incidents, the next deadline first and the closed ones last. `involving` keeps those that
+    person may see (`involving_clause`, R-SECRECY); None lists them all."""
+    q = select(Incident)
+    if involving is not None:
+        q = q.where(involving_clause(involving))
+    if phase:
+        q = q.where(Incident.phase == phase)
+    if unit:
+        q = q.where(Incident.responsible_unit == unit)
+    if overdue is not None:
+        q = q.where(Incident.overdue == overdue)
+    if drill is not None:
+        q = q.where(Incident.drill == drill)
+    if severity:
+        q = q.where(Incident.severity == severity)
+    if category:
+        q = q.where(Incident.category == category)
+    q = q.order_by(
+        Incident.next_due_at.is_(None), Incident.next_due_at, Incident.received_at.desc()
+    )
+    return session.scalars(q.limit(limit).offset(offset)).all()
+
+
+def owed_deadlines(
+    session: Session,
+    *,
+    unit: str,
+    include_unassigned: bool = False,
+    involving: Involving | None = None,
+) -> list[tuple[DeadlineRow, Incident]]:
+    """Open deadlines (not met, not cancelled) of open incidents that `unit` owes, the soonest
+    first; with `include_unassigned` also those that name no unit (the office's). `involving`
+    keeps the incidents that person may see (`involving_clause`, R-SECRECY), as list_incidents."""
+    owner = DeadlineRow.unit == unit
+    if include_unassigned:
+        owner = owner | DeadlineRow.unit.is_(None)
+    q = (
+        select(DeadlineRow, Incident)
+        .join(Incident, Incident.id == DeadlineRow.incident_id)
+        .where(
+            owner,
+            DeadlineRow.met_at.is_(None),
+            DeadlineRow.cancelled.is_(False),
+            Incident.phase != "closed",
+        )
+    )
+    if involving is not None:
+        q = q.where(involving_clause(involving))
+    q = q.order_by(DeadlineRow.due_at, DeadlineRow.id)
+    return [(d, i) for d, i in session.execute(q).all()]
+
+
+def open_incidents_with_url(session: Session, *, url: str) -> list[str]:
+    """R-DEDUP: the open incidents about the same post."""
+    return list(
+        session.scalars(
+            select(Incident.id).where(Incident.url == url, Incident.phase != "closed")
+        ).all()
+    )
+
+
+def timeline(session: Session, *, incident_id: str) -> Sequence[TimelineEvent]:
+    return session.scalars(
+        select(TimelineEvent)
+        .where(TimelineEvent.incident_id == incident_id)
+        .order_by(TimelineEvent.seq)
+    ).all()
+
+
+def deadlines(session: Session, *, incident_id: str) -> Sequence[DeadlineRow]:
+    return session.scalars(
+        select(DeadlineRow)
+        .where(DeadlineRow.incident_id == incident_id)
+        .order_by(DeadlineRow.due_at)
+    ).all()
+
+
+def escalations(session: Session, *, incident_id: str) -> Sequence[EscalationRow]:
+    return session.scalars(
+        select(EscalationRow)
+        .where(EscalationRow.incident_id == incident_id)
+        .order_by(EscalationRow.at)
+    ).all()
+
+
+def accountability(
+    session: Session, *, incident_id: str | None = None
+) -> Sequence[AccountabilityRow]:
+    q = select(AccountabilityRow).order_by(AccountabilityRow.recorded_at)
+    if incident_id:
+        q = q.where(AccountabilityRow.incident_id == incident_id)
+    return session.scalars(q).all()
