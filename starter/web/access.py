@@ -8,8 +8,10 @@ entry (no route does, and the store refuses UPDATE and DELETE: migration 0007).
 
 Writing never slows or fails a read: `record` only appends to this process's buffer, and a task
 writes the buffer in one INSERT shortly after (batching the reads of that moment). A failed write
-is logged and retried; the read it came from has long been answered. Entries still buffered when
-the process is killed outright (not stopped) are lost: at most the last second's.
+is logged and retried; the read it came from has long been answered. A route running in the thread
+pool (a plain `def`) notes its entry through the event loop, where the buffer and its task live.
+Entries still buffered when the process is killed outright (not stopped) are lost: at most the
+last second's.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
+import anyio.from_thread
 from fastapi import APIRouter, FastAPI, Header, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -136,9 +139,24 @@ def record(
             client=client_key(request),
             granted=granted,
         )
-        access_log_of(request.app).note(entry)
+        if _on_the_loop():
+            _note(request.app, entry)
+        else:  # a plain-`def` route, in the thread pool
+            anyio.from_thread.run_sync(_note, request.app, entry)
     except Exception:
         log.exception("access log: could not note a %s by %s", action, person_id)
+
+
+def _note(app: FastAPI, entry: AccessEntry) -> None:
+    access_log_of(app).note(entry)
+
+
+def _on_the_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 async def flush(app: FastAPI) -> None:

@@ -15,6 +15,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 
 from plan import rules
+from plan.actions import may_read_reports
 from plan.models import Category, Severity
 from starter.errors import FIELD_LABELS
 
@@ -77,6 +78,10 @@ class Pages:
         base = self.settings.temporal_ui_url.rstrip("/")
         ns = quote(self.settings.temporal_namespace)
         return f"{base}/namespaces/{ns}/workflows/{quote(incident_id)}"
+
+    def ui_for(self, person_id: str | None, incident_id: str) -> str | None:
+        """The incident's page on the Temporal UI, for those the UI's gate lets in."""
+        return self.ui_link(incident_id) if may_read_reports(self.roster, person_id) else None
 
     async def posted(self, request: Request, me: Viewer) -> FormData:
         """A signed-in person's form, after the Origin and CSRF checks."""
