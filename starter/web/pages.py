@@ -1,16 +1,16 @@
 """What every page needs, made once per app: the templates with their filters, sign-in, and the
-small helpers the app's own routes and its routers (staff, reports) share."""
+small helpers the routers (incident_pages, staff, reports, audit, ...) share."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from fastapi import Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 
@@ -95,8 +95,3 @@ class Pages:
 def pages(request: Request) -> Pages:
     found: Pages = request.app.state.pages
     return found
-
-
-def to_login(request: Request) -> Response:
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse("/login?" + urlencode({"next": target}), status_code=303)
