@@ -11,14 +11,16 @@ Cross-origin calls are allowed from the Temporal UI's own origin only.
 
 from __future__ import annotations
 
+from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
-from starlette.concurrency import run_in_threadpool
 from temporalio.api.common.v1 import Payloads
+
+from runtime.codec import EncryptionCodec
 
 from . import access
 from .deps import caller, sees_every_incident
@@ -39,22 +41,58 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def _cors(request: Request, response: Response) -> Response:
+def _cors_headers(request: Request) -> dict[str, str]:
+    """The CORS headers for the Temporal UI's own origin; none for any other."""
     k = pages(request)
     origin = request.headers.get("origin")
-    if origin and origin == _origin(k.settings.temporal_ui_url):
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Allow-Credentials"] = "true"
-        response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
-        response.headers["Access-Control-Allow-Headers"] = (
-            "Content-Type, Authorization, X-Namespace"
-        )
-        response.headers["Vary"] = "Origin"
+    if not (origin and origin == _origin(k.settings.temporal_ui_url)):
+        return {}
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Credentials": "true",
+        "Access-Control-Allow-Methods": "POST, OPTIONS",
+        "Access-Control-Allow-Headers": "Content-Type, Authorization, X-Namespace",
+        "Vary": "Origin",
+    }
+
+
+def _cors(request: Request, response: Response) -> Response:
+    response.headers.update(_cors_headers(request))
     return response
 
 
 def _error(request: Request, status: int, message: str) -> Response:
     return _cors(request, JSONResponse({"detail": message}, status_code=status))
+
+
+def _refused(request: Request, status: int, message: str) -> HTTPException:
+    """`_error` as an exception, for a dependency (FastAPI answers it with the same body)."""
+    return HTTPException(status, message, headers=_cors_headers(request))
+
+
+def codec_in_use(request: Request, operation: str) -> EncryptionCodec:
+    """The codec for a known operation; 404 for another operation, or when none is set up."""
+    if operation not in ("encode", "decode"):
+        raise _refused(request, 404, f"未知操作“{operation}”")
+    codec_impl = request_state(request.app).codec
+    if codec_impl is None:
+        raise _refused(request, 404, "未启用载荷加密（YUQING_CODEC_KEYS）")
+    return codec_impl
+
+
+def codec_caller(request: Request) -> str:
+    """The person calling, by session or bearer token (asks the store: a plain `def`, which
+    FastAPI runs in its thread pool); 401 otherwise."""
+    person = caller(request)
+    if person is None:
+        raise _refused(
+            request, 401, "需要登录：请先登录本系统，或在 Authorization 头中提供 Bearer 令牌"
+        )
+    return person
+
+
+EnabledCodec = Annotated[EncryptionCodec, Depends(codec_in_use)]
+CodecCaller = Annotated[str, Depends(codec_caller)]
 
 
 @router.options("/codec/{operation}")
@@ -63,17 +101,9 @@ async def codec_preflight(request: Request, operation: str) -> Response:
 
 
 @router.post("/codec/{operation}")
-async def codec(request: Request, operation: str) -> Response:
-    if operation not in ("encode", "decode"):
-        return _error(request, 404, f"未知操作“{operation}”")
-    codec_impl = request_state(request.app).codec
-    if codec_impl is None:
-        return _error(request, 404, "未启用载荷加密（YUQING_CODEC_KEYS）")
-    person = await run_in_threadpool(caller, request)  # asks the store: off the event loop
-    if person is None:
-        return _error(
-            request, 401, "需要登录：请先登录本系统，或在 Authorization 头中提供 Bearer 令牌"
-        )
+async def codec(
+    request: Request, operation: str, codec_impl: EnabledCodec, person: CodecCaller
+) -> Response:
     if not sees_every_incident(pages(request).roster, person):
         access.record(request, person, operation, granted=False)
         return _error(request, 403, REFUSED)

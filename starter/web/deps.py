@@ -10,27 +10,62 @@ the same body), on the pages and the API, for reading it and for acting on it. A
 them the id exists, and the workflow's refusals name the responsible unit and the phase; so the
 check comes before any action reaches the workflow.
 
+The answers reach the routes as FastAPI dependencies (the full-stack template's pattern): a route
+declares what it needs in its signature and its body starts with the work.
+
+- `SettingsDep`, `StateDep`, `PagesDep`, `TemporalClient`, `StoreSession`: the app's settings,
+  its state, the page kit (templates, sign-in), the Temporal client, and one store transaction
+  (committed when the route returns, rolled back when it raises; for plain-`def` routes, which
+  FastAPI runs in its thread pool).
+- `ApiPerson`: the API's caller, by bearer token; 401 in Chinese otherwise.
+- `PagePerson`: the signed-in viewer of a page. Without one the route never runs: `SignInRequired`
+  is raised, and its exception handler (starter/web/handlers.py) redirects to the sign-in page
+  with `next=` the page asked for (`IncidentPagePerson`: the incident's page, for its forms).
+- `MaybeViewer`: the signed-in viewer or None (public pages, for their header).
+- `MaybePerson`: who sends a submission: the person of a valid bearer token, or None for an
+  anonymous one, which counts against the client's submission limit (starter/web/limits.py).
+- `VisibleIncident` / `VisibleIncidentPage`: the incident as the caller may see it, or the 404 of
+  an unknown id (the refused attempt noted in the access log).
+- `CheckedForm`: a signed-in person's posted form, after the Origin and CSRF checks.
+
 Also the bounds on paging: an offset near 10^21 overflows the database's integers (a 500).
 """
 
 from __future__ import annotations
 
-from fastapi import Request
+from collections.abc import Iterator
+from typing import Annotated
+from urllib.parse import urlencode
 
+from fastapi import Depends, Header, Request
+from fastapi.responses import RedirectResponse
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from temporalio.client import Client
+
+from config.settings import Settings
 from plan import rules
 from plan.actions import may_read_reports
 from plan.models import IncidentView
 from plan.roster import Roster
+from starter import incidents
 from starter.incidents import ServiceError
+from store.db import session_scope
 from store.incident_rows import Involving
 
-from .pages import pages
-from .state import authenticate, request_state
+from . import access, limits
+from .auth import Viewer
+from .pages import Pages, pages
+from .state import AppState, authenticate, request_state
 
 # Paging bounds: far beyond any town's incidents, far below the database's 64-bit integers.
 MAX_OFFSET = 1_000_000
 PAGE_SIZE = 50
 MAX_PAGE = MAX_OFFSET // PAGE_SIZE
+
+
+# ------------------------------------------------------------------ what may be seen
 
 
 def not_found(incident_id: str) -> ServiceError:
@@ -95,3 +130,169 @@ def require_visible(
     if not may_see(roster, person_id, view):
         raise not_found(incident_id)
     return view
+
+
+# ------------------------------------------------------------------ signing in from a page
+
+
+class SignInRequired(Exception):
+    """A page for signed-in staff, asked without a session: the answer is the redirect to the
+    sign-in page, coming back to `target` (starter/web/handlers.py turns it into `to_login`)."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(target)
+        self.target = target
+
+
+def to_login(target: str) -> RedirectResponse:
+    """The sign-in page, and back to `target` (a path on this site) once signed in."""
+    return RedirectResponse("/login?" + urlencode({"next": target}), status_code=303)
+
+
+def _asked_for(request: Request) -> str:
+    """The path and query the request asked for."""
+    return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+
+
+# ------------------------------------------------------------------ the app's parts
+
+
+def app_state(request: Request) -> AppState:
+    return request_state(request.app)
+
+
+StateDep = Annotated[AppState, Depends(app_state)]
+
+
+def settings_of(state: StateDep) -> Settings:
+    return state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(settings_of)]
+
+PagesDep = Annotated[Pages, Depends(pages)]
+
+
+async def temporal(state: StateDep) -> Client:
+    return await state.temporal()
+
+
+TemporalClient = Annotated[Client, Depends(temporal)]
+
+
+def store_session(config: SettingsDep) -> Iterator[Session]:
+    """One store transaction for a plain-`def` route (run in the thread pool, like this): it
+    commits when the route returns, before the answer is sent, and rolls back if it raises."""
+    with session_scope(config.database_url) as s:
+        yield s
+
+
+StoreSession = Annotated[Session, Depends(store_session, scope="function")]
+
+
+# ------------------------------------------------------------------ who is calling
+
+
+async def api_person(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> str:
+    """The API's caller: the roster person behind the bearer token, or 401 in Chinese. A route
+    of AuthenticatedRoute (the staff actions) has checked the token before reading the body."""
+    known: str | None = getattr(request.state, "actor", None)
+    if known is not None:
+        return known
+    person = await run_in_threadpool(authenticate, request_state(request.app), authorization)
+    request.state.actor = person
+    return person
+
+
+ApiPerson = Annotated[str, Depends(api_person)]
+
+
+async def maybe_viewer(request: Request) -> Viewer | None:
+    """The signed-in viewer of a page, or None: a public page's header shows who is signed in."""
+    return await pages(request).auth.current(request)
+
+
+MaybeViewer = Annotated[Viewer | None, Depends(maybe_viewer)]
+
+
+async def page_person(request: Request) -> Viewer:
+    """The signed-in viewer of a page; else, back here after signing in (SignInRequired)."""
+    me = await pages(request).auth.current(request)
+    if me is None:
+        raise SignInRequired(_asked_for(request))
+    return me
+
+
+PagePerson = Annotated[Viewer, Depends(page_person)]
+
+
+async def incident_page_person(request: Request, incident_id: str) -> Viewer:
+    """The signed-in viewer posting a form of an incident's page; else, back to that page after
+    signing in (not to the form's address, which only takes a POST)."""
+    me = await pages(request).auth.current(request)
+    if me is None:
+        raise SignInRequired(f"/incidents/{incident_id}")
+    return me
+
+
+IncidentPagePerson = Annotated[Viewer, Depends(incident_page_person)]
+
+
+async def maybe_person(request: Request) -> str | None:
+    """Who sends a submission. Anonymous submissions count against the client's address; a
+    monitoring system or a person sending a valid personal token is known and not limited."""
+    header = request.headers.get("authorization")
+    state = request_state(request.app)
+    if header:
+        try:
+            return await run_in_threadpool(authenticate, state, header)
+        except ServiceError:
+            pass  # a bad token is treated as anonymous, not refused here
+    limits.refuse_if_limited(state.submissions, request, "提交")
+    state.submissions.hit(limits.client_key(request))
+    return None
+
+
+MaybePerson = Annotated[str | None, Depends(maybe_person)]
+
+
+async def checked_form(request: Request, me: PagePerson) -> FormData:
+    """A signed-in person's posted form, after the Origin and CSRF checks."""
+    return await pages(request).posted(request, me)
+
+
+CheckedForm = Annotated[FormData, Depends(checked_form)]
+
+
+# ------------------------------------------------------------------ an incident they may see
+
+
+def _visible(
+    request: Request, person_id: str, view: IncidentView, incident_id: str
+) -> IncidentView:
+    roster = request_state(request.app).roster
+    if not may_see(roster, person_id, view):
+        access.record(request, person_id, "view", incident_id=view.id, granted=False)
+    return require_visible(roster, person_id, view, incident_id)
+
+
+async def visible_incident(
+    request: Request, incident_id: str, client: TemporalClient, person: ApiPerson
+) -> IncidentView:
+    """The incident for the API's caller, or the 404 of an unknown id (R-SECRECY)."""
+    return _visible(request, person, await incidents.get(client, incident_id), incident_id)
+
+
+VisibleIncident = Annotated[IncidentView, Depends(visible_incident)]
+
+
+async def visible_incident_page(
+    request: Request, incident_id: str, client: TemporalClient, me: PagePerson
+) -> IncidentView:
+    """The incident for a page's signed-in viewer, or the 404 of an unknown id (R-SECRECY)."""
+    return _visible(request, me.person_id, await incidents.get(client, incident_id), incident_id)
+
+
+VisibleIncidentPage = Annotated[IncidentView, Depends(visible_incident_page)]

@@ -1,20 +1,21 @@
 """What every page needs, made once per app: the templates with their filters, sign-in, and the
-small helpers the app's own routes and its routers (staff, reports) share."""
+small helpers the routers (incident_pages, staff, reports, audit, ...) share."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from fastapi import Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 
 from plan import rules
+from plan.actions import may_read_reports
 from plan.models import Category, Severity
 from starter.errors import FIELD_LABELS
 
@@ -78,6 +79,10 @@ class Pages:
         ns = quote(self.settings.temporal_namespace)
         return f"{base}/namespaces/{ns}/workflows/{quote(incident_id)}"
 
+    def ui_for(self, person_id: str | None, incident_id: str) -> str | None:
+        """The incident's page on the Temporal UI, for those the UI's gate lets in."""
+        return self.ui_link(incident_id) if may_read_reports(self.roster, person_id) else None
+
     async def posted(self, request: Request, me: Viewer) -> FormData:
         """A signed-in person's form, after the Origin and CSRF checks."""
         self.auth.check_origin(request)
@@ -90,8 +95,3 @@ class Pages:
 def pages(request: Request) -> Pages:
     found: Pages = request.app.state.pages
     return found
-
-
-def to_login(request: Request) -> Response:
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse("/login?" + urlencode({"next": target}), status_code=303)

@@ -11,13 +11,13 @@ import csv
 import io
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 
 from plan import rules
 from plan.actions import may_read_reports
@@ -25,13 +25,12 @@ from plan.models import Severity
 from plan.roster import Roster
 from starter.incidents import ServiceError
 from store import reporting
-from store.db import session_scope
 
 from . import access
 from .auth import Viewer
 from .charts import on_time_bars
-from .pages import Pages, to_login
-from .pages import pages as pages_of
+from .deps import PagePerson, PagesDep, StoreSession
+from .pages import Pages
 
 HERE = Path(__file__).resolve().parent
 REFUSED = "问责统计与领导小组看板仅对领导小组、领导小组办公室和镇党政办开放"
@@ -65,14 +64,14 @@ def may_see_reports(roster: Roster, person_id: str | None) -> bool:
     return may_read_reports(roster, person_id)
 
 
-async def _viewer(request: Request, pages: Pages) -> Viewer | Response:
-    """The signed-in person with a role that may read these pages; a redirect to sign in; 403."""
-    me = await pages.auth.current(request)
-    if me is None:
-        return to_login(request)
+async def report_reader(me: PagePerson, pages: PagesDep) -> Viewer:
+    """The signed-in person, with a role that may read these pages; else 403."""
     if not may_see_reports(pages.roster, me.person_id):
         raise ServiceError(403, REFUSED)
     return me
+
+
+ReportReader = Annotated[Viewer, Depends(report_reader)]
 
 
 def _render(
@@ -117,12 +116,11 @@ def _period(pages: Pages, start: str | None, end: str | None) -> tuple[date, dat
     return first, last, period_problem(first, last)
 
 
-def _report_rows(pages: Pages, first: date, last: date) -> list[dict[str, Any]]:
-    """The report's rows (opens a store session: a coroutine runs it in the thread pool)."""
+def _report_rows(s: Session, pages: Pages, first: date, last: date) -> list[dict[str, Any]]:
+    """The report's rows (asks the store: for a plain-`def` route, run in the thread pool)."""
     begin = datetime(first.year, first.month, first.day, tzinfo=pages.tz)
     finish = datetime(last.year, last.month, last.day, tzinfo=pages.tz) + timedelta(days=1)
-    with session_scope(pages.settings.database_url) as s:
-        raw = reporting.accountability_report(s, start=begin, end=finish)
+    raw = reporting.accountability_report(s, start=begin, end=finish)
     rows = []
     for r in raw:
         records = r["records"]
@@ -153,15 +151,16 @@ def _report_rows(pages: Pages, first: date, last: date) -> list[dict[str, Any]]:
 
 
 @router.get("/reports/accountability", response_class=HTMLResponse)
-async def accountability_page(
-    request: Request, start: str | None = None, end: str | None = None
+def accountability_page(
+    request: Request,
+    me: ReportReader,
+    pages: PagesDep,
+    session: StoreSession,
+    start: str | None = None,
+    end: str | None = None,
 ) -> Response:
-    pages = pages_of(request)
-    me = await _viewer(request, pages)
-    if isinstance(me, Response):
-        return me
     first, last, error = _period(pages, start, end)
-    rows = [] if error else await run_in_threadpool(_report_rows, pages, first, last)
+    rows = [] if error else _report_rows(session, pages, first, last)
     access.record(request, me.person_id, "report")
     chart = on_time_bars([(r["unit_name"], r["rate"]) for r in rows])
     context = {
@@ -177,18 +176,19 @@ async def accountability_page(
 
 
 @router.get("/reports/accountability.csv")
-async def accountability_csv(
-    request: Request, start: str | None = None, end: str | None = None
+def accountability_csv(
+    request: Request,
+    me: ReportReader,
+    pages: PagesDep,
+    session: StoreSession,
+    start: str | None = None,
+    end: str | None = None,
 ) -> Response:
-    pages = pages_of(request)
-    me = await _viewer(request, pages)
-    if isinstance(me, Response):
-        return me
     first, last, error = _period(pages, start, end)
     if error:
         raise ServiceError(422, error)
     access.record(request, me.person_id, "export")
-    rows = await run_in_threadpool(_report_rows, pages, first, last)
+    rows = _report_rows(session, pages, first, last)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_HEADER)
@@ -216,46 +216,36 @@ async def accountability_csv(
 
 
 @router.get("/dashboard", response_class=HTMLResponse)
-async def dashboard_page(request: Request) -> Response:
-    pages = pages_of(request)
-    me = await _viewer(request, pages)
-    if isinstance(me, Response):
-        return me
+def dashboard_page(
+    request: Request, me: ReportReader, pages: PagesDep, session: StoreSession
+) -> Response:
     access.record(request, me.person_id, "report")
     since = datetime.now(pages.tz) - timedelta(days=7)
-
-    def load() -> tuple[Any, list[dict[str, Any]], list[dict[str, Any]]]:
-        with session_scope(pages.settings.database_url) as s:
-            counts = reporting.incident_counts(s)
-            overdue = list(reporting.overdue_now(s))
-            escalations = [
-                {
-                    "incident_id": e.incident_id,
-                    "title": title,
-                    "rule": e.rule,
-                    "step": e.step,
-                    "at": e.at,
-                    "summary": e.summary,
-                    "targets": ", ".join(
-                        pages.roster.person_name(t) for t in e.targets.split(",") if t
-                    ),
-                }
-                for e, title in reporting.escalations_since(s, since=since)
-            ]
-            overdue_rows = [
-                {
-                    "id": i.id,
-                    "title": i.title,
-                    "severity": i.severity,
-                    "phase": i.phase,
-                    "unit": i.responsible_unit,
-                    "due": i.next_due_at,
-                }
-                for i in overdue
-            ]
-            return counts, escalations, overdue_rows
-
-    counts, escalations, overdue_rows = await run_in_threadpool(load)
+    counts = reporting.incident_counts(session)
+    overdue = list(reporting.overdue_now(session))
+    escalations = [
+        {
+            "incident_id": e.incident_id,
+            "title": title,
+            "rule": e.rule,
+            "step": e.step,
+            "at": e.at,
+            "summary": e.summary,
+            "targets": ", ".join(pages.roster.person_name(t) for t in e.targets.split(",") if t),
+        }
+        for e, title in reporting.escalations_since(session, since=since)
+    ]
+    overdue_rows = [
+        {
+            "id": i.id,
+            "title": i.title,
+            "severity": i.severity,
+            "phase": i.phase,
+            "unit": i.responsible_unit,
+            "due": i.next_due_at,
+        }
+        for i in overdue
+    ]
     context = {
         "by_phase": [(label, counts["phase"].get(p, 0), p) for p, label in PHASES.items()],
         "by_severity": [

@@ -18,7 +18,6 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
@@ -31,11 +30,17 @@ from starter import incidents
 from starter.errors import FIELD_LABELS
 from starter.incidents import ServiceError
 from store import incident_rows, notifications
-from store.db import session_scope
 
-from .deps import require_visible, visible_to
+from .deps import (
+    CheckedForm,
+    IncidentPagePerson,
+    PagePerson,
+    PagesDep,
+    StoreSession,
+    require_visible,
+    visible_to,
+)
 from .limits import BodyTooLarge
-from .pages import pages, to_login
 
 HERE = Path(__file__).resolve().parent
 
@@ -193,40 +198,40 @@ async def read_form(request: Request) -> FormData:
 
 
 @router.post("/incidents/{incident_id}/actions/{name}", response_class=HTMLResponse)
-async def act_from_page(request: Request, incident_id: str, name: str) -> Response:
-    k = pages(request)
-    me = await k.auth.current(request)
-    if me is None:
-        return RedirectResponse(
-            "/login?" + urlencode({"next": f"/incidents/{incident_id}"}), status_code=303
-        )
+async def act_from_page(
+    request: Request,
+    incident_id: str,
+    name: str,
+    me: IncidentPagePerson,
+    kit: PagesDep,
+) -> Response:
     await read_form(request)  # parsed once, then read again from the request's cache
-    form = await k.posted(request, me)
+    form = await kit.posted(request, me)
     entry = ACTIONS.get(name)
     if entry is None:
         raise ServiceError(404, f"未知操作“{name}”")
-    client = await k.state.temporal()
+    client = await kit.state.temporal()
     # R-SECRECY: what the person may not see answers as an unknown id would (issue 15, finding 9).
-    require_visible(k.roster, me.person_id, await incidents.get(client, incident_id), incident_id)
+    require_visible(kit.roster, me.person_id, await incidents.get(client, incident_id), incident_id)
     data = form_to_data(entry.request, form)
     try:
-        await incidents.perform(client, incident_id, name, data, me.person_id, roster=k.roster)
+        await incidents.perform(client, incident_id, name, data, me.person_id, roster=kit.roster)
     except ServiceError as exc:
         view = await incidents.get(client, incident_id)
-        forms = action_forms(k.roster, me.person_id, view, k.state.plan)
+        forms = action_forms(kit.roster, me.person_id, view, kit.state.plan)
         for a in forms:
             if a.name == name:  # the refused form keeps what was typed
                 for f in a.fields:
                     f.default = data.get(f.name)
         context = {
             "v": view,
-            "ui_link": k.ui_link(view.id),
+            "ui_link": kit.ui_link(view.id),
             "actions": forms,
             "action_error": exc.message,
             "action_error_fields": [f.as_dict() for f in exc.fields],
             "action_failed": name,
         }
-        return k.render(request, "incident.html", context, exc.status)
+        return kit.render(request, "incident.html", context, exc.status)
     return RedirectResponse(
         f"/incidents/{quote(incident_id)}?" + urlencode({"done": name}), status_code=303
     )
@@ -236,54 +241,33 @@ async def act_from_page(request: Request, incident_id: str, name: str) -> Respon
 
 
 @router.get("/inbox", response_class=HTMLResponse)
-async def inbox_page(request: Request) -> Response:
-    k = pages(request)
-    me = await k.auth.current(request)
-    if me is None:
-        return to_login(request)
-    person_id = me.person_id
-
-    def load() -> list[dict[str, Any]]:
-        with session_scope(k.settings.database_url) as s:
-            return [
-                {
-                    "id": m.id,
-                    "incident_id": m.incident_id,
-                    "rule": m.rule,
-                    "subject": m.subject,
-                    "body": m.body,
-                    "drill": m.drill,
-                    "created_at": m.created_at,
-                    "read": m.read_at is not None,
-                }
-                for m in notifications.inbox(s, recipient=person_id)
-            ]
-
-    messages = await run_in_threadpool(load)
+def inbox_page(request: Request, me: PagePerson, kit: PagesDep, session: StoreSession) -> Response:
+    messages = [
+        {
+            "id": m.id,
+            "incident_id": m.incident_id,
+            "rule": m.rule,
+            "subject": m.subject,
+            "body": m.body,
+            "drill": m.drill,
+            "created_at": m.created_at,
+            "read": m.read_at is not None,
+        }
+        for m in notifications.inbox(session, recipient=me.person_id)
+    ]
     unread = sum(1 for m in messages if not m["read"])
-    return k.render(request, "inbox.html", {"messages": messages, "unread": unread})
+    return kit.render(request, "inbox.html", {"messages": messages, "unread": unread})
 
 
 @router.post("/inbox/read")
-async def inbox_mark_read(request: Request) -> Response:
-    k = pages(request)
-    me = await k.auth.current(request)
-    if me is None:
-        return to_login(request)
-    form = await k.posted(request, me)
+def inbox_mark_read(me: PagePerson, form: CheckedForm, session: StoreSession) -> Response:
     ids: list[int] | None = None
     if str(form.get("all", "")).strip().lower() not in TRUE:
         try:
             ids = [int(str(v)) for v in form.getlist("id")]
         except ValueError as exc:
             raise ServiceError(422, "消息编号应为数字") from exc
-    person_id = me.person_id
-
-    def mark() -> None:
-        with session_scope(k.settings.database_url) as s:
-            notifications.mark_read(s, person=person_id, ids=ids)
-
-    await run_in_threadpool(mark)
+    notifications.mark_read(session, person=me.person_id, ids=ids)
     return RedirectResponse("/inbox", status_code=303)
 
 
@@ -291,43 +275,33 @@ async def inbox_mark_read(request: Request) -> Response:
 
 
 @router.get("/my", response_class=HTMLResponse)
-async def my_work(request: Request) -> Response:
-    k = pages(request)
-    me = await k.auth.current(request)
-    if me is None:
-        return to_login(request)
-    office = Role.office in k.roster.roles_of(me.person_id)
+def my_work(request: Request, me: PagePerson, kit: PagesDep, session: StoreSession) -> Response:
+    office = Role.office in kit.roster.roles_of(me.person_id)
     now = datetime.now(UTC)
-    unit, involving = me.unit, visible_to(k.roster, me.person_id)
-
-    def load() -> list[dict[str, Any]]:
-        with session_scope(k.settings.database_url) as s:
-            found = incident_rows.owed_deadlines(
-                s, unit=unit, include_unassigned=office, involving=involving
-            )
-            rows = []
-            for d, inc in found:
-                overdue = d.overdue or d.due_at <= now
-                late = now - d.due_at
-                rows.append(
-                    {
-                        "incident_id": inc.id,
-                        "incident_title": inc.title,
-                        "drill": inc.drill,
-                        "title": d.title,
-                        "rule": d.rule,
-                        "unit": d.unit,
-                        "due_at": d.due_at,
-                        "due_iso": d.due_at.astimezone(UTC).isoformat(),
-                        "overdue": overdue,
-                        "late": rules.format_duration(late)
-                        if overdue and late.total_seconds() > 0
-                        else "",
-                        "left": "" if overdue else rules.format_duration(d.due_at - now),
-                        "step": d.escalation_step,
-                    }
-                )
-            return rows
-
-    rows = await run_in_threadpool(load)
-    return k.render(request, "my.html", {"rows": rows})
+    found = incident_rows.owed_deadlines(
+        session,
+        unit=me.unit,
+        include_unassigned=office,
+        involving=visible_to(kit.roster, me.person_id),
+    )
+    rows = []
+    for d, inc in found:
+        overdue = d.overdue or d.due_at <= now
+        late = now - d.due_at
+        rows.append(
+            {
+                "incident_id": inc.id,
+                "incident_title": inc.title,
+                "drill": inc.drill,
+                "title": d.title,
+                "rule": d.rule,
+                "unit": d.unit,
+                "due_at": d.due_at,
+                "due_iso": d.due_at.astimezone(UTC).isoformat(),
+                "overdue": overdue,
+                "late": rules.format_duration(late) if overdue and late.total_seconds() > 0 else "",
+                "left": "" if overdue else rules.format_duration(d.due_at - now),
+                "step": d.escalation_step,
+            }
+        )
+    return kit.render(request, "my.html", {"rows": rows})

@@ -1,6 +1,6 @@
-"""The app's state (settings, roster, the Temporal client, the plan, the codec) and the bearer
-token check: what app.py and the routers beside it (access, codec, deps, pages) share, in a module
-below them all, so none of them imports app.py."""
+"""The app's state (settings, roster, the Temporal client, the plan, the codec, the limits on the
+two doors open to anyone) and the bearer token check: what app.py, deps.py and the routers share,
+in a module below them all, so none of them imports app.py."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from starter.incidents import ServiceError
 from store import credentials
 from store.db import session_scope
 
+from . import limits
+
 
 class AppState:
     def __init__(self, settings: Settings, roster: Roster, client: Client | None) -> None:
@@ -25,6 +27,11 @@ class AppState:
         self.plan = plan_from(settings.plan_file)
         # Read (and checked) once at start-up: the codec endpoint uses it on every UI request.
         self.codec = codec_for(settings)
+        # The two doors open to anyone: token guessing and report floods (starter/web/limits.py).
+        self.login_failures = limits.SlidingWindow(
+            settings.login_failures_allowed, settings.login_window_minutes * 60
+        )
+        self.submissions = limits.SlidingWindow(settings.submissions_per_minute, 60)
 
     async def temporal(self) -> Client:
         if self.client is None:

@@ -22,12 +22,13 @@ import json
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from html import escape
+from typing import Annotated
 
 import httpx
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
 from config.settings import Settings, get_settings
 from plan.actions import may_read_reports
@@ -56,6 +57,50 @@ DROP = {
 REFUSED_WRITE = "只读：经由本系统访问 Temporal UI 时不允许终止、发送信号、重置等写操作"
 
 
+class GateRefused(Exception):
+    """Someone the gate does not let in: its page says why (`_page`), in Chinese."""
+
+    def __init__(self, status: int, title: str, text: str) -> None:
+        super().__init__(title)
+        self.status, self.title, self.text = status, title, text
+
+
+@dataclass(frozen=True)
+class Gate:
+    settings: Settings
+    roster: Roster
+    login: str  # the web app's sign-in page
+
+
+def reader(request: Request) -> str:
+    """The session cookie's person, if they may read the UI; else GateRefused. A plain `def`:
+    FastAPI runs it in its thread pool, so the store is asked off the event loop."""
+    gate: Gate = request.app.state.gate
+    session_id = request.cookies.get(SESSION_COOKIE)
+    person = None
+    if session_id:
+        with session_scope(gate.settings.database_url) as s:
+            person = credentials.person_for_session(s, session_id=session_id)
+    if person is None:
+        raise GateRefused(
+            401,
+            "请先登录",
+            f'Temporal UI 仅供领导小组、领导小组办公室和镇党政办查看流程历史。请先<a href="{escape(gate.login)}">登录</a>本系统，再刷新本页。',
+        )
+    if not may_read_reports(gate.roster, person):
+        raise GateRefused(
+            403, "无权查看", "Temporal UI 仅供领导小组、领导小组办公室和镇党政办查看。"
+        )
+    return person
+
+
+Reader = Annotated[str, Depends(reader)]
+
+
+async def _refused(_: Request, exc: GateRefused) -> Response:
+    return _page(exc.status, exc.title, exc.text)
+
+
 def allowed(method: str, path: str) -> bool:
     """Whether a request through the gate may reach the UI: reads and queries only."""
     return method.upper() in READS or (method.upper() == "POST" and bool(QUERY.match(path)))
@@ -80,32 +125,19 @@ def create_gate(
             holder["http"] = http
             yield
 
-    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-
-    def reader(request: Request) -> tuple[str | None, bool]:
-        """(person, may read) for the session cookie."""
-        session_id = request.cookies.get(SESSION_COOKIE)
-        if not session_id:
-            return None, False
-        with session_scope(settings.database_url) as s:
-            person = credentials.person_for_session(s, session_id=session_id)
-        return person, bool(person) and may_read_reports(roster, person)
+    app = FastAPI(
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        exception_handlers={GateRefused: _refused},
+    )
+    app.state.gate = Gate(settings, roster, login)
 
     @app.api_route(
         "/{path:path}", methods=["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"]
     )
-    async def gate(request: Request, path: str) -> Response:
-        person, may = await run_in_threadpool(reader, request)  # the store, off the event loop
-        if person is None:
-            return _page(
-                401,
-                "请先登录",
-                f'Temporal UI 仅供领导小组、领导小组办公室和镇党政办查看流程历史。请先<a href="{escape(login)}">登录</a>本系统，再刷新本页。',
-            )
-        if not may:
-            return _page(
-                403, "无权查看", "Temporal UI 仅供领导小组、领导小组办公室和镇党政办查看。"
-            )
+    async def gate(request: Request, path: str, _: Reader) -> Response:
         url_path = "/" + path
         if not allowed(request.method, url_path):
             return JSONResponse({"message": REFUSED_WRITE}, status_code=403)

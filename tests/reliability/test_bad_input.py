@@ -22,7 +22,7 @@ text at its maximum length) must be accepted and kept as text: the same characte
 the workflow, the read model and, escaped, the pages.
 
 What this test found in the app as it was, each now refused at the edge (starter/incidents.py,
-starter/web/app.py, starter/web/staff.py) before anything reaches Temporal:
+starter/web/api.py, starter/web/staff.py) before anything reaches Temporal:
 
 * a timestamp before year 2000 was accepted; one near year 1 (0001-01-01T00:00:00+14:00) answered
   500 after starting an incident whose every workflow task failed (OverflowError showing the time

@@ -1,0 +1,62 @@
+"""The app's exception handlers: what a refusal looks like, on a page (the error page, in Chinese)
+and in the API (JSON naming the fields), and the redirect to the sign-in page for a page asked
+without a session (deps.SignInRequired)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from starter.errors import translate_errors
+from starter.incidents import ServiceError
+
+from . import limits
+from .deps import SignInRequired, to_login
+from .pages import pages
+
+
+async def invalid(request: Request, exc: RequestValidationError) -> Response:
+    fields = translate_errors(list(exc.errors()))
+    if not request.url.path.startswith("/api/"):  # a page: the error page, in Chinese
+        kit = pages(request)
+        message = "；".join(f.message for f in fields) or "请求内容有误"
+        await kit.auth.current(request)  # the header's signed-in person, asked off the loop
+        return kit.render(request, "error.html", {"status": 422, "message": message}, 422)
+    body = {"detail": "请求内容有误", "errors": [f.as_dict() for f in fields]}
+    return JSONResponse(body, status_code=422)
+
+
+async def too_large(request: Request, exc: limits.BodyTooLarge) -> Response:
+    return await service_error(request, ServiceError(413, str(exc.detail)))
+
+
+async def service_error(request: Request, exc: ServiceError) -> Response:
+    body = {"detail": exc.message, "errors": [f.as_dict() for f in exc.fields]}
+    response: Response
+    if request.url.path.startswith("/api/"):
+        response = JSONResponse(body, status_code=exc.status)
+    else:
+        kit = pages(request)
+        await kit.auth.current(request)  # the header's signed-in person, asked off the loop
+        context = {"status": exc.status, "message": exc.message}
+        response = kit.render(request, "error.html", context, exc.status)
+    if isinstance(exc, limits.RateLimited):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+async def sign_in_required(request: Request, exc: SignInRequired) -> Response:
+    return to_login(exc.target)
+
+
+# For FastAPI(exception_handlers=...): the exception's class to its handler.
+HANDLERS: dict[int | type[Exception], Callable[[Request, Any], Coroutine[Any, Any, Response]]] = {
+    RequestValidationError: invalid,
+    limits.BodyTooLarge: too_large,
+    ServiceError: service_error,
+    SignInRequired: sign_in_required,
+}

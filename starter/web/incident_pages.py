@@ -1,0 +1,213 @@
+"""The incident pages (zh-CN): the submission form and the quick form for a phone report (open to
+anyone), the incident list and an incident's page (signed-in staff, R-SECRECY).
+
+Every input goes through starter.incidents, so the form, the API and the CLI refuse the same
+things the same way. The incident's state comes from the workflow itself (a query), the list from
+the read model.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from starter import incidents
+from starter.errors import FIELD_LABELS
+from starter.incidents import ServiceError
+from store import incident_rows
+
+from . import access, staff
+from .answers import receipt_of
+from .auth import CSRF_FIELD, Viewer
+from .deps import (
+    MAX_PAGE,
+    MaybePerson,
+    MaybeViewer,
+    PagePerson,
+    PagesDep,
+    StoreSession,
+    TemporalClient,
+    VisibleIncidentPage,
+    may_see,
+    visible_to,
+)
+from .pages import Pages
+
+router = APIRouter()
+
+
+@router.get("/", response_class=HTMLResponse)
+async def form_page(request: Request, kit: PagesDep, me: MaybeViewer) -> Response:
+    values = {"submission_key": uuid.uuid4().hex}
+    if me is not None:
+        values["reporter_unit"] = me.unit
+        values["reporter_name"] = me.name
+    return kit.render(request, "form.html", {"values": values, "errors": {}})
+
+
+@router.get("/report/oral", response_class=HTMLResponse)
+async def oral_page(request: Request, kit: PagesDep, me: MaybeViewer) -> Response:
+    """R-WRITTEN: the quick form for a phone report, times prefilled with now."""
+    now = datetime.now(kit.tz).strftime("%Y-%m-%dT%H:%M")
+    values = {"submission_key": uuid.uuid4().hex, "oral_reported_at": now, "discovered_at": now}
+    if me is not None:
+        values["reporter_unit"] = me.unit
+        values["reporter_name"] = me.name
+    return kit.render(request, "oral.html", {"values": values, "errors": {}})
+
+
+@router.post("/incidents", response_class=HTMLResponse)
+async def form_submit(
+    request: Request,
+    client: TemporalClient,
+    _sender: MaybePerson,  # counts an anonymous submission against the client's limit
+    me: MaybeViewer,
+    kit: PagesDep,
+) -> Response:
+    # Monitoring staff may report without an account; a signed-in person needs the CSRF token.
+    values = await _posted_values(kit, request, me)
+    values.pop(CSRF_FIELD, None)
+    data, errors = _form_to_submission(values, kit.tz)
+    if not errors:
+        try:
+            submitted = await incidents.submit(
+                client,
+                kit.settings,
+                kit.roster,
+                data,
+                submitted_by=me.person_id if me else None,
+            )
+        except ServiceError as exc:
+            if exc.status != 422:
+                raise
+            errors = {f.field: f.message for f in exc.fields}
+        else:
+            view = submitted.view
+            if me is None or not may_see(kit.roster, me.person_id, view):
+                # Not theirs to read (R-SECRECY): confirm what was received, nothing more
+                # (not even the title of an incident the same key or post already started).
+                receipt = receipt_of(submitted, values.get("title", ""))
+                return kit.render(request, "submitted.html", {"r": receipt}, 201)
+            return RedirectResponse(f"/incidents/{view.id}", status_code=303)
+    template = "oral.html" if values.get("variant") == "oral" else "form.html"
+    return kit.render(request, template, {"values": values, "errors": errors}, 422)
+
+
+async def _posted_values(kit: Pages, request: Request, me: Viewer | None) -> dict[str, str]:
+    """A page's POST open to anyone: same origin, and the CSRF token of the session when
+    signed in."""
+    kit.auth.check_origin(request)
+    form = await staff.read_form(request)
+    values = {k: str(v) for k, v in form.items()}
+    if me is not None:
+        kit.auth.check_csrf(me, values.get(CSRF_FIELD))
+    return values
+
+
+@router.get("/incidents", response_class=HTMLResponse)
+def list_page(
+    request: Request,
+    me: PagePerson,
+    kit: PagesDep,
+    session: StoreSession,
+    phase: str | None = None,
+    unit: str | None = None,
+    overdue: str | None = None,
+    severity: str | None = None,
+    category: str | None = None,
+    drill: str | None = None,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
+) -> Response:
+    flags = {"true": True, "1": True, "on": True, "false": False, "0": False}
+    rows = list(
+        incident_rows.list_incidents(
+            session,
+            phase=phase or None,
+            unit=unit or None,
+            overdue=flags.get((overdue or "").lower()),
+            drill=flags.get((drill or "").lower()),
+            severity=severity or None,
+            category=category or None,
+            involving=visible_to(kit.roster, me.person_id),
+            limit=50,
+            offset=(page - 1) * 50,
+        )
+    )
+    access.record(request, me.person_id, "list")
+    chosen = {"phase": phase, "unit": unit, "severity": severity, "category": category}
+    chosen |= {"overdue": overdue, "drill": drill}
+    return kit.render(
+        request,
+        "list.html",
+        {
+            "rows": rows,
+            "page": page,
+            **chosen,
+            "filter_query": urlencode({k: v for k, v in chosen.items() if v}),
+        },
+    )
+
+
+@router.get("/incidents/{incident_id}", response_class=HTMLResponse)
+async def incident_page(
+    request: Request, view: VisibleIncidentPage, me: PagePerson, kit: PagesDep
+) -> Response:
+    access.record(request, me.person_id, "view", incident_id=view.id)
+    actions = staff.action_forms(kit.roster, me.person_id, view, kit.state.plan)
+    context = {"v": view, "ui_link": kit.ui_for(me.person_id, view.id), "actions": actions}
+    return kit.render(request, "incident.html", context)
+
+
+def _form_to_submission(
+    values: dict[str, str], tz: ZoneInfo
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Form fields to the API's shape: local datetime-local values get the town's offset."""
+    data: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for name in (
+        "title",
+        "content",
+        "source",
+        "reporter_unit",
+        "url",
+        "reporter_name",
+        "severity",
+        "category",
+        "responsible_unit",
+        "submission_key",
+    ):
+        value = values.get(name, "").strip()
+        if value:
+            data[name] = value
+    oral_variant = values.get("variant") == "oral"
+    if oral_variant:
+        # The quick phone-report form asks only what the call gives; the rest has a fixed wording
+        # until the written report (R-WRITTEN) follows.
+        data.setdefault("source", "电话口头报告")
+        data.setdefault("content", "电话口头报告，详细情况以书面信息为准。")
+    for name in ("discovered_at", "posted_at", "oral_reported_at"):
+        value = values.get(name, "").strip()
+        if not value:
+            continue
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            errors[name] = f"{FIELD_LABELS[name]}：时间格式不正确"
+            continue
+        data[name] = (parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)).isoformat()
+    data["oral"] = oral_variant or values.get("oral") in ("on", "true", "1")
+    if oral_variant and "oral_reported_at" not in data and "oral_reported_at" not in errors:
+        errors["oral_reported_at"] = f"{FIELD_LABELS['oral_reported_at']}：请填写"
+    if values.get("drill") in ("on", "true", "1"):
+        speedup = values.get("drill_speedup", "").strip() or "60"
+        try:
+            data["drill_speedup"] = float(speedup)
+        except ValueError:
+            errors["drill_speedup"] = f"{FIELD_LABELS['drill_speedup']}：应为数字"
+    return data, errors
