@@ -78,7 +78,7 @@ cat <<TXT
 yuqing is running:
   submission form   http://localhost:$WEB_PORT/
   incident list     http://localhost:$WEB_PORT/incidents
-  JSON API docs     http://localhost:$WEB_PORT/api/docs
+  JSON API docs     http://localhost:$WEB_PORT/api/docs   (OpenAPI document: /openapi.json)
   Temporal UI       http://localhost:$TEMPORAL_UI_PORT/   (sign in on the web app first: office and leading group, read-only)
   logs              $DATA/{temporal,worker,web}.log     stop: make down
 TXT
