@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from activities.channels import OutgoingMessage, RobotPart, robot_parts
 from activities.digest import DigestActivities
 from activities.notify import NotifyActivities
 from plan import digest
@@ -346,3 +347,71 @@ def test_a_digest_of_fifty_incidents_arrives_whole(database_url: str, robots: Ro
         if len(contents) // len(ROBOT_PEOPLE) >= RATE_PER_MINUTE:
             report.append(f"{kind}: {len(contents)} messages, over the rate limit")
     assert not report, "\n".join(report)
+
+
+# ------------------------------------------------------------------ the packing itself
+
+
+def robot_message(subject: str, brief: list[str]) -> OutgoingMessage:
+    return OutgoingMessage(
+        key="k",
+        subject=subject,
+        body=SUMMARY,
+        link=f"{PUBLIC_URL}/incidents/YQ-1",
+        rule="R-ESCALATE",
+        incident_id="YQ-1",
+        recipient_id="liu.yang",
+        recipient_name="刘洋",
+        brief=brief,
+    )
+
+
+@pytest.mark.parametrize("limit", [WECOM_TEXT_MAX, WECOM_MARKDOWN_MAX, 600])
+def test_lines_are_clipped_between_characters_never_through_the_link(limit: int) -> None:
+    """A line longer than any message is clipped by UTF-8 bytes, between characters (three- and
+    four-byte ones here), and every message still ends with the whole link line."""
+    link = f"{PUBLIC_URL}/incidents/YQ-1"
+    msg = robot_message("【一般舆情】积水：新报告", ["积😀" * 2000, "规则：R-NOTIFY", "水" * 5000])
+    for render, tail in (
+        (RobotPart.text, f"\n详情：{link}"),
+        (RobotPart.markdown, f"[查看事件]({link})"),
+    ):
+        parts = robot_parts(msg, lambda p, r=render: len(r(p).encode()), limit)  # type: ignore[misc]
+        lines = [line for p in parts for line in p.lines]
+        assert len(lines) == 3 and lines[1] == "规则：R-NOTIFY", lines
+        for part in parts:
+            content = render(part)
+            assert len(content.encode()) <= limit
+            assert content.endswith(tail)
+            assert "\ufffd" not in content
+        assert lines[0].endswith("…") and lines[2].endswith("水…")
+        assert all(len(line.encode()) <= 600 for line in lines)  # LINE_BYTES
+
+
+def test_the_head_keeps_the_event_whole() -> None:
+    """What happened, in one line: a long title is clipped, the event after it is kept."""
+    title = "东湖村主干道积水一周无人处理" * 14  # 196 characters
+    msg = robot_message(f"【演练】【重大舆情】{title}：R-REPLY 官方回复已逾期（第2级督办）", [])
+    head = msg.robot_head()
+    assert len(head.encode()) <= 300 and "\n" not in head
+    assert head.startswith("【演练】【重大舆情】东湖村主干道积水一周")
+    assert head.endswith("…：R-REPLY 官方回复已逾期（第2级督办）")
+    assert msg.robot_lines() == ["规则：R-ESCALATE"]  # a notification from before briefs
+
+
+def test_beyond_ten_messages_the_last_says_how_many_are_left_out() -> None:
+    """The robots take 20 messages a minute: one notification sends at most 10, and the tenth
+    says how many lines did not fit rather than dropping them silently."""
+    lines = [f"在办{n}. 东湖村道路积水（YQ-{n:04d}）" for n in range(1, 1001)]
+    parts = robot_parts(
+        robot_message("【每日舆情简报】：在办1000件", lines),
+        lambda p: len(p.markdown().encode()),
+        WECOM_MARKDOWN_MAX,
+    )
+    assert len(parts) == 10
+    shown = [line for p in parts for line in p.lines]
+    note = shown.pop()
+    assert note == f"……另有{1000 - len(shown)}项未列出，请登录系统查看"
+    assert shown == lines[: len(shown)]
+    assert all(len(p.markdown().encode()) <= WECOM_MARKDOWN_MAX for p in parts)
+    assert [p.markdown().split("**")[1][-8:] for p in parts][-1].endswith("（10/10）")
