@@ -466,13 +466,14 @@ def _clip_line(text: str, limit: int) -> str:
 
 # --- Chat robots (issue 17, finding 5) ---
 #
-# R-SECRECY (docs: RULES.md, "the incident's content is shown only to staff with a role on it"):
-# a group robot's message passes through a third party (Tencent, Alibaba, ByteDance) and is read
-# by everyone in the group. So it carries the minimum: what happened in one line (the subject:
-# drill mark, severity, title, event; the title clipped), the brief the workflow wrote (the rule,
-# the deadline and when it falls due, the escalation step; a digest's one line per incident) and
-# the link to the incident page, where the rest is behind sign-in. Never the body: a summary, a
-# reply, a reason or a digest's full text stays in the inbox, e-mail and the town's own webhooks.
+# R-SECRECY (../shared/plan/RULES.md: "the incident's content is shown only to staff with a role
+# on it"): a group robot's message passes through a third party (Tencent, Alibaba, ByteDance) and
+# is read by everyone in the group. So it carries the minimum: what happened in one line (the
+# subject: drill mark, severity, title, event; the title clipped), the brief the workflow wrote
+# (the rule, the deadline and when it falls due, the escalation step; a digest's one line per
+# incident) and the link to the incident page, where the rest is behind sign-in. Never the body:
+# a summary, a reply, a reason or a digest's full text stays in the inbox, e-mail and the town's
+# own webhooks.
 #
 # Each request keeps within its provider's limits (on each sender), measured on what goes on the
 # wire: the lines are packed into as few messages as the limit allows, never cut through the
@@ -548,6 +549,7 @@ def robot_parts(
             groups.append([])
         if line:
             groups[-1].append(line)
+    groups = [g for g in groups if g] or [[]]
     if len(groups) > max_parts:
         left_out = sum(len(g) for g in groups[max_parts:])
         groups = groups[:max_parts]
