@@ -15,6 +15,7 @@ import smtplib
 import ssl
 import time
 import urllib.parse
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from html import escape
@@ -82,7 +83,9 @@ def inert(text: str) -> str:
 
 @dataclass
 class OutgoingMessage:
-    """What a person reads, whatever the channel."""
+    """What a person reads, whatever the channel. The inbox, e-mail and the town's own webhooks
+    carry the subject and the body in full; a chat robot only the subject, the brief and the link
+    (see "Chat robots" below)."""
 
     key: str  # notification key + recipient: stable across retries
     subject: str
@@ -95,6 +98,7 @@ class OutgoingMessage:
     others: list[str] = field(default_factory=list)  # who else was told
     drill: bool = False
     sent_at: str = ""
+    brief: list[str] = field(default_factory=list)  # the short form's lines (Notification.brief)
 
     def text(self) -> str:
         lines = [self.subject, "", self.body]
@@ -103,22 +107,24 @@ class OutgoingMessage:
         lines += ["", f"详情：{self.link}"]
         return "\n".join(lines)
 
+    def robot_head(self) -> str:
+        """What happened, in one line: the subject, inert, clipped in the title so that the
+        event after the last "：" stays whole."""
+        return _clip_line(inert(one_line(self.subject)), HEAD_BYTES)
+
+    def robot_lines(self) -> list[str]:
+        """The brief's lines, each inert and clipped; a notification from before briefs were
+        written (issue 17) has only its rule."""
+        lines = [one_line(line) for line in self.brief] or [f"规则：{self.rule}"]
+        return [_clip_bytes(inert(line), LINE_BYTES) for line in lines if line]
+
     def robot_text(self) -> str:
-        """The plain text for a robot's text message: every part of it inert, our link as is."""
-        lines = [inert(self.subject), "", inert(self.body)]
-        if self.others:
-            lines += ["", "同时通知：" + inert("、".join(self.others))]
-        lines += ["", f"详情：{self.link}"]
-        return "\n".join(lines)
+        """The short form as one robot text message (unclipped; senders use `robot_parts`)."""
+        return RobotPart(self.robot_head(), self.robot_lines(), self.link).text()
 
     def markdown(self) -> str:
-        """Robot markdown: our bold subject and our link; what people wrote stays text."""
-        body = inert(self.body).replace("\n", "\n\n")
-        lines = [f"**{inert(self.subject)}**", "", body]
-        if self.others:
-            lines += ["", "同时通知：" + inert("、".join(self.others))]
-        lines += ["", f"[查看事件]({self.link})"]
-        return "\n".join(lines)
+        """The short form as one robot markdown message (unclipped; senders use `robot_parts`)."""
+        return RobotPart(self.robot_head(), self.robot_lines(), self.link).markdown()
 
     def html(self) -> str:
         body = "".join(f"<p>{escape(line)}</p>" for line in self.body.splitlines() if line)
@@ -154,10 +160,15 @@ def _raise_for_http(response: httpx.Response) -> None:
         raise Refused(f"HTTP {response.status_code}: {response.text[:200]}")
 
 
+def _json_bytes(payload: dict[str, Any]) -> bytes:
+    """A robot's request body as it goes on the wire: UTF-8 JSON, characters unescaped."""
+    return json.dumps(payload, ensure_ascii=False).encode()
+
+
 def _post_json(
     client: httpx.Client, url: str, payload: dict[str, Any], **kw: Any
 ) -> httpx.Response:
-    body = json.dumps(payload, ensure_ascii=False).encode()
+    body = _json_bytes(payload)
     headers = {"content-type": "application/json; charset=utf-8", **kw.pop("headers", {})}
     try:
         response = client.post(url, content=body, headers=headers, **kw)
@@ -236,31 +247,36 @@ def _check_errcode(response: httpx.Response, *, code_field: str, rate_limited: s
 
 class WeComSender:
     """企业微信群机器人 (https://developer.work.weixin.qq.com/document/path/91770): POST JSON
-    {"msgtype": "markdown", "markdown": {"content": …}} (at most 4096 bytes) to the robot's URL;
-    the answer {"errcode": 0, "errmsg": "ok"}; 45009 is the rate limit (20 messages a minute).
-    Mentions by mobile need the text type, so a channel with mentioned_mobiles sends text."""
+    {"msgtype": "markdown", "markdown": {"content": …}} to the robot's URL; the answer
+    {"errcode": 0, "errmsg": "ok"}; 45009 is the rate limit. Mentions by mobile need the text type
+    ({"msgtype": "text", "text": {"content": …, "mentioned_mobile_list": […]}}), so a channel with
+    mentioned_mobiles sends text. Limits, from the same page: text content "最长不超过2048个字节",
+    markdown content "最长不超过4096个字节", UTF-8 (an answer 40058 "markdown.content exceed max
+    length 4096" otherwise); "每个机器人发送的消息不能超过20条/分钟"."""
 
-    MAX_BYTES = 4096
+    TEXT_MAX = 2048  # bytes of text.content
+    MAX_BYTES = 4096  # bytes of markdown.content
 
     def __init__(self, client: httpx.Client) -> None:
         self.client = client
 
     def send(self, message: OutgoingMessage, channel: WeComChannel) -> None:
-        if channel.mentioned_mobiles:
-            payload: dict[str, Any] = {
-                "msgtype": "text",
-                "text": {
-                    "content": _clip_bytes(message.robot_text(), 2048),
-                    "mentioned_mobile_list": list(channel.mentioned_mobiles),
-                },
-            }
+        mobiles = list(channel.mentioned_mobiles)
+        if mobiles:
+            parts = robot_parts(message, lambda p: len(p.text().encode()), self.TEXT_MAX)
         else:
-            payload = {
-                "msgtype": "markdown",
-                "markdown": {"content": _clip_bytes(message.markdown(), self.MAX_BYTES)},
-            }
-        response = _post_json(self.client, channel.url, payload)
-        _check_errcode(response, code_field="errcode", rate_limited={45009})
+            parts = robot_parts(message, lambda p: len(p.markdown().encode()), self.MAX_BYTES)
+        for part in _paced(parts, ROBOT_PART_INTERVAL):
+            payload: dict[str, Any]
+            if mobiles:
+                text: dict[str, Any] = {"content": part.text()}
+                if part.first:
+                    text["mentioned_mobile_list"] = mobiles  # mentioned once, not per part
+                payload = {"msgtype": "text", "text": text}
+            else:
+                payload = {"msgtype": "markdown", "markdown": {"content": part.markdown()}}
+            response = _post_json(self.client, channel.url, payload)
+            _check_errcode(response, code_field="errcode", rate_limited={45009})
 
 
 def dingtalk_sign(secret: str, timestamp_ms: str) -> str:
@@ -273,27 +289,45 @@ class DingTalkSender:
     """钉钉自定义机器人 (https://open.dingtalk.com/document/robots/custom-robot-access and
     …/customize-robot-security-settings): POST JSON {"msgtype": "markdown", "markdown": {"title",
     "text"}, "at": {"atMobiles": […]}} to the robot URL; with 加签 the URL also carries
-    &timestamp=<ms>&sign=<see dingtalk_sign>. The answer {"errcode": 0}; 130101 is the rate limit."""
+    &timestamp=<ms>&sign=<see dingtalk_sign>. The answer {"errcode": 0}; 130101 is the rate limit
+    ("send too fast, exceed 20 times per minute": 每个机器人每分钟最多发送20条, same page). A body
+    over 20000 bytes is refused with errcode 460101 "message too long, exceed 20000 bytes" (the
+    robot's own answer, as reported in github.com/timonwong/prometheus-webhook-dingtalk/issues/30
+    and github.com/Le0nsec/SecCrawler/issues/12; DingTalk's pages give no figure for the robot),
+    so each request body is kept within 20000 bytes as sent."""
+
+    BODY_MAX = 20_000  # bytes of the request body
+    TITLE_MAX = 64  # characters of markdown.title (the chat list's preview)
 
     def __init__(self, client: httpx.Client) -> None:
         self.client = client
 
-    def send(self, message: OutgoingMessage, channel: DingTalkChannel) -> None:
-        url = channel.url
-        if channel.secret:
-            timestamp = str(int(time.time() * 1000))
-            sep = "&" if "?" in url else "?"
-            url = f"{url}{sep}timestamp={timestamp}&sign={dingtalk_sign(channel.secret, timestamp)}"
-        text = message.markdown()
-        if channel.at_mobiles:
-            text += "\n\n" + " ".join(f"@{m}" for m in channel.at_mobiles)
-        payload = {
+    def payload(self, part: RobotPart, channel: DingTalkChannel) -> dict[str, Any]:
+        text = part.markdown()
+        mobiles = list(channel.at_mobiles) if part.first else []  # mentioned once
+        if mobiles:
+            text += "\n\n" + " ".join(f"@{m}" for m in mobiles)
+        marker = part.marker
+        title = part.subject[: self.TITLE_MAX - len(marker)] + marker
+        return {
             "msgtype": "markdown",
-            "markdown": {"title": message.subject[:64], "text": text},
-            "at": {"atMobiles": list(channel.at_mobiles), "isAtAll": False},
+            "markdown": {"title": title, "text": text},
+            "at": {"atMobiles": mobiles, "isAtAll": False},
         }
-        response = _post_json(self.client, url, payload)
-        _check_errcode(response, code_field="errcode", rate_limited={130101})
+
+    def send(self, message: OutgoingMessage, channel: DingTalkChannel) -> None:
+        parts = robot_parts(
+            message, lambda p: len(_json_bytes(self.payload(p, channel))), self.BODY_MAX
+        )
+        for part in _paced(parts, ROBOT_PART_INTERVAL):
+            url = channel.url
+            if channel.secret:
+                timestamp = str(int(time.time() * 1000))
+                sep = "&" if "?" in url else "?"
+                sign = dingtalk_sign(channel.secret, timestamp)
+                url = f"{url}{sep}timestamp={timestamp}&sign={sign}"
+            response = _post_json(self.client, url, self.payload(part, channel))
+            _check_errcode(response, code_field="errcode", rate_limited={130101})
 
 
 def feishu_sign(secret: str, timestamp_s: str) -> str:
@@ -305,15 +339,21 @@ def feishu_sign(secret: str, timestamp_s: str) -> str:
 class FeishuSender:
     """飞书自定义机器人 (https://open.feishu.cn/document/client-docs/bot-v3/add-custom-bot): POST
     JSON {"msg_type": "text", "content": {"text": …}} to the hook URL, with "timestamp" (seconds,
-    a string) and "sign" (see feishu_sign) when 签名校验 is on; at most 20 KB. The answer
-    {"code": 0, "msg": "success"}; 11232 is the rate limit. The text is `robot_text()`: an <at> tag
-    or a link a person wrote arrives as plain characters."""
+    a string) and "sign" (see feishu_sign) when 签名校验 is on. The answer {"code": 0, "msg":
+    "success"}; 11232 is the rate limit. Limits, from the same page: "请求体的数据大小不能超过
+    20 KB" (kept here within 20000 bytes, the stricter reading) and "单租户单机器人 100 次/分钟，
+    5 次/秒". The text is the short form's (`RobotPart.text`): an <at> tag or a link a person wrote
+    arrives as plain characters."""
+
+    BODY_MAX = 20_000  # bytes of the request body
+    PART_INTERVAL = 0.25  # seconds between the parts of one message: 5 a second at most
 
     def __init__(self, client: httpx.Client) -> None:
         self.client = client
 
-    def send(self, message: OutgoingMessage, channel: FeishuChannel) -> None:
-        payload: dict[str, Any] = {"msg_type": "text", "content": {"text": message.robot_text()}}
+    @staticmethod
+    def payload(part: RobotPart, channel: FeishuChannel) -> dict[str, Any]:
+        payload: dict[str, Any] = {"msg_type": "text", "content": {"text": part.text()}}
         if channel.secret:
             timestamp = str(int(time.time()))
             payload = {
@@ -321,8 +361,15 @@ class FeishuSender:
                 "sign": feishu_sign(channel.secret, timestamp),
                 **payload,
             }
-        response = _post_json(self.client, channel.url, payload)
-        _check_errcode(response, code_field="code", rate_limited={11232})
+        return payload
+
+    def send(self, message: OutgoingMessage, channel: FeishuChannel) -> None:
+        parts = robot_parts(
+            message, lambda p: len(_json_bytes(self.payload(p, channel))), self.BODY_MAX
+        )
+        for part in _paced(parts, self.PART_INTERVAL):
+            response = _post_json(self.client, channel.url, self.payload(part, channel))
+            _check_errcode(response, code_field="code", rate_limited={11232})
 
 
 class EmailSender:
@@ -395,7 +442,134 @@ def one_line(text: str) -> str:
 
 
 def _clip_bytes(text: str, limit: int) -> str:
+    """`text` in at most `limit` bytes of UTF-8, ending in "…" when cut: cut between characters,
+    never inside one (decoding the cut bytes drops only an incomplete last character)."""
     data = text.encode()
     if len(data) <= limit:
         return text
-    return data[: limit - 3].decode(errors="ignore") + "…"
+    if limit < len("…".encode()):
+        return ""
+    return data[: limit - len("…".encode())].decode(errors="ignore") + "…"
+
+
+def _clip_line(text: str, limit: int) -> str:
+    """A subject in at most `limit` bytes, clipped in its title: what follows the last "：" (the
+    event: 新报告, 已逾期（第2级督办）, a digest's counts) is kept whole when it takes at most half."""
+    if len(text.encode()) <= limit:
+        return text
+    before, sep, event = text.rpartition("：")
+    tail = (sep + event).encode()
+    if sep and len(tail) <= limit // 2:
+        return _clip_bytes(before, limit - len(tail)) + sep + event
+    return _clip_bytes(text, limit)
+
+
+# --- Chat robots (issue 17, finding 5) ---
+#
+# R-SECRECY (../shared/plan/RULES.md: "the incident's content is shown only to staff with a role
+# on it"): a group robot's message passes through a third party (Tencent, Alibaba, ByteDance) and
+# is read by everyone in the group. So it carries the minimum: what happened in one line (the
+# subject: drill mark, severity, title, event; the title clipped), the brief the workflow wrote
+# (the rule, the deadline and when it falls due, the escalation step; a digest's one line per
+# incident) and the link to the incident page, where the rest is behind sign-in. Never the body:
+# a summary, a reply, a reason or a digest's full text stays in the inbox, e-mail and the town's
+# own webhooks.
+#
+# Each request keeps within its provider's limits (on each sender), measured on what goes on the
+# wire: the lines are packed into as few messages as the limit allows, never cut through the
+# link line or a character. A long digest becomes several messages, "（1/3）" … in the head, each
+# with the link; beyond MAX_PARTS messages (the robots allow 20 a minute) the last one says how
+# many lines are left out rather than losing them silently.
+
+HEAD_BYTES = 300  # the one line of what happened (100 Chinese characters)
+LINE_BYTES = 600  # any line of the brief
+MAX_PARTS = 10  # messages for one notification: half a WeCom or DingTalk robot's 20 a minute
+ROBOT_PART_INTERVAL = 0.0  # WeCom, DingTalk: the per-minute limit is kept by MAX_PARTS
+
+
+@dataclass
+class RobotPart:
+    """One robot message of the short form: the head (with its part marker), lines, our link."""
+
+    subject: str  # the head without marker, one line and inert
+    lines: list[str]
+    link: str
+    index: int = 1
+    count: int = 1
+    marker_width: int = 0  # when sizing: the widest marker this message may get
+
+    @property
+    def first(self) -> bool:
+        return self.index == 1
+
+    @property
+    def marker(self) -> str:
+        if self.marker_width:
+            return f"（{'9' * self.marker_width}/{'9' * self.marker_width}）"
+        return f"（{self.index}/{self.count}）" if self.count > 1 else ""
+
+    def text(self) -> str:
+        return "\n".join([self.subject + self.marker, "", *self.lines, "", f"详情：{self.link}"])
+
+    def markdown(self) -> str:
+        """Our bold head and our link; every line a paragraph of plain (inert) text."""
+        return "\n\n".join(
+            [f"**{self.subject + self.marker}**", *self.lines, f"[查看事件]({self.link})"]
+        )
+
+
+def robot_parts(
+    message: OutgoingMessage,
+    size: Callable[[RobotPart], int],
+    limit: int,
+    max_parts: int = MAX_PARTS,
+) -> list[RobotPart]:
+    """The short form of `message` in as few messages as fit: `size(part)` (the bytes the
+    provider counts, measured on the payload as it will be sent) at most `limit` for each. A
+    line too long for any message is clipped; a head and link that do not fit even alone are
+    refused (no message could carry the link)."""
+    head, lines, link = message.robot_head(), message.robot_lines(), message.link
+    width = len(str(max(len(lines), 1)))  # n parts ≤ n lines
+
+    def fits(head: str, lines: list[str]) -> bool:
+        return size(RobotPart(head, lines, link, marker_width=width)) <= limit
+
+    while not fits(head, []):
+        if not head:
+            raise Refused(f"链接过长，任何一条消息都容不下（{limit}字节以内）：{link[:100]}")
+        head = _clip_bytes(head, len(head.encode()) // 2)
+    groups: list[list[str]] = [[]]
+    for line in lines:
+        if fits(head, [*groups[-1], line]):
+            groups[-1].append(line)
+            continue
+        while line and not fits(head, [line]):
+            line = _clip_bytes(line, len(line.encode()) * 3 // 4)
+        if groups[-1]:
+            groups.append([])
+        if line:
+            groups[-1].append(line)
+    groups = [g for g in groups if g] or [[]]
+    if len(groups) > max_parts:
+        left_out = sum(len(g) for g in groups[max_parts:])
+        groups = groups[:max_parts]
+        last = groups[-1]
+        while True:
+            note = f"……另有{left_out}项未列出，请登录系统查看"
+            if fits(head, [*last, note]) or not last:
+                last.append(note)
+                break
+            last.pop()
+            left_out += 1
+    return [
+        RobotPart(head, group, link, index=n, count=len(groups))
+        for n, group in enumerate(groups, 1)
+    ]
+
+
+def _paced(parts: list[RobotPart], interval: float) -> Iterator[RobotPart]:
+    """The parts in order, `interval` seconds apart (a provider's per-second limit)."""
+    for n, part in enumerate(parts):
+        if n and interval:
+            time.sleep(interval)
+        yield part

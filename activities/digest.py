@@ -87,6 +87,7 @@ class DigestActivities:
                     ],
                 )
                 subject, body = digest.compose_daily(daily, roster, tz)
+                brief = digest.brief_daily(daily, roster, tz)
             else:
                 start, end = digest.week_window(request.day, tz)
                 weekly = digest.WeeklyFacts(
@@ -98,6 +99,14 @@ class DigestActivities:
                     ],
                 )
                 subject, body = digest.compose_weekly(weekly, roster)
+                brief = digest.brief_weekly(weekly, roster)
         return digest.digest_note(
-            request.kind, request.day, request.at, subject, body, roster, request.public_url
+            request.kind,
+            request.day,
+            request.at,
+            subject,
+            body,
+            roster,
+            request.public_url,
+            brief=brief,
         )

@@ -46,6 +46,7 @@ def outgoing(request: DeliverRequest) -> OutgoingMessage:
         others=others,
         drill=note.drill,
         sent_at=note.sent_at.isoformat(),
+        brief=list(note.brief),
     )
 
 

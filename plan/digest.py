@@ -299,6 +299,55 @@ def compose_weekly(facts: WeeklyFacts, roster: Roster) -> tuple[str, str]:
     return subject, "\n".join(lines)
 
 
+# ------------------------------------------------------------------ the short form for chat robots
+
+BRIEF_TITLE = 30  # characters of an incident's title in a robot's line
+
+
+def _short(title: str) -> str:
+    title = " ".join(title.split())
+    return title if len(title) <= BRIEF_TITLE else title[:BRIEF_TITLE] + "…"
+
+
+def brief_daily(facts: DailyFacts, roster: Roster, tz: str) -> list[str]:
+    """The daily digest for chat robots (R-SECRECY; the subject gives the counts): one line per
+    open incident (its title clipped, its next deadline) and one per accountability record
+    (without its reason). However many there are, each goes: the robots send as many messages
+    as the lines need (activities/channels.py)."""
+    open_ = sorted(
+        facts.open_incidents,
+        key=lambda i: (not i.overdue, i.next_due_at is None, i.next_due_at or facts.at, i.id),
+    )
+    misses = sorted(facts.misses, key=lambda m: (m.recorded_at, m.incident_id))
+    lines = []
+    for n, i in enumerate(open_, 1):
+        nxt = f"，下一期限{_local(i.next_due_at, tz)}" if i.next_due_at else ""
+        flag = "【已逾期】" if i.overdue else ""
+        lines.append(
+            f"在办{n}. {flag}{_short(i.title)}（{i.id}，{_severity(i.severity)}，"
+            f"{roster.unit_name(i.responsible_unit)}{nxt}）"
+        )
+    for n, m in enumerate(misses, 1):
+        lines.append(
+            f"问责{n}. {roster.unit_name(m.unit)} {m.kind}（{m.rule}，期限{_local(m.due_at, tz)}）："
+            f"{_short(m.incident_title)}（{m.incident_id}）"
+        )
+    return lines
+
+
+def brief_weekly(facts: WeeklyFacts, roster: Roster) -> list[str]:
+    """The weekly summary for chat robots: the figures of each unit, one line each."""
+    lines = []
+    for u in sorted(facts.units, key=lambda u: u.unit):
+        unit_rate = "-" if u.on_time_rate is None else f"{u.on_time_rate * 100:.1f}%"
+        records = sum(u.records.values())
+        lines.append(
+            f"{roster.unit_name(u.unit)}：按期{u.on_time}，逾期完成{u.late}，未完成{u.missed}，"
+            f"按期率{unit_rate}，问责记录{records}条"
+        )
+    return lines
+
+
 def digest_note(
     kind: DigestKind,
     day: date,
@@ -307,8 +356,10 @@ def digest_note(
     body: str,
     roster: Roster,
     public_url: str,
+    brief: list[str] | None = None,
 ) -> DigestNote:
-    """The digest as a notification to the leading group and the office."""
+    """The digest as a notification to the leading group and the office; `brief`, its short form
+    for chat robots."""
     base = public_url.rstrip("/")
     return DigestNote(
         key=digest_key(kind, day),
@@ -321,4 +372,5 @@ def digest_note(
         drill=False,
         sent_at=at,
         office=roster.members_of(roster.roles.office),
+        brief=list(brief or []),
     )

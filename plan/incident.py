@@ -1170,7 +1170,9 @@ class Incident:
             None,
             f"临期提醒：{d.title}，期限{messages.local(d.due_at, self.tz)}",
         )
-        self._notify(d.rule, who, *messages.warning(self.view(), self.roster, self.tz, d))
+        self._notify(
+            d.rule, who, *messages.warning(self.view(), self.roster, self.tz, d), deadline=d
+        )
         self.changed()
 
     def on_miss(self, d: Deadline) -> None:
@@ -1244,7 +1246,7 @@ class Incident:
         subject, body = messages.escalation(
             self.view(), self.roster, self.tz, d, step, now, spec=self.spec
         )
-        self._notify(rules.R_ESCALATE, list(step.targets), subject, body)
+        self._notify(rules.R_ESCALATE, list(step.targets), subject, body, deadline=d, step=step)
         self.changed()
 
     def _account(self, d: Deadline, kind: str, unit: str, met_at: datetime | None = None) -> None:
@@ -1364,7 +1366,16 @@ class Incident:
             )
         )
 
-    def _notify(self, rule: str, person_ids: list[str], subject: str, body: str) -> None:
+    def _notify(
+        self,
+        rule: str,
+        person_ids: list[str],
+        subject: str,
+        body: str,
+        *,
+        deadline: Deadline | None = None,
+        step: rules.EscalationStep | None = None,
+    ) -> None:
         # R-DUTY: every notification about the incident reaches the first-responsible person of
         # the responsible unit, the co-handling units and the units the leading group brought in
         # (R-ACTIVATE), and the persons it named, whoever else it is for.
@@ -1403,6 +1414,7 @@ class Incident:
                 link=f"{self.inp.public_url.rstrip('/')}/incidents/{incident_id}",
                 drill=self.sub.is_drill,
                 sent_at=self.now,
+                brief=messages.brief(self.s.deadlines, self.tz, rule, deadline, step, self.now),
             )
         )
 

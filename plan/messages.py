@@ -100,6 +100,39 @@ def escalation(
     return subject, body
 
 
+def brief(
+    deadlines: list[Deadline],
+    tz: str,
+    rule: str,
+    d: Deadline | None = None,
+    step: rules.EscalationStep | None = None,
+    now: datetime | None = None,
+) -> list[str]:
+    """The short form for chat robots (R-SECRECY: WeCom, DingTalk and Feishu group robots are
+    third parties): the rule, the deadline the message is about and when it falls due (late by
+    how much, at `now`), and the escalation step. With the subject (what happened, in one line)
+    and the link it is all a robot is sent; the body stays behind sign-in.
+
+    The deadline is `d`, else the incident's open one under the message's rule, else its open
+    reply deadline (a lead's: its report deadline) when there is one."""
+    lines = [f"规则：{rule}"]
+    if d is None:
+        wanted = [rule, rules.R_REPORT] if rule == rules.R_OFFICE else [rule, rules.R_REPLY]
+        for r in wanted:
+            found = [x for x in deadlines if x.rule == r and x.open]
+            if found:
+                d = found[-1]
+                break
+    if d is not None:
+        when = f"期限：{d.title}，{local(d.due_at, tz)}"
+        if d.met_at is None and now is not None and now > d.due_at:
+            when += f"，已逾期{rules.format_duration(rules.lateness(d.due_at, now))}"
+        lines.append(when)
+    if step is not None:
+        lines.append(f"督办：第{step.step}级（共{step.of}级），{step.label}")
+    return lines
+
+
 def ledger(view: IncidentView, roster: Roster, tz: str) -> str:
     """The Temporal UI's current details: phase and who owes what by when, in Markdown."""
     lines = [

@@ -498,6 +498,11 @@ class Notification(BaseModel):
     link: str
     drill: bool
     sent_at: datetime
+    # The short form for chat robots (R-SECRECY; activities/channels.py): lines that each stand
+    # alone (the rule, the deadline and when it falls due, the escalation step; a digest's one line
+    # per incident), none of them a text a person wrote at length. The robots get the subject,
+    # these lines and the link, never the body. Empty in notifications from before issue 17.
+    brief: list[str] = Field(default_factory=list)
 
 
 class DeliverRequest(BaseModel):

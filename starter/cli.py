@@ -429,6 +429,7 @@ def notify_test(person_id: Annotated[str, typer.Argument(help="名册中的人�
         recipient_id=person.id,
         recipient_name=person.name,
         sent_at=now.isoformat(),
+        brief=["测试消息，无需回复或处理。", f"发送时间：{stamp}"],
     )
     typer.echo(f"向{person.name}（{person.id}）发送测试消息：")
     failed = 0

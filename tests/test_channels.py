@@ -74,10 +74,16 @@ TEXT = (
     "同时通知：刘洋、周婷\n\n"
     "详情：http://localhost:8000/incidents/inc-1"
 )
+# A chat robot gets the short form only (issue 17, finding 5): the subject, the brief, the link.
+BRIEF = ["规则：R-NOTIFY", "期限：R-REPLY 一般舆情12小时内官方回复，2026-11-29 20:38"]
+ROBOT_TEXT = (
+    "【一般舆情】东湖村道路积水：新报告\n\n"
+    "规则：R-NOTIFY\n期限：R-REPLY 一般舆情12小时内官方回复，2026-11-29 20:38\n\n"
+    "详情：http://localhost:8000/incidents/inc-1"
+)
 MARKDOWN = (
     "**【一般舆情】东湖村道路积水：新报告**\n\n"
-    "网帖称东湖村主干道积水一周。\n\n请领导小组办公室及时研判。\n\n"
-    "同时通知：刘洋、周婷\n\n"
+    "规则：R-NOTIFY\n\n期限：R-REPLY 一般舆情12小时内官方回复，2026-11-29 20:38\n\n"
     "[查看事件](http://localhost:8000/incidents/inc-1)"
 )
 
@@ -95,6 +101,7 @@ def message(**overrides: Any) -> OutgoingMessage:
         "others": ["刘洋", "周婷"],
         "drill": False,
         "sent_at": SENT_AT.isoformat(),
+        "brief": BRIEF,
     }
     values.update(overrides)
     return OutgoingMessage(**values)
@@ -348,12 +355,24 @@ def test_wecom_markdown() -> None:
 
 
 def test_wecom_markdown_is_clipped_to_4096_bytes(receiver: Receiver) -> None:
-    """The markdown content is at most 4096 bytes (UTF-8)."""
+    """The markdown content is at most 4096 bytes (UTF-8): a long brief goes in several
+    messages, each with the link, none of the body."""
     receiver.answer((200, {"errcode": 0, "errmsg": "ok"}))
-    send(WeComSender, message(body="积水" * 3000), WeComChannel(url=receiver.url))
-    content = receiver.received()[0].json()["markdown"]["content"]
-    assert len(content.encode()) <= 4096
-    assert content.startswith("**" + SUBJECT + "**")
+    lines = [f"在办{n}. 东湖村道路积水（YQ-{n}）" for n in range(1, 201)]
+    send(
+        WeComSender,
+        message(body="积水" * 3000, brief=lines),
+        WeComChannel(url=receiver.url),
+    )
+    contents = [h.json()["markdown"]["content"] for h in receiver.received()]
+    assert 1 < len(contents) <= 10
+    for n, content in enumerate(contents, 1):
+        assert len(content.encode()) <= 4096
+        assert content.startswith(f"**{SUBJECT}（{n}/{len(contents)}）**")
+        assert content.endswith(f"\n\n[查看事件]({LINK})")
+        assert "积水积水" not in content
+    arrived = "\n\n".join(contents)
+    assert all(f"\n\n{line}\n\n" in arrived for line in lines)
 
 
 def test_wecom_text_with_mentioned_mobiles() -> None:
@@ -373,7 +392,7 @@ def test_wecom_text_with_mentioned_mobiles() -> None:
     assert hit.query == {"key": ["abc"]}
     assert hit.json() == {
         "msgtype": "text",
-        "text": {"content": TEXT, "mentioned_mobile_list": ["13800001111", "13800002222"]},
+        "text": {"content": ROBOT_TEXT, "mentioned_mobile_list": ["13800001111", "13800002222"]},
     }
 
 
@@ -502,7 +521,7 @@ def test_feishu_signed_text() -> None:
         "timestamp": timestamp,
         "sign": body["sign"],
         "msg_type": "text",
-        "content": {"text": TEXT},
+        "content": {"text": ROBOT_TEXT},
     }
 
 
@@ -510,7 +529,7 @@ def test_feishu_without_secret_is_unsigned(receiver: Receiver) -> None:
     receiver.answer((200, {"code": 0, "msg": "success"}))
     send(FeishuSender, message(), FeishuChannel(url=receiver.url))
     (hit,) = receiver.received()
-    assert hit.json() == {"msg_type": "text", "content": {"text": TEXT}}
+    assert hit.json() == {"msg_type": "text", "content": {"text": ROBOT_TEXT}}
 
 
 @pytest.mark.parametrize(

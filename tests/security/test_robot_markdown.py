@@ -95,7 +95,9 @@ async def test_user_text_reaches_the_robots_as_plain_text(
 
 def test_every_markup_character_is_neutral() -> None:
     """Each character that starts markup in one of the robots' formats comes out inert, and our
-    own link stays a link."""
+    own link stays a link. (A robot gets the subject and the brief, never the body: issue 17,
+    finding 5; the brief's lines carry the markup here.)"""
+    markup = ["> 引用", "# 标题", "[x][1]", "[1]: http://evil.example", "<@all>"]
     message = OutgoingMessage(
         key="k",
         subject="【一般舆情】*粗*_斜_`码`#题~删~|表|&amp;",
@@ -105,8 +107,10 @@ def test_every_markup_character_is_neutral() -> None:
         incident_id="YQ-1",
         recipient_id="liu.yang",
         recipient_name="刘洋",
+        brief=markup,
     )
     markdown = message.markdown()
+    assert "引用" in markdown and "标题" in markdown  # the lines are there, as text
     assert links(markdown) == ["http://localhost:8000/incidents/YQ-1"]
     user = markdown.removesuffix("[查看事件](http://localhost:8000/incidents/YQ-1)")
     assert user.startswith("**") and user.count("**") == 2  # our bold, nothing of theirs
