@@ -11,12 +11,16 @@ import base64
 import hashlib
 import hmac
 import json
+import math
+import re
 import smtplib
 import ssl
 import time
 import urllib.parse
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
 from html import escape
 from typing import Any, Protocol
 
@@ -31,6 +35,7 @@ from plan.roster import (
     InboxChannel,
     WebhookChannel,
     WeComChannel,
+    standard_webhook_key,
 )
 
 
@@ -39,7 +44,12 @@ class DeliveryError(Exception):
 
 
 class Retryable(DeliveryError):
-    """Try again later: the receiver is down, busy or rate-limiting."""
+    """Try again later: the receiver is down, busy or rate-limiting. `retry_after`: how long the
+    receiver asked us to wait (its Retry-After), when it said."""
+
+    def __init__(self, message: str, *, retry_after: timedelta | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Refused(DeliveryError):
@@ -167,10 +177,37 @@ def _post_json(
     return response
 
 
+# Retry-After (RFC 9110 §10.2.3, https://www.rfc-editor.org/rfc/rfc9110#section-10.2.3): 1*DIGIT
+# seconds, or an HTTP-date. Larger numbers than this are read as this (no timedelta overflows).
+_DELAY_SECONDS = re.compile(r"[0-9]+")
+_LONGEST_DELAY = 10**9
+
+
+def retry_after(response: httpx.Response) -> timedelta | None:
+    """How long the receiver asks us to wait before trying again, or None when it does not say,
+    says it unreadably, or names a moment already past (then our own backoff decides)."""
+    value = response.headers.get("retry-after", "").strip()
+    if _DELAY_SECONDS.fullmatch(value):
+        seconds = min(int(value), _LONGEST_DELAY)
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:  # "-0000": UTC as the HTTP-date grammar has it
+            when = when.replace(tzinfo=UTC)
+        seconds = min(math.ceil((when - datetime.now(UTC)).total_seconds()), _LONGEST_DELAY)
+    return timedelta(seconds=seconds) if seconds > 0 else None
+
+
 class WebhookSender:
-    """Standard Webhooks (https://www.standardwebhooks.com/, spec.md): headers webhook-id (the
-    same on every retry), webhook-timestamp (seconds) and, with a secret, webhook-signature =
-    "v1," + base64(HMAC-SHA256(secret, f"{id}.{timestamp}.{body}")); a whsec_ secret is base64."""
+    """Standard Webhooks (https://www.standardwebhooks.com/, spec/standard-webhooks.md): headers
+    webhook-id (the same on every retry), webhook-timestamp (seconds) and, with a secret,
+    webhook-signature = "v1," + base64(HMAC-SHA256(key, f"{id}.{timestamp}.{body}")), the key
+    being the secret's base64 after whsec_ (see plan.roster.standard_webhook_key: padded or not;
+    a secret the spec does not accept is Refused, never used as some other key). A 429 or 503
+    with Retry-After ("should be taken into consideration when scheduling the next attempt")
+    carries the delay on the Retryable error."""
 
     def __init__(self, client: httpx.Client) -> None:
         self.client = client
@@ -198,24 +235,33 @@ class WebhookSender:
             "webhook-id": webhook_id,
             "webhook-timestamp": timestamp,
         }
-        if channel.secret:
-            headers["webhook-signature"] = sign_standard(
-                channel.secret, webhook_id, timestamp, body
-            )
+        if channel.secret is not None:
+            # A roster file's secrets were checked when it loaded; a channel in full from an
+            # incident started before channel references was not.
+            try:
+                headers["webhook-signature"] = sign_standard(
+                    channel.secret, webhook_id, timestamp, body
+                )
+            except ValueError as exc:
+                raise Refused(str(exc)) from exc
         try:
             response = self.client.post(channel.url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             raise Retryable(f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code in (429, 503):  # RFC 6585 §4, RFC 9110 §15.6.4
+            delay = retry_after(response)
+            if delay is not None:
+                raise Retryable(
+                    f"HTTP {response.status_code} (Retry-After {delay.total_seconds():.0f} s)",
+                    retry_after=delay,
+                )
         _raise_for_http(response)
 
 
 def sign_standard(secret: str, webhook_id: str, timestamp: str, body: bytes) -> str:
-    key = secret.removeprefix("whsec_")
-    try:
-        raw = base64.b64decode(key, validate=True)
-    except ValueError:
-        raw = key.encode()
-    mac = hmac.new(raw, f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    """The v1 signature; ValueError for a secret standard_webhook_key refuses."""
+    key = standard_webhook_key(secret)
+    mac = hmac.new(key, f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
     return "v1," + base64.b64encode(mac).decode()
 
 
