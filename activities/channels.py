@@ -479,21 +479,24 @@ class EmailSender:
                     smtp.login(self.smtp.username, self.smtp.password or "")
                 smtp.ehlo_or_helo_if_needed()
                 if not (sender + recipient).isascii() and not smtp.has_extn("smtputf8"):
-                    which, address = (
-                        ("收件地址", recipient) if not recipient.isascii() else ("发件地址", sender)
+                    # The reason reaches the incident's history: it names no address.
+                    which = (
+                        "收件地址" if not recipient.isascii() else "发件地址（YUQING_SMTP_FROM）"
                     )
                     raise Refused(
-                        f"{which}“{address}”含非 ASCII 字符，须邮件服务器支持 SMTPUTF8"
-                        f"（RFC 6531），而邮件服务器 {self.smtp.host} 不支持，重试也无法送达；"
+                        f"{which}含非 ASCII 字符，须邮件服务器支持 SMTPUTF8（RFC 6531），"
+                        f"而邮件服务器 {self.smtp.host} 不支持，重试也无法送达；"
                         "请在名册中改用 ASCII 邮箱地址，或更换支持 SMTPUTF8 的邮件服务器"
                     )
                 smtp.send_message(msg, from_addr=sender, to_addrs=[recipient])
         except smtplib.SMTPRecipientsRefused as exc:
-            codes = [code for code, _msg in exc.recipients.values()]
-            if codes and all(400 <= code < 500 for code in codes):
+            # The reason reaches the incident's history: the server's answers, not the address.
+            answers = list(exc.recipients.values())
+            said = "; ".join(f"{code} {text!r}" for code, text in answers)
+            if answers and all(400 <= code < 500 for code, _text in answers):
                 # RFC 5321 4.2.1: a 4xx reply (greylisting, mailbox busy) is transient.
-                raise Retryable(f"SMTP deferred {channel.address}: {exc.recipients}") from exc
-            raise Refused(f"SMTP refused {channel.address}: {exc.recipients}") from exc
+                raise Retryable(f"SMTP deferred the recipient: {said}") from exc
+            raise Refused(f"SMTP refused the recipient: {said}") from exc
         except smtplib.SMTPResponseException as exc:
             if 400 <= exc.smtp_code < 500:
                 raise Retryable(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}") from exc

@@ -157,14 +157,31 @@ def test_a_non_ascii_mailbox_is_refused_at_once_without_smtputf8(
     plain: tuple[Mailbox, SmtpSettings],
 ) -> None:
     """RFC 6531 §3.4: a non-ASCII mailbox can go only to a server that offers SMTPUTF8. Asking
-    again will not make this server offer it: refused on the first attempt, in Chinese, naming
-    the address."""
+    again will not make this server offer it: refused on the first attempt, with the reason in
+    Chinese (and no address: it is recorded in the incident's history)."""
     mailbox, settings = plain
     with pytest.raises(Refused) as info:
         EmailSender(settings).send(message(), EmailChannel(address="张伟@town.example"))
-    assert "张伟@town.example" in str(info.value) and "SMTPUTF8" in str(info.value)
+    assert "收件地址含非 ASCII 字符" in str(info.value) and "SMTPUTF8" in str(info.value)
     assert "不支持" in str(info.value)
+    assert "张伟" not in str(info.value)  # the reason reaches the incident's history
     assert mailbox.envelopes == []
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [("550 5.1.1 No such user", Refused), ("451 4.7.1 Greylisted", Retryable)],
+)
+def test_a_refused_recipient_is_not_named_in_the_reason(
+    plain: tuple[Mailbox, SmtpSettings], reply: str, error: type[Exception]
+) -> None:
+    """The server's answer is kept, the address is not (the reason reaches the history)."""
+    mailbox, settings = plain
+    mailbox.rcpt_reply = reply
+    with pytest.raises(error) as info:
+        EmailSender(settings).send(message(), EmailChannel(address="he.jing@town.example"))
+    assert reply.split(" ", 1)[1] in str(info.value)
+    assert "he.jing" not in str(info.value)
 
 
 def email_request(address: str) -> DeliverRequest:
