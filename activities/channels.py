@@ -8,18 +8,23 @@ one (any other 4xx, a provider error code, a bad signature) is not, and is recor
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
+import math
+import re
 import smtplib
 import ssl
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr, parsedate_to_datetime
 from html import escape
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import httpcore  # noqa: F401  (httpx imports it lazily; loading it from several threads at once can hang)
 import httpx
@@ -32,7 +37,11 @@ from plan.roster import (
     InboxChannel,
     WebhookChannel,
     WeComChannel,
+    standard_webhook_key,
 )
+
+if TYPE_CHECKING:
+    from config.settings import Settings
 
 
 class DeliveryError(Exception):
@@ -40,7 +49,12 @@ class DeliveryError(Exception):
 
 
 class Retryable(DeliveryError):
-    """Try again later: the receiver is down, busy or rate-limiting."""
+    """Try again later: the receiver is down, busy or rate-limiting. `retry_after`: how long the
+    receiver asked us to wait (its Retry-After), when it said."""
+
+    def __init__(self, message: str, *, retry_after: timedelta | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Refused(DeliveryError):
@@ -138,15 +152,54 @@ class OutgoingMessage:
         return "msg_" + hashlib.sha256(self.key.encode()).hexdigest()[:32]
 
 
+# How the connection to the SMTP server is secured: "implicit" TLS from the first byte (SMTPS,
+# RFC 8314 §3.3; port 465), "starttls" (RFC 3207; port 587 or 25), or "none".
+SmtpTls = Literal["implicit", "starttls", "none"]
+SMTPS_PORT = 465
+
+
 @dataclass
 class SmtpSettings:
     host: str = "localhost"
     port: int = 25
-    starttls: bool = False
+    starttls: bool = False  # YUQING_SMTP_STARTTLS, from before `tls`
     username: str | None = None
     password: str | None = None
     sender: str = "yuqing@localhost"
     timeout: float = 20.0
+    tls: SmtpTls | None = None  # unset: see tls_mode
+    # A PEM file of the CAs to trust instead of the system's (a mail server with a private CA).
+    ca_file: str | None = None
+
+    def tls_mode(self) -> SmtpTls:
+        """`tls` when set; else implicit TLS on port 465, STARTTLS when `starttls`, else none."""
+        if self.tls is not None:
+            return self.tls
+        if self.port == SMTPS_PORT:
+            return "implicit"
+        return "starttls" if self.starttls else "none"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SmtpSettings:
+        """The YUQING_SMTP_* settings (the worker's and `yuqing notify test`'s sender)."""
+        return cls(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            starttls=settings.smtp_starttls,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            sender=settings.smtp_from,
+            tls=settings.smtp_tls,
+            ca_file=str(settings.smtp_ca_file) if settings.smtp_ca_file else None,
+        )
+
+
+@functools.lru_cache(maxsize=4)
+def _tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """One context per CA file for every e-mail (building one loads the CA bundle, which costs
+    more than the delivery; a context is safe to share between threads). A changed CA file is
+    read by the next worker start."""
+    return ssl.create_default_context(cafile=ca_file)
 
 
 class Sender(Protocol):
@@ -178,10 +231,37 @@ def _post_json(
     return response
 
 
+# Retry-After (RFC 9110 §10.2.3, https://www.rfc-editor.org/rfc/rfc9110#section-10.2.3): 1*DIGIT
+# seconds, or an HTTP-date. Larger numbers than this are read as this (no timedelta overflows).
+_DELAY_SECONDS = re.compile(r"[0-9]+")
+_LONGEST_DELAY = 10**9
+
+
+def retry_after(response: httpx.Response) -> timedelta | None:
+    """How long the receiver asks us to wait before trying again, or None when it does not say,
+    says it unreadably, or names a moment already past (then our own backoff decides)."""
+    value = response.headers.get("retry-after", "").strip()
+    if _DELAY_SECONDS.fullmatch(value):
+        seconds = min(int(value), _LONGEST_DELAY)
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:  # "-0000": UTC as the HTTP-date grammar has it
+            when = when.replace(tzinfo=UTC)
+        seconds = min(math.ceil((when - datetime.now(UTC)).total_seconds()), _LONGEST_DELAY)
+    return timedelta(seconds=seconds) if seconds > 0 else None
+
+
 class WebhookSender:
-    """Standard Webhooks (https://www.standardwebhooks.com/, spec.md): headers webhook-id (the
-    same on every retry), webhook-timestamp (seconds) and, with a secret, webhook-signature =
-    "v1," + base64(HMAC-SHA256(secret, f"{id}.{timestamp}.{body}")); a whsec_ secret is base64."""
+    """Standard Webhooks (https://www.standardwebhooks.com/, spec/standard-webhooks.md): headers
+    webhook-id (the same on every retry), webhook-timestamp (seconds) and, with a secret,
+    webhook-signature = "v1," + base64(HMAC-SHA256(key, f"{id}.{timestamp}.{body}")), the key
+    being the secret's base64 after whsec_ (see plan.roster.standard_webhook_key: padded or not;
+    a secret the spec does not accept is Refused, never used as some other key). A 429 or 503
+    with Retry-After ("should be taken into consideration when scheduling the next attempt")
+    carries the delay on the Retryable error."""
 
     def __init__(self, client: httpx.Client) -> None:
         self.client = client
@@ -209,24 +289,33 @@ class WebhookSender:
             "webhook-id": webhook_id,
             "webhook-timestamp": timestamp,
         }
-        if channel.secret:
-            headers["webhook-signature"] = sign_standard(
-                channel.secret, webhook_id, timestamp, body
-            )
+        if channel.secret is not None:
+            # A roster file's secrets were checked when it loaded; a channel in full from an
+            # incident started before channel references was not.
+            try:
+                headers["webhook-signature"] = sign_standard(
+                    channel.secret, webhook_id, timestamp, body
+                )
+            except ValueError as exc:
+                raise Refused(str(exc)) from exc
         try:
             response = self.client.post(channel.url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             raise Retryable(f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code in (429, 503):  # RFC 6585 §4, RFC 9110 §15.6.4
+            delay = retry_after(response)
+            if delay is not None:
+                raise Retryable(
+                    f"HTTP {response.status_code} (Retry-After {delay.total_seconds():.0f} s)",
+                    retry_after=delay,
+                )
         _raise_for_http(response)
 
 
 def sign_standard(secret: str, webhook_id: str, timestamp: str, body: bytes) -> str:
-    key = secret.removeprefix("whsec_")
-    try:
-        raw = base64.b64decode(key, validate=True)
-    except ValueError:
-        raw = key.encode()
-    mac = hmac.new(raw, f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    """The v1 signature; ValueError for a secret standard_webhook_key refuses."""
+    key = standard_webhook_key(secret)
+    mac = hmac.new(key, f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
     return "v1," + base64.b64encode(mac).decode()
 
 
@@ -373,7 +462,19 @@ class FeishuSender:
 
 
 class EmailSender:
-    """E-mail over SMTP (plain or STARTTLS), a plain-text and an HTML alternative.
+    """E-mail over SMTP (RFC 5321) with implicit TLS, STARTTLS or neither (SmtpSettings.tls_mode),
+    a plain-text and an HTML alternative (RFC 2046 §5.1.4).
+
+    RFC 5322 §3.6: a Date (when the notification was made; the attempt's time when the message
+    does not say) and a Message-ID whose right side is the sender's domain and whose left side is
+    the delivery's key hashed, the same on every attempt (§3.6.4), so a message that arrives twice
+    (the server took it but its answer was lost) is one message to the reader's client. Not
+    make_msgid(): its random part would differ on each retry.
+
+    Addresses: a domain that is not ASCII goes as its A-label (RFC 5890), which any server takes.
+    A mailbox name that is not ASCII needs SMTPUTF8 (RFC 6531 §3.4): to a server that does not
+    offer it the delivery is Refused on the first attempt (asking again will not change the
+    server), and the office told; before, smtplib's refusal was retried for the give-up period.
 
     A header is one line: the subject's line breaks (a title from before titles were refused
     them) are folded to spaces, so such an incident's e-mail still goes. A message that cannot be
@@ -387,8 +488,9 @@ class EmailSender:
         try:
             msg["Subject"] = one_line(message.subject)
             msg["From"] = self.smtp.sender
-            msg["To"] = channel.address
-            msg["Message-ID"] = f"<{message.webhook_id()}@yuqing>"
+            msg["To"] = ascii_domain(channel.address)
+            msg["Date"] = format_datetime(_made_at(message.sent_at))
+            msg["Message-ID"] = f"<{message.webhook_id()}@{_domain_of(self.smtp.sender)}>"
             msg.set_content(message.text())
             msg.add_alternative(message.html(), subtype="html")
             msg.as_bytes()  # what send_message will do: fails here, not half-way to the server
@@ -396,21 +498,52 @@ class EmailSender:
             raise Refused(f"无法生成邮件（{type(exc).__name__}: {exc}）") from exc
         return msg
 
+    def connect(self) -> smtplib.SMTP:
+        settings, mode = self.smtp, self.smtp.tls_mode()
+        if mode == "implicit":
+            return smtplib.SMTP_SSL(
+                settings.host,
+                settings.port,
+                timeout=settings.timeout,
+                context=_tls_context(settings.ca_file),
+            )
+        smtp = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout)
+        if mode == "starttls":
+            try:
+                smtp.starttls(context=_tls_context(settings.ca_file))
+            except BaseException:
+                smtp.close()
+                raise
+        return smtp
+
     def send(self, message: OutgoingMessage, channel: EmailChannel) -> None:
         msg = self.build(message, channel)
+        sender = parseaddr(self.smtp.sender)[1]
+        recipient = ascii_domain(channel.address)
         try:
-            with smtplib.SMTP(self.smtp.host, self.smtp.port, timeout=self.smtp.timeout) as smtp:
-                if self.smtp.starttls:
-                    smtp.starttls(context=ssl.create_default_context())
+            with self.connect() as smtp:
                 if self.smtp.username:
                     smtp.login(self.smtp.username, self.smtp.password or "")
-                smtp.send_message(msg)
+                smtp.ehlo_or_helo_if_needed()
+                if not (sender + recipient).isascii() and not smtp.has_extn("smtputf8"):
+                    # The reason reaches the incident's history: it names no address.
+                    which = (
+                        "收件地址" if not recipient.isascii() else "发件地址（YUQING_SMTP_FROM）"
+                    )
+                    raise Refused(
+                        f"{which}含非 ASCII 字符，须邮件服务器支持 SMTPUTF8（RFC 6531），"
+                        f"而邮件服务器 {self.smtp.host} 不支持，重试也无法送达；"
+                        "请在名册中改用 ASCII 邮箱地址，或更换支持 SMTPUTF8 的邮件服务器"
+                    )
+                smtp.send_message(msg, from_addr=sender, to_addrs=[recipient])
         except smtplib.SMTPRecipientsRefused as exc:
-            codes = [code for code, _msg in exc.recipients.values()]
-            if codes and all(400 <= code < 500 for code in codes):
+            # The reason reaches the incident's history: the server's answers, not the address.
+            answers = list(exc.recipients.values())
+            said = "; ".join(f"{code} {text!r}" for code, text in answers)
+            if answers and all(400 <= code < 500 for code, _text in answers):
                 # RFC 5321 4.2.1: a 4xx reply (greylisting, mailbox busy) is transient.
-                raise Retryable(f"SMTP deferred {channel.address}: {exc.recipients}") from exc
-            raise Refused(f"SMTP refused {channel.address}: {exc.recipients}") from exc
+                raise Retryable(f"SMTP deferred the recipient: {said}") from exc
+            raise Refused(f"SMTP refused the recipient: {said}") from exc
         except smtplib.SMTPResponseException as exc:
             if 400 <= exc.smtp_code < 500:
                 raise Retryable(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}") from exc
@@ -434,6 +567,32 @@ class Channels:
             return
         sender: Sender = getattr(self, channel.kind)
         sender.send(message, channel)
+
+
+def ascii_domain(address: str) -> str:
+    """The address with its domain as A-labels (RFC 5890) when the domain is not ASCII."""
+    local, at, domain = address.rpartition("@")
+    if not at or domain.isascii():
+        return address
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        return address  # left as it is: it needs SMTPUTF8 then
+
+
+def _domain_of(sender: str) -> str:
+    """The sender's domain for a Message-ID's right side (ASCII: a msg-id is dot-atom-text)."""
+    domain = ascii_domain(parseaddr(sender)[1]).rpartition("@")[2]
+    return domain if domain and domain.isascii() else "localhost"
+
+
+def _made_at(sent_at: str) -> datetime:
+    """When the notification was made (an ISO 8601 time with its offset), else now."""
+    try:
+        made = datetime.fromisoformat(sent_at)
+    except ValueError:
+        return datetime.now(UTC)
+    return made if made.tzinfo is not None else datetime.now(UTC)
 
 
 def one_line(text: str) -> str:

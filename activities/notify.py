@@ -9,6 +9,7 @@
   looked up in the worker's roster file at each attempt, so no URL, key or secret is ever in an
   incident's history, a rotated secret is used at once, and a person or channel no longer in the
   roster is refused (not retried). A roster file that cannot be read is retried.
+  A receiver's Retry-After (429, 503) sets the next attempt's delay, capped (RETRY_AFTER_CAP).
 - `delivery_failed` records a refused or given-up delivery and tells the office in its inbox.
 """
 
@@ -24,11 +25,18 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.channels import Channels, OutgoingMessage, Refused, Retryable, SmtpSettings
-from plan.outbox import deliveries_for
+from plan.outbox import DELIVERY_RETRY_MAX_INTERVAL, deliveries_for
 from plan.records import DeliverRequest, DeliveryFailure, Notification
 from plan.roster import ChannelRef, FullChannel, Roster, RosterError, parse_roster
 from store import notifications
 from store.db import session_scope
+
+# The longest a receiver's Retry-After holds a delivery back: the retry policy's own longest
+# interval. A receiver may slow us to our slowest pace, never further: these notifications answer
+# deadlines of minutes to hours (R-REPORT, escalation), and a delay past the give-up period's end
+# (schedule-to-close) would end the retries at once, reporting a give-up with no attempt after it.
+# Shorter than the cap, the receiver's delay replaces the backoff (which may be shorter still).
+RETRY_AFTER_CAP = DELIVERY_RETRY_MAX_INTERVAL
 
 
 def outgoing(request: DeliverRequest) -> OutgoingMessage:
@@ -157,7 +165,10 @@ class NotifyActivities:
             activity.logger.info(
                 "delivery via %s to %s failed (attempt %d, will retry): %s", kind, to, attempt, exc
             )
-            raise ApplicationError(f"{request.target}: {exc}", type="DeliveryRetry") from exc
+            delay = min(exc.retry_after, RETRY_AFTER_CAP) if exc.retry_after else None
+            raise ApplicationError(
+                f"{request.target}: {exc}", type="DeliveryRetry", next_retry_delay=delay
+            ) from exc
         except Refused as exc:
             self._mark(request.key, "failed", str(exc))
             activity.logger.info("delivery via %s to %s refused: %s", kind, to, exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,7 +47,12 @@ class Settings(BaseSettings):
     delivery_give_up_minutes: float = 360.0
     smtp_host: str = "localhost"
     smtp_port: int = 25
+    # TLS to the SMTP server: "implicit" (SMTPS, port 465), "starttls" or "none"; unset: implicit
+    # on port 465, else STARTTLS when smtp_starttls, else none. smtp_ca_file: the CAs to trust
+    # (PEM) instead of the system's, for a mail server with a private CA.
+    smtp_tls: Literal["implicit", "starttls", "none"] | None = None
     smtp_starttls: bool = False
+    smtp_ca_file: Path | None = None
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_from: str = "yuqing@localhost"

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from plan.models import DeliverRequest, Notification
 from plan.roster import channel_target
+
+# The longest the delivery retry policy waits between two attempts (workflows/delivery.py), and so
+# the longest a receiver's Retry-After may hold a delivery back (activities/notify.py).
+DELIVERY_RETRY_MAX_INTERVAL = timedelta(minutes=5)
 
 
 def delivery_key(note_key: str, recipient: str, target: str) -> str:

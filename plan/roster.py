@@ -12,6 +12,8 @@ The `deliver` activity resolves a reference in the worker's own roster file when
 
 from __future__ import annotations
 
+import base64
+import re
 import tomllib
 from enum import StrEnum
 from pathlib import Path
@@ -72,6 +74,39 @@ class WebhookChannel(_Strict):
     id: ChannelId | None = None
     url: str = Field(pattern=r"^https?://")
     secret: str | None = None
+
+
+# Standard Webhooks signing secrets (spec/standard-webhooks.md, "Signing secret" and "Secret
+# serialization": random, at least 24 bytes and at most 512 bits, base64 with the prefix whsec_).
+# The reference library (standardwebhooks, libraries/python) strips the prefix when present and pads
+# what is left, so unpadded base64 is as good as padded; but it decodes leniently, dropping any
+# character outside the alphabet, so a password, URL-safe base64 or a hex string with a stray
+# character would become a key no one meant. Those are refused here: the standard alphabet only.
+WHSEC_PREFIX = "whsec_"
+STANDARD_WEBHOOK_KEY_BYTES = (24, 64)
+_BASE64_DATA = re.compile(r"[A-Za-z0-9+/]*")
+
+
+def standard_webhook_key(secret: str) -> bytes:
+    """The HMAC key of a Standard Webhooks secret; ValueError (in Chinese, without the secret)
+    for one the spec and the reference library do not both take as meant."""
+    body = secret.removeprefix(WHSEC_PREFIX)
+    if not body:
+        raise ValueError("Standard Webhooks 密钥为空（不签名请删去 secret）")
+    data = body.rstrip("=")
+    if len(body) - len(data) > 2 or not _BASE64_DATA.fullmatch(data) or len(data) % 4 == 1:
+        raise ValueError(
+            "Standard Webhooks 密钥不是 base64 编码：须为 whsec_ 加标准 base64"
+            "（A–Z、a–z、0–9、+、/，末尾的 = 可省略）"
+        )
+    key = base64.b64decode(data + "=" * (-len(data) % 4), validate=True)
+    low, high = STANDARD_WEBHOOK_KEY_BYTES
+    if not low <= len(key) <= high:
+        raise ValueError(
+            f"Standard Webhooks 密钥解码后为 {len(key)} 字节，须为 {low} 至 {high} 字节"
+            "（规范要求至少 192 位、至多 512 位）"
+        )
+    return key
 
 
 class WeComChannel(_Strict):
@@ -413,7 +448,10 @@ def parse_roster(text: str, *, source: str = "roster") -> Roster:
 
 def _channel_problems(roster: Roster) -> list[str]:
     """A roster file declares every channel in full, each with an id (which a channel may leave
-    out only when it is its person's or unit's one channel of its kind: its id is then the kind)."""
+    out only when it is its person's or unit's one channel of its kind: its id is then the kind),
+    and a webhook's secret is one Standard Webhooks consumers can verify (standard_webhook_key).
+    Checked here, at load, not on the model: incidents started before channel references carry
+    channels in full in their histories, and must still read (the sender refuses a bad one)."""
     problems = []
     targets: list[tuple[str, Person | Unit]] = [(f"people[{p.id}]", p) for p in roster.people]
     targets += [(f"units[{u.id}]", u) for u in roster.units]
@@ -428,6 +466,11 @@ def _channel_problems(roster: Roster) -> list[str]:
                     f"{where}.channels: 有多个“{channel.kind}”渠道，须为每个渠道写明不同的 id"
                     f'（如 id = "{channel.kind}-1"）'
                 )
+            if isinstance(channel, WebhookChannel) and channel.secret is not None:
+                try:
+                    standard_webhook_key(channel.secret)
+                except ValueError as exc:
+                    problems.append(f"{where}.channels[{channel.id or channel.kind}].secret: {exc}")
     return list(dict.fromkeys(problems))
 
 

@@ -44,14 +44,7 @@ def _notify_activities(settings: Settings) -> NotifyActivities:
     return NotifyActivities(
         settings.database_url,
         settings.webhook_timeout_seconds,
-        SmtpSettings(
-            host=settings.smtp_host,
-            port=settings.smtp_port,
-            starttls=settings.smtp_starttls,
-            username=settings.smtp_username,
-            password=settings.smtp_password,
-            sender=settings.smtp_from,
-        ),
+        SmtpSettings.from_settings(settings),
         roster_file=settings.roster_file,
     )
 

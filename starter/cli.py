@@ -451,14 +451,7 @@ def notify_test(person_id: Annotated[str, typer.Argument(help="名册中的人�
     except Exception as exc:  # a database that is down or not migrated
         failed += 1
         typer.echo(f"  站内信  失败：{exc}")
-    smtp = SmtpSettings(
-        host=settings.smtp_host,
-        port=settings.smtp_port,
-        starttls=settings.smtp_starttls,
-        username=settings.smtp_username,
-        password=settings.smtp_password,
-        sender=settings.smtp_from,
-    )
+    smtp = SmtpSettings.from_settings(settings)
     # A roster file declares its channels in full (load_roster refuses bare references).
     external = [c for c in person.channels if not isinstance(c, InboxChannel | ChannelRef)]
     with httpx.Client(timeout=settings.webhook_timeout_seconds) as http:

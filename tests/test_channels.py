@@ -618,7 +618,7 @@ def test_email_plain_and_html(smtp: tuple[Mailbox, SmtpSettings]) -> None:
     assert msg["Subject"] == SUBJECT
     assert msg["From"] == "yuqing@town.example"
     assert msg["To"] == "he.jing@town.example"
-    assert msg["Message-ID"] == f"<{message().webhook_id()}@yuqing>"
+    assert msg["Message-ID"] == f"<{message().webhook_id()}@town.example>"  # the sender's domain
     assert msg.get_content_type() == "multipart/alternative"
     parts = list(msg.iter_parts())
     assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]

@@ -13,6 +13,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from plan.outbox import DELIVERY_RETRY_MAX_INTERVAL
     from plan.records import DeliverRequest, DeliveryFailure
 
 # Writes to the read model and to people must eventually succeed: retried without limit, backing
@@ -23,6 +24,15 @@ RETRY_FOREVER = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
 )
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
+
+# An external delivery: backing off to once every five minutes until the give-up period ends; a
+# refusal is final. A receiver's Retry-After sets the next interval, up to the same five minutes.
+DELIVERY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=DELIVERY_RETRY_MAX_INTERVAL,
+    non_retryable_error_types=["DeliveryRefused"],
+)
 
 # External channels are tried on a task queue of their own (served by its own worker slots, see
 # runtime/worker.py), so the retries of a receiver that is down never queue ahead of the inbox, the read
@@ -47,12 +57,7 @@ async def deliver(request: DeliverRequest, office: list[str], give_up_minutes: f
             task_queue=delivery_task_queue(workflow.info().task_queue) if own_queue else None,
             start_to_close_timeout=timedelta(minutes=1),
             schedule_to_close_timeout=timedelta(minutes=give_up_minutes),
-            retry_policy=RetryPolicy(
-                initial_interval=timedelta(seconds=1),
-                backoff_coefficient=2.0,
-                maximum_interval=timedelta(minutes=5),
-                non_retryable_error_types=["DeliveryRefused"],
-            ),
+            retry_policy=DELIVERY_RETRY,
             summary=f"{request.note.rule} 发送：{request.channel.kind} → {request.recipient.name}"[
                 :200
             ],
