@@ -1,0 +1,65 @@
+"""Operations (issue 17, finding 6): incidents findable by their search attributes from the moment
+they start, one list of those attributes everywhere, and the metrics operators alert on."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+from temporalio.testing import WorkflowEnvironment
+
+from plan.roster import Roster
+from starter import incidents
+from tests.conftest import make_settings, start_dev_server
+from tests.helpers import submission
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    env = await start_dev_server()
+    async with env:
+        yield env
+
+
+async def test_an_incident_is_found_by_its_search_attributes_before_any_worker_runs(
+    dev_server: WorkflowEnvironment, database_url: str, roster: Roster
+) -> None:
+    """No worker serves the task queue, so the workflow never runs its first upsert: the
+    attributes must come with the start itself."""
+    client = dev_server.client
+    settings = make_settings(database_url)
+    queue = settings.temporal_task_queue
+    data = submission(title="启动即可检索", severity="major", category="hype", responsible_unit="cjb")
+    # submit() waits for the workflow's first answer, which no worker gives: it runs aside.
+    submitting = asyncio.create_task(
+        incidents.submit(client, settings, roster, data, submitted_by="zhou.ting")
+    )
+    try:
+        queries = [
+            f"TaskQueue = '{queue}' AND IncidentPhase = 'triage'",
+            f"TaskQueue = '{queue}' AND IsDrill = false",
+            f"TaskQueue = '{queue}' AND PlanVersion = '2024.1'",
+            f"TaskQueue = '{queue}' AND IncidentSeverity = 'major' AND IncidentCategory = 'hype'",
+            f"TaskQueue = '{queue}' AND ResponsibleUnit = 'cjb' AND Overdue = false",
+        ]
+        found: dict[str, list[str]] = {}
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            for q in queries:
+                found[q] = [w.id async for w in client.list_workflows(q)]
+            if all(len(ids) == 1 for ids in found.values()):
+                break
+            await asyncio.sleep(0.5)
+        started = [w.id async for w in client.list_workflows(f"TaskQueue = '{queue}'")]
+        assert len(started) == 1, started
+        assert all(ids == started for ids in found.values()), found
+        desc = await client.get_workflow_handle(started[0]).describe()
+        attrs = {p.key.name: p.value for p in desc.typed_search_attributes}
+        assert attrs["NextDeadlineAt"] is not None, attrs
+    finally:
+        submitting.cancel()
+        with contextlib.suppress(BaseException):
+            await submitting
