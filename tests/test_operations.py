@@ -32,7 +32,9 @@ async def test_an_incident_is_found_by_its_search_attributes_before_any_worker_r
     client = dev_server.client
     settings = make_settings(database_url)
     queue = settings.temporal_task_queue
-    data = submission(title="启动即可检索", severity="major", category="hype", responsible_unit="cjb")
+    data = submission(
+        title="启动即可检索", severity="major", category="hype", responsible_unit="cjb"
+    )
     # submit() waits for the workflow's first answer, which no worker gives: it runs aside.
     submitting = asyncio.create_task(
         incidents.submit(client, settings, roster, data, submitted_by="zhou.ting")
