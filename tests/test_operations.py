@@ -65,3 +65,80 @@ async def test_an_incident_is_found_by_its_search_attributes_before_any_worker_r
         submitting.cancel()
         with contextlib.suppress(BaseException):
             await submitting
+
+
+# --- one list of search attributes ---
+
+SEARCH_ATTRIBUTE_NAMES = (
+    "IncidentPhase",
+    "IncidentSeverity",
+    "IncidentCategory",
+    "ResponsibleUnit",
+    "NextDeadlineAt",
+    "Overdue",
+    "IsDrill",
+    "PlanVersion",
+)
+
+
+def test_every_place_derives_its_search_attributes_from_the_one_list() -> None:
+    """workflows/search_attributes.py defines them; scripts/up.sh asks `yuqing search-attributes`,
+    and devstack, `yuqing setup` and the test servers use the list: no other file of code names
+    one (a new attribute added to the list reaches all of them)."""
+    import subprocess
+
+    import devstack
+    from tests import conftest
+    from tests.conftest import BIN, ROOT
+    from workflows import search_attributes
+
+    assert {k.name for k in search_attributes.SEARCH_ATTRIBUTES} == set(SEARCH_ATTRIBUTE_NAMES)
+    up = (ROOT / "scripts" / "up.sh").read_text(encoding="utf-8")
+    assert 'yuqing" search-attributes' in up
+    named = [n for n in SEARCH_ATTRIBUTE_NAMES if n in up]
+    assert not named, f"scripts/up.sh names {named} itself"
+    printed = subprocess.run(
+        [str(BIN / "yuqing"), "search-attributes", "--cli-args"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.split()
+    assert printed == search_attributes.cli_args()
+    assert devstack.search_attribute_args() == search_attributes.cli_args()
+    assert conftest.SEARCH_ATTRIBUTES == {
+        k.name: k.indexed_value_type for k in search_attributes.SEARCH_ATTRIBUTES
+    }
+    # No other code file spells an attribute's name: only the list, docs and tests' queries.
+    own = ROOT / "workflows" / "search_attributes.py"
+    spelled = []
+    for folder in (
+        "plan",
+        "config",
+        "store",
+        "activities",
+        "workflows",
+        "runtime",
+        "starter",
+        "devstack",
+        "scripts",
+        "deploy",
+        "bench",
+    ):
+        for path in sorted((ROOT / folder).rglob("*")):
+            if (
+                path.is_file()
+                and path != own
+                and path.suffix in {".py", ".sh", ".toml", ".yaml", ".yml", ""}
+            ):
+                text = path.read_text(encoding="utf-8", errors="replace")
+                spelled += [
+                    f"{path.relative_to(ROOT)}: {n}"
+                    for n in SEARCH_ATTRIBUTE_NAMES
+                    if f'"{n}"' in text or f"{n}=" in text
+                ]
+    conftest_text = (ROOT / "tests" / "conftest.py").read_text(encoding="utf-8")
+    spelled += [
+        f"tests/conftest.py: {n}" for n in SEARCH_ATTRIBUTE_NAMES if f'"{n}"' in conftest_text
+    ]
+    assert not spelled, spelled
