@@ -45,15 +45,15 @@ start() {  # start NAME COMMAND...
 
 "$BIN/yuqing" check-roster
 "$BIN/yuqing" migrate
+# The incidents' search attributes, from their one list (workflows/search_attributes.py).
+SEARCH_ATTRIBUTES=$("$BIN/yuqing" search-attributes --cli-args)
+read -ra SEARCH_ATTRIBUTE_ARGS <<<"$SEARCH_ATTRIBUTES"
 
 if start temporal "$BIN/temporal" server start-dev \
     --db-filename "$DATA/temporal.db" --ip 127.0.0.1 --port "$TEMPORAL_PORT" \
     --ui-ip 127.0.0.1 --ui-port "$TEMPORAL_UI_INTERNAL_PORT" --ui-disable-news-fetch \
     --log-level warn \
-    --search-attribute IncidentPhase=Keyword --search-attribute IncidentSeverity=Keyword \
-    --search-attribute ResponsibleUnit=Keyword --search-attribute Overdue=Bool \
-    --search-attribute IsDrill=Bool --search-attribute NextDeadlineAt=Datetime \
-    --search-attribute IncidentCategory=Keyword --search-attribute PlanVersion=Keyword \
+    "${SEARCH_ATTRIBUTE_ARGS[@]}" \
     ${YUQING_CODEC_KEYS:+--ui-codec-endpoint "${YUQING_PUBLIC_URL:-http://localhost:$WEB_PORT}/codec"}; then
   :
 fi

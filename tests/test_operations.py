@@ -106,9 +106,9 @@ def test_every_place_derives_its_search_attributes_from_the_one_list() -> None:
     ).stdout.split()
     assert printed == search_attributes.cli_args()
     assert devstack.search_attribute_args() == search_attributes.cli_args()
-    assert conftest.SEARCH_ATTRIBUTES == {
+    assert {
         k.name: k.indexed_value_type for k in search_attributes.SEARCH_ATTRIBUTES
-    }
+    } == conftest.SEARCH_ATTRIBUTES
     # No other code file spells an attribute's name: only the list, docs and tests' queries.
     own = ROOT / "workflows" / "search_attributes.py"
     spelled = []
