@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
@@ -142,3 +143,98 @@ def test_every_place_derives_its_search_attributes_from_the_one_list() -> None:
         f"tests/conftest.py: {n}" for n in SEARCH_ATTRIBUTE_NAMES if f'"{n}"' in conftest_text
     ]
     assert not spelled, spelled
+
+
+# --- metrics operators alert on ---
+
+
+def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """A Prometheus text exposition: value by (name, labels)."""
+    import re
+
+    import httpx
+
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+    for line in httpx.get(url, timeout=5).text.splitlines():
+        found = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)", line)
+        if not found or line.startswith("#"):
+            continue
+        labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', found.group(2) or ""))
+        samples[(found.group(1), labels)] = float(found.group(3))
+    return samples
+
+
+def total(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    """The sum over the series of `name` (with or without a `_total` suffix) with `labels`."""
+    wanted = set(labels.items())
+    return sum(
+        value
+        for (n, ls), value in samples.items()
+        if n in (name, f"{name}_total") and wanted <= set(ls)
+    )
+
+
+async def test_deliveries_escalations_and_misses_are_counted_for_prometheus(
+    time_env: WorkflowEnvironment, database_url: str, roster: Roster, executor: Any
+) -> None:
+    """The worker's Prometheus endpoint (the SDK runtime's) counts deliveries sent, failed
+    attempts and given up by channel kind, escalation steps and missed deadlines by rule."""
+    from datetime import timedelta
+
+    from temporalio.client import Client
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.runtime import Runtime
+
+    from runtime.observability import build_runtime
+    from tests.helpers import eventually, running_worker
+    from tests.helpers import submit as submit_incident
+    from tests.stack import free_port
+    from tests.test_channels import Receiver
+    from tests.test_outbox import town, webhook
+
+    bind = f"127.0.0.1:{free_port()}"
+    settings = make_settings(database_url, metrics_bind=bind)
+    runtime = build_runtime(settings)
+    assert isinstance(runtime, Runtime)
+    client = await Client.connect(
+        time_env.client.service_client.config.target_host,
+        namespace="default",
+        data_converter=pydantic_data_converter,
+        runtime=runtime,
+    )
+    ok, refusing = Receiver(200), Receiver(400)
+    url = f"http://{bind}/metrics"
+    try:
+        roster, settings = town(settings, liu_yang=webhook(ok.url), zhou_ting=webhook(refusing.url))
+        async with running_worker(client, settings, executor):
+            await submit_incident(
+                client, settings, roster, severity="urgent", responsible_unit="cjb"
+            )
+            sent = await eventually(
+                lambda: (
+                    (s := scrape(url))
+                    and total(s, "yuqing_deliveries_sent", channel="webhook") >= 1
+                    and total(s, "yuqing_deliveries_given_up", channel="webhook") >= 1
+                    and s
+                ),
+                within=20,
+            )
+            assert total(sent, "yuqing_delivery_attempts_failed", channel="webhook") >= 1
+            assert total(sent, "yuqing_deliveries_given_up", channel="webhook", refused="true") >= 1
+            # R-REPLY (urgent: 3 hours) passes unmet: missed, then escalated (step 1).
+            await time_env.sleep(timedelta(hours=3, minutes=1))
+            later = await eventually(
+                lambda: (
+                    (s := scrape(url))
+                    and total(s, "yuqing_escalation_steps", rule="R-REPLY", step="1") >= 1
+                    and s
+                ),
+                within=20,
+            )
+        assert total(later, "yuqing_deadlines_missed", rule="R-REPLY", drill="false") >= 1
+        assert total(later, "yuqing_escalation_steps", workflow_type="IncidentWorkflow") >= 1
+    finally:
+        ok.close()
+        refusing.close()
