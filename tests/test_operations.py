@@ -233,6 +233,15 @@ async def test_deliveries_escalations_and_misses_are_counted_for_prometheus(
                 ),
                 within=20,
             )
+        print(
+            "\n".join(
+                sorted(
+                    f"{n} {sorted(ls)} {v}"
+                    for (n, ls), v in later.items()
+                    if n.startswith("yuqing_")
+                )
+            )
+        )
         assert total(later, "yuqing_deadlines_missed", rule="R-REPLY", drill="false") >= 1
         assert total(later, "yuqing_escalation_steps", workflow_type="IncidentWorkflow") >= 1
     finally:

@@ -427,6 +427,25 @@ class IncidentWorkflow:
         handle(*args)
         self._watch_new()
 
+    def _missed(self, d: Deadline) -> None:
+        self._timer_event(self.core.on_miss, d)
+        self._count("yuqing_deadlines_missed", "Plan deadlines passed unmet, by rule", rule=d.rule)
+
+    def _escalated(self, d: Deadline, step: rules.EscalationStep) -> None:
+        self._timer_event(self.core.on_escalation_step, d, step)
+        self._count(
+            "yuqing_escalation_steps",
+            "Escalation steps taken, by rule and step",
+            rule=d.rule,
+            step=str(step.step),
+        )
+
+    def _count(self, name: str, description: str, **labels: str) -> None:
+        """One more on a counter of the worker's Prometheus endpoint (the workflow's meter does
+        not count again when the history replays; no command, so histories replay as before)."""
+        labels["drill"] = str(self.sub.is_drill).lower()
+        workflow.metric_meter().create_counter(name, description).add(1, labels)
+
     def _watch(self, key: str) -> None:
         if key in self._watched or not self.core.deadline(key).open:
             return
@@ -442,10 +461,8 @@ class IncidentWorkflow:
                     get,
                     chain,
                     on_warn=lambda d: self._timer_event(self.core.on_warn, d),
-                    on_miss=lambda d: self._timer_event(self.core.on_miss, d),
-                    on_step=lambda d, step: self._timer_event(
-                        self.core.on_escalation_step, d, step
-                    ),
+                    on_miss=lambda d: self._missed(d),
+                    on_step=lambda d, step: self._escalated(d, step),
                     warn_at=self.core.spec.warn_at,
                     speedup=self.core.speedup,
                 )
