@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
@@ -247,3 +248,100 @@ async def test_deliveries_escalations_and_misses_are_counted_for_prometheus(
     finally:
         ok.close()
         refusing.close()
+
+
+# --- the web app's logs and request latencies ---
+
+
+def test_yuqing_web_logs_json_redacted_and_measures_request_latency(tmp_path: Path) -> None:
+    """`yuqing web` with YUQING_LOG_FORMAT=json: every line on its output is one JSON object, a
+    token in a logged URL is redacted, and the request latency histogram (by route template and
+    status) is on YUQING_WEB_METRICS_BIND."""
+    import json
+    import os
+    import subprocess
+
+    import httpx
+
+    import devstack
+    from tests.conftest import BIN, EXAMPLE_ROSTER
+    from tests.stack import free_port, wait_until
+
+    token = "yq_SeCrEtPeRsOnAlToKeN123"
+    port, metrics_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YUQING_")}
+    env.update(
+        {
+            "YUQING_DATABASE_URL": f"sqlite:///{tmp_path / 'yuqing.db'}",
+            "YUQING_ROSTER_FILE": str(EXAMPLE_ROSTER),
+            "YUQING_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",  # nothing: not needed here
+            "YUQING_LOG_FORMAT": "json",
+            "YUQING_WEB_METRICS_BIND": f"127.0.0.1:{metrics_port}",
+        }
+    )
+    migrated = subprocess.run(
+        [str(BIN / "yuqing"), "migrate"], env=env, cwd=tmp_path, capture_output=True, timeout=60
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    out, err = tmp_path / "web.out", tmp_path / "web.err"
+    argv = [str(BIN / "yuqing"), "web", "--host", "127.0.0.1", "--port", str(port)]
+    web = devstack.Process(
+        "web", argv, env, tmp_path, tmp_path, log_path=out, stderr_path=err, banners=False
+    ).start()
+    try:
+
+        def up() -> httpx.Response | None:
+            assert web.alive(), err.read_text()
+            try:
+                return httpx.get(f"{base}/healthz", timeout=5)
+            except httpx.HTTPError:
+                return None
+
+        wait_until(up, within=30)
+        httpx.get(f"{base}/healthz?access_token={token}", timeout=5)
+        refused = httpx.get(
+            f"{base}/api/access-log", headers={"Authorization": f"Bearer {token}"}, timeout=5
+        )
+        assert refused.status_code == 401, refused.text
+        missing = httpx.get(f"{base}/api/docs/assets/YQ-20260101-nothing.js", timeout=5)
+        assert missing.status_code == 404
+
+        def scraped() -> str | None:
+            try:
+                text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+            except httpx.HTTPError:
+                return None
+            return text if "yuqing_web_request_duration_seconds_count" in text else None
+
+        text = wait_until(scraped, within=10)
+    finally:
+        web.stop()
+
+    count = [
+        ln for ln in text.splitlines() if ln.startswith("yuqing_web_request_duration_seconds_count")
+    ]
+    assert any(
+        'route="/healthz"' in ln and 'status="200"' in ln and 'method="GET"' in ln for ln in count
+    ), count
+    # The route's template, never the id asked for.
+    assert any('route="/api/docs/assets/{name}"' in ln and 'status="404"' in ln for ln in count), (
+        count
+    )
+    assert "YQ-20260101" not in text
+    assert "# TYPE yuqing_web_request_duration_seconds histogram" in text
+    assert any(
+        ln.startswith("yuqing_web_request_duration_seconds_bucket{") and 'le="+Inf"' in ln
+        for ln in text.splitlines()
+    )
+
+    logged = out.read_text(encoding="utf-8") + err.read_text(encoding="utf-8")
+    entries = []
+    for line in logged.splitlines():
+        if line.strip():
+            entry = json.loads(line)  # a line that is not JSON fails here
+            assert {"ts", "level", "logger", "message"} <= entry.keys(), entry
+            entries.append(entry)
+    access = [e["message"] for e in entries if e["logger"] == "uvicorn.access"]
+    assert any("/healthz?access_token=[REDACTED]" in m for m in access), access
+    assert token not in logged and "SeCrEt" not in logged
