@@ -243,7 +243,13 @@ def web(host: str = "127.0.0.1", port: Annotated[int, typer.Option(help="端口"
     """运行网页和 JSON 接口。"""
     import uvicorn
 
-    uvicorn.run("starter.web.app:create_app", factory=True, host=host, port=port)
+    from runtime.observability import configure_logging, secret_values
+
+    # As the worker's: YUQING_LOG_FORMAT (text or JSON lines), secrets redacted, uvicorn's own
+    # lines (the access log with each URL) included.
+    settings = get_settings()
+    configure_logging(settings.log_format, secrets=secret_values(settings))
+    uvicorn.run("starter.web.app:create_app", factory=True, host=host, port=port, log_config=None)
 
 
 codec_app = typer.Typer(help="载荷加密密钥（YUQING_CODEC_KEYS）", no_args_is_help=True)
