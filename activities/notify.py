@@ -40,7 +40,10 @@ FAILED_HELP = "Delivery attempts that failed (retried or refused), by channel ki
 
 
 def count(name: str, description: str, request: DeliverRequest) -> None:
-    """Add one to a delivery counter, by channel kind and drill flag."""
+    """Add one to a delivery counter, by channel kind and drill flag (outside a worker, as
+    `yuqing notify test` or a test calls the activity, there is nothing to count on)."""
+    if not activity.in_activity():
+        return
     activity.metric_meter().create_counter(name, description).add(
         1, {"channel": request.channel.kind, "drill": str(request.note.drill).lower()}
     )
