@@ -11,6 +11,10 @@
   roster is refused (not retried). A roster file that cannot be read is retried.
   A receiver's Retry-After (429, 503) sets the next attempt's delay, capped (RETRY_AFTER_CAP).
 - `delivery_failed` records a refused or given-up delivery and tells the office in its inbox.
+
+Counters on the worker's Prometheus endpoint (the SDK runtime's meter): `yuqing_deliveries_sent`
+and `yuqing_delivery_attempts_failed`, by `channel` kind and `drill` (workflows/delivery.py counts
+the deliveries given up).
 """
 
 from __future__ import annotations
@@ -37,6 +41,20 @@ from store.db import session_scope
 # (schedule-to-close) would end the retries at once, reporting a give-up with no attempt after it.
 # Shorter than the cap, the receiver's delay replaces the backoff (which may be shorter still).
 RETRY_AFTER_CAP = DELIVERY_RETRY_MAX_INTERVAL
+
+SENT = "yuqing_deliveries_sent"
+FAILED = "yuqing_delivery_attempts_failed"
+FAILED_HELP = "Delivery attempts that failed (retried or refused), by channel kind"
+
+
+def count(name: str, description: str, request: DeliverRequest) -> None:
+    """Add one to a delivery counter, by channel kind and drill flag (outside a worker, as
+    `yuqing notify test` or a test calls the activity, there is nothing to count on)."""
+    if not activity.in_activity():
+        return
+    activity.metric_meter().create_counter(name, description).add(
+        1, {"channel": request.channel.kind, "drill": str(request.note.drill).lower()}
+    )
 
 
 def outgoing(request: DeliverRequest) -> OutgoingMessage:
@@ -153,6 +171,7 @@ class NotifyActivities:
         if isinstance(channel, str):
             # The person or the channel has left the worker's roster: nothing to send through.
             self._mark(request.key, "failed", channel)
+            count(FAILED, FAILED_HELP, request)
             activity.logger.info("delivery via %s to %s refused: %s", kind, to, channel)
             raise ApplicationError(
                 f"{request.target}: {channel}", type="DeliveryRefused", non_retryable=True
@@ -162,6 +181,7 @@ class NotifyActivities:
                 Channels(client, self.smtp).send(outgoing(request), channel)
         except Retryable as exc:
             self._mark(request.key, "pending", str(exc))
+            count(FAILED, FAILED_HELP, request)
             activity.logger.info(
                 "delivery via %s to %s failed (attempt %d, will retry): %s", kind, to, attempt, exc
             )
@@ -171,11 +191,13 @@ class NotifyActivities:
             ) from exc
         except Refused as exc:
             self._mark(request.key, "failed", str(exc))
+            count(FAILED, FAILED_HELP, request)
             activity.logger.info("delivery via %s to %s refused: %s", kind, to, exc)
             raise ApplicationError(
                 f"{request.target}: {exc}", type="DeliveryRefused", non_retryable=True
             ) from exc
         self._mark(request.key, "sent", None)
+        count(SENT, "External deliveries sent, by channel kind", request)
         activity.logger.info("delivered via %s to %s (attempt %d)", kind, to, attempt)
         return "sent"
 

@@ -25,10 +25,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.search_attributes import SA_PHASE
 
 # The bench's dev server registers ours; the baseline writes one of them with values of its own.
-BARE_STEP = SearchAttributeKey.for_keyword("IncidentPhase")
+BARE_STEP = SA_PHASE
 
 # As ours (workflows/delivery.py): retried without limit, 30 s per attempt.
 RETRY = RetryPolicy(

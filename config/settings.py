@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     metrics_bind: str | None = None
     worker_health_bind: str | None = None
     log_format: str = "text"
+    # The web app's Prometheus endpoint (host:port, off when unset): request latency by route
+    # template and status, on a bind of its own (starter/web/metrics.py).
+    web_metrics_bind: str | None = None
     # Rate limits per client address: failed sign-ins per window, and submissions (form, API,
     # leads) per minute. 0 turns a limit off.
     login_failures_allowed: int = 10

@@ -33,7 +33,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.client import Client
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,16 +40,8 @@ BIN = Path(sys.executable).parent
 EXAMPLE_ROSTER = ROOT / "config" / "roster.example.toml"
 T = TypeVar("T")
 
-# The dev server's --search-attribute types, by the SDK's indexed value type.
-CLI_TYPES: dict[Any, str] = {
-    IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD: "Keyword",
-    IndexedValueType.INDEXED_VALUE_TYPE_BOOL: "Bool",
-    IndexedValueType.INDEXED_VALUE_TYPE_DATETIME: "Datetime",
-}
-
 __all__ = [
     "BIN",
-    "CLI_TYPES",
     "EXAMPLE_ROSTER",
     "ROOT",
     "DevServer",
@@ -326,12 +317,9 @@ def rss_bytes(pid: int) -> int | None:
 
 def search_attribute_args() -> list[str]:
     """--search-attribute NAME=TYPE for each of the incident workflow's search attributes."""
-    from workflows.incident import SEARCH_ATTRIBUTES
+    from workflows.search_attributes import cli_args
 
-    args: list[str] = []
-    for key in SEARCH_ATTRIBUTES:
-        args += ["--search-attribute", f"{key.name}={CLI_TYPES[key.indexed_value_type]}"]
-    return args
+    return cli_args()
 
 
 class DevServer(Process):

@@ -11,6 +11,8 @@ for Prometheus, and a health endpoint.
 - `build_runtime(settings)`: a Temporal Runtime exporting SDK metrics on `metrics_bind`
   (http://host:port/metrics), and in JSON mode forwarding the SDK core's own log lines through
   Python logging so that every line stays JSON.
+- `Histogram` and `MetricsServer`: a latency histogram in Prometheus' text format, served on a
+  bind of its own (`GET /metrics`) — the web app's request latencies (starter/web/metrics.py).
 - `HealthServer`: `GET /healthz` → 200 `{"status": "ok", "task_queue", "namespace"}` while the
   worker runs and the Temporal frontend answers, 503 with a `reason` otherwise; 404 elsewhere.
 """
@@ -24,7 +26,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -198,6 +200,13 @@ def configure_logging(
         old.close()
     root.addHandler(handler)
     root.setLevel(level)
+    # uvicorn's own lines (the web app's start, errors and access log, with each request's URL)
+    # go through the same handler, as JSON when asked and redacted, not through uvicorn's format.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        own = logging.getLogger(name)
+        for old in own.handlers[:]:
+            own.removeHandler(old)
+        own.propagate = True
     # httpx logs every request URL at INFO, and robot URLs carry their credentials: the
     # activities log each delivery themselves, by channel kind and recipient.
     for noisy in ("httpx", "httpcore"):
@@ -235,6 +244,105 @@ def build_runtime(settings: Settings) -> Runtime | None:
             forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
         )
     return Runtime(telemetry=TelemetryConfig(logging=logging_config, metrics=metrics))
+
+
+# Prometheus' default buckets (seconds).
+DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def _label_value(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class Histogram:
+    """A histogram by label values, rendered in Prometheus' text exposition format. Meant for
+    one event loop (observed and rendered on it), so it takes no lock."""
+
+    def __init__(
+        self,
+        name: str,
+        help: str,
+        labels: tuple[str, ...],
+        buckets: tuple[float, ...] = DEFAULT_BUCKETS,
+    ) -> None:
+        self.name = name
+        self.help = help
+        self.labels = labels
+        self.buckets = tuple(sorted(buckets))
+        # label values → (counts per bucket, count, sum)
+        self._series: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
+
+    def observe(self, values: tuple[str, ...], seconds: float) -> None:
+        counts, totals = self._series.setdefault(values, ([0] * len(self.buckets), [0.0, 0.0]))
+        for i, bound in enumerate(self.buckets):
+            if seconds <= bound:
+                counts[i] += 1
+        totals[0] += 1
+        totals[1] += seconds
+
+    def render(self) -> str:
+        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
+        for values, (counts, (count, total)) in sorted(self._series.items()):
+            labels = ",".join(
+                f'{k}="{_label_value(v)}"' for k, v in zip(self.labels, values, strict=True)
+            )
+            for bound, n in zip(self.buckets, counts, strict=True):
+                lines.append(f'{self.name}_bucket{{{labels},le="{bound:g}"}} {n}')
+            lines.append(f'{self.name}_bucket{{{labels},le="+Inf"}} {count:g}')
+            lines.append(f"{self.name}_count{{{labels}}} {count:g}")
+            lines.append(f"{self.name}_sum{{{labels}}} {total:.6f}")
+        return "\n".join(lines) + "\n"
+
+
+class MetricsServer:
+    """`GET /metrics` (Prometheus' text format) on a bind of its own, one request per connection;
+    404 elsewhere. `render` is called on the event loop for each scrape."""
+
+    def __init__(self, bind: str, render: Callable[[], str]) -> None:
+        self.host, self.port = parse_bind(bind)
+        self.render = render
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(reader.readline(), 5)
+            for _ in range(100):  # headers, ignored
+                line = await asyncio.wait_for(reader.readline(), 5)
+                if line in (b"\r\n", b"\n", b""):
+                    break
+            parts = request.decode("latin-1").split()
+            method, path = (parts[0], parts[1].split("?")[0]) if len(parts) >= 2 else ("", "")
+            if path != "/metrics":
+                status, payload, kind = "404 Not Found", b"not found\n", "text/plain"
+            elif method not in ("GET", "HEAD"):
+                status, payload, kind = "405 Method Not Allowed", b"", "text/plain"
+            else:
+                status, kind = "200 OK", "text/plain; version=0.0.4; charset=utf-8"
+                payload = self.render().encode()
+            head = (
+                f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\n"
+                f"Content-Length: {len(payload)}\r\nCache-Control: no-store\r\n"
+                "Connection: close\r\n\r\n"
+            ).encode()
+            writer.write(head if method == "HEAD" else head + payload)
+            await writer.drain()
+        except (TimeoutError, ConnectionError, ValueError, asyncio.IncompleteReadError):
+            pass
+        except Exception:
+            log.exception("metrics request failed")
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
 
 
 # --- health ---

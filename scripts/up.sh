@@ -45,15 +45,15 @@ start() {  # start NAME COMMAND...
 
 "$BIN/yuqing" check-roster
 "$BIN/yuqing" migrate
+# The incidents' search attributes, from their one list (workflows/search_attributes.py).
+SEARCH_ATTRIBUTES=$("$BIN/yuqing" search-attributes --cli-args)
+read -ra SEARCH_ATTRIBUTE_ARGS <<<"$SEARCH_ATTRIBUTES"
 
 if start temporal "$BIN/temporal" server start-dev \
     --db-filename "$DATA/temporal.db" --ip 127.0.0.1 --port "$TEMPORAL_PORT" \
     --ui-ip 127.0.0.1 --ui-port "$TEMPORAL_UI_INTERNAL_PORT" --ui-disable-news-fetch \
     --log-level warn \
-    --search-attribute IncidentPhase=Keyword --search-attribute IncidentSeverity=Keyword \
-    --search-attribute ResponsibleUnit=Keyword --search-attribute Overdue=Bool \
-    --search-attribute IsDrill=Bool --search-attribute NextDeadlineAt=Datetime \
-    --search-attribute IncidentCategory=Keyword --search-attribute PlanVersion=Keyword \
+    "${SEARCH_ATTRIBUTE_ARGS[@]}" \
     ${YUQING_CODEC_KEYS:+--ui-codec-endpoint "${YUQING_PUBLIC_URL:-http://localhost:$WEB_PORT}/codec"}; then
   :
 fi
@@ -64,7 +64,8 @@ export YUQING_TEMPORAL_UI_URL=${YUQING_TEMPORAL_UI_URL:-http://localhost:$TEMPOR
 export YUQING_PUBLIC_URL=${YUQING_PUBLIC_URL:-http://localhost:$WEB_PORT}
 export YUQING_TEMPORAL_UI_UPSTREAM=${YUQING_TEMPORAL_UI_UPSTREAM:-http://127.0.0.1:$TEMPORAL_UI_INTERNAL_PORT}
 start worker "$BIN/python" worker.py || true
-start web "$BIN/uvicorn" --factory starter.web.app:create_app --host "$WEB_HOST" --port "$WEB_PORT" || true
+# `yuqing web`, as in production: YUQING_LOG_FORMAT and YUQING_WEB_METRICS_BIND apply.
+start web "$BIN/yuqing" web --host "$WEB_HOST" --port "$WEB_PORT" || true
 wait_for web "$BIN/python" -c "import httpx,sys; httpx.get('http://127.0.0.1:$WEB_PORT/healthz').raise_for_status()"
 start ui "$BIN/uvicorn" --factory starter.web.ui_gate:create_gate --host "$WEB_HOST" --port "$TEMPORAL_UI_PORT" || true
 wait_for ui "$BIN/python" -c "import httpx,sys; sys.exit(httpx.get('http://127.0.0.1:$TEMPORAL_UI_PORT/').status_code != 401)"

@@ -243,7 +243,13 @@ def web(host: str = "127.0.0.1", port: Annotated[int, typer.Option(help="端口"
     """运行网页和 JSON 接口。"""
     import uvicorn
 
-    uvicorn.run("starter.web.app:create_app", factory=True, host=host, port=port)
+    from runtime.observability import configure_logging, secret_values
+
+    # As the worker's: YUQING_LOG_FORMAT (text or JSON lines), secrets redacted, uvicorn's own
+    # lines (the access log with each URL) included.
+    settings = get_settings()
+    configure_logging(settings.log_format, secrets=secret_values(settings))
+    uvicorn.run("starter.web.app:create_app", factory=True, host=host, port=port, log_config=None)
 
 
 codec_app = typer.Typer(help="载荷加密密钥（YUQING_CODEC_KEYS）", no_args_is_help=True)
@@ -307,6 +313,26 @@ def export_history(
         typer.echo(f"已写入 {out}")
 
 
+@app.command("search-attributes")
+def search_attributes(
+    cli_args: Annotated[
+        bool,
+        typer.Option(
+            "--cli-args", help="输出 temporal server start-dev 的 --search-attribute 参数"
+        ),
+    ] = False,
+) -> None:
+    """列出事件流程的搜索属性（名称=类型）；yuqing setup 注册的、scripts/up.sh 传给开发服务器的即此清单。"""
+    from workflows.search_attributes import cli_args as dev_server_args
+
+    args = dev_server_args()
+    if cli_args:
+        typer.echo(" ".join(args))
+    else:
+        for value in args[1::2]:
+            typer.echo(value)
+
+
 @app.command()
 def setup() -> None:
     """注册搜索属性，创建或更新每日简报和每周问责汇总的定时任务。"""
@@ -325,7 +351,7 @@ async def _setup() -> None:
 
     from runtime.client import connect
     from starter.schedules import SCHEDULES, ensure_schedules
-    from workflows.incident import SEARCH_ATTRIBUTES
+    from workflows.search_attributes import SEARCH_ATTRIBUTES
 
     settings = get_settings()
     try:

@@ -37,6 +37,7 @@ from starter.errors import FIELD_LABELS, FieldError, translate
 from store import incident_rows
 from store.db import session_scope
 from workflows.incident import IncidentWorkflow
+from workflows.search_attributes import at_start
 
 # An action that meets an incident in its first moment is tried again this often.
 ACT_ATTEMPTS = 5
@@ -178,6 +179,9 @@ async def submit(
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             static_summary=("【演练】" if sub.is_drill else "") + _clip(sub.title, 150),
             static_details=f"来源：{_clip(sub.source, 60)}　报告单位：{roster.unit_name(sub.reporter_unit)}",
+            # Found by its phase, severity, drill flag, plan version… from the start, before a
+            # worker has run it; the workflow upserts them as they change.
+            search_attributes=at_start(inp, received_at) if settings.search_attributes else None,
         )
     except WorkflowAlreadyStartedError:
         created = False

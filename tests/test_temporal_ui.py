@@ -34,7 +34,7 @@ from runtime.codec import CodecKeyError, EncryptionCodec, new_key_entry, parse_k
 from tests.conftest import EXAMPLE_ROSTER, binary, make_settings, start_dev_server
 from tests.helpers import running_worker, submission
 from tests.stack import running_stack
-from workflows.incident import SEARCH_ATTRIBUTES
+from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 
 @pytest_asyncio.fixture(loop_scope="session")

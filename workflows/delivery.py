@@ -2,6 +2,8 @@
 
 Retried with backoff until it is sent, refused (a non-retryable 4xx) or the give-up period ends;
 a failure is recorded on its outbox row and the office is told which channel failed for whom.
+Each delivery given up counts on the worker's Prometheus endpoint: `yuqing_deliveries_given_up`
+by `channel` kind, `refused` (a refusal, or the give-up period ended) and `drill`.
 """
 
 from __future__ import annotations
@@ -69,6 +71,17 @@ async def deliver(request: DeliverRequest, office: list[str], give_up_minutes: f
         reason = str(cause.message if isinstance(cause, ApplicationError) else cause or err)
         if not refused:
             reason = f"{give_up_minutes:g}分钟内未能送达（{reason}）"
+        # The workflow's meter: not counted again when the history replays.
+        workflow.metric_meter().create_counter(
+            "yuqing_deliveries_given_up", "External deliveries given up, by channel kind"
+        ).add(
+            1,
+            {
+                "channel": request.channel.kind,
+                "refused": str(refused).lower(),
+                "drill": str(request.note.drill).lower(),
+            },
+        )
         await workflow.execute_activity(
             "delivery_failed",
             DeliveryFailure(request=request, reason=reason, given_up=not refused, office=office),

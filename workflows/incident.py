@@ -17,7 +17,6 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -64,28 +63,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.deadlines import watch_deadline
     from workflows.delivery import ACTIVITY_TIMEOUT, RETRY_FOREVER, deliver
+    from workflows.search_attributes import (
+        CURRENT_RULES_VERSION,
+        SEARCH_ATTRIBUTES,
+        values_of,
+    )
 
 T = TypeVar("T", bound="BaseModel")
-
-SA_PHASE = SearchAttributeKey.for_keyword("IncidentPhase")
-SA_SEVERITY = SearchAttributeKey.for_keyword("IncidentSeverity")
-SA_UNIT = SearchAttributeKey.for_keyword("ResponsibleUnit")
-SA_OVERDUE = SearchAttributeKey.for_bool("Overdue")
-SA_DRILL = SearchAttributeKey.for_bool("IsDrill")
-SA_NEXT_DEADLINE = SearchAttributeKey.for_datetime("NextDeadlineAt")
-SA_CATEGORY = SearchAttributeKey.for_keyword("IncidentCategory")
-SA_PLAN_VERSION = SearchAttributeKey.for_keyword("PlanVersion")
-# Codes and instants only: no names, titles or content (they are not encrypted by a codec).
-SEARCH_ATTRIBUTES = (
-    SA_PHASE,
-    SA_SEVERITY,
-    SA_CATEGORY,
-    SA_UNIT,
-    SA_NEXT_DEADLINE,
-    SA_OVERDUE,
-    SA_DRILL,
-    SA_PLAN_VERSION,
-)
 
 # One `record` activity writes each step whole (read model, escalations, notifications); before
 # it, `record`, `escalate` and `notify` ran one after another, each a round trip through the
@@ -152,7 +136,7 @@ class IncidentWorkflow:
             if workflow.patched(RULES_PATCH):
                 self.s.rules_version = 1
             if workflow.patched(RULES_V2_PATCH):
-                self.s.rules_version = 2
+                self.s.rules_version = CURRENT_RULES_VERSION
             self.core.now = workflow.now()
             self.core.open_incident()
         self.core.started = True
@@ -443,6 +427,25 @@ class IncidentWorkflow:
         handle(*args)
         self._watch_new()
 
+    def _missed(self, d: Deadline) -> None:
+        self._timer_event(self.core.on_miss, d)
+        self._count("yuqing_deadlines_missed", "Plan deadlines passed unmet, by rule", rule=d.rule)
+
+    def _escalated(self, d: Deadline, step: rules.EscalationStep) -> None:
+        self._timer_event(self.core.on_escalation_step, d, step)
+        self._count(
+            "yuqing_escalation_steps",
+            "Escalation steps taken, by rule and step",
+            rule=d.rule,
+            step=str(step.step),
+        )
+
+    def _count(self, name: str, description: str, **labels: str) -> None:
+        """One more on a counter of the worker's Prometheus endpoint (the workflow's meter does
+        not count again when the history replays; no command, so histories replay as before)."""
+        labels["drill"] = str(self.sub.is_drill).lower()
+        workflow.metric_meter().create_counter(name, description).add(1, labels)
+
     def _watch(self, key: str) -> None:
         if key in self._watched or not self.core.deadline(key).open:
             return
@@ -458,10 +461,8 @@ class IncidentWorkflow:
                     get,
                     chain,
                     on_warn=lambda d: self._timer_event(self.core.on_warn, d),
-                    on_miss=lambda d: self._timer_event(self.core.on_miss, d),
-                    on_step=lambda d, step: self._timer_event(
-                        self.core.on_escalation_step, d, step
-                    ),
+                    on_miss=lambda d: self._missed(d),
+                    on_step=lambda d, step: self._escalated(d, step),
                     warn_at=self.core.spec.warn_at,
                     speedup=self.core.speedup,
                 )
@@ -627,17 +628,7 @@ class IncidentWorkflow:
     def _upsert_search_attributes(self) -> None:
         if not self.inp.search_attributes:
             return
-        s = self.s
-        values: dict[str, object] = {
-            SA_PHASE.name: s.phase.value,
-            SA_SEVERITY.name: s.severity.value,
-            SA_UNIT.name: s.responsible_unit or "",
-            SA_OVERDUE.name: any(d.overdue and d.open for d in s.deadlines),
-            SA_DRILL.name: self.sub.is_drill,
-            SA_NEXT_DEADLINE.name: self.core.next_due(),
-            SA_CATEGORY.name: s.category.value if s.category else None,
-            SA_PLAN_VERSION.name: self.inp.plan_version,
-        }
+        values = values_of(self.core)
         if values == self._upserted:
             return
         updates = []

@@ -4,7 +4,8 @@
 The routes live in their routers (the JSON API in api.py, sign-in in login.py, the incident pages
 in incident_pages.py, the staff's daily pages in staff.py, the leading group's in reports.py, the
 access log's in audit.py, the codec in codec.py, the API's documentation in apidocs.py), and take
-who is calling from the dependencies in deps.py.
+who is calling from the dependencies in deps.py. Request latencies are measured for Prometheus
+(metrics.py), served on YUQING_WEB_METRICS_BIND when set.
 
 Staff sign in to the pages with their personal token (starter.web.auth): a server-side session, CSRF
 tokens on every form, and R-SECRECY on the list and incident pages. The API keeps bearer tokens.
@@ -22,6 +23,7 @@ from temporalio.client import Client
 
 from config.settings import Settings, get_settings
 from plan.roster import Roster, load_roster
+from runtime.observability import MetricsServer
 
 from . import (
     access,
@@ -33,6 +35,7 @@ from . import (
     incident_pages,
     limits,
     login,
+    metrics,
     reports,
     staff,
 )
@@ -50,10 +53,19 @@ def create_app(
     settings = settings or get_settings()
     roster = roster or load_roster(settings.roster_file)
     state = AppState(settings, roster, client)
+    latency = metrics.request_latency()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        server = None
+        if settings.web_metrics_bind:
+            server = MetricsServer(settings.web_metrics_bind, latency.render)
+            await server.start()
+        try:
+            yield
+        finally:
+            if server is not None:
+                await server.close()
         await access.flush(app)  # the access log's last entries
 
     # /api/docs: Swagger UI from a pinned package's files (apidocs.py), never from a CDN.
@@ -71,6 +83,9 @@ def create_app(
     # Every request body is capped while it streams in (starter/web/limits.py), whichever route
     # reads it and however (JSON, a form, FastAPI's body parameters).
     app.add_middleware(limits.BodyLimit)
+    # Outermost: each request's latency by route template and status (starter/web/metrics.py).
+    app.add_middleware(metrics.RequestMetrics, histogram=latency)
+    app.state.request_latency = latency
 
     app.include_router(login.router)
     app.include_router(incident_pages.router)

@@ -87,7 +87,7 @@ from tests.conftest import binary, make_settings
 from tests.helpers import eventually, running_worker
 from tests.reliability import figures
 from tests.test_api import sign_in, token_for
-from workflows.incident import SEARCH_ATTRIBUTES
+from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 TZ = ZoneInfo("Asia/Shanghai")
 CJK = re.compile(r"[\u4e00-\u9fff]")

@@ -25,7 +25,7 @@ import devstack
 from tests.conftest import BIN, EXAMPLE_ROSTER, start_dev_server
 from tests.reliability import figures
 from tests.stack import free_port, wait_until
-from workflows.incident import SEARCH_ATTRIBUTES
+from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 RUNS = 50
 SCHEDULES = ("yuqing-daily-digest", "yuqing-weekly-accountability")

@@ -27,7 +27,7 @@ from store.db import session_scope
 from tests.conftest import binary
 from tests.helpers import running_worker, submit, triage
 from tests.stack import free_port
-from workflows.incident import SEARCH_ATTRIBUTES
+from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 
 @pytest.fixture
