@@ -29,6 +29,7 @@ from . import (
     apidocs,
     audit,
     codec,
+    contract,
     handlers,
     incident_pages,
     limits,
@@ -82,4 +83,6 @@ def create_app(
     app.include_router(codec.router)
     app.include_router(audit.router)
     app.include_router(apidocs.router)
+    # The OpenAPI document says what the API answers, refusals included (contract.py).
+    app.openapi = lambda: contract.openapi_for(app, roster)  # type: ignore[method-assign]
     return app
