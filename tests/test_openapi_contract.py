@@ -1,5 +1,5 @@
 """The OpenAPI document says what the API answers (issue 17, finding 1); Schemathesis holds the
-app to it (tests/reliability/test_schemathesis.py). These are the quick checks, without Temporal."""
+app to it (tests/test_schemathesis.py). These are the quick checks, without Temporal."""
 
 from __future__ import annotations
 
