@@ -101,5 +101,7 @@ async def test_refusals_in_chinese(http: httpx.AsyncClient, settings: Settings) 
     assert r.status_code == 422
     assert r.json()["errors"][0]["field"] == "phsae"
     assert (await http.get("/api/incidents?phase=closed", headers=office)).status_code == 200
+    r = await http.get("/api/incidents?phase=closed&phase=triage", headers=office)
+    assert (r.status_code, r.json()["errors"][0]["field"]) == (422, "phase")
     r = await http.get("/api/access-log?start=20240101", headers=office)
     assert r.status_code == 422

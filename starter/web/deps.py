@@ -219,18 +219,29 @@ ApiPerson = Annotated[str, Depends(api_person)]
 
 
 def _undocumented_query(request: Request) -> None:
-    """422 for a query parameter the route's OpenAPI document does not name (issue 17): a
-    misspelt filter would otherwise be ignored, and the caller read an unfiltered answer."""
+    """422 for a query parameter the route's OpenAPI document does not name, or one given more
+    than once (issue 17): a misspelt or doubled filter would otherwise be ignored, and the
+    caller read an answer filtered otherwise than asked."""
     route = request.scope.get("route")
     path = getattr(route, "path", None)
     if path is None or not request.query_params:
         return
     operation = request.app.openapi()["paths"].get(path, {}).get(request.method.lower(), {})
-    named = {p["name"] for p in operation.get("parameters", []) if p.get("in") == "query"}
+    named = {p["name"]: p for p in operation.get("parameters", []) if p.get("in") == "query"}
     unknown = [k for k in dict.fromkeys(request.query_params.keys()) if k not in named]
     if unknown:
         fields = [FieldError(k[:40], f"未定义的查询参数“{k[:40]}”") for k in unknown[:5]]
         raise ServiceError(422, "请求包含未定义的查询参数", fields)
+    # A parameter of one value given twice: FastAPI would read the last and drop the others.
+    repeated = [
+        k
+        for k in dict.fromkeys(request.query_params.keys())
+        if len(request.query_params.getlist(k)) > 1
+        and named[k].get("schema", {}).get("type") != "array"
+    ]
+    if repeated:
+        fields = [FieldError(k, f"参数“{k}”只能出现一次") for k in repeated]
+        raise ServiceError(422, "查询参数重复", fields)
 
 
 async def documented_query(request: Request, _person: ApiPerson) -> None:
