@@ -23,6 +23,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -311,7 +312,12 @@ async def perform(
             if refusal is exc:
                 raise
             raise refusal from exc
+        except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
+            # No answer in time (a busy or stuck worker): whether it was taken is not known.
+            raise ServiceError(503, UNCONFIRMED) from exc
         except RPCError as exc:
+            if exc.status in UNANSWERED:
+                raise ServiceError(503, UNCONFIRMED) from exc
             if exc.status is not RPCStatusCode.NOT_FOUND:
                 raise
             gone = await _not_found_or_closed(client, incident_id)
@@ -321,6 +327,9 @@ async def perform(
                 continue
             raise (gone or ServiceError(404, f"事件“{incident_id}”不存在")) from exc
     raise AssertionError("unreachable")
+
+
+UNCONFIRMED = "操作已送出，但系统暂未确认是否受理：请稍后刷新事件查看是否已生效，再决定是否重试"
 
 
 def _label(name: str) -> str:

@@ -30,11 +30,13 @@ from starter.incidents import ServiceError
 from store import incident_rows, reporting
 from store.db import session_scope
 
-from . import access, audit, limits, reports
+from . import access, audit, contract, limits, reports
 from .answers import incident_json, receipt_of
 from .deps import (
     MAX_OFFSET,
     ApiPerson,
+    DocumentedQuery,
+    DocumentedQueryAnyone,
     MaybePerson,
     PagesDep,
     StateDep,
@@ -52,6 +54,24 @@ MAX_BODY = limits.MAX_JSON_BODY  # bytes; a submission is text, never this large
 
 router = APIRouter()
 
+# What the report's and the access log's parameters must be, in the OpenAPI document.
+REPORT_DAY: dict[str, Any] = {
+    "pattern": contract.REPORT_DAY,
+    "description": "镇时区日期 YYYY-MM-DD，2000年至2100年；开始日期不得晚于结束日期，间隔不超过10年",
+}
+# Empty is no filter (the page's form sends the empty choice).
+LOG_DAY: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "format": "date", "pattern": contract.ISO_DAY},
+        {"type": "string", "maxLength": 0},
+    ],
+    "description": "镇时区日期 YYYY-MM-DD（含当日）；空为不限",
+}
+LOGGED: dict[str, Any] = {
+    "anyOf": [{"type": "string", "enum": ["", *sorted(access.ACTION_LABELS)]}],
+    "description": "记录的类型；空为不限",
+}
+
 
 @router.get("/healthz")
 async def health() -> dict[str, str]:
@@ -59,7 +79,28 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={
+        503: {
+            "description": "存储或 Temporal 不可达：problems 逐项说明",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "status": {"type": "string"},
+                            "problems": {
+                                "type": "object",
+                                "additionalProperties": {"type": "string"},
+                            },
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
 async def ready(state: StateDep) -> Response:
     """Readiness: the store and the Temporal frontend both answer, or 503 naming which not."""
     problems: dict[str, str] = {}
@@ -84,7 +125,13 @@ async def ready(state: StateDep) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-@router.post("/api/incidents", status_code=201)
+@router.post(
+    "/api/incidents",
+    status_code=201,
+    responses=contract.SUBMIT,
+    dependencies=[DocumentedQueryAnyone],
+    openapi_extra=contract.submission_body("一条负面舆情的报告（R-REPORT）"),
+)
 async def api_submit(
     request: Request, client: TemporalClient, known: MaybePerson, kit: PagesDep
 ) -> Response:
@@ -93,7 +140,13 @@ async def api_submit(
     return _submission_answer(kit, submitted, known)
 
 
-@router.post("/api/leads", status_code=201)
+@router.post(
+    "/api/leads",
+    status_code=201,
+    responses=contract.SUBMIT,
+    dependencies=[DocumentedQueryAnyone],
+    openapi_extra=contract.submission_body("监测系统的线索（`lead` 总为真，不论请求体如何写）"),
+)
 async def api_lead(
     request: Request, client: TemporalClient, known: MaybePerson, kit: PagesDep
 ) -> Response:
@@ -120,7 +173,7 @@ def _submission_answer(kit: Pages, submitted: incidents.Submitted, known: str | 
     )
 
 
-@router.get("/api/incidents")
+@router.get("/api/incidents", responses=contract.READ, dependencies=[DocumentedQuery])
 def api_list(
     request: Request,
     person: ApiPerson,
@@ -162,7 +215,9 @@ def api_list(
     return {"items": items, "limit": limit, "offset": offset}
 
 
-@router.get("/api/incidents/{incident_id}")
+@router.get(
+    "/api/incidents/{incident_id}", responses=contract.READ_ONE, dependencies=[DocumentedQuery]
+)
 async def api_get(
     request: Request, view: VisibleIncident, person: ApiPerson, kit: PagesDep
 ) -> dict[str, Any]:
@@ -171,14 +226,16 @@ async def api_get(
     return incident_json(view, kit.ui_for(person, view.id))
 
 
-@router.get("/api/reports/accountability")
+@router.get(
+    "/api/reports/accountability", responses=contract.REPORT, dependencies=[DocumentedQuery]
+)
 def api_report(
     request: Request,
     person: ApiPerson,
     kit: PagesDep,
     session: StoreSession,
-    start: date,
-    end: date,
+    start: Annotated[date, Query(json_schema_extra=REPORT_DAY)],
+    end: Annotated[date, Query(json_schema_extra=REPORT_DAY)],
 ) -> dict[str, Any]:
     """R-ACCOUNT / R-COMMEND: per-unit on-time rates, miss counts and commendations for
     deadlines due from `start` to `end` (inclusive, town dates); drills are left out."""
@@ -195,16 +252,16 @@ def api_report(
     return {"start": start.isoformat(), "end": end.isoformat(), "units": rows}
 
 
-@router.get("/api/access-log")
+@router.get("/api/access-log", responses=contract.REPORT, dependencies=[DocumentedQuery])
 async def api_access_log(
     request: Request,
     reader: audit.ApiReader,
     kit: PagesDep,
     person: str | None = None,
-    action: str | None = None,
+    action: Annotated[str | None, Query(json_schema_extra=LOGGED)] = None,
     incident: str | None = None,
-    start: str | None = None,
-    end: str | None = None,
+    start: Annotated[str | None, Query(json_schema_extra=LOG_DAY)] = None,
+    end: Annotated[str | None, Query(json_schema_extra=LOG_DAY)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> dict[str, Any]:
@@ -283,6 +340,8 @@ def _add_action_route(router: APIRouter, name: str, request_model: type[BaseMode
         summary=(request_model.__doc__ or name).strip().splitlines()[0],
         name=f"action_{name.replace('-', '_')}",
         tags=["staff actions"],
+        responses=contract.ACTION,
+        dependencies=[DocumentedQuery],
         route_class_override=AuthenticatedRoute,
     )
 

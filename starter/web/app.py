@@ -31,6 +31,7 @@ from . import (
     apidocs,
     audit,
     codec,
+    contract,
     handlers,
     incident_pages,
     limits,
@@ -97,4 +98,6 @@ def create_app(
     app.include_router(codec.router)
     app.include_router(audit.router)
     app.include_router(apidocs.router)
+    # The OpenAPI document says what the API answers, refusals included (contract.py).
+    app.openapi = lambda: contract.openapi_for(app, roster)  # type: ignore[method-assign]
     return app

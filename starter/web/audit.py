@@ -5,6 +5,7 @@ Nothing here changes or removes an entry."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -27,8 +28,9 @@ from .pages import pages as pages_of
 READERS = frozenset({Role.office, Role.leader, Role.deputy, Role.member})
 REFUSED = "访问记录仅对领导小组及其办公室开放"
 PAGE_SIZE = 100
+ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
-router = APIRouter()
+router = APIRouter(include_in_schema=False)  # pages: not the JSON API (issue 17)
 
 
 def may_read(roster: Roster, person_id: str | None) -> bool:
@@ -74,6 +76,8 @@ def filters(
         if not value:
             continue
         try:
+            if not ISO_DAY.fullmatch(value):  # as documented; fromisoformat reads more forms
+                raise ValueError(value)
             day = date.fromisoformat(value)
             instant = datetime(day.year, day.month, day.day, tzinfo=tz)
             bounds[name] = instant + timedelta(days=1) if name == "end" else instant

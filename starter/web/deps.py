@@ -37,8 +37,9 @@ from collections.abc import Iterator
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -50,6 +51,7 @@ from plan.actions import may_read_reports
 from plan.models import IncidentView
 from plan.roster import Roster
 from starter import incidents
+from starter.errors import FieldError
 from starter.incidents import ServiceError
 from store.db import session_scope
 from store.incident_rows import Involving
@@ -193,20 +195,67 @@ StoreSession = Annotated[Session, Depends(store_session, scope="function")]
 # ------------------------------------------------------------------ who is calling
 
 
+# The bearer token as the OpenAPI document's security scheme (and /api/docs' Authorize button).
+# It never answers by itself (auto_error=False): `authenticate` does, with the Chinese 401.
+bearer = HTTPBearer(auto_error=False, description="个人令牌：Authorization: Bearer <令牌>")
+
+
 async def api_person(
-    request: Request, authorization: Annotated[str | None, Header()] = None
+    request: Request,
+    _token: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> str:
     """The API's caller: the roster person behind the bearer token, or 401 in Chinese. A route
     of AuthenticatedRoute (the staff actions) has checked the token before reading the body."""
     known: str | None = getattr(request.state, "actor", None)
     if known is not None:
         return known
-    person = await run_in_threadpool(authenticate, request_state(request.app), authorization)
+    header = request.headers.get("authorization")
+    person = await run_in_threadpool(authenticate, request_state(request.app), header)
     request.state.actor = person
     return person
 
 
 ApiPerson = Annotated[str, Depends(api_person)]
+
+
+def _undocumented_query(request: Request) -> None:
+    """422 for a query parameter the route's OpenAPI document does not name, or one given more
+    than once (issue 17): a misspelt or doubled filter would otherwise be ignored, and the
+    caller read an answer filtered otherwise than asked."""
+    route = request.scope.get("route")
+    path = getattr(route, "path", None)
+    if path is None or not request.query_params:
+        return
+    operation = request.app.openapi()["paths"].get(path, {}).get(request.method.lower(), {})
+    named = {p["name"]: p for p in operation.get("parameters", []) if p.get("in") == "query"}
+    unknown = [k for k in dict.fromkeys(request.query_params.keys()) if k not in named]
+    if unknown:
+        fields = [FieldError(k[:40], f"未定义的查询参数“{k[:40]}”") for k in unknown[:5]]
+        raise ServiceError(422, "请求包含未定义的查询参数", fields)
+    # A parameter of one value given twice: FastAPI would read the last and drop the others.
+    repeated = [
+        k
+        for k in dict.fromkeys(request.query_params.keys())
+        if len(request.query_params.getlist(k)) > 1
+        and named[k].get("schema", {}).get("type") != "array"
+    ]
+    if repeated:
+        fields = [FieldError(k, f"参数“{k}”只能出现一次") for k in repeated]
+        raise ServiceError(422, "查询参数重复", fields)
+
+
+async def documented_query(request: Request, _person: ApiPerson) -> None:
+    """Only the query parameters the document names, after the token (401 before 422)."""
+    _undocumented_query(request)
+
+
+async def documented_query_anyone(request: Request) -> None:
+    """Only the query parameters the document names, for a route open to anyone."""
+    _undocumented_query(request)
+
+
+DocumentedQuery = Depends(documented_query)
+DocumentedQueryAnyone = Depends(documented_query_anyone)
 
 
 async def maybe_viewer(request: Request) -> Viewer | None:

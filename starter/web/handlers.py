@@ -8,8 +8,11 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from starter.errors import translate_errors
 from starter.incidents import ServiceError
@@ -49,6 +52,45 @@ async def service_error(request: Request, exc: ServiceError) -> Response:
     return response
 
 
+# Starlette's and FastAPI's own refusals (no such route, a method the path does not take, a body
+# it cannot parse, such as one not in UTF-8), said in Chinese in the API's error body.
+HTTP_MESSAGES = {
+    400: "请求内容无法解析：请求体应为UTF-8编码的JSON",
+    404: "接口不存在",
+    405: "该地址不支持此请求方法",
+}
+
+
+def allowed(request: Request) -> str:
+    """Every method the path takes. Starlette's 405 names only the first route that matched the
+    path (`OPTIONS /api/incidents` answered `Allow: POST`, without the list's GET)."""
+    methods: set[str] = set()
+    routes = list(request.app.router.routes)
+    while routes:
+        route = routes.pop()
+        # An included router (this app includes them without a prefix): its own routes.
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            routes.extend(inner.routes)
+            continue
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
+async def http_error(request: Request, exc: HTTPException) -> Response:
+    if exc.status_code == 405:
+        exc = HTTPException(
+            405, exc.detail, headers={**(exc.headers or {}), "Allow": allowed(request)}
+        )
+    if not request.url.path.startswith("/api/"):
+        return await http_exception_handler(request, exc)
+    message = HTTP_MESSAGES.get(exc.status_code, str(exc.detail))
+    body = {"detail": message, "errors": []}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
 async def sign_in_required(request: Request, exc: SignInRequired) -> Response:
     return to_login(exc.target)
 
@@ -58,5 +100,6 @@ HANDLERS: dict[int | type[Exception], Callable[[Request, Any], Coroutine[Any, An
     RequestValidationError: invalid,
     limits.BodyTooLarge: too_large,
     ServiceError: service_error,
+    HTTPException: http_error,
     SignInRequired: sign_in_required,
 }

@@ -39,7 +39,7 @@ from .deps import (
 )
 from .pages import Pages
 
-router = APIRouter()
+router = APIRouter(include_in_schema=False)  # pages: not the JSON API (issue 17)
 
 
 @router.get("/", response_class=HTMLResponse)

@@ -14,7 +14,7 @@ from .auth import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, safe_next
 from .deps import MaybeViewer, PagesDep
 from .pages import Pages
 
-router = APIRouter()
+router = APIRouter(include_in_schema=False)  # pages: not the JSON API (issue 17)
 
 
 @router.get("/login", response_class=HTMLResponse)

@@ -56,7 +56,7 @@ CSV_HEADER = [
     "表扬",
 ]
 
-router = APIRouter()
+router = APIRouter(include_in_schema=False)  # pages: not the JSON API (issue 17)
 
 
 def may_see_reports(roster: Roster, person_id: str | None) -> bool:

@@ -44,7 +44,7 @@ from .limits import BodyTooLarge
 
 HERE = Path(__file__).resolve().parent
 
-router = APIRouter()
+router = APIRouter(include_in_schema=False)  # pages: not the JSON API (issue 17)
 
 
 UNIT_FIELDS = {"responsible_unit", "unit", "units", "co_units"}
