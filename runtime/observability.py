@@ -26,7 +26,8 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -313,36 +314,58 @@ class MetricsServer:
             self._server = None
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request = await asyncio.wait_for(reader.readline(), 5)
-            for _ in range(100):  # headers, ignored
-                line = await asyncio.wait_for(reader.readline(), 5)
-                if line in (b"\r\n", b"\n", b""):
-                    break
-            parts = request.decode("latin-1").split()
-            method, path = (parts[0], parts[1].split("?")[0]) if len(parts) >= 2 else ("", "")
-            if path != "/metrics":
-                status, payload, kind = "404 Not Found", b"not found\n", "text/plain"
-            elif method not in ("GET", "HEAD"):
-                status, payload, kind = "405 Method Not Allowed", b"", "text/plain"
-            else:
-                status, kind = "200 OK", "text/plain; version=0.0.4; charset=utf-8"
-                payload = self.render().encode()
-            head = (
-                f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\n"
-                f"Content-Length: {len(payload)}\r\nCache-Control: no-store\r\n"
-                "Connection: close\r\n\r\n"
-            ).encode()
-            writer.write(head if method == "HEAD" else head + payload)
-            await writer.drain()
-        except (TimeoutError, ConnectionError, ValueError, asyncio.IncompleteReadError):
-            pass
-        except Exception:
-            log.exception("metrics request failed")
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError, OSError):
-                await writer.wait_closed()
+        await serve_one(reader, writer, self._answer, "metrics")
+
+    async def _answer(self, method: str, path: str) -> Answer:
+        if path != "/metrics":
+            return Answer("404 Not Found", "text/plain", b"not found\n")
+        if method not in ("GET", "HEAD"):
+            return Answer("405 Method Not Allowed", "text/plain", b"", "Allow: GET, HEAD\r\n")
+        return Answer("200 OK", "text/plain; version=0.0.4; charset=utf-8", self.render().encode())
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One plain HTTP/1.1 answer of the operator endpoints (metrics, health)."""
+
+    status: str
+    content_type: str
+    payload: bytes
+    extra_headers: str = ""
+
+
+async def serve_one(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    answer: Callable[[str, str], Awaitable[Answer]],
+    what: str,
+) -> None:
+    """Read one request line (headers ignored, 5 s each), answer it, close: all the operator
+    endpoints need, without a web framework in the worker."""
+    try:
+        request = await asyncio.wait_for(reader.readline(), 5)
+        for _ in range(100):  # headers, ignored
+            line = await asyncio.wait_for(reader.readline(), 5)
+            if line in (b"\r\n", b"\n", b""):
+                break
+        parts = request.decode("latin-1").split()
+        method, path = (parts[0], parts[1].split("?")[0]) if len(parts) >= 2 else ("", "")
+        a = await answer(method, path)
+        head = (
+            f"HTTP/1.1 {a.status}\r\nContent-Type: {a.content_type}\r\n"
+            f"Content-Length: {len(a.payload)}\r\nCache-Control: no-store\r\n"
+            f"{a.extra_headers}Connection: close\r\n\r\n"
+        ).encode()
+        writer.write(head if method == "HEAD" else head + a.payload)
+        await writer.drain()
+    except (TimeoutError, ConnectionError, ValueError, asyncio.IncompleteReadError):
+        pass
+    except Exception:
+        log.exception("%s request failed", what)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await writer.wait_closed()
 
 
 # --- health ---
@@ -419,37 +442,17 @@ class HealthServer:
         return 200, {"status": "ok", **body}
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request = await asyncio.wait_for(reader.readline(), 5)
-            for _ in range(100):  # headers, ignored
-                line = await asyncio.wait_for(reader.readline(), 5)
-                if line in (b"\r\n", b"\n", b""):
-                    break
-            parts = request.decode("latin-1").split()
-            method, path = (parts[0], parts[1].split("?")[0]) if len(parts) >= 2 else ("", "")
-            if path != "/healthz":
-                code, body, extra = 404, {"status": "not found"}, ""
-            elif method not in ("GET", "HEAD"):
-                code, body, extra = 405, {"status": "method not allowed"}, "Allow: GET, HEAD\r\n"
-            else:
-                code, body = await self.status()
-                extra = ""
-            payload = json.dumps(body, ensure_ascii=False).encode()
-            reasons = {200: "OK", 404: "Not Found", 405: "Method Not Allowed"}
-            head = (
-                f"HTTP/1.1 {code} {reasons.get(code, 'Service Unavailable')}\r\n"
-                "Content-Type: application/json\r\n"
-                f"Content-Length: {len(payload)}\r\n"
-                "Cache-Control: no-store\r\n"
-                f"{extra}Connection: close\r\n\r\n"
-            ).encode()
-            writer.write(head if method == "HEAD" else head + payload)
-            await writer.drain()
-        except (TimeoutError, ConnectionError, ValueError, asyncio.IncompleteReadError):
-            pass
-        except Exception:
-            log.exception("health request failed")
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError, OSError):
-                await writer.wait_closed()
+        await serve_one(reader, writer, self._answer, "health")
+
+    async def _answer(self, method: str, path: str) -> Answer:
+        extra = ""
+        if path != "/healthz":
+            code, body = 404, {"status": "not found"}
+        elif method not in ("GET", "HEAD"):
+            code, body, extra = 405, {"status": "method not allowed"}, "Allow: GET, HEAD\r\n"
+        else:
+            code, body = await self.status()
+        reasons = {200: "OK", 404: "Not Found", 405: "Method Not Allowed"}
+        payload = json.dumps(body, ensure_ascii=False).encode()
+        status = f"{code} {reasons.get(code, 'Service Unavailable')}"
+        return Answer(status, "application/json", payload, extra)
