@@ -26,7 +26,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -295,13 +295,25 @@ class Histogram:
         return "\n".join(lines) + "\n"
 
 
-class MetricsServer:
-    """`GET /metrics` (Prometheus' text format) on a bind of its own, one request per connection;
-    404 elsewhere. `render` is called on the event loop for each scrape."""
+@dataclass(frozen=True)
+class Answer:
+    """One plain HTTP/1.1 answer of the operator endpoints (metrics, health)."""
 
-    def __init__(self, bind: str, render: Callable[[], str]) -> None:
+    status: str
+    content_type: str
+    payload: bytes
+    extra_headers: str = ""
+
+
+class Endpoint:
+    """An operator endpoint (metrics, health) on a bind of its own: read one request line
+    (headers ignored, 5 s each), answer it with `_answer`, close. All they need, without a web
+    framework in the worker."""
+
+    what = "operator"
+
+    def __init__(self, bind: str) -> None:
         self.host, self.port = parse_bind(bind)
-        self.render = render
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -313,8 +325,45 @@ class MetricsServer:
             await self._server.wait_closed()
             self._server = None
 
+    async def _answer(self, method: str, path: str) -> Answer:
+        raise NotImplementedError
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await serve_one(reader, writer, self._answer, "metrics")
+        try:
+            request = await asyncio.wait_for(reader.readline(), 5)
+            for _ in range(100):  # headers, ignored
+                line = await asyncio.wait_for(reader.readline(), 5)
+                if line in (b"\r\n", b"\n", b""):
+                    break
+            parts = request.decode("latin-1").split()
+            method, path = (parts[0], parts[1].split("?")[0]) if len(parts) >= 2 else ("", "")
+            a = await self._answer(method, path)
+            head = (
+                f"HTTP/1.1 {a.status}\r\nContent-Type: {a.content_type}\r\n"
+                f"Content-Length: {len(a.payload)}\r\nCache-Control: no-store\r\n"
+                f"{a.extra_headers}Connection: close\r\n\r\n"
+            ).encode()
+            writer.write(head if method == "HEAD" else head + a.payload)
+            await writer.drain()
+        except (TimeoutError, ConnectionError, ValueError, asyncio.IncompleteReadError):
+            pass
+        except Exception:
+            log.exception("%s request failed", self.what)
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+
+
+class MetricsServer(Endpoint):
+    """`GET /metrics` (Prometheus' text format) on a bind of its own, one request per connection;
+    404 elsewhere. `render` is called on the event loop for each scrape."""
+
+    what = "metrics"
+
+    def __init__(self, bind: str, render: Callable[[], str]) -> None:
+        super().__init__(bind)
+        self.render = render
 
     async def _answer(self, method: str, path: str) -> Answer:
         if path != "/metrics":
@@ -324,56 +373,14 @@ class MetricsServer:
         return Answer("200 OK", "text/plain; version=0.0.4; charset=utf-8", self.render().encode())
 
 
-@dataclass(frozen=True)
-class Answer:
-    """One plain HTTP/1.1 answer of the operator endpoints (metrics, health)."""
-
-    status: str
-    content_type: str
-    payload: bytes
-    extra_headers: str = ""
-
-
-async def serve_one(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    answer: Callable[[str, str], Awaitable[Answer]],
-    what: str,
-) -> None:
-    """Read one request line (headers ignored, 5 s each), answer it, close: all the operator
-    endpoints need, without a web framework in the worker."""
-    try:
-        request = await asyncio.wait_for(reader.readline(), 5)
-        for _ in range(100):  # headers, ignored
-            line = await asyncio.wait_for(reader.readline(), 5)
-            if line in (b"\r\n", b"\n", b""):
-                break
-        parts = request.decode("latin-1").split()
-        method, path = (parts[0], parts[1].split("?")[0]) if len(parts) >= 2 else ("", "")
-        a = await answer(method, path)
-        head = (
-            f"HTTP/1.1 {a.status}\r\nContent-Type: {a.content_type}\r\n"
-            f"Content-Length: {len(a.payload)}\r\nCache-Control: no-store\r\n"
-            f"{a.extra_headers}Connection: close\r\n\r\n"
-        ).encode()
-        writer.write(head if method == "HEAD" else head + a.payload)
-        await writer.drain()
-    except (TimeoutError, ConnectionError, ValueError, asyncio.IncompleteReadError):
-        pass
-    except Exception:
-        log.exception("%s request failed", what)
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError, OSError):
-            await writer.wait_closed()
-
-
 # --- health ---
 
 
-class HealthServer:
+class HealthServer(Endpoint):
     """`GET /healthz` for the worker, on a small asyncio HTTP/1.1 server (one request per
     connection). The frontend check is cached for `cache_seconds` so probes stay cheap."""
+
+    what = "health"
 
     def __init__(
         self,
@@ -386,7 +393,7 @@ class HealthServer:
         cache_seconds: float = 5.0,
         check_timeout: float = 2.0,
     ) -> None:
-        self.host, self.port = parse_bind(bind)
+        super().__init__(bind)
         self.client = client
         self.worker = worker
         self.task_queue = task_queue
@@ -394,18 +401,8 @@ class HealthServer:
         self.cache_seconds = cache_seconds
         self.check_timeout = check_timeout
         self.stopping = False
-        self._server: asyncio.Server | None = None
         self._checked: tuple[float, str | None] | None = None  # (monotonic time, failure reason)
         self._lock = asyncio.Lock()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
 
     async def _frontend_problem(self) -> str | None:
         """None when the Temporal frontend answers its health check, else why not (cached)."""
@@ -440,9 +437,6 @@ class HealthServer:
         if reason:
             return 503, {"status": "unavailable", "reason": reason, **body}
         return 200, {"status": "ok", **body}
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await serve_one(reader, writer, self._answer, "health")
 
     async def _answer(self, method: str, path: str) -> Answer:
         extra = ""
