@@ -49,6 +49,13 @@ from typing import Any
 import hypothesis
 import pytest
 import schemathesis
+
+# Imported here, not lazily by schemathesis in the thread the calls run in: pytest rewrites
+# schemathesis' modules (it is a pytest plugin), and CPython 3.11's `ast.parse` in one thread
+# while another parses too fails with "AST constructor recursion depth mismatch" (seen in CI).
+import schemathesis.transport.asgi
+import schemathesis.transport.requests
+import schemathesis.transport.wsgi
 from hypothesis import HealthCheck
 from schemathesis import Case, GenerationMode
 from temporalio.client import Client
