@@ -209,7 +209,9 @@ async def test_reply_in_time_records_no_miss(
             client,
             view.id,
             "triage",
-            {"severity": "general", "category": "inquiry", "responsible_unit": "sswb"},
+            # Not an inquiry: found minutes before midnight in Beijing, its same-day opinion
+            # (R-INQUIRY) would fall due before the reply, and this test is about R-REPLY.
+            {"severity": "general", "category": "hype", "responsible_unit": "sswb"},
             "zhou.ting",
         )
         final = await publish(client, view.id, staff="xu.lei", head="huang.li")
