@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +31,29 @@ BIN = Path(sys.executable).parent
 
 # pytest talks to Temporal servers itself: it too must not finalise while the core is in Python.
 core_exit.guard()
+
+
+def _one_parse_at_a_time() -> None:
+    """CPython 3.11 (3.11.7 here and in CI) keeps the AST constructor's recursion depth in one
+    interpreter-wide counter (python/cpython#106905): two threads in `ast.parse` at once can fail
+    with "SystemError: AST constructor recursion depth mismatch". Tests run Hypothesis (which
+    parses lambdas to describe strategies) in one thread while others format tracebacks (3.11
+    parses the source line to draw its carets) or pytest rewrites a module; CI saw it twice in
+    test_schemathesis. Parsing is made one thread at a time; nothing else changes."""
+    if getattr(ast.parse, "one_at_a_time", False):
+        return
+    parse = ast.parse
+    lock = threading.RLock()
+
+    def locked_parse(*args: object, **kwargs: object) -> object:
+        with lock:
+            return parse(*args, **kwargs)  # type: ignore[arg-type]
+
+    locked_parse.one_at_a_time = True  # type: ignore[attr-defined]
+    ast.parse = locked_parse  # type: ignore[assignment]
+
+
+_one_parse_at_a_time()
 
 # The incidents' search attributes (workflows/search_attributes.py), as the operator API takes them.
 SEARCH_ATTRIBUTES = {key.name: key.indexed_value_type for key in INCIDENT_KEYS}
