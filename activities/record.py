@@ -15,8 +15,9 @@ from store.db import session_scope
 
 
 class RecordActivities:
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, timezone: str = incident_rows.TOWN_ZONE) -> None:
         self.database_url = database_url
+        self.timezone = timezone  # the town's zone: the day in an incident's short number
 
     @activity.defn(name="record")
     def record(self, request: RecordRequest) -> None:
@@ -25,7 +26,7 @@ class RecordActivities:
         one transaction: a step is in the store whole or not at all."""
         deliveries = 0
         with session_scope(self.database_url) as session:
-            incident_rows.record(session, request=request)
+            incident_rows.record(session, request=request, timezone=self.timezone)
             for note in request.notifications:
                 requests = deliveries_for(note)
                 deliveries += len(requests)

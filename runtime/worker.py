@@ -61,7 +61,7 @@ def build_worker(
     # Incidents started before the input carried the plan take the shipped one (plan/models.py):
     # read it here, outside any workflow, as importing plan/spec.py once did.
     shipped()
-    records = RecordActivities(settings.database_url)
+    records = RecordActivities(settings.database_url, settings.timezone)
     notify = _notify_activities(settings)
     digests = DigestActivities(settings.database_url, settings.roster_file)
     return Worker(

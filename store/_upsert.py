@@ -26,6 +26,7 @@ from store.models import (
     EscalationRow,
     InboxMessage,
     Incident,
+    IncidentNumber,
     ReferralRow,
     TimelineEvent,
 )
@@ -74,6 +75,10 @@ class Writes:
     # every driver): for the activities that write one step or one message at a time.
     escalation_once: Any
     inbox_once: Any
+    # The day's next short number (store/incident_rows.py): the counter row incremented, or
+    # created at 1, in one statement that takes the row's lock (two records at once on
+    # PostgreSQL wait for each other and never get the same number).
+    next_number: Any
 
 
 def table(model: type[Base]) -> Table:
@@ -96,6 +101,8 @@ def writes(dialect: str) -> Writes:
     )
     inbox = upsert(table(InboxMessage)).on_conflict_do_nothing(index_elements=["key", "recipient"])
     accountability = upsert(table(AccountabilityRow))
+    numbers = table(IncidentNumber)
+    next_number = upsert(numbers).values(day=bindparam("day"), last=1)
     return Writes(
         update_incident=update(incidents)
         .where(incidents.c.id == bindparam("_id"), incidents.c.version < bindparam("_version"))
@@ -124,4 +131,7 @@ def writes(dialect: str) -> Writes:
         outbox=upsert(table(Delivery)).on_conflict_do_nothing(index_elements=["key"]),
         escalation_once=escalations.returning(table(EscalationRow).c.id),
         inbox_once=inbox.returning(table(InboxMessage).c.id),
+        next_number=next_number.on_conflict_do_update(
+            index_elements=["day"], set_={"last": numbers.c.last + 1}
+        ).returning(numbers.c.last),
     )

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, CursorResult, false, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -28,9 +30,29 @@ from store.models import (
 # --- writes (activities/record.py) ---
 
 
-def record(session: Session, *, request: RecordRequest) -> None:
+# The zone of the short numbers' days when the caller does not say (YUQING_TIMEZONE).
+TOWN_ZONE = "Asia/Shanghai"
+
+
+def short_number(day: str, n: int) -> str:
+    """2026-1130-007: the day (YYYYMMDD) and its sequence, at least three digits."""
+    return f"{day[:4]}-{day[4:]}-{n:03d}"
+
+
+def next_short_number(session: Session, *, received_at: datetime, timezone: str) -> str:
+    """The next short number of the day `received_at` falls on in `timezone`."""
+    day = received_at.astimezone(ZoneInfo(timezone)).strftime("%Y%m%d")
+    w = writes(session.get_bind().dialect.name)
+    n = session.execute(w.next_number, {"day": day}).scalar_one()
+    return short_number(day, n)
+
+
+def record(session: Session, *, request: RecordRequest, timezone: str = TOWN_ZONE) -> None:
     """Write an incident snapshot. A snapshot older than the stored one changes nothing but
     adds any timeline entries and escalation steps it carries (those are keyed and immutable).
+    The first snapshot of an incident gets its short number (`next_short_number`, in the same
+    transaction: a retried or concurrent first write that loses on the incident's key rolls
+    its number back with it).
 
     One prepared statement per table, each an insert that leaves (or updates) what a retry finds
     already there: under a burst of escalations the ORM's reads before writes, and building
@@ -41,7 +63,8 @@ def record(session: Session, *, request: RecordRequest) -> None:
     updated = session.execute(w.update_incident, {**fields, "_id": row.id, "_version": row.version})
     fresh = bool(cast("CursorResult[Any]", updated).rowcount)
     if not fresh and session.execute(w.incident_version, {"_id": row.id}).first() is None:
-        session.execute(w.insert_incident, fields)
+        number = next_short_number(session, received_at=row.received_at, timezone=timezone)
+        session.execute(w.insert_incident, {**fields, "short_number": number})
         fresh = True
     if request.timeline:
         session.execute(
@@ -161,6 +184,20 @@ def involving_clause(who: Involving) -> ColumnElement[bool]:
 
 # --- queries (the pages, the API, the CLI) ---
 
+SEARCH_MAX = 100  # characters of a search: longer is refused by the pages and the API
+
+
+def search_clause(text: str) -> ColumnElement[bool]:
+    """A keyword search: the title, the content, the short number or the id contains `text`
+    (case-insensitive; `%`, `_` and the escape character are matched as themselves)."""
+    words = text.strip()
+    return or_(
+        Incident.title.icontains(words, autoescape=True),
+        Incident.content.icontains(words, autoescape=True),
+        Incident.short_number.icontains(words, autoescape=True),
+        Incident.id.icontains(words, autoescape=True),
+    )
+
 
 def list_incidents(
     session: Session,
@@ -174,12 +211,16 @@ def list_incidents(
     offset: int = 0,
     severity: str | None = None,
     category: str | None = None,
+    text: str | None = None,
 ) -> Sequence[Incident]:
     """Incidents, the next deadline first and the closed ones last. `involving` keeps those that
-    person may see (`involving_clause`, R-SECRECY); None lists them all."""
+    person may see (`involving_clause`, R-SECRECY); None lists them all. `text` keeps those
+    whose title, content, short number or id contains it (`search_clause`)."""
     q = select(Incident)
     if involving is not None:
         q = q.where(involving_clause(involving))
+    if text and text.strip():
+        q = q.where(search_clause(text))
     if phase:
         q = q.where(Incident.phase == phase)
     if unit:

@@ -77,10 +77,18 @@ class Incident(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     plan_version: Mapped[str] = mapped_column(String(50))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # A number a clerk can read out on the phone, e.g. 2026-1130-007: the day the report was
+    # received in the town's zone and that day's sequence (incident_numbers), given by the store
+    # when it first records the incident (store/incident_rows.py `record`). Unique; NULL only
+    # for a row migration 0011 could not number.
+    short_number: Mapped[str | None] = mapped_column(String(20))
 
     # R-DEDUP's "same post still open?" check on every submission: a hash index on PostgreSQL
     # (a URL can outgrow a btree entry), a plain one on SQLite.
-    __table_args__ = (Index("ix_incidents_url", "url", postgresql_using="hash"),)
+    __table_args__ = (
+        Index("ix_incidents_url", "url", postgresql_using="hash"),
+        UniqueConstraint("short_number", name="uq_incidents_short_number"),
+    )
 
 
 class TimelineEvent(Base):
@@ -258,6 +266,33 @@ class WebSession(Base):
     person_id: Mapped[str] = mapped_column(String(200), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class IncidentNumber(Base):
+    """The last short number given on one day (YYYYMMDD, the town's zone): a counter row,
+    incremented in the transaction that first records an incident."""
+
+    __tablename__ = "incident_numbers"
+
+    day: Mapped[str] = mapped_column(String(8), primary_key=True)
+    last: Mapped[int] = mapped_column(Integer)
+
+
+class SignInLink(Base):
+    """A one-time sign-in link, minted by the `deliver` activity for a person's own channel:
+    it signs in only `person_id` and leads only to `incident_id`'s page. Only its SHA-256 is
+    kept; refused once used, revoked or expired (store/credentials.py)."""
+
+    __tablename__ = "sign_in_links"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    link_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    person_id: Mapped[str] = mapped_column(String(200), index=True)
+    incident_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, func, inspect, select
+from sqlalchemy import create_engine, func, inspect, select, update
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
@@ -38,6 +38,7 @@ from store.models import (
     EscalationRow,
     InboxMessage,
     Incident,
+    SignInLink,
     TimelineEvent,
 )
 
@@ -45,7 +46,7 @@ BEIJING = timezone(timedelta(hours=8))
 # Deliberately not in UTC and with microseconds: the store must give back the same instant, in UTC.
 DISCOVERED = datetime(2026, 11, 29, 8, 30, 15, 123456, tzinfo=BEIJING)
 RECEIVED = DISCOVERED + timedelta(minutes=7, microseconds=1)
-HEAD = "0009"
+HEAD = "0011"
 TABLES = {
     "access_log",
     "commendations",
@@ -59,6 +60,8 @@ TABLES = {
     "deliveries",
     "api_tokens",
     "sessions",
+    "incident_numbers",
+    "sign_in_links",
 }
 
 
@@ -771,3 +774,123 @@ def test_report_queries_leave_drills_and_voided_records_out(store_url: str) -> N
     assert units["yqb"]["missed"] == 1 and units["cjb"]["missed"] == 1
     assert [a.incident_id for a, _title in listed] == ["real"]
     assert kept.void_reason == "误报撤销：经核实为误报"
+
+
+# --- short numbers (issue 18, item 7) ---
+
+
+def _record(url: str, incident_id: str, version: int = 1, **overrides: Any) -> None:
+    RecordActivities(url).record(
+        RecordRequest(
+            incident=incident_row(incident_id, version, url=None, **overrides),
+            deadlines=[],
+            timeline=[],
+            accountability=[],
+        )
+    )
+
+
+def _numbers(url: str) -> dict[str, str | None]:
+    with session_scope(url) as s:
+        return {i: n for i, n in s.execute(select(Incident.id, Incident.short_number))}
+
+
+def test_short_numbers_count_each_day_in_the_towns_zone(store_url: str) -> None:
+    """The first record of an incident numbers it: the day it was received in Beijing time and
+    that day's sequence. A retry or a later snapshot keeps the number."""
+    late = datetime(2026, 11, 30, 15, 59, tzinfo=UTC)  # 23:59 in Beijing
+    _record(store_url, "first", received_at=late)
+    _record(store_url, "second", received_at=late)
+    _record(store_url, "next-day", received_at=late + timedelta(minutes=1))  # 00:00 Dec 1
+    _record(store_url, "first")  # a retry of the first write
+    _record(store_url, "first", version=2, phase="handling")  # a later snapshot
+    assert _numbers(store_url) == {
+        "first": "2026-1130-001",
+        "second": "2026-1130-002",
+        "next-day": "2026-1201-001",
+    }
+
+
+def test_short_numbers_are_unique_under_concurrent_records(store_url: str) -> None:
+    """Records of different incidents at once (several activity threads) never share a number;
+    on PostgreSQL they really run in parallel."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ids = [f"c{n}" for n in range(12)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(lambda i: _record(store_url, i), ids))
+    numbers = _numbers(store_url)
+    day = RECEIVED.strftime("%Y-%m%d")
+    assert sorted(n or "" for n in numbers.values()) == [
+        f"{day}-{n:03d}" for n in range(1, len(ids) + 1)
+    ]
+
+
+def test_search_finds_title_content_short_number_and_escapes_wildcards(store_url: str) -> None:
+    _record(store_url, "water", title="东湖村道路积水", content="主干道积水一周")
+    _record(store_url, "fee", title="学校收费", content="家长称 100% 多收费用_附图")
+    _record(store_url, "noise", title="夜间施工", content="西湖村工地噪音", reporter_unit="dhc")
+
+    def found(text: str, **kw: Any) -> set[str]:
+        with session_scope(store_url) as s:
+            return {i.id for i in incident_rows.list_incidents(s, text=text, **kw)}
+
+    numbers = _numbers(store_url)
+    assert found("积水") == {"water"}  # title and content
+    assert found("噪音") == {"noise"}  # content only
+    assert found("湖村") == {"water", "noise"}
+    assert found(numbers["fee"] or "") == {"fee"}
+    assert found("%") == {"fee"} and found("_") == {"fee"}  # characters, not wildcards
+    assert found("0%") == {"fee"} and found("1%0") == set()
+    assert found("  ") == {"water", "fee", "noise"}  # blank: no filter
+    # The secrecy filter stays: a unit finds only what it may see.
+    assert found("湖村", involving=incident_rows.Involving(unit="dhc", person="x")) == {"noise"}
+
+
+# --- one-time sign-in links (issue 18, item 8) ---
+
+
+def test_sign_in_links_work_once_for_their_person(store_url: str) -> None:
+    with session_scope(store_url) as s:
+        link = credentials.create_link(s, person_id="wu.fang", incident_id="inc-1")
+        other = credentials.create_link(s, person_id="liu.yang", incident_id="inc-2")
+        short = credentials.create_link(s, person_id="wu.fang", incident_id="inc-1", hours=1)
+        revoked = credentials.create_link(s, person_id="wu.fang", incident_id="inc-3")
+    assert link.startswith("yql_") and len(link) > 40
+    with session_scope(store_url) as s:
+        stored = {r.link_hash for r in s.scalars(select(SignInLink))}
+        assert hashlib.sha256(link.encode()).hexdigest() in stored and link not in stored
+        row = s.scalar(select(SignInLink).where(SignInLink.incident_id == "inc-1"))
+        assert row is not None and row.expires_at - row.created_at == timedelta(hours=24)
+        found = credentials.find_link(s, token=link)  # looking does not use it
+        assert found == credentials.LinkFound("wu.fang", "inc-1", "live")
+        assert credentials.find_link(s, token="yql_nothing") is None
+    with session_scope(store_url) as s:
+        assert credentials.use_link(s, token=link) == credentials.LinkFound(
+            "wu.fang", "inc-1", "live"
+        )
+    with session_scope(store_url) as s:
+        assert credentials.use_link(s, token=link) is None  # once
+        assert credentials.find_link(s, token=link) == credentials.LinkFound(
+            "wu.fang", "inc-1", "used"
+        )
+        assert credentials.find_link(s, token=other) == credentials.LinkFound(
+            "liu.yang", "inc-2", "live"
+        )
+        s.execute(
+            update(SignInLink)
+            .where(SignInLink.link_hash == hashlib.sha256(short.encode()).hexdigest())
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    with session_scope(store_url) as s:
+        assert credentials.use_link(s, token=short) is None
+        assert credentials.find_link(s, token=short) is not None
+        assert credentials.find_link(s, token=short).state == "expired"  # type: ignore[union-attr]
+        # Revoking a person's tokens revokes their links not yet used, and only theirs.
+        assert credentials.revoke_tokens(s, person_id="wu.fang") == 0
+    with session_scope(store_url) as s:
+        assert credentials.use_link(s, token=revoked) is None
+        assert credentials.find_link(s, token=revoked).state == "revoked"  # type: ignore[union-attr]
+        assert credentials.find_link(s, token=link).state == "used"  # type: ignore[union-attr]
+        assert credentials.revoke_links(s, person_id="liu.yang") == 1
+        assert credentials.use_link(s, token=other) is None
