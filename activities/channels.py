@@ -113,12 +113,24 @@ class OutgoingMessage:
     drill: bool = False
     sent_at: str = ""
     brief: list[str] = field(default_factory=list)  # the short form's lines (Notification.brief)
+    # A one-time sign-in link for the recipient alone (activities/notify.py mints it, only for a
+    # person's own channel); the robots' short form never carries it.
+    sign_in_link: str = ""
+    sign_in_hours: float = 0.0
+
+    def sign_in_note(self) -> str:
+        return (
+            f"仅限{self.recipient_name}本人使用，{self.sign_in_hours:g}小时内有效，只能使用一次，"
+            "请勿转发"
+        )
 
     def text(self) -> str:
         lines = [self.subject, "", self.body]
         if self.others:
             lines += ["", "同时通知：" + "、".join(self.others)]
         lines += ["", f"详情：{self.link}"]
+        if self.sign_in_link:
+            lines += ["", f"手机一键登录查看（{self.sign_in_note()}）：", self.sign_in_link]
         return "\n".join(lines)
 
     def robot_head(self) -> str:
@@ -143,9 +155,15 @@ class OutgoingMessage:
     def html(self) -> str:
         body = "".join(f"<p>{escape(line)}</p>" for line in self.body.splitlines() if line)
         others = f"<p>同时通知：{escape('、'.join(self.others))}</p>" if self.others else ""
+        sign_in = (
+            f'<p><a href="{escape(self.sign_in_link)}">一键登录并查看事件</a>'
+            f"（{escape(self.sign_in_note())}）</p>"
+            if self.sign_in_link
+            else ""
+        )
         return (
             f'<!doctype html><html lang="zh-CN"><body><h2>{escape(self.subject)}</h2>{body}{others}'
-            f'<p><a href="{escape(self.link)}">查看事件</a></p></body></html>'
+            f'<p><a href="{escape(self.link)}">查看事件</a></p>{sign_in}</body></html>'
         )
 
     def webhook_id(self) -> str:
@@ -267,21 +285,23 @@ class WebhookSender:
         self.client = client
 
     def send(self, message: OutgoingMessage, channel: WebhookChannel) -> None:
-        body = json.dumps(
-            {
-                "type": "yuqing.notification",
-                "incident_id": message.incident_id,
-                "rule": message.rule,
-                "recipient": {"id": message.recipient_id, "name": message.recipient_name},
-                "subject": message.subject,
-                "body": message.body,
-                "others": message.others,
-                "link": message.link,
-                "drill": message.drill,
-                "sent_at": message.sent_at,
-            },
-            ensure_ascii=False,
-        ).encode()
+        data: dict[str, Any] = {
+            "type": "yuqing.notification",
+            "incident_id": message.incident_id,
+            "rule": message.rule,
+            "recipient": {"id": message.recipient_id, "name": message.recipient_name},
+            "subject": message.subject,
+            "body": message.body,
+            "others": message.others,
+            "link": message.link,
+            "drill": message.drill,
+            "sent_at": message.sent_at,
+        }
+        if message.sign_in_link:
+            # A person's own webhook only (the town's gateway to their SMS or messages).
+            data["sign_in_link"] = message.sign_in_link
+            data["sign_in_note"] = message.sign_in_note()
+        body = json.dumps(data, ensure_ascii=False).encode()
         webhook_id = message.webhook_id()
         timestamp = str(int(time.time()))
         headers = {

@@ -12,6 +12,17 @@
   A receiver's Retry-After (429, 503) sets the next attempt's delay, capped (RETRY_AFTER_CAP).
 - `delivery_failed` records a refused or given-up delivery and tells the office in its inbox.
 
+One-time sign-in links (issue 18, item 8): a delivery about one incident through a person's own
+channel (plan.roster.personal_channel: e-mail, the person's webhook; never a robot, never a unit's
+channel) carries a link that signs that person in, once, and leads to that incident's page
+(store/credentials.py; the pages' /signin/…). The attempt mints it just before sending, when the
+worker has its public address (YUQING_PUBLIC_URL) and YUQING_SIGN_IN_LINK_HOURS is above 0: it is
+in no request, no workflow data and no history, only in the message and (hashed) in the store.
+Each attempt that sends mints a fresh link and never ends an earlier one: an attempt that failed
+may still have reached the person (a lost answer; a webhook receiver that deduplicates on
+webhook-id keeps that first body), and its link must keep working. Each link still signs in once,
+and all of them expire; `yuqing token revoke` / `yuqing link revoke` end them.
+
 Counters on the worker's Prometheus endpoint (the SDK runtime's meter): `yuqing_deliveries_sent`
 and `yuqing_delivery_attempts_failed`, by `channel` kind and `drill` (workflows/delivery.py counts
 the deliveries given up).
@@ -31,8 +42,15 @@ from temporalio.exceptions import ApplicationError
 from activities.channels import Channels, OutgoingMessage, Refused, Retryable, SmtpSettings
 from plan.outbox import DELIVERY_RETRY_MAX_INTERVAL, deliveries_for
 from plan.records import DeliverRequest, DeliveryFailure, Notification
-from plan.roster import ChannelRef, FullChannel, Roster, RosterError, parse_roster
-from store import notifications
+from plan.roster import (
+    ChannelRef,
+    FullChannel,
+    Roster,
+    RosterError,
+    parse_roster,
+    personal_channel,
+)
+from store import credentials, notifications
 from store.db import session_scope
 
 # The longest a receiver's Retry-After holds a delivery back: the retry policy's own longest
@@ -55,6 +73,14 @@ def count(name: str, description: str, request: DeliverRequest) -> None:
     activity.metric_meter().create_counter(name, description).add(
         1, {"channel": request.channel.kind, "drill": str(request.note.drill).lower()}
     )
+
+
+def incident_page(note: Notification) -> str | None:
+    """The incident a notification leads to, when its link is that incident's page (a digest's
+    leads to the list: None)."""
+    if note.link.rstrip("/").endswith(f"/incidents/{note.incident_id}"):
+        return note.incident_id
+    return None
 
 
 def outgoing(request: DeliverRequest) -> OutgoingMessage:
@@ -83,8 +109,15 @@ class NotifyActivities:
         webhook_timeout: float = 10.0,
         smtp: SmtpSettings | None = None,
         roster_file: str | Path | None = None,
+        *,
+        sign_in_url: str | None = None,
+        sign_in_hours: float = credentials.LINK_HOURS,
     ) -> None:
         self.database_url = database_url
+        # Where the one-time sign-in links lead (YUQING_PUBLIC_URL) and how long they last; no
+        # address or no hours: no links.
+        self.sign_in_url = sign_in_url.rstrip("/") if sign_in_url else None
+        self.sign_in_hours = sign_in_hours
         # The worker's roster: where references in delivery requests are resolved.
         self.roster_file = roster_file
         self._roster: tuple[bytes, Roster] | None = None
@@ -176,9 +209,11 @@ class NotifyActivities:
             raise ApplicationError(
                 f"{request.target}: {channel}", type="DeliveryRefused", non_retryable=True
             )
+        message = outgoing(request)
+        self._sign_in_link(request, message)
         try:
             with httpx.Client(timeout=self.webhook_timeout, verify=self.tls) as client:
-                Channels(client, self.smtp).send(outgoing(request), channel)
+                Channels(client, self.smtp).send(message, channel)
         except Retryable as exc:
             self._mark(request.key, "pending", str(exc))
             count(FAILED, FAILED_HELP, request)
@@ -200,6 +235,26 @@ class NotifyActivities:
         count(SENT, "External deliveries sent, by channel kind", request)
         activity.logger.info("delivered via %s to %s (attempt %d)", kind, to, attempt)
         return "sent"
+
+    def _sign_in_link(self, request: DeliverRequest, message: OutgoingMessage) -> None:
+        """Mint this attempt's one-time link into `message`, when it goes to a person's own
+        channel about one incident (see the module's docstring). Committed before sending, so
+        the link works the moment the message arrives."""
+        incident_id = incident_page(request.note)
+        person_id = request.recipient.person_id
+        if (
+            self.sign_in_url is None
+            or not self.sign_in_hours > 0
+            or incident_id is None
+            or not personal_channel(person_id, request.channel.kind)
+        ):
+            return
+        with session_scope(self.database_url) as session:
+            token = credentials.create_link(
+                session, person_id=person_id, incident_id=incident_id, hours=self.sign_in_hours
+            )
+        message.sign_in_link = f"{self.sign_in_url}/signin/{token}"
+        message.sign_in_hours = self.sign_in_hours
 
     @activity.defn(name="delivery_failed")
     def delivery_failed(self, failure: DeliveryFailure) -> None:

@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     # random key is generated once and kept in data/secret_key).
     session_hours: float = 12.0
     secret_key: str | None = None
+    # "在此设备上保持登录" (the sign-in page and a link's confirm page): a longer session, by choice.
+    session_remember_days: float = Field(default=30.0, gt=0, le=366)
+    # One-time sign-in links in messages to a person's own channels (e-mail, their webhook):
+    # how long one lasts (single use; 0: no links). They lead to public_url, and are minted only
+    # when YUQING_PUBLIC_URL is set (never to the default localhost).
+    sign_in_link_hours: float = Field(default=24.0, ge=0, le=24 * 14)
     # Personal tokens expire after this many days unless `yuqing token create --expires-days N`
     # says otherwise; an expired token is refused on the API and at sign-in.
     token_days: int = Field(default=180, ge=1, le=3650)

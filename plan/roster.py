@@ -61,6 +61,18 @@ ChannelId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z
 
 ChannelKind = Literal["inbox", "webhook", "wecom", "dingtalk", "feishu", "email"]
 
+# The kinds of channel that reach one person alone, when they are a person's (not a unit's):
+# e-mail, and the town's own webhook (its gateway to SMS or personal messages). Only these carry
+# a one-time sign-in link (activities/notify.py). Never the chat robots: a WeCom, DingTalk or
+# Feishu robot posts to a group, which everyone in it reads, even when a person lists it.
+PERSONAL_KINDS = frozenset({"email", "webhook"})
+
+
+def personal_channel(recipient_id: str, kind: str) -> bool:
+    """Whether a delivery to `recipient_id` through a channel of `kind` reaches that person
+    alone (a unit's channels, "unit:" + its id, never do)."""
+    return not recipient_id.startswith("unit:") and kind in PERSONAL_KINDS
+
 
 class InboxChannel(_Strict):
     kind: Literal["inbox"] = "inbox"

@@ -46,6 +46,9 @@ def _notify_activities(settings: Settings) -> NotifyActivities:
         settings.webhook_timeout_seconds,
         SmtpSettings.from_settings(settings),
         roster_file=settings.roster_file,
+        # Links only to an address the operator set: never to the default localhost.
+        sign_in_url=settings.public_url if "public_url" in settings.model_fields_set else None,
+        sign_in_hours=settings.sign_in_link_hours,
     )
 
 

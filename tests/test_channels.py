@@ -960,3 +960,104 @@ async def test_late_attempt_does_not_undo_given_up(store_url: str, receiver: Rec
     assert info.value.type == "DeliveryRetry"
     (row,) = outbox_rows(store_url)
     assert (row.state, row.last_error) == ("given_up", "0.2分钟内未能送达（HTTP 503）")
+
+
+# --- one-time sign-in links (issue 18, item 8) ---
+
+SIGN_IN_URL = "https://yq.example.gov.cn/"
+
+
+def _links_in(text: str) -> list[str]:
+    import re
+
+    return re.findall(r"yql_[A-Za-z0-9_-]+", text)
+
+
+def test_a_persons_own_channel_carries_a_sign_in_link_and_no_group_robot_does(
+    store_url: str,
+) -> None:
+    """A person's own webhook (the town's gateway to their SMS or personal messages) gets a
+    one-time link for that person to the incident; a group robot never does, not even one listed
+    on a person (anyone in the group reads it), nor a unit's own webhook. The link is minted by
+    the activity: the request (workflow data) carries none."""
+    from store import credentials
+
+    hook = Receiver()
+    unit_hook = Receiver()
+    wecom = Receiver((200, {"errcode": 0}), path="/cgi-bin/webhook/send")
+    ding = Receiver((200, {"errcode": 0}), path="/robot/send")
+    feishu = Receiver((200, {"code": 0}), path="/open-apis/bot/v2/hook/x")
+    try:
+        note = notification(
+            recipient(
+                "he.jing",
+                "何静",
+                WebhookChannel(url=hook.url, secret=SECRET),
+                WeComChannel(url=wecom.url),
+            ),
+            recipient(
+                "unit:sswb",
+                "社会事务办",
+                WebhookChannel(url=unit_hook.url),
+                DingTalkChannel(url=ding.url),
+                FeishuChannel(url=feishu.url),
+            ),
+        )
+        activities = NotifyActivities(store_url, sign_in_url=SIGN_IN_URL)
+        requests = deliveries_for(note)
+        for request in requests:
+            assert activities.deliver(request) == "sent"
+            assert _links_in(request.model_dump_json()) == []
+        (hit,) = hook.received()
+        link = hit.json()["sign_in_link"]
+        assert link.startswith("https://yq.example.gov.cn/signin/yql_")
+        assert hit.json()["link"] == LINK  # the page's own link stays as it was
+        (token,) = _links_in(link)
+        with session_scope(store_url) as s:
+            found = credentials.find_link(s, token=token)
+        assert found == credentials.LinkFound("he.jing", "inc-1", "live")
+        for robot in (wecom, ding, feishu, unit_hook):
+            (robot_hit,) = robot.received()
+            assert _links_in(robot_hit.body.decode()) == [] and b"/signin/" not in robot_hit.body
+        assert "sign_in_link" not in unit_hook.received()[0].json()
+    finally:
+        for r in (hook, unit_hook, wecom, ding, feishu):
+            r.close()
+
+
+def test_no_sign_in_link_without_a_public_url_or_for_a_digest(
+    store_url: str, receiver: Receiver
+) -> None:
+    """Without the worker's public address no link is minted; nor for a message that is not
+    about one incident (the daily digest links the list)."""
+    request = one_request(receiver.url)
+    assert NotifyActivities(store_url).deliver(request) == "sent"
+    digest = request.model_copy(
+        update={
+            "key": "digest|he.jing|x",
+            "note": request.note.model_copy(update={"link": "http://localhost:8000/incidents"}),
+        }
+    )
+    assert NotifyActivities(store_url, sign_in_url=SIGN_IN_URL).deliver(digest) == "sent"
+    assert all("sign_in_link" not in hit.json() for hit in receiver.received())
+
+
+def test_a_retried_delivery_mints_a_fresh_link_and_leaves_the_first(
+    store_url: str, receiver: Receiver
+) -> None:
+    """An attempt that failed may still have reached the person (the answer was lost): its link
+    stays good. The retry's message carries a fresh link; each signs in once."""
+    from store import credentials
+
+    activities = NotifyActivities(store_url, sign_in_url=SIGN_IN_URL)
+    request = one_request(receiver.url)
+    receiver.answer(503, 200)
+    with pytest.raises(ApplicationError):
+        activities.deliver(request)
+    assert activities.deliver(request) == "sent"
+    assert activities.deliver(request) == "already sent"  # no third link
+    first, second = (_links_in(hit.json()["sign_in_link"])[0] for hit in receiver.received())
+    assert first != second
+    with session_scope(store_url) as s:
+        assert credentials.use_link(s, token=second) is not None
+        assert credentials.find_link(s, token=first).state == "live"  # type: ignore[union-attr]

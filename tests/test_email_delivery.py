@@ -341,3 +341,29 @@ def test_the_tls_setting(env: dict[str, Any], mode: str, tmp_path: Path) -> None
 def test_an_unknown_tls_setting_is_refused() -> None:
     with pytest.raises(ValueError, match="smtp_tls"):
         Settings(_env_file=None, smtp_tls="ssl")  # type: ignore[call-arg, arg-type]
+
+
+def test_an_e_mail_to_a_person_carries_their_one_time_sign_in_link(
+    plain: tuple[Mailbox, SmtpSettings], store_url: str
+) -> None:
+    """Issue 18, item 8: the e-mail's text and HTML both carry the link, minted for the
+    recipient and the incident; the delivery request carries none."""
+    from store import credentials
+
+    mailbox, settings = plain
+    activities = NotifyActivities(store_url, smtp=settings, sign_in_url="https://yq.example.gov.cn")
+    request = email_request("zhang.wei@town.example")
+    assert activities.deliver(request) == "sent"
+    assert "yql_" not in request.model_dump_json()
+    ((_from, _rcpt, raw),) = mailbox.envelopes
+    msg = parsed(raw)
+    assert_well_formed(msg)
+    text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    html = msg.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    (link,) = [w for w in text.split() if "/signin/" in w]
+    assert link.startswith("https://yq.example.gov.cn/signin/yql_")
+    assert f'href="{link}"' in html
+    assert "仅限张伟本人" in text and "一次" in text
+    with session_scope(store_url) as s:
+        found = credentials.find_link(s, token=link.rsplit("/", 1)[1])
+    assert found == credentials.LinkFound("zhang.wei", "inc-1", "live")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import email
+import email.policy
 import json
 import urllib.parse
 from collections.abc import Iterator
@@ -198,7 +200,11 @@ async def test_a_full_history_holds_no_secret_and_no_phone_number(
     path = tmp_path / "roster.toml"
     roster = write_roster(path, roster_text(channels_toml(receiver)))
     settings = make_settings(
-        database_url, roster_file=path, smtp_host=smtp.host, smtp_port=smtp.port
+        database_url,
+        roster_file=path,
+        smtp_host=smtp.host,
+        smtp_port=smtp.port,
+        public_url="https://yq.example.gov.cn",  # so the deliveries mint sign-in links
     )
     secrets = secrets_of(roster)
     async with running_worker(client, settings, executor):
@@ -247,6 +253,21 @@ async def test_a_full_history_holds_no_secret_and_no_phone_number(
         if h.query.get("key")
     )
     assert any("liu.yang.private@town.example" in rcpt for _f, rcpt, _b in mailbox.envelopes)
+    # Issue 18, item 8: the person's webhook and e-mail carried one-time sign-in links, minted
+    # by the activity; not one of them (nor any link token) is in the history.
+    mails = [
+        email.message_from_bytes(raw, policy=email.policy.default)
+        for _f, _r, raw in mailbox.envelopes
+    ]
+    links = [json.loads(hook.body)["sign_in_link"]] + [
+        word
+        for mail in mails
+        for word in mail.get_body(("plain",)).get_content().split()  # type: ignore[union-attr]
+        if "/signin/yql_" in word
+    ]
+    assert len(links) >= 2 and all("/signin/yql_" in link for link in links)
+    assert "yql_" not in history.to_json()
+    assert leaked(history.to_json(), {link.rsplit("/", 1)[1] for link in links}) == []
 
 
 def office_hook_only(receiver: Receiver, secret: str) -> dict[str, str]:
