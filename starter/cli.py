@@ -54,6 +54,8 @@ app = typer.Typer(
 )
 token_app = typer.Typer(help="管理个人访问令牌", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+link_app = typer.Typer(help="管理通知中的一次性登录链接", no_args_is_help=True)
+app.add_typer(link_app, name="link")
 
 TokenOpt = Annotated[
     str | None,
@@ -189,7 +191,18 @@ def token_revoke(person_id: str) -> None:
 
     with session_scope(get_settings().database_url) as s:
         count = credentials.revoke_tokens(s, person_id=person_id)
-    typer.echo(f"已吊销{count}个令牌")
+    typer.echo(f"已吊销{count}个令牌（其登录会话和尚未使用的登录链接一并失效）")
+
+
+@link_app.command("revoke")
+def link_revoke(person_id: str) -> None:
+    """吊销某人尚未使用的全部一次性登录链接（如手机遗失、消息被转发）；令牌和会话不受影响。"""
+    from store import credentials
+    from store.db import session_scope
+
+    with session_scope(get_settings().database_url) as s:
+        count = credentials.revoke_links(s, person_id=person_id)
+    typer.echo(f"已吊销{count}个登录链接")
 
 
 @token_app.command("list")

@@ -194,7 +194,8 @@ def use_link(session: Session, *, token: str) -> LinkFound | None:
 
 
 def revoke_links(session: Session, *, person_id: str) -> int:
-    """Revoke every link of a person not yet used (`yuqing token revoke`, `yuqing link revoke`)."""
+    """Revoke every live link of a person (`yuqing token revoke`, `yuqing link revoke`); one
+    used or expired keeps saying so."""
     now = utcnow()
     revoked = session.execute(
         update(SignInLink)
@@ -202,6 +203,7 @@ def revoke_links(session: Session, *, person_id: str) -> int:
             SignInLink.person_id == person_id,
             SignInLink.revoked_at.is_(None),
             SignInLink.used_at.is_(None),
+            SignInLink.expires_at > now,
         )
         .values(revoked_at=now)
     )

@@ -1,6 +1,8 @@
 """Sign-in for the HTML pages (R-SECRECY enforced by the server).
 
-Staff sign in with their personal token and get a server-side session behind the `yuqing_session`
+Staff sign in with their personal token, or with a one-time sign-in link from a message on their
+own channel (store/credentials.py; starter/web/login.py: opening it shows a confirm page, only the
+confirm's POST uses it), and get a server-side session behind the `yuqing_session`
 cookie (HttpOnly, SameSite=Strict, Secure over https); only the session id's SHA-256 is stored. Every
 form that POSTs carries a CSRF token, an HMAC of the session id under the server's secret key, and a
 POST whose Origin names another host is refused. The JSON API never reads the cookie: it keeps
@@ -18,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from fastapi import Request, Response
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from config.settings import Settings
@@ -167,19 +170,50 @@ class Auth:
 
     # ------------------------------------------------------------ sign in and out
 
-    def sign_in(self, request: Request, token: str) -> str | None:
+    def session_hours(self, remember: bool) -> float:
+        """How long a new session lasts: "在此设备上保持登录" chosen, YUQING_SESSION_REMEMBER_DAYS;
+        else YUQING_SESSION_HOURS."""
+        return self.settings.session_remember_days * 24 if remember else self.settings.session_hours
+
+    def sign_in(self, request: Request, token: str, *, remember: bool = False) -> str | None:
         """A fresh session for the token's person, or None. A session cookie the browser sent
         before is ended, never reused (no session fixation)."""
         with session_scope(self.settings.database_url) as s:
             person_id = credentials.person_for_token(s, token=token)
             if person_id is None or self.roster.person(person_id) is None:
                 return None
-            old = request.cookies.get(SESSION_COOKIE)
-            if old:
-                credentials.end_session(s, session_id=old)
-            return credentials.create_session(
-                s, person_id=person_id, hours=self.settings.session_hours
-            )
+            return self._new_session(s, request, person_id, remember)
+
+    def _new_session(self, s: Session, request: Request, person_id: str, remember: bool) -> str:
+        old = request.cookies.get(SESSION_COOKIE)
+        if old:
+            credentials.end_session(s, session_id=old)
+        return credentials.create_session(
+            s, person_id=person_id, hours=self.session_hours(remember)
+        )
+
+    def look_at_link(self, token: str) -> credentials.LinkFound | None:
+        """What a sign-in link is, without using it (the confirm page a GET shows)."""
+        with session_scope(self.settings.database_url) as s:
+            return credentials.find_link(s, token=token)
+
+    def sign_in_with_link(
+        self, request: Request, token: str, *, remember: bool = False
+    ) -> tuple[str, credentials.LinkFound] | credentials.LinkFound | None:
+        """Use a live link once: a fresh session for its person, and the link (its incident is
+        where to go). Else the link as found (used, expired, revoked: why it was refused), or
+        None for an unknown one. A person no longer in the roster is refused before the link
+        is used."""
+        with session_scope(self.settings.database_url) as s:
+            found = credentials.find_link(s, token=token)
+            if found is None or found.state != "live":
+                return found
+            if self.roster.person(found.person_id) is None:
+                return credentials.LinkFound(found.person_id, found.incident_id, "revoked")
+            used = credentials.use_link(s, token=token)
+            if used is None:  # used (or revoked) by another request in the meantime
+                return credentials.find_link(s, token=token)
+            return self._new_session(s, request, used.person_id, remember), used
 
     def sign_out(self, request: Request) -> None:
         session_id = request.cookies.get(SESSION_COOKIE)
