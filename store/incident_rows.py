@@ -191,6 +191,8 @@ def search_clause(text: str) -> ColumnElement[bool]:
     """A keyword search: the title, the content, the short number or the id contains `text`
     (case-insensitive; `%`, `_` and the escape character are matched as themselves)."""
     words = text.strip()
+    if "\x00" in words:  # in no stored text, and PostgreSQL refuses it in a parameter
+        return false()
     return or_(
         Incident.title.icontains(words, autoescape=True),
         Incident.content.icontains(words, autoescape=True),
@@ -266,6 +268,11 @@ def owed_deadlines(
         q = q.where(involving_clause(involving))
     q = q.order_by(DeadlineRow.due_at, DeadlineRow.id)
     return [(d, i) for d, i in session.execute(q).all()]
+
+
+def short_number_of(session: Session, *, incident_id: str) -> str | None:
+    """The incident's short number; None before the store first recorded it."""
+    return session.scalar(select(Incident.short_number).where(Incident.id == incident_id))
 
 
 def open_incidents_with_url(session: Session, *, url: str) -> list[str]:

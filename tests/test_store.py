@@ -843,6 +843,7 @@ def test_search_finds_title_content_short_number_and_escapes_wildcards(store_url
     assert found("%") == {"fee"} and found("_") == {"fee"}  # characters, not wildcards
     assert found("0%") == {"fee"} and found("1%0") == set()
     assert found("  ") == {"water", "fee", "noise"}  # blank: no filter
+    assert found("积\x00水") == set()  # PostgreSQL would refuse a NUL: nothing has one
     # The secrecy filter stays: a unit finds only what it may see.
     assert found("湖村", involving=incident_rows.Involving(unit="dhc", person="x")) == {"noise"}
 

@@ -183,11 +183,19 @@ def api_list(
     unit: str | None = None,
     overdue: bool | None = None,
     drill: bool | None = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=incident_rows.SEARCH_MAX,
+            description="关键词：标题、内容、短编号（如 2026-1130-007）或编号中含有的文字",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
     rows = incident_rows.list_incidents(
         session,
+        text=q,
         phase=phase,
         unit=unit,
         overdue=overdue,
@@ -199,6 +207,7 @@ def api_list(
     items = [
         {
             "id": r.id,
+            "short_number": r.short_number,
             "title": r.title,
             "phase": r.phase,
             "severity": r.severity,
@@ -223,7 +232,9 @@ async def api_get(
 ) -> dict[str, Any]:
     """The incident's state and its deadline ledger. R-SECRECY: only staff with a role on it."""
     access.record(request, person, "view", incident_id=view.id)
-    return incident_json(view, kit.ui_for(person, view.id))
+    data = incident_json(view, kit.ui_for(person, view.id))
+    data["short_number"] = await run_in_threadpool(kit.short_number, view.id)
+    return data
 
 
 @router.get(

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from starter import incidents
 from starter.errors import FIELD_LABELS
@@ -122,12 +123,17 @@ def list_page(
     severity: str | None = None,
     category: str | None = None,
     drill: str | None = None,
+    q: str | None = None,
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> Response:
     flags = {"true": True, "1": True, "on": True, "false": False, "0": False}
+    # A keyword, or a short number read out on the phone (store/incident_rows.py search_clause);
+    # a page's search box is cut to the limit rather than refused.
+    q = (q or "").strip()[: incident_rows.SEARCH_MAX] or None
     rows = list(
         incident_rows.list_incidents(
             session,
+            text=q,
             phase=phase or None,
             unit=unit or None,
             overdue=flags.get((overdue or "").lower()),
@@ -140,7 +146,7 @@ def list_page(
         )
     )
     access.record(request, me.person_id, "list")
-    chosen = {"phase": phase, "unit": unit, "severity": severity, "category": category}
+    chosen = {"q": q, "phase": phase, "unit": unit, "severity": severity, "category": category}
     chosen |= {"overdue": overdue, "drill": drill}
     return kit.render(
         request,
@@ -160,7 +166,13 @@ async def incident_page(
 ) -> Response:
     access.record(request, me.person_id, "view", incident_id=view.id)
     actions = staff.action_forms(kit.roster, me.person_id, view, kit.state.plan)
-    context = {"v": view, "ui_link": kit.ui_for(me.person_id, view.id), "actions": actions}
+    short = await run_in_threadpool(kit.short_number, view.id)
+    context = {
+        "v": view,
+        "short_number": short,
+        "ui_link": kit.ui_for(me.person_id, view.id),
+        "actions": actions,
+    }
     return kit.render(request, "incident.html", context)
 
 

@@ -18,6 +18,8 @@ from plan import rules
 from plan.actions import may_read_reports
 from plan.models import Category, Severity
 from starter.errors import FIELD_LABELS
+from store import incident_rows
+from store.db import session_scope
 
 from .auth import CSRF_FIELD, Auth, Viewer
 
@@ -73,6 +75,12 @@ class Pages:
         error handler looked up (`await auth.current(request)`); rendering asks no store."""
         context = {"me": self.auth.known(request), **context}
         return self.templates.TemplateResponse(request, name, context, status_code=status_code)
+
+    def short_number(self, incident_id: str) -> str | None:
+        """The incident's short number (2026-1130-007) from the read model; None before its
+        first record. Blocking: a coroutine runs it in the thread pool."""
+        with session_scope(self.settings.database_url) as s:
+            return incident_rows.short_number_of(s, incident_id=incident_id)
 
     def ui_link(self, incident_id: str) -> str:
         base = self.settings.temporal_ui_url.rstrip("/")
