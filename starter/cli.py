@@ -13,6 +13,7 @@ import os
 import sys
 import types
 import typing
+import urllib.parse
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
@@ -583,15 +584,20 @@ def list_(
     overdue: Annotated[
         bool | None, typer.Option("--overdue/--not-overdue", help="只看逾期/未逾期")
     ] = None,
+    q: Annotated[
+        str | None, typer.Option("--q", "-q", help="关键词或短编号（如 2026-1130-007）")
+    ] = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """列出事件，最近的期限在前。"""
-    params = {"phase": phase, "unit": unit, "overdue": overdue}
-    query = "&".join(
-        f"{k}={str(v).lower() if isinstance(v, bool) else v}"
-        for k, v in params.items()
-        if v is not None
+    """列出事件，最近的期限在前；-q 按标题、内容或短编号查找。"""
+    params = {"phase": phase, "unit": unit, "overdue": overdue, "q": q}
+    query = urllib.parse.urlencode(
+        {
+            k: str(v).lower() if isinstance(v, bool) else v
+            for k, v in params.items()
+            if v is not None
+        }
     )
     data = _request("GET", "/api/incidents" + (f"?{query}" if query else ""), token=token)
     if as_json:
@@ -600,7 +606,8 @@ def list_(
     for item in data["items"]:
         flag = "  已逾期" if item["overdue"] else ""
         typer.echo(
-            f"{item['id']}  {item['phase']:<8} {item['severity']:<7} "
+            f"{item['id']}  {item.get('short_number') or '-'}  {item['phase']:<8} "
+            f"{item['severity']:<7} "
             f"下一期限 {_local(item['next_due_at'])}{flag}  {item['title']}"
         )
     if not data["items"]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from plan.actions import ACTIONS
@@ -74,3 +75,31 @@ def test_codec_key_new_prints_a_usable_entry() -> None:
     assert EncryptionCodec(parse_keys(entry)).active_id == "2026-11"
     bad = runner.invoke(app, ["codec-key", "new", "a:b"])
     assert bad.exit_code == 6 and "密钥编号" in bad.output
+
+
+def test_list_passes_the_search_and_shows_the_short_number(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 18, item 7: `yuqing list -q 关键词` asks the API's search, URL-encoded."""
+    import starter.cli as cli
+
+    asked: list[str] = []
+
+    def fake_request(method: str, path: str, **kw: object) -> dict[str, object]:
+        asked.append(path)
+        item = {
+            "id": "YQ-1",
+            "short_number": "2026-1130-007",
+            "phase": "triage",
+            "severity": "general",
+            "next_due_at": None,
+            "overdue": False,
+            "title": "东湖村道路积水",
+        }
+        return {"items": [item]}
+
+    monkeypatch.setattr(cli, "_request", fake_request)
+    result = runner.invoke(app, ["list", "-q", "积水 100%", "--phase", "triage"])
+    assert result.exit_code == 0, result.output
+    assert asked == ["/api/incidents?phase=triage&q=%E7%A7%AF%E6%B0%B4+100%25"]
+    assert "YQ-1  2026-1130-007" in result.output and "东湖村道路积水" in result.output
