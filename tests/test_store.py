@@ -248,6 +248,23 @@ def test_migration_0009_adds_and_drops_the_activated_columns(store_url: str) -> 
         assert [i.id for i in incident_rows.list_incidents(s, involving=pcs)] == ["inc-1"]
 
 
+def test_migration_0011_numbers_the_incidents_already_there(store_url: str) -> None:
+    """Down to 0009 and up again: the incidents recorded before are numbered by day of receipt
+    (Beijing time) in order, and the counter goes on from there."""
+    _record(store_url, "old-2", received_at=datetime(2026, 11, 30, 2, 0, tzinfo=UTC))
+    _record(store_url, "old-1", received_at=datetime(2026, 11, 30, 1, 0, tzinfo=UTC))
+    _record(store_url, "old-3", received_at=datetime(2026, 11, 30, 16, 30, tzinfo=UTC))
+    downgrade(store_url, "0009")
+    upgrade(store_url)
+    _record(store_url, "new", received_at=datetime(2026, 11, 30, 3, 0, tzinfo=UTC))
+    assert _numbers(store_url) == {
+        "old-1": "2026-1130-001",
+        "old-2": "2026-1130-002",
+        "old-3": "2026-1201-001",
+        "new": "2026-1130-003",
+    }
+
+
 # --- record ---
 
 
