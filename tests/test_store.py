@@ -912,3 +912,20 @@ def test_sign_in_links_work_once_for_their_person(store_url: str) -> None:
         assert credentials.find_link(s, token=link).state == "used"  # type: ignore[union-attr]
         assert credentials.revoke_links(s, person_id="liu.yang") == 1
         assert credentials.use_link(s, token=other) is None
+
+
+def test_a_sign_in_link_used_at_once_from_many_places_signs_in_once(store_url: str) -> None:
+    """Two taps, or a prefetch and a tap: of requests using one link at the same moment, exactly
+    one gets it (on PostgreSQL really in parallel)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with session_scope(store_url) as s:
+        link = credentials.create_link(s, person_id="wu.fang", incident_id="inc-1")
+
+    def use(_: int) -> bool:
+        with session_scope(store_url) as s:
+            return credentials.use_link(s, token=link) is not None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(use, range(8)))
+    assert results.count(True) == 1
