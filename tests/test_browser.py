@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -25,6 +26,9 @@ from tests.conftest import EXAMPLE_ROSTER, ROOT, start_dev_server
 from tests.stack import running_stack
 
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+# Signed in only by the layout and accessibility tests below: the leading group's leader and the
+# 镇党政办 (party_office; also a member of the leading group).
+LAYOUT_ONLY = ("wang.jianguo", "zhou.wenbin")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -97,7 +101,7 @@ def town(
         "browser",
     ) as stack:
         town = Town(stack.url, {})
-        for person in ("zhou.ting", "liu.yang", "lin.feng", "sun.haitao"):
+        for person in ("zhou.ting", "liu.yang", "lin.feng", "sun.haitao", *LAYOUT_ONLY):
             made = stack.cli("token", "create", person)
             assert made.returncode == 0, made.stderr
             town.tokens[person] = made.stdout.strip()
@@ -120,9 +124,12 @@ def shot(page: Any, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
-def signed_in(browser: Any, town: Town, person: str) -> Any:
-    """A fresh browser context signed in as `person` through the /login page."""
-    context = browser.new_context(base_url=town.url, locale="zh-CN", timezone_id="Asia/Shanghai")
+def signed_in(browser: Any, town: Town, person: str, **device: Any) -> Any:
+    """A fresh browser context (a desktop's, or `device`'s: viewport, is_mobile…) signed in as
+    `person` through the /login page."""
+    context = browser.new_context(
+        base_url=town.url, locale="zh-CN", timezone_id="Asia/Shanghai", **device
+    )
     context.set_default_timeout(15_000)
     page = context.new_page()
     page.goto("/login")
@@ -344,3 +351,175 @@ def test_the_guide_uses_screenshots_the_browser_tests_take() -> None:
     for name in used:
         assert (ROOT / "docs" / "screenshots" / f"{name}.png").exists(), name
         assert f'"{name}"' in source, f"no browser test takes the screenshot {name}"
+
+
+# Issue 18, items 2 and 9: every page, on a phone and on a desktop, as everyone who may see it,
+# fits the screen and passes axe-core with no serious or critical violation.
+
+PHONE: dict[str, Any] = {
+    "viewport": {"width": 390, "height": 844},
+    "is_mobile": True,
+    "has_touch": True,
+}
+DESKTOP: dict[str, Any] = {"viewport": {"width": 1366, "height": 768}}
+DEVICES = {"phone": PHONE, "desktop": DESKTOP}
+# Who looks, by the role the phone screenshots are named after (`phone-<page>-<role>.png`).
+ROLES: dict[str, str | None] = {
+    "anonymous": None,
+    "monitoring": "zhou.ting",
+    "office": "liu.yang",
+    "unit-staff": "lin.feng",
+    "unit-head": "sun.haitao",
+    "leader": "wang.jianguo",
+    "party-office": "zhou.wenbin",
+}
+PAGE_NAMES = {
+    "/": "form",
+    "/report/oral": "oral",
+    "/login": "login",
+    "/incidents": "incidents",
+    "/my": "my",
+    "/inbox": "inbox",
+    "/dashboard": "dashboard",
+    "/reports/accountability": "report",
+    "/access-log": "access-log",
+}
+# Every visible element whose box ends past the right edge of a `width` px wide screen (a page
+# that overflows makes a phone zoom out, so the screen's width, not window.innerWidth, is the edge).
+OVERFLOWING_JS = """(width) => {
+  const out = [];
+  for (const el of document.body.querySelectorAll('*')) {
+    const box = el.getBoundingClientRect();
+    if (box.width === 0 || box.height === 0 || box.right <= width + 1) continue;
+    if (getComputedStyle(el).visibility === 'hidden') continue;
+    const name = el.tagName.toLowerCase() + (el.id ? '#' + el.id : '')
+      + [...el.classList].map(c => '.' + c).join('');
+    out.push(name + ' right=' + Math.round(box.right)
+      + ' «' + (el.textContent || '').trim().slice(0, 20) + '»');
+  }
+  if (document.documentElement.scrollWidth > width + 1)
+    out.push('document scrollWidth=' + document.documentElement.scrollWidth);
+  return out;
+}"""
+# What a finger taps: nav links, buttons, <details> summaries, form controls and checkbox labels
+# are at least 44 px high (WCAG 2.5.5).
+SMALL_TARGETS_JS = """() => {
+  const out = [];
+  const targets = document.querySelectorAll('header a, button, summary, select, textarea,'
+    + ' input:not([type=hidden]):not([type=checkbox]):not([type=radio]),'
+    + ' label:has(> input[type=checkbox])');
+  for (const el of targets) {
+    const box = el.getBoundingClientRect();
+    if (box.width === 0 && box.height === 0) continue;
+    if (box.height < 43.5 || box.width < 43.5)
+      out.push(el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + ' '
+        + Math.round(box.width) + 'x' + Math.round(box.height)
+        + ' «' + (el.textContent || el.getAttribute('name') || '').trim().slice(0, 12) + '»');
+  }
+  return out;
+}"""
+
+
+@pytest.fixture(scope="module")
+def handling_incident(browser: Any, town: Town) -> str:
+    """An incident in handling with a drafted reply awaiting approval, so that its page shows
+    the deadline ledger, a reply and the action forms."""
+    incident_id = submit_report(browser, town, "浏览器测试：版面检查（手机与电脑）")
+    url = f"/incidents/{incident_id}"
+    page = signed_in(browser, town, "liu.yang")
+    page.goto(url)
+    form = act(page, "triage")
+    form.locator("#triage-severity").select_option("general")
+    form.locator("#triage-category").select_option("inquiry")
+    form.locator("#triage-responsible_unit").select_option("cjb")
+    form.get_by_role("button").click()
+    page.wait_for_url(f"**{url}?done=triage")
+    page.context.close()
+    page = signed_in(browser, town, "lin.feng")
+    page.goto(url)
+    form = act(page, "draft-reply")
+    form.locator("#draft-reply-text").fill(
+        "村建办已安排维修，今日内恢复照明。详情见 https://www.example.gov.cn/qingxi/notices/"
+        "2026/road-lights-repair-schedule-and-contacts-for-residents-of-donghu-village"
+    )
+    form.get_by_role("button").click()
+    page.wait_for_url(f"**{url}?done=draft-reply")
+    page.context.close()
+    return incident_id
+
+
+def look_at(page: Any, name: str, device: str, role: str) -> list[str]:
+    """Check the page now shown: every <details> opened, no element past the screen's right edge,
+    on a phone big enough tap targets (and a screenshot for the guide), and no serious or
+    critical axe-core violation. Returns what is wrong."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    page.eval_on_selector_all("details", "ds => ds.forEach(d => { d.open = true; })")
+    width = DEVICES[device]["viewport"]["width"]
+    problems = []
+    if over := page.evaluate(OVERFLOWING_JS, width):
+        problems.append(f"{name}: {len(over)} past the right edge: " + "; ".join(over[:5]))
+    if device == "phone":
+        if small := page.evaluate(SMALL_TARGETS_JS):
+            problems.append(
+                f"{name}: {len(small)} tap targets under 44 px: " + "; ".join(small[:5])
+            )
+        shot(page, f"phone-{name}-{role}")
+    checked = Axe().run(page).response
+    assert any(r["id"] == "color-contrast" for r in checked["passes"]), "axe-core checked nothing"
+    for v in checked["violations"]:
+        if v["impact"] in ("serious", "critical"):
+            where = ", ".join(str(n["target"]) for n in v["nodes"][:3])
+            problems.append(f"{name}: axe {v['id']} ({v['impact']}, {len(v['nodes'])}×): {where}")
+    return problems
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("role", ROLES)
+def test_every_page_fits_the_screen_and_passes_axe(
+    browser: Any, town: Town, handling_incident: str, role: str, device: str
+) -> None:
+    """Issue 18: on a phone (390×844) and a desktop (1366×768), every page the header links to,
+    the login page and the incident page (or, signed out, the submitted and the invalid report
+    form) have no element past the screen's right edge and no serious or critical axe-core
+    violation; on the phone every tap target is at least 44 px."""
+    person = ROLES[role]
+    options = DEVICES[device]
+    if person is None:
+        context = browser.new_context(
+            base_url=town.url, locale="zh-CN", timezone_id="Asia/Shanghai", **options
+        )
+        context.set_default_timeout(15_000)
+        page = context.new_page()
+        page.goto("/")
+    else:
+        page = signed_in(browser, town, person, **options)
+        page.goto("/")
+    links = page.eval_on_selector_all(
+        "header a[href^='/']", "as => as.map(a => a.getAttribute('href'))"
+    )
+    paths = [p for p in dict.fromkeys([*links, "/login"]) if not p.startswith("/api/")]
+    problems: list[str] = []
+    for path in paths:
+        response = page.goto(path)
+        assert response is not None and response.ok, (path, response and response.status)
+        if path != "/login" and urlsplit(page.url).path == "/login":
+            continue  # a page for the signed-in only: the login page, checked on its own
+        name = PAGE_NAMES.get(path) or path.strip("/").replace("/", "-")
+        problems += look_at(page, name, device, role)
+    if person is None:
+        page.goto("/")
+        fill_report(page, "")
+        page.get_by_role("button", name="提交报告").click()
+        page.wait_for_load_state()
+        problems += look_at(page, "form-invalid", device, role)
+        fill_report(page, "浏览器测试：未登录报告的回执页")
+        page.get_by_role("button", name="提交报告").click()
+        page.locator("#receipt-message").wait_for()
+        problems += look_at(page, "submitted", device, role)
+    else:
+        response = page.goto(f"/incidents/{handling_incident}")
+        assert response is not None and response.ok, response and response.status
+        problems += look_at(page, "incident", device, role)
+    page.context.close()
+    assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems)

@@ -5,19 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from xml.sax.saxutils import escape, quoteattr
 
-LABEL_WIDTH = 220
-BAR_WIDTH = 400  # the width of a 100 % bar
-VALUE_WIDTH = 80
-ROW_HEIGHT = 28
+BAR_WIDTH = 260  # the width of a 100 % bar
+VALUE_WIDTH = 70
+NAME_HEIGHT = 20  # a unit's name, on its own line above its bar
 BAR_HEIGHT = 18
+ROW_HEIGHT = NAME_HEIGHT + BAR_HEIGHT + 10
 PAD = 10
 
 
 def on_time_bars(rows: Sequence[tuple[str, float | None]], *, title: str = "按期完成率") -> str:
     """A horizontal bar chart of on-time rates: one bar per (unit name, rate in [0, 1] or None
-    when nothing was due), its width proportional to the rate, labelled with the name and the
-    percentage."""
-    width = LABEL_WIDTH + BAR_WIDTH + VALUE_WIDTH + 2 * PAD
+    when nothing was due), its width proportional to the rate, the name above it and the
+    percentage after it. Narrow (350 units, names above the bars) so that on a phone it scales
+    down little and stays legible (issue 18)."""
+    width = BAR_WIDTH + VALUE_WIDTH + 2 * PAD
     height = 2 * PAD + 24 + ROW_HEIGHT * max(len(rows), 1)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
@@ -36,16 +37,12 @@ def on_time_bars(rows: Sequence[tuple[str, float | None]], *, title: str = "按�
         bar = round(value * BAR_WIDTH, 2)
         text = "无到期事项" if rate is None else f"{value * 100:.1f}%"
         colour = "#2e7d32" if value >= 0.9 else ("#b7791f" if value >= 0.6 else "#b42318")
+        parts.append(f'<text x="{PAD}" y="{y + 15}" font-size="13">{escape(name)}</text>')
+        top = y + NAME_HEIGHT
         parts.append(
-            f'<text x="{LABEL_WIDTH + PAD - 6}" y="{y + 14}" font-size="13" '
-            f'text-anchor="end">{escape(name)}</text>'
-        )
-        parts.append(
-            f'<rect class="bar" x="{LABEL_WIDTH + PAD}" y="{y}" width="{bar}" '
+            f'<rect class="bar" x="{PAD}" y="{top}" width="{bar}" '
             f'height="{BAR_HEIGHT}" fill="{colour}"><title>{escape(name)}：{text}</title></rect>'
         )
-        parts.append(
-            f'<text x="{LABEL_WIDTH + PAD + bar + 6}" y="{y + 14}" font-size="13">{text}</text>'
-        )
+        parts.append(f'<text x="{PAD + bar + 6}" y="{top + 14}" font-size="13">{text}</text>')
     parts.append("</svg>")
     return "\n".join(parts)

@@ -216,9 +216,9 @@ async def test_reads_are_logged_and_the_log_is_for_the_office_and_leading_group(
         assert 'name="start"' in page.text and 'name="end"' in page.text
         assert "查看事件" in page.text and "刘洋" in page.text and "拒绝" in page.text
         assert 'data-label="来源地址">127.0.0.1' in page.text
-        assert 'class="access-log"' in page.text and 'id="nav-access-log"' in page.text
-        css = (await office_pages.get("/static/style.css")).text
-        assert "@media (max-width: 600px)" in css and "table.access-log td::before" in css
+        assert 'class="cards access-log"' in page.text and 'id="nav-access-log"' in page.text
+        css = (await office_pages.get("/static/style.css")).text  # tables as cards on a phone
+        assert "@media (max-width: 599.98px)" in css and "table.cards td::before" in css
         bad_page = await office_pages.get("/access-log", params={"end": "2026-13-01"})
         assert bad_page.status_code == 422 and "日期格式不正确" in bad_page.text
         staff_home = await staff_pages.get("/incidents")
