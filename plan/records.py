@@ -28,6 +28,7 @@ __all__ = [
     "Notification",
     "Recipient",
     "RecordRequest",
+    "Wait",
 ]
 
 
@@ -62,6 +63,26 @@ class IncidentRow(BaseModel):
     plan_version: str
 
 
+class Wait(BaseModel):
+    """One thing an open incident waits for, and who may do it (plan/todo.py `waits`, from the
+    action table): the 待办 page and the navigation's badge read these rows, never the workflow.
+
+    Exactly one of `unit`, `role`, `person` names who: a unit's staff (`head`: its head only), a
+    standing role (plan.roster.Role), or one person (an escalation step's target, a person the
+    leading group named)."""
+
+    action: str  # an ACTIONS name, or "escalated" (R-ESCALATE: an overdue deadline reached me)
+    kind: str  # approve / handle / escalated
+    unit: str | None = None
+    head: bool = False
+    role: str | None = None
+    person: str | None = None
+    deadline_key: str | None = None
+    deadline_title: str | None = None
+    due_at: datetime | None = None
+    step: int = 0
+
+
 class RecordRequest(BaseModel):
     """Write what happened, in one transaction: the incident snapshot, its deadlines, new
     timeline entries and the accountability records, and (since one write per step) the
@@ -77,6 +98,9 @@ class RecordRequest(BaseModel):
     commendations: list[Commendation] = []
     escalations: list[Escalation] = []
     notifications: list[Notification] = []
+    # What the incident waits for now, all of it (replacing what was written before); None: leave
+    # the rows as they are (histories from before the 待办 rows, a write with no new snapshot).
+    waits: list[Wait] | None = None
 
 
 class EscalateRequest(BaseModel):
