@@ -54,6 +54,8 @@ class IncidentRow(BaseModel):
     category: str | None
     phase: str
     drill: bool
+    # R-DRILL: how many times faster a drill runs (lateness is told in plan time: real × this).
+    drill_speedup: float | None = None
     discovered_at: datetime
     posted_at: datetime | None
     received_at: datetime

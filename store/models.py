@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -69,6 +70,8 @@ class Incident(Base):
     category: Mapped[str | None] = mapped_column(String(20))
     phase: Mapped[str] = mapped_column(String(20), index=True)
     drill: Mapped[bool] = mapped_column(Boolean)
+    # R-DRILL: a drill's speedup, so its lateness is told in plan time (None: real time).
+    drill_speedup: Mapped[float | None] = mapped_column(Float)
     discovered_at: Mapped[datetime] = mapped_column(UTCDateTime)
     posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

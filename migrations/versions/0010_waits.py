@@ -1,6 +1,7 @@
 """待办 from the action table (issue 18): the `waits` table, what each open incident waits for and
 from whom (plan/todo.py `waits`), written by the `record` activity with each snapshot and read by
-the 待办 page and the navigation's badge with one indexed query.
+the 待办 page and the navigation's badge with one indexed query; and incidents.drill_speedup, so a
+drill's lateness is told in plan time (R-DRILL; empty for rows written before: real time).
 
 An incident started before the upgrade gets its rows with its next snapshot (any action or deadline
 event writes one); until then 待办 shows its owed deadlines as before.
@@ -44,7 +45,11 @@ def upgrade() -> None:
     )
     for column in ("incident_id", "unit", "role", "person"):
         op.create_index(f"ix_waits_{column}", "waits", [column])
+    with op.batch_alter_table("incidents") as batch:
+        batch.add_column(sa.Column("drill_speedup", sa.Float(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("incidents") as batch:
+        batch.drop_column("drill_speedup")
     op.drop_table("waits")
