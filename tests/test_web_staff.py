@@ -219,7 +219,7 @@ async def test_my_work_shows_overdue_in_red_and_countdowns(
     page = await http.get("/my")
     assert 'class="overdue"' in page.text and "已逾期" in page.text
     # Red by the stylesheet, not inline styles (the CSP allows none).
-    assert '<td class="late">' in page.text and 'style="' not in page.text
+    assert '<td class="late" data-label="剩余">' in page.text and 'style="' not in page.text
     assert "#owed td.late" in (await http.get("/static/style.css")).text
     assert 'data-due="' in page.text  # a later one still counts down
     assert "/static/countdown.js" in page.text
