@@ -280,7 +280,7 @@ def _mine(who: Whose) -> ColumnElement[bool]:
     return or_(*clauses)
 
 
-def waits_query(*, whose: Whose, involving: Involving | None) -> Select[tuple[WaitRow, Incident]]:
+def waits_query(*, whose: Whose, involving: Involving | None) -> Select[WaitRow, Incident]:
     """The person's rows of open incidents they may see (R-SECRECY, `involving_clause`)."""
     q = (
         select(WaitRow, Incident)

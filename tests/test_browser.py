@@ -393,6 +393,22 @@ def test_my_work_shows_what_waits_for_the_office_the_head_and_the_leader(
     assert "【演练】" not in text
     assert int(page.locator("#nav-my-count").inner_text().strip().removesuffix("项待办")) >= 2
     shot(page, "my-work-leader")
+
+    # R-DRILL: the dashboard follows drills when asked, each marked once, late in plan time.
+    page.goto("/dashboard")
+    assert drill_id not in page.locator("#overdue-count").locator("..").locator("..").inner_text()
+    page.locator("#drills-toggle").click()
+    page.wait_for_url("**/dashboard?drills=true")
+    late = page.locator(f'#overdue tr:has(a[href="/incidents/{drill_id}"])')
+    assert late.count() == 1, page.content()
+    assert "按演练时间" in late.inner_text() and late.locator(".tag").inner_text() == "演练"
+    assert page.locator(f'#escalations a[href="/incidents/{drill_id}"]').count() >= 1
+    shot(page, "dashboard-drills")
+    # One 演练 marker on the inbox's lines, not "演练 【演练】".
+    page.goto("/inbox")
+    assert int(page.locator("#nav-inbox-count").inner_text().strip().removesuffix("条未读")) >= 1
+    assert page.locator("#inbox li .tag", has_text="演练").count() >= 1
+    assert "【演练】" not in page.locator("#inbox").inner_text()
     page.context.close()
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import typing
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
-from plan import rules, todo
+from plan import todo
 from plan.actions import ACTIONS, allows, place_of
 from plan.models import IncidentState, IncidentView, Phase
 from plan.roster import Role, Roster
@@ -40,6 +40,7 @@ from .deps import (
     require_visible,
     visible_to,
 )
+from .lateness import span
 from .limits import BodyTooLarge
 
 HERE = Path(__file__).resolve().parent
@@ -50,6 +51,7 @@ router = APIRouter(include_in_schema=False)  # pages: not the JSON API (issue 17
 UNIT_FIELDS = {"responsible_unit", "unit", "units", "co_units"}
 PERSON_FIELDS = {"spokesperson", "person", "participants", "persons"}
 TRUE = ("on", "true", "1", "yes")
+DRILL_FLAG = "【演练】"  # plan/messages.py heads a drill's subjects with it (for the channels)
 
 
 # ---------------------------------------------------------------- which actions, which fields
@@ -247,7 +249,8 @@ def inbox_page(request: Request, me: PagePerson, kit: PagesDep, session: StoreSe
             "id": m.id,
             "incident_id": m.incident_id,
             "rule": m.rule,
-            "subject": m.subject,
+            # One 演练 marker: the page tags a drill's line, so its subject's 【演练】 goes.
+            "subject": m.subject.removeprefix(DRILL_FLAG) if m.drill else m.subject,
             "body": m.body,
             "drill": m.drill,
             "created_at": m.created_at,
@@ -282,19 +285,6 @@ SECTIONS = [
 ]
 
 
-def lateness(due_at: datetime, now: datetime, speedup: float | None) -> str:
-    """How late, in plan time for a drill (R-DRILL: real lateness × its speedup, so a drill at
-    3600× that is 5 real seconds late reads 5小时, not 0分钟)."""
-    return span(now - due_at, speedup)
-
-
-def span(delta: timedelta, speedup: float | None) -> str:
-    """A duration, in plan time for a drill (R-DRILL)."""
-    if speedup:
-        return rules.format_duration(delta * speedup) + "（按演练时间）"
-    return rules.format_duration(delta)
-
-
 def _due(
     due_at: datetime | None, overdue: bool, now: datetime, speedup: float | None
 ) -> dict[str, Any]:
@@ -305,7 +295,7 @@ def _due(
         "due_at": due_at,
         "due_iso": due_at.astimezone(UTC).isoformat(),
         "overdue": late,
-        "late": lateness(due_at, now, speedup) if late and due_at < now else "",
+        "late": span(now - due_at, speedup) if late and due_at < now else "",
         "left": "" if late else span(due_at - now, speedup),
         "speedup": speedup or "",
     }
