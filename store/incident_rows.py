@@ -304,13 +304,20 @@ def waits_for(
     return [(w, i) for w, i in session.execute(q.limit(limit)).all()]
 
 
-def count_waits(session: Session, *, whose: Whose, involving: Involving | None) -> int:
+def count_waits(
+    session: Session, *, whose: Whose, involving: Involving | None, cap: int | None = None
+) -> int:
     """The navigation's 待办 badge: how many things wait for the person (one per incident,
-    action and deadline), one count query."""
-    q = waits_query(whose=whose, involving=involving).with_only_columns(
-        WaitRow.incident_id, WaitRow.action, WaitRow.deadline_key
+    action and deadline), one count query; with `cap`, counted no further than that (the
+    badge says "99+"), so a person with thousands waiting costs what one with a hundred does."""
+    q = (
+        waits_query(whose=whose, involving=involving)
+        .with_only_columns(WaitRow.incident_id, WaitRow.action, WaitRow.deadline_key)
+        .distinct()
     )
-    found = session.scalar(select(func.count()).select_from(q.distinct().subquery()))
+    if cap is not None:
+        q = q.limit(cap)
+    found = session.scalar(select(func.count()).select_from(q.subquery()))
     return int(found or 0)
 
 

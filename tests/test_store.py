@@ -871,6 +871,8 @@ def test_waits_for_a_person(
         found = incident_rows.waits_for(s, whose=_whose(person), involving=who)
         assert {(i.id, w.action) for w, i in found} == expected
         assert incident_rows.count_waits(s, whose=_whose(person), involving=who) == len(expected)
+        capped = incident_rows.count_waits(s, whose=_whose(person), involving=who, cap=1)
+        assert capped == min(1, len(expected))
 
 
 def test_waits_never_show_an_incident_one_may_not_see(store_url: str) -> None:

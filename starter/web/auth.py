@@ -33,6 +33,7 @@ SESSION_COOKIE = "yuqing_session"
 LOGIN_COOKIE = "yuqing_login"  # a pre-sign-in nonce, so the sign-in form has a CSRF token too
 SECRET_FILE = Path("data") / "secret_key"
 CSRF_FIELD = "csrf_token"
+BADGE_CAP = 100  # the 待办 badge counts this far and then says "99+"
 
 CSRF_REFUSED = "表单安全令牌缺失或无效（CSRF），请刷新页面后重新提交"
 ORIGIN_REFUSED = "请求来源与本站不一致，已拒绝（跨站请求）"
@@ -143,7 +144,7 @@ class Auth:
         unread messages: one count query each, for the navigation on every signed-in page."""
         whose = incident_rows.whose(self.roster, person_id)
         involving = visible_to(self.roster, person_id)
-        todo = incident_rows.count_waits(s, whose=whose, involving=involving)
+        todo = incident_rows.count_waits(s, whose=whose, involving=involving, cap=BADGE_CAP)
         return todo, notifications.unread_count(s, recipient=person_id)
 
     # ------------------------------------------------------------ checks on POSTs from pages
