@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+from hypothesis import Phase as Stage
 from hypothesis import settings
 from hypothesis.stateful import invariant, run_state_machine_as_test
 
 from plan import todo
-from plan.actions import ACTIONS
+from plan.actions import ACTIONS, Place, Who
 from plan.enums import Phase, Severity
 from tests.test_model import PEOPLE, ROSTER, SETTINGS, IncidentMachine, apply, new_incident
 
@@ -103,3 +105,17 @@ def test_an_escalation_reaches_the_leader_until_the_deadline_is_met() -> None:
     late = [x for x in w if x.kind == todo.ESCALATED]
     assert late, [d.key for d in c.s.deadlines]
     assert any(x.person == ROSTER.leading_group.leader for x in late)
+
+
+def test_mutant_head_rows_for_the_whole_unit_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The invariant can fail: 待办 offering the head's approval to the unit's staff."""
+    real = todo.who_rows
+
+    def loose(who: Who, place: Place) -> list[tuple[str | None, bool, str | None, str | None]]:
+        return [(u, False, r, p) for u, _head, r, p in real(who, place)]
+
+    monkeypatch.setattr(todo, "who_rows", loose)
+    with pytest.raises(AssertionError):
+        run_state_machine_as_test(
+            TodoMachine, settings=settings(SETTINGS, max_examples=300, phases=[Stage.generate])
+        )
