@@ -76,6 +76,15 @@ def countersign_refused(
     return subject, body
 
 
+def _late(view: IncidentView, d: Deadline, now: datetime) -> str:
+    """How late: a drill's in plan time (R-DRILL: real lateness × its speedup; "已逾期0分钟" in
+    real time means nothing at 3600×), labelled as such."""
+    late = rules.lateness(d.due_at, now)
+    if view.drill and view.drill_speedup:
+        return rules.format_duration(late * view.drill_speedup) + "（按演练时间）"
+    return rules.format_duration(late)
+
+
 def escalation(
     view: IncidentView,
     roster: Roster,
@@ -87,7 +96,7 @@ def escalation(
     spec: PlanSpec,
 ) -> tuple[str, str]:
     subject = f"{_head(view)}：{d.title}已逾期（第{step.step}级督办）"
-    late = rules.format_duration(rules.lateness(d.due_at, now)) if now else ""
+    late = _late(view, d, now) if now else ""
     wording = spec.wording.get(d.rule)
     body = (
         f"{d.title}，期限{local(d.due_at, tz)}，尚未完成"

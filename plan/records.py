@@ -28,6 +28,7 @@ __all__ = [
     "Notification",
     "Recipient",
     "RecordRequest",
+    "Wait",
 ]
 
 
@@ -53,6 +54,8 @@ class IncidentRow(BaseModel):
     category: str | None
     phase: str
     drill: bool
+    # R-DRILL: how many times faster a drill runs (lateness is told in plan time: real × this).
+    drill_speedup: float | None = None
     discovered_at: datetime
     posted_at: datetime | None
     received_at: datetime
@@ -60,6 +63,26 @@ class IncidentRow(BaseModel):
     overdue: bool
     closed_at: datetime | None
     plan_version: str
+
+
+class Wait(BaseModel):
+    """One thing an open incident waits for, and who may do it (plan/todo.py `waits`, from the
+    action table): the 待办 page and the navigation's badge read these rows, never the workflow.
+
+    Exactly one of `unit`, `role`, `person` names who: a unit's staff (`head`: its head only), a
+    standing role (plan.roster.Role), or one person (an escalation step's target, a person the
+    leading group named)."""
+
+    action: str  # an ACTIONS name, or "escalated" (R-ESCALATE: an overdue deadline reached me)
+    kind: str  # approve / handle / escalated
+    unit: str | None = None
+    head: bool = False
+    role: str | None = None
+    person: str | None = None
+    deadline_key: str | None = None
+    deadline_title: str | None = None
+    due_at: datetime | None = None
+    step: int = 0
 
 
 class RecordRequest(BaseModel):
@@ -77,6 +100,9 @@ class RecordRequest(BaseModel):
     commendations: list[Commendation] = []
     escalations: list[Escalation] = []
     notifications: list[Notification] = []
+    # What the incident waits for now, all of it (replacing what was written before); None: leave
+    # the rows as they are (histories from before the 待办 rows, a write with no new snapshot).
+    waits: list[Wait] | None = None
 
 
 class EscalateRequest(BaseModel):

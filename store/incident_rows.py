@@ -13,11 +13,23 @@ from datetime import datetime
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, CursorResult, false, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Select,
+    and_,
+    delete,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+)
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from plan.models import Escalation
 from plan.records import RecordRequest
+from plan.roster import Roster
 from store._upsert import ACCOUNTABILITY_COLUMNS, DEADLINE_COLUMNS, writes
 from store.models import (
     AccountabilityRow,
@@ -25,6 +37,7 @@ from store.models import (
     EscalationRow,
     Incident,
     TimelineEvent,
+    WaitRow,
 )
 
 # --- writes (activities/record.py) ---
@@ -76,6 +89,13 @@ def record(session: Session, *, request: RecordRequest, timezone: str = TOWN_ZON
         )
     if not fresh:
         return
+    if request.waits is not None:
+        # 待办: the incident's rows as of this snapshot, all of them (plan/todo.py `waits`).
+        session.execute(delete(WaitRow).where(WaitRow.incident_id == row.id))
+        if request.waits:
+            session.execute(
+                insert(WaitRow), [{"incident_id": row.id, **w.model_dump()} for w in request.waits]
+            )
     if request.deadlines:
         session.execute(
             w.deadlines,
@@ -273,6 +293,78 @@ def owed_deadlines(
 def short_number_of(session: Session, *, incident_id: str) -> str | None:
     """The incident's short number; None before the store first recorded it."""
     return session.scalar(select(Incident.short_number).where(Incident.id == incident_id))
+@dataclass(frozen=True)
+class Whose:
+    """Whose 待办 rows to read: the person's own, their unit's staff rows, the head rows of the
+    units they head, and their standing roles' (plan/todo.py `matches`, as SQL)."""
+
+    person: str
+    unit: str | None
+    heads: tuple[str, ...]
+    roles: tuple[str, ...]
+
+
+def whose(roster: Roster, person_id: str) -> Whose:
+    person = roster.person(person_id)
+    return Whose(
+        person=person_id,
+        unit=person.unit if person else None,
+        heads=tuple(u.id for u in roster.units if u.head == person_id),
+        roles=tuple(sorted(r.value for r in roster.roles_of(person_id))),
+    )
+
+
+def _mine(who: Whose) -> ColumnElement[bool]:
+    """plan/todo.py `matches` in SQL: each branch one of the waits table's indexes."""
+    clauses: list[ColumnElement[bool]] = [WaitRow.person == who.person]
+    if who.unit:
+        clauses.append(and_(WaitRow.unit == who.unit, WaitRow.head.is_(False)))
+    if who.heads:
+        clauses.append(and_(WaitRow.unit.in_(who.heads), WaitRow.head.is_(True)))
+    if who.roles:
+        clauses.append(WaitRow.role.in_(who.roles))
+    return or_(*clauses)
+
+
+def waits_query(*, whose: Whose, involving: Involving | None) -> Select[WaitRow, Incident]:
+    """The person's rows of open incidents they may see (R-SECRECY, `involving_clause`)."""
+    q = (
+        select(WaitRow, Incident)
+        .join(Incident, Incident.id == WaitRow.incident_id)
+        .where(_mine(whose), Incident.phase != "closed")
+    )
+    if involving is not None:
+        q = q.where(involving_clause(involving))
+    return q
+
+
+def waits_for(
+    session: Session, *, whose: Whose, involving: Involving | None, limit: int = 500
+) -> list[tuple[WaitRow, Incident]]:
+    """待办: what open incidents wait for from this person, the soonest deadline first (those
+    without one last). A person may match an action twice (their unit and their role): the
+    page shows it once."""
+    q = waits_query(whose=whose, involving=involving).order_by(
+        WaitRow.due_at.is_(None), WaitRow.due_at, WaitRow.id
+    )
+    return [(w, i) for w, i in session.execute(q.limit(limit)).all()]
+
+
+def count_waits(
+    session: Session, *, whose: Whose, involving: Involving | None, cap: int | None = None
+) -> int:
+    """The navigation's 待办 badge: how many things wait for the person (one per incident,
+    action and deadline), one count query; with `cap`, counted no further than that (the
+    badge says "99+"), so a person with thousands waiting costs what one with a hundred does."""
+    q = (
+        waits_query(whose=whose, involving=involving)
+        .with_only_columns(WaitRow.incident_id, WaitRow.action, WaitRow.deadline_key)
+        .distinct()
+    )
+    if cap is not None:
+        q = q.limit(cap)
+    found = session.scalar(select(func.count()).select_from(q.subquery()))
+    return int(found or 0)
 
 
 def open_incidents_with_url(session: Session, *, url: str) -> list[str]:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -69,6 +70,8 @@ class Incident(Base):
     category: Mapped[str | None] = mapped_column(String(20))
     phase: Mapped[str] = mapped_column(String(20), index=True)
     drill: Mapped[bool] = mapped_column(Boolean)
+    # R-DRILL: a drill's speedup, so its lateness is told in plan time (None: real time).
+    drill_speedup: Mapped[float | None] = mapped_column(Float)
     discovered_at: Mapped[datetime] = mapped_column(UTCDateTime)
     posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
@@ -138,6 +141,30 @@ class EscalationRow(Base):
     targets: Mapped[str] = mapped_column(Text)  # comma-separated person ids
     summary: Mapped[str] = mapped_column(String(200))
     drill: Mapped[bool] = mapped_column(Boolean)
+
+
+class WaitRow(Base):
+    """What an open incident waits for, and from whom (plan/todo.py `waits`): the 待办 page and
+    the navigation's badge. The `record` activity replaces an incident's rows with each newer
+    snapshot. Exactly one of unit (head: its head only), role and person names who; each has an
+    index, so a person's rows are one indexed query whatever the number of open incidents."""
+
+    __tablename__ = "waits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(
+        ForeignKey("incidents.id", ondelete="CASCADE"), index=True
+    )
+    action: Mapped[str] = mapped_column(String(50))
+    kind: Mapped[str] = mapped_column(String(20))
+    unit: Mapped[str | None] = mapped_column(String(200), index=True)
+    head: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    role: Mapped[str | None] = mapped_column(String(30), index=True)
+    person: Mapped[str | None] = mapped_column(String(200), index=True)
+    deadline_key: Mapped[str | None] = mapped_column(String(50))
+    deadline_title: Mapped[str | None] = mapped_column(String(200))
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    step: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class AccountabilityRow(Base):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from plan.models import DeliverRequest, Notification
@@ -111,6 +111,15 @@ def inbox(session: Session, *, recipient: str, limit: int = 100) -> Sequence[Inb
         .order_by(InboxMessage.created_at.desc(), InboxMessage.id.desc())
         .limit(limit)
     ).all()
+
+
+def unread_count(session: Session, *, recipient: str) -> int:
+    """The navigation's 收件箱 badge: the person's unread messages, one count query (the
+    recipient's index)."""
+    q = select(func.count()).where(
+        InboxMessage.recipient == recipient, InboxMessage.read_at.is_(None)
+    )
+    return int(session.scalar(q) or 0)
 
 
 def mark_read(session: Session, *, person: str, ids: Sequence[int] | None = None) -> int:

@@ -1,13 +1,15 @@
 """The figures the leading group reads: the accountability report (the report pages, their CSV
 and JSON, and the weekly digest) and the dashboard's counts, overdue incidents and recent
-escalation steps (starter/web/reports.py). Drills are left out of every figure (R-DRILL)."""
+escalation steps (starter/web/reports.py). Drills are left out of every figure (R-DRILL); the
+dashboard may follow them too, when asked (issue 18: a drill you can follow)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select, true
 from sqlalchemy.orm import Session
 
 from store.models import (
@@ -93,16 +95,22 @@ def accountability_report(
 # --- the leading group's dashboard ---
 
 
-def incident_counts(session: Session) -> dict[str, dict[str, int]]:
-    """Real incidents (drills left out): all of them by phase, the open ones by severity."""
+def _drills(column: Any, drills: bool) -> ColumnElement[bool]:
+    """R-DRILL: drills are left out unless the dashboard is asked to follow them too."""
+    return true() if drills else column.is_(False)
+
+
+def incident_counts(session: Session, *, drills: bool = False) -> dict[str, dict[str, int]]:
+    """Real incidents (drills left out, unless `drills`): all of them by phase, the open ones by
+    severity."""
     by_phase = session.execute(
         select(Incident.phase, func.count())
-        .where(Incident.drill.is_(False))
+        .where(_drills(Incident.drill, drills))
         .group_by(Incident.phase)
     ).all()
     by_severity = session.execute(
         select(Incident.severity, func.count())
-        .where(Incident.drill.is_(False), Incident.phase != "closed")
+        .where(_drills(Incident.drill, drills), Incident.phase != "closed")
         .group_by(Incident.severity)
     ).all()
     return {
@@ -111,24 +119,30 @@ def incident_counts(session: Session) -> dict[str, dict[str, int]]:
     }
 
 
-def overdue_now(session: Session, *, limit: int = 100) -> Sequence[Incident]:
-    """Real incidents with a deadline overdue now, the oldest deadline first."""
+def overdue_now(session: Session, *, limit: int = 100, drills: bool = False) -> Sequence[Incident]:
+    """Real incidents (and drills, with `drills`) with a deadline overdue now, the oldest
+    deadline first."""
     return session.scalars(
         select(Incident)
-        .where(Incident.overdue.is_(True), Incident.drill.is_(False), Incident.phase != "closed")
+        .where(
+            Incident.overdue.is_(True),
+            _drills(Incident.drill, drills),
+            Incident.phase != "closed",
+        )
         .order_by(Incident.next_due_at.is_(None), Incident.next_due_at)
         .limit(limit)
     ).all()
 
 
 def escalations_since(
-    session: Session, *, since: datetime, limit: int = 200
+    session: Session, *, since: datetime, limit: int = 200, drills: bool = False
 ) -> Sequence[tuple[EscalationRow, str]]:
-    """Escalation steps of real incidents from `since` on, the newest first, with the title."""
+    """Escalation steps of real incidents (and drills, with `drills`) from `since` on, the
+    newest first, with the title."""
     rows = session.execute(
         select(EscalationRow, Incident.title)
         .join(Incident, Incident.id == EscalationRow.incident_id)
-        .where(EscalationRow.at >= since, EscalationRow.drill.is_(False))
+        .where(EscalationRow.at >= since, _drills(EscalationRow.drill, drills))
         .order_by(EscalationRow.at.desc(), EscalationRow.id.desc())
         .limit(limit)
     ).all()

@@ -26,9 +26,8 @@ from tests.conftest import EXAMPLE_ROSTER, ROOT, start_dev_server
 from tests.stack import running_stack
 
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
-# Signed in only by the layout and accessibility tests below: the leading group's leader and the
-# 镇党政办 (party_office; also a member of the leading group).
-LAYOUT_ONLY = ("wang.jianguo", "zhou.wenbin")
+LEADER = "wang.jianguo"  # the leading group's leader in config/roster.example.toml
+PARTY_OFFICE = "zhou.wenbin"  # 镇党政办 (party_office; also a member of the leading group)
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -101,7 +100,7 @@ def town(
         "browser",
     ) as stack:
         town = Town(stack.url, {})
-        for person in ("zhou.ting", "liu.yang", "lin.feng", "sun.haitao", *LAYOUT_ONLY):
+        for person in ("zhou.ting", "liu.yang", "lin.feng", "sun.haitao", LEADER, PARTY_OFFICE):
             made = stack.cli("token", "create", person)
             assert made.returncode == 0, made.stderr
             town.tokens[person] = made.stdout.strip()
@@ -303,6 +302,118 @@ def test_drill_deadline_goes_overdue_and_escalation_appears(browser: Any, town: 
     assert "已逾期" in overdue_reply.inner_text()
     assert "overdue" in (overdue_reply.get_attribute("class") or "")
     shot(page, "drill-overdue-escalated")
+    page.context.close()
+
+
+def _bearer(town: Town, person: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {town.tokens[person]}"}
+
+
+def _waits_in_my_work(page: Any, section: str, incident_id: str, action: str) -> Any:
+    """The row of 待办's `section` for this incident and action, once the page shows it
+    (the workflow writes the rows with each step: reload until it is there, 30 s at most)."""
+    row = page.locator(f'#{section} tr[data-incident="{incident_id}"][data-action="{action}"]')
+    deadline = time.monotonic() + 30
+    page.goto("/my")
+    while not row.count():
+        assert time.monotonic() < deadline, f"{action} of {incident_id} never reached {section}"
+        time.sleep(0.5)
+        page.reload()
+    return row
+
+
+def test_my_work_shows_what_waits_for_the_office_the_head_and_the_leader(
+    browser: Any, town: Town
+) -> None:
+    """Issue 18: the office's 待办 has the triage of a new incident; the head's, the approval of
+    a draft (R-REVIEW); the leader's, the release of an urgent reply (R-RELEASE) under 待我审批,
+    and a drill escalated to him (R-ESCALATE, level 3) under 督办给我, told in plan time; the
+    navigation's badge counts them, with words for screen readers."""
+    office = _bearer(town, "zhou.ting")
+    created = town.api.post(
+        "/api/incidents",
+        headers=office,  # the office reports it: believed, so it waits for triage (issue 15)
+        json={
+            "title": "桥梁限行引发热议",
+            "content": "网友质疑限行通告",
+            "source": "微博",
+            "discovered_at": datetime.now(UTC).isoformat(),
+            "reporter_unit": "yqb",
+            "severity": "urgent",
+        },
+    )
+    assert created.status_code == 201, created.text
+    real = created.json()["id"]
+
+    page = signed_in(browser, town, "liu.yang")
+    row = _waits_in_my_work(page, "todo-handle", real, "triage")
+    assert "研判" in row.inner_text()
+    badge = page.locator("#nav-my-count")
+    assert int(badge.inner_text().strip().removesuffix("项待办")) >= 1
+    assert page.locator("#nav-my-count .visually-hidden").inner_text() == "项待办"
+    shot(page, "my-work-office")
+    page.context.close()
+
+    def act(person: str, name: str, body: dict[str, Any]) -> None:
+        done = town.api.post(
+            f"/api/incidents/{real}/actions/{name}", headers=_bearer(town, person), json=body
+        )
+        assert done.status_code == 200, done.text
+
+    act(
+        "liu.yang",
+        "triage",
+        {"severity": "urgent", "category": "hype", "responsible_unit": "cjb"},
+    )
+    act("lin.feng", "draft-reply", {"text": "限行系桥梁检测所需，预计三日后恢复。"})
+    page = signed_in(browser, town, "sun.haitao")
+    row = _waits_in_my_work(page, "todo-approve", real, "approve-reply")
+    assert "审定回复" in row.inner_text() and "还剩" in row.inner_text()
+    shot(page, "my-work-head")
+    page.context.close()
+
+    act("sun.haitao", "approve-reply", {"approve": True})
+    drill = town.api.post(
+        "/api/incidents",
+        json={
+            "title": "演练：桥梁裂缝视频传播",
+            "content": "演练内容",
+            "source": "抖音",
+            "discovered_at": datetime.now(UTC).isoformat(),
+            "reporter_unit": "yqb",
+            "severity": "urgent",
+            "responsible_unit": "cjb",
+            "drill_speedup": 3600,
+        },
+    )
+    assert drill.status_code == 201, drill.text
+    drill_id = drill.json()["id"]
+
+    page = signed_in(browser, town, LEADER)
+    release = _waits_in_my_work(page, "todo-approve", real, "approve-release")
+    assert "领导小组审定发布" in release.inner_text()
+    escalated = _waits_in_my_work(page, "todo-escalated", drill_id, "escalated")
+    text = escalated.inner_text()
+    assert "演练" in text and "督办" in text and "按演练时间" in text, text
+    assert "【演练】" not in text
+    assert int(page.locator("#nav-my-count").inner_text().strip().removesuffix("项待办")) >= 2
+    shot(page, "my-work-leader")
+
+    # R-DRILL: the dashboard follows drills when asked, each marked once, late in plan time.
+    page.goto("/dashboard")
+    assert drill_id not in page.locator("#overdue-count").locator("..").locator("..").inner_text()
+    page.locator("#drills-toggle").click()
+    page.wait_for_url("**/dashboard?drills=true")
+    late = page.locator(f'#overdue tr:has(a[href="/incidents/{drill_id}"])')
+    assert late.count() == 1, page.content()
+    assert "按演练时间" in late.inner_text() and late.locator(".tag").inner_text() == "演练"
+    assert page.locator(f'#escalations a[href="/incidents/{drill_id}"]').count() >= 1
+    shot(page, "dashboard-drills")
+    # One 演练 marker on the inbox's lines, not "演练 【演练】".
+    page.goto("/inbox")
+    assert int(page.locator("#nav-inbox-count").inner_text().strip().removesuffix("条未读")) >= 1
+    assert page.locator("#inbox li .tag", has_text="演练").count() >= 1
+    assert "【演练】" not in page.locator("#inbox").inner_text()
     page.context.close()
 
 

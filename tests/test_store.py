@@ -24,6 +24,7 @@ from plan.records import (
     Notification,
     Recipient,
     RecordRequest,
+    Wait,
 )
 from plan.roster import Channel, InboxChannel
 from store import credentials, digests, incident_rows, notifications, reporting
@@ -40,6 +41,7 @@ from store.models import (
     Incident,
     SignInLink,
     TimelineEvent,
+    WaitRow,
 )
 
 BEIJING = timezone(timedelta(hours=8))
@@ -62,6 +64,7 @@ TABLES = {
     "sessions",
     "incident_numbers",
     "sign_in_links",
+    "waits",
 }
 
 
@@ -929,3 +932,162 @@ def test_a_sign_in_link_used_at_once_from_many_places_signs_in_once(store_url: s
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(use, range(8)))
     assert results.count(True) == 1
+# --- 待办: what incidents wait for, and from whom (issue 18) ---
+
+
+def _wait(action: str, kind: str = "handle", **who: Any) -> Wait:
+    due = (DISCOVERED + timedelta(hours=12)).astimezone(UTC)
+    return Wait(
+        action=action, kind=kind, deadline_key="R-REPLY#1", deadline_title="回复", due_at=due, **who
+    )
+
+
+# Each incident waits for someone one way; "secret" is another unit's incident, whose row names
+# a person who may not see it (a roster change, or a stale row): never shown to them.
+WAITS: dict[str, tuple[dict[str, Any], list[Wait]]] = {
+    "drafting": ({"responsible_unit": "cjb"}, [_wait("draft-reply", unit="cjb")]),
+    "approving": (
+        {"responsible_unit": "cjb"},
+        [_wait("approve-reply", "approve", unit="cjb", head=True)],
+    ),
+    "releasing": (
+        {"responsible_unit": "sswb", "severity": "urgent"},
+        [
+            _wait("approve-release", "approve", role="leader"),
+            _wait("approve-release", "approve", role="deputy"),
+        ],
+    ),
+    "new": ({}, [_wait("triage", role="office")]),
+    "escalated": (
+        {"responsible_unit": "sswb"},
+        [
+            _wait("escalated", "escalated", person="wang.jianguo"),
+            _wait("escalated", "escalated", person="huang.li"),
+        ],
+    ),
+    "secret": ({"responsible_unit": "sswb"}, [_wait("escalated", "escalated", person="lin.feng")]),
+    "closed": ({"responsible_unit": "cjb", "phase": "closed"}, [_wait("track", unit="cjb")]),
+}
+
+
+def _seed_waits(url: str) -> None:
+    activities = RecordActivities(url)
+    for incident_id, (overrides, waits) in WAITS.items():
+        fields = {"phase": "handling", "url": None, **overrides}
+        activities.record(
+            RecordRequest(
+                incident=incident_row(incident_id, **fields),
+                deadlines=[],
+                timeline=[],
+                accountability=[],
+                waits=waits,
+            )
+        )
+
+
+def _whose(person: str) -> incident_rows.Whose:
+    from plan.roster import load_roster
+    from tests.conftest import EXAMPLE_ROSTER
+
+    roster = load_roster(EXAMPLE_ROSTER)
+    return incident_rows.whose(roster, person)
+
+
+@pytest.mark.parametrize(
+    ("person", "involving", "expected"),
+    [
+        # cjb's staff: the draft; its head: the approval too (and the unit's rows); lin.feng never
+        # the "secret" row of an incident of another unit.
+        ("lin.feng", ("cjb", "lin.feng"), {("drafting", "draft-reply")}),
+        (
+            "sun.haitao",
+            None,  # a leading group member sees every incident
+            {("drafting", "draft-reply"), ("approving", "approve-reply")},
+        ),
+        (
+            "wang.jianguo",
+            None,
+            {("releasing", "approve-release"), ("escalated", "escalated")},
+        ),
+        ("li.xiaomei", None, {("releasing", "approve-release")}),
+        ("liu.yang", None, {("new", "triage")}),
+        ("huang.li", None, {("escalated", "escalated")}),
+        ("wu.fang", ("sswb", "wu.fang"), set()),
+    ],
+)
+def test_waits_for_a_person(
+    store_url: str, person: str, involving: tuple[str, str] | None, expected: set[tuple[str, str]]
+) -> None:
+    """R-REVIEW, R-RELEASE, R-ESCALATE, R-SECRECY: a person's 待办 is the rows naming them, their
+    unit (a head's rows only for its head) or their role, of open incidents they may see; the
+    badge counts the same."""
+    _seed_waits(store_url)
+    who = incident_rows.Involving(*involving) if involving else None
+    with session_scope(store_url) as s:
+        found = incident_rows.waits_for(s, whose=_whose(person), involving=who)
+        assert {(i.id, w.action) for w, i in found} == expected
+        assert incident_rows.count_waits(s, whose=_whose(person), involving=who) == len(expected)
+        capped = incident_rows.count_waits(s, whose=_whose(person), involving=who, cap=1)
+        assert capped == min(1, len(expected))
+
+
+def test_waits_never_show_an_incident_one_may_not_see(store_url: str) -> None:
+    """R-SECRECY: a row naming lin.feng on another unit's incident stays hidden from him."""
+    _seed_waits(store_url)
+    with session_scope(store_url) as s:
+        mine = incident_rows.waits_for(
+            s, whose=_whose("lin.feng"), involving=incident_rows.Involving("cjb", "lin.feng")
+        )
+        assert "secret" not in {i.id for _, i in mine}
+        # Without the filter (a standing role would see it), the row is there.
+        everything = incident_rows.waits_for(s, whose=_whose("lin.feng"), involving=None)
+        assert "secret" in {i.id for _, i in everything}
+
+
+def test_waits_are_replaced_by_newer_snapshots_only(store_url: str) -> None:
+    """Each newer snapshot replaces the incident's rows; an older one (a late retry) and a write
+    without waits (histories from before) leave them."""
+    activities = RecordActivities(store_url)
+
+    def write(version: int, waits: list[Wait] | None) -> None:
+        activities.record(
+            RecordRequest(
+                incident=incident_row(version=version, responsible_unit="cjb"),
+                deadlines=[],
+                timeline=[],
+                accountability=[],
+                waits=waits,
+            )
+        )
+
+    def rows() -> set[str]:
+        with session_scope(store_url) as s:
+            return set(s.scalars(select(WaitRow.action)).all())
+
+    write(1, [_wait("draft-reply", unit="cjb")])
+    assert rows() == {"draft-reply"}
+    write(1, [_wait("draft-reply", unit="cjb")])  # a retry
+    assert rows() == {"draft-reply"}
+    write(2, [_wait("approve-reply", "approve", unit="cjb", head=True)])
+    assert rows() == {"approve-reply"}
+    write(1, [_wait("draft-reply", unit="cjb")])  # late
+    assert rows() == {"approve-reply"}
+    write(3, None)
+    assert rows() == {"approve-reply"}
+    write(4, [])
+    assert rows() == set()
+
+
+def test_the_waits_query_uses_indexes(store_url: str) -> None:
+    """10,000 open incidents must not slow a page: the person's rows are found by index (the
+    query plan on SQLite names the waits indexes, never a scan of the table)."""
+    if not store_url.startswith("sqlite"):
+        pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
+    from sqlalchemy import text
+
+    _seed_waits(store_url)
+    with session_scope(store_url) as s:
+        q = incident_rows.waits_query(whose=_whose("sun.haitao"), involving=None)
+        compiled = q.compile(s.get_bind(), compile_kwargs={"literal_binds": True})
+        plan = " ".join(str(r[-1]) for r in s.execute(text(f"EXPLAIN QUERY PLAN {compiled}")))
+        assert "ix_waits_" in plan and "SCAN waits" not in plan, plan

@@ -22,7 +22,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
 
-    from plan import messages, rules
+    from plan import messages, rules, todo
     from plan.actions import ACTIONS
     from plan.incident import Incident, Refusal
     from plan.models import (
@@ -60,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         IncidentRow,
         Notification,
         RecordRequest,
+        Wait,
     )
     from workflows.deadlines import watch_deadline
     from workflows.delivery import ACTIVITY_TIMEOUT, RETRY_FOREVER, deliver
@@ -492,7 +493,7 @@ class IncidentWorkflow:
         if not workflow.patched(ONE_WRITE_PATCH):
             await self._flush_in_steps()
             return
-        self.core.dirty = False
+        dirty, self.core.dirty = self.core.dirty, False
         new = [e for e in self.s.timeline if e.seq > self.s.recorded_seq]
         escalations, self.s.pending_escalations = self.s.pending_escalations, []
         notes, self.s.pending_notifications = self.s.pending_notifications, []
@@ -508,6 +509,7 @@ class IncidentWorkflow:
             commendations=sent.changed("commendation", s.commendations, lambda c: (c.at, c.unit)),
             escalations=escalations,
             notifications=notes,
+            waits=self._waits() if dirty else None,
         )
         # What the Temporal UI shows for the step: an escalation first, as `escalate` used to.
         if escalations:
@@ -540,6 +542,7 @@ class IncidentWorkflow:
                 accountability=list(self.s.accountability),
                 referrals=list(self.s.referrals),
                 commendations=list(self.s.commendations),
+                waits=self._waits(),
             )
             await workflow.execute_activity(
                 "record",
@@ -606,6 +609,12 @@ class IncidentWorkflow:
             ]
             self._delivery_tasks.pop(request.key, None)
 
+    def _waits(self) -> list[Wait]:
+        """待办: what the incident now waits for, and from whom, by the action table the
+        validators enforce (plan/todo.py). Part of the record activity's input: no command."""
+        core = self.core
+        return todo.waits(self.s, core.roster, core.place(), core.tz)
+
     def _row(self) -> IncidentRow:
         s = self.s
         return IncidentRow(
@@ -613,6 +622,7 @@ class IncidentWorkflow:
             version=s.version,
             reporter_name=self.sub.reporter_name,
             posted_at=self.sub.posted_at,
+            drill_speedup=self.sub.drill_speedup,
             responsible_unit=s.responsible_unit,
             co_units=",".join(s.co_units),
             activated_units=",".join(s.activated_units),

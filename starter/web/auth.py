@@ -26,13 +26,16 @@ from starlette.concurrency import run_in_threadpool
 from config.settings import Settings
 from plan.roster import Roster
 from starter.incidents import ServiceError
-from store import credentials
+from store import credentials, incident_rows, notifications
 from store.db import session_scope
+
+from .visibility import visible_to
 
 SESSION_COOKIE = "yuqing_session"
 LOGIN_COOKIE = "yuqing_login"  # a pre-sign-in nonce, so the sign-in form has a CSRF token too
 SECRET_FILE = Path("data") / "secret_key"
 CSRF_FIELD = "csrf_token"
+BADGE_CAP = 100  # the 待办 badge counts this far and then says "99+"
 
 CSRF_REFUSED = "表单安全令牌缺失或无效（CSRF），请刷新页面后重新提交"
 ORIGIN_REFUSED = "请求来源与本站不一致，已拒绝（跨站请求）"
@@ -70,6 +73,9 @@ class Viewer:
     unit_name: str
     session_id: str
     csrf: str
+    # The navigation's badges: what waits for the person (待办) and their unread messages.
+    todo: int = 0
+    unread: int = 0
 
 
 class Auth:
@@ -115,9 +121,12 @@ class Auth:
         found: Viewer | None = None
         session_id = request.cookies.get(SESSION_COOKIE)
         if session_id and not request.url.path.startswith("/api/"):
+            todo = unread = 0
             with session_scope(self.settings.database_url) as s:
                 person_id = credentials.person_for_session(s, session_id=session_id)
-            person = self.roster.person(person_id) if person_id else None
+                person = self.roster.person(person_id) if person_id else None
+                if person is not None:
+                    todo, unread = self.badges(s, person.id)
             if person is not None:
                 found = Viewer(
                     person_id=person.id,
@@ -126,9 +135,19 @@ class Auth:
                     unit_name=self.roster.unit_name(person.unit),
                     session_id=session_id,
                     csrf=self.csrf_for(session_id),
+                    todo=todo,
+                    unread=unread,
                 )
         request.state.viewer = found
         return found
+
+    def badges(self, s: Session, person_id: str) -> tuple[int, int]:
+        """What waits for the person (待办, of the incidents they may see: R-SECRECY) and their
+        unread messages: one count query each, for the navigation on every signed-in page."""
+        whose = incident_rows.whose(self.roster, person_id)
+        involving = visible_to(self.roster, person_id)
+        todo = incident_rows.count_waits(s, whose=whose, involving=involving, cap=BADGE_CAP)
+        return todo, notifications.unread_count(s, recipient=person_id)
 
     # ------------------------------------------------------------ checks on POSTs from pages
 

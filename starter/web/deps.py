@@ -54,12 +54,13 @@ from starter import incidents
 from starter.errors import FieldError
 from starter.incidents import ServiceError
 from store.db import session_scope
-from store.incident_rows import Involving
 
 from . import access, limits
 from .auth import Viewer
 from .pages import Pages, pages
 from .state import AppState, authenticate, request_state
+from .visibility import sees_every_incident as sees_every_incident
+from .visibility import visible_to as visible_to
 
 # Paging bounds: far beyond any town's incidents, far below the database's 64-bit integers.
 MAX_OFFSET = 1_000_000
@@ -97,23 +98,6 @@ def involved_units(view: IncidentView) -> set[str]:
     if view.responsible_unit:
         units.add(view.responsible_unit)
     return units
-
-
-def sees_every_incident(roster: Roster, person_id: str | None) -> bool:
-    """The standing roles (the office, the leading group, publicity, 镇党政办, the contacts)."""
-    return bool(person_id) and rules.can_view(roster, person_id or "", set())
-
-
-def visible_to(roster: Roster, person_id: str) -> Involving | None:
-    """For lists: None when the person sees every incident, else whose incidents they see: their
-    unit's, and those the leading group named them to (store/incident_rows.py `involving_clause`,
-    `may_see`'s rule). Someone not on the roster sees none (empty names match nothing)."""
-    if sees_every_incident(roster, person_id):
-        return None
-    person = roster.person(person_id)
-    if person is None:
-        return Involving(unit="", person="")
-    return Involving(unit=person.unit, person=person.id)
 
 
 def reads_reports(roster: Roster, person_id: str | None) -> bool:

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
-from plan import rules
+from plan import todo
 from plan.actions import ACTIONS, allows, place_of
 from plan.models import IncidentState, IncidentView, Phase
 from plan.roster import Role, Roster
@@ -40,6 +40,7 @@ from .deps import (
     require_visible,
     visible_to,
 )
+from .lateness import span
 from .limits import BodyTooLarge
 
 HERE = Path(__file__).resolve().parent
@@ -50,6 +51,7 @@ router = APIRouter(include_in_schema=False)  # pages: not the JSON API (issue 17
 UNIT_FIELDS = {"responsible_unit", "unit", "units", "co_units"}
 PERSON_FIELDS = {"spokesperson", "person", "participants", "persons"}
 TRUE = ("on", "true", "1", "yes")
+DRILL_FLAG = "【演练】"  # plan/messages.py heads a drill's subjects with it (for the channels)
 
 
 # ---------------------------------------------------------------- which actions, which fields
@@ -247,7 +249,8 @@ def inbox_page(request: Request, me: PagePerson, kit: PagesDep, session: StoreSe
             "id": m.id,
             "incident_id": m.incident_id,
             "rule": m.rule,
-            "subject": m.subject,
+            # One 演练 marker: the page tags a drill's line, so its subject's 【演练】 goes.
+            "subject": m.subject.removeprefix(DRILL_FLAG) if m.drill else m.subject,
             "body": m.body,
             "drill": m.drill,
             "created_at": m.created_at,
@@ -274,20 +277,75 @@ def inbox_mark_read(me: PagePerson, form: CheckedForm, session: StoreSession) ->
 # ---------------------------------------------------------------- 待办
 
 
+# The 待办 page's sections (plan/todo.py kinds), in the order shown.
+SECTIONS = [
+    (todo.APPROVE, "todo-approve", "待我审批"),
+    (todo.HANDLE, "todo-handle", "待我处理"),
+    (todo.ESCALATED, "todo-escalated", "督办给我"),
+]
+
+
+def _due(
+    due_at: datetime | None, overdue: bool, now: datetime, speedup: float | None
+) -> dict[str, Any]:
+    if due_at is None:
+        return {"due_at": None, "due_iso": "", "overdue": False, "late": "", "left": ""}
+    late = overdue or due_at <= now
+    return {
+        "due_at": due_at,
+        "due_iso": due_at.astimezone(UTC).isoformat(),
+        "overdue": late,
+        "late": span(now - due_at, speedup) if late and due_at < now else "",
+        "left": "" if late else span(due_at - now, speedup),
+        "speedup": speedup or "",
+    }
+
+
 @router.get("/my", response_class=HTMLResponse)
 def my_work(request: Request, me: PagePerson, kit: PagesDep, session: StoreSession) -> Response:
-    office = Role.office in kit.roster.roles_of(me.person_id)
+    """待办 (issue 18): what waits for me, by the action table (plan/todo.py, the rows the
+    workflow writes): 待我审批, 待我处理, 督办给我 (R-ESCALATE), each with the deadline it meets;
+    then my unit's other open deadlines. One indexed query each; R-SECRECY's filter on both."""
+    roster = kit.roster
+    office = Role.office in roster.roles_of(me.person_id)
     now = datetime.now(UTC)
-    found = incident_rows.owed_deadlines(
-        session,
-        unit=me.unit,
-        include_unassigned=office,
-        involving=visible_to(kit.roster, me.person_id),
+    involving = visible_to(roster, me.person_id)
+    found = incident_rows.waits_for(
+        session, whose=incident_rows.whose(roster, me.person_id), involving=involving
+    )
+    sections: dict[str, list[dict[str, Any]]] = {kind: [] for kind, _, _ in SECTIONS}
+    seen: set[tuple[str, str, str | None]] = set()
+    for w, inc in found:
+        key = (inc.id, w.action, w.deadline_key)
+        if key in seen or w.kind not in sections:
+            continue
+        seen.add(key)
+        speedup = inc.drill_speedup if inc.drill else None
+        if w.kind == todo.ESCALATED:
+            label = f"第{w.step}级督办"
+        else:
+            label = ACTIONS[w.action].label if w.action in ACTIONS else w.action
+        sections[w.kind].append(
+            {
+                "incident_id": inc.id,
+                "incident_title": inc.title,
+                "drill": inc.drill,
+                "action": w.action,
+                "label": label,
+                "title": w.deadline_title or "",
+                "rule": (w.deadline_key or "").split("#")[0],
+                "step": w.step,
+                **_due(w.due_at, w.kind == todo.ESCALATED, now, speedup),
+            }
+        )
+    shown = {(i, k) for i, _, k in seen}
+    owed = incident_rows.owed_deadlines(
+        session, unit=me.unit, include_unassigned=office, involving=involving
     )
     rows = []
-    for d, inc in found:
-        overdue = d.overdue or d.due_at <= now
-        late = now - d.due_at
+    for d, inc in owed:
+        if (inc.id, d.key) in shown:
+            continue
         rows.append(
             {
                 "incident_id": inc.id,
@@ -296,12 +354,17 @@ def my_work(request: Request, me: PagePerson, kit: PagesDep, session: StoreSessi
                 "title": d.title,
                 "rule": d.rule,
                 "unit": d.unit,
-                "due_at": d.due_at,
-                "due_iso": d.due_at.astimezone(UTC).isoformat(),
-                "overdue": overdue,
-                "late": rules.format_duration(late) if overdue and late.total_seconds() > 0 else "",
-                "left": "" if overdue else rules.format_duration(d.due_at - now),
                 "step": d.escalation_step,
+                **_due(d.due_at, d.overdue, now, inc.drill_speedup if inc.drill else None),
             }
         )
-    return kit.render(request, "my.html", {"rows": rows})
+    return kit.render(
+        request,
+        "my.html",
+        {
+            "sections": [
+                (kind, anchor, heading, sections[kind]) for kind, anchor, heading in SECTIONS
+            ],
+            "rows": rows,
+        },
+    )

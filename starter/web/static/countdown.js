@@ -15,10 +15,14 @@
       var due = Date.parse(cell.getAttribute("data-due"));
       if (isNaN(due)) continue;
       var left = due - now;
+      // R-DRILL: a drill's time is told in plan time (real time × its speedup).
+      var speedup = parseFloat(cell.getAttribute("data-speedup") || "");
+      var scale = speedup > 0 ? speedup : 1;
+      var note = speedup > 0 ? "（按演练时间）" : "";
       if (left > 0) {
-        cell.textContent = "还剩" + span(left);
+        cell.textContent = "还剩" + span(left * scale) + note;
       } else {
-        cell.textContent = "已逾期" + span(-left);
+        cell.textContent = "已逾期" + span(-left * scale) + note;
         cell.className += " late";  // coloured by style.css (the CSP allows no inline styles)
         if (cell.parentNode) cell.parentNode.className += " overdue";
         cell.removeAttribute("data-due");
