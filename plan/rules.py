@@ -44,6 +44,38 @@ R_DRILL = "R-DRILL"
 R_DEDUP = "R-DEDUP"
 R_CLOSE = "R-CLOSE"
 
+# Each rule in plain words, for pages that name a rule (issue 18): the code follows, small.
+RULE_NAMES: dict[str, str] = {
+    R_ORG: "组织体系",
+    R_ACTIVATE: "启动应急预案",
+    R_RELEASE: "领导小组审定发布口径",
+    R_CONSULT: "及时会商",
+    R_ASSIGNED: "上级交办事项",
+    R_OFFICE: "办公室确认监测线索",
+    R_DISCOVER: "半小时内发现",
+    R_REPORT: "发现后1小时内报告",
+    R_NOTIFY: "及时通报",
+    R_WRITTEN: "口头报告后30分钟内报送书面信息",
+    R_PROGRESS: "及时续报进展",
+    R_REVIEW: "单位负责人审定回复",
+    R_INQUIRY: "询问类当日回复",
+    R_HYPE: "恶意传播告知真相并商请查处",
+    R_FABRICATION: "澄清事实并商请查处",
+    R_SUGGESTION: "采纳建议并回复",
+    R_SECRECY: "保密",
+    R_REPLY: "按期官方回复",
+    R_STANCE: "3日内表态性回复",
+    R_TRACK: "动态跟踪",
+    R_SUMMARY: "3日内报送书面总结",
+    R_ESCALATE: "逾期督办",
+    R_ACCOUNT: "问责",
+    R_COMMEND: "表彰",
+    R_DUTY: "第一责任人",
+    R_DRILL: "应急演练",
+    R_DEDUP: "重复报告合并",
+    R_CLOSE: "结案",
+}
+
 
 # Accountability kinds (R-ACCOUNT)
 LATE_REPORT = "迟报"

@@ -49,6 +49,11 @@ async def new_incident(http: httpx.AsyncClient, **change: str) -> str:
     return str(r.json()["id"])
 
 
+def notice_of(html: str) -> str:
+    found = re.search(r'id="action-done"[^>]*>([^<]*)<', html)
+    return found.group(1) if found else ""
+
+
 def forms_on(html: str) -> set[str]:
     return set(re.findall(r'id="action-([a-z-]+)"', html))
 
@@ -61,7 +66,7 @@ async def test_office_triages_unit_drafts_head_approves_from_the_page(
 
     csrf = await sign_in(http, settings, "liu.yang")
     page = await http.get(page_url)
-    assert page.status_code == 200 and "我可以做的操作" in page.text
+    assert page.status_code == 200 and "下一步：研判" in page.text
     assert "triage" in forms_on(page.text) and "draft-reply" not in forms_on(page.text)
     r = await http.post(
         f"{page_url}/actions/triage",
@@ -73,9 +78,12 @@ async def test_office_triages_unit_drafts_head_approves_from_the_page(
             "co_units": ["pcs"],
         },
     )
-    assert r.status_code == 303 and r.headers["location"] == f"{page_url}?done=triage", r.text
+    # Post/redirect/get, landing at the notice, which names the action in Chinese (issue 18).
+    location = f"{page_url}?done=triage#action-done"
+    assert r.status_code == 303 and r.headers["location"] == location, r.text
     page = await http.get(r.headers["location"])
-    assert "已完成操作" in page.text and "处置中" in page.text
+    assert "已完成操作：研判" in page.text and "处置中" in page.text
+    assert 'id="action-done"' in page.text and "triage" not in notice_of(page.text)
     assert "派出所" in page.text or "pcs" in page.text
 
     csrf = await sign_in(http, settings, "lin.feng")
@@ -115,7 +123,7 @@ async def test_wrong_role_is_refused_in_chinese_and_nothing_changes(
     page = await http.get(page_url)
     assert page.status_code == 200 and "triage" not in forms_on(page.text)
     r = await http.post(f"{page_url}/actions/triage", data={"csrf_token": csrf, **triage})
-    assert r.status_code == 403 and "办公室" in r.text and "我可以做的操作" in r.text
+    assert r.status_code == 403 and "办公室" in r.text and 'id="action-error"' in r.text
     got = await http.get(page_url)
     assert "待研判" in got.text
 
@@ -211,7 +219,7 @@ async def test_my_work_shows_overdue_in_red_and_countdowns(
     rows = owed()
     page = await http.get("/my")
     assert page.status_code == 200 and 'data-due="' in page.text and "已逾期" not in page.text
-    assert rows[0].title in page.text
+    assert rows[0].title in re.sub(r"<[^>]+>", "", page.text)  # the rule code in a span of its own
 
     gap = rows[0].due_at - datetime.now(UTC) + timedelta(minutes=1)
     await time_env.sleep(gap)
