@@ -6,6 +6,7 @@ them by their speed-up factor (R-DRILL), nothing else changes them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -75,6 +76,15 @@ RULE_NAMES: dict[str, str] = {
     R_DEDUP: "重复报告合并",
     R_CLOSE: "结案",
 }
+
+LEADING_CODE = re.compile(r"(R-[A-Z]+(?:-[A-Z]+)*) (.+)", re.S)
+
+
+def code_last(text: str) -> str:
+    """A line that leads with its rule's code, with the code moved to its end: readers see the
+    plain words first (issue 18). "R-TRACK 跟踪检查：已平息" → "跟踪检查：已平息（R-TRACK）"."""
+    found = LEADING_CODE.fullmatch(text)
+    return f"{found.group(2)}（{found.group(1)}）" if found else text
 
 
 # Accountability kinds (R-ACCOUNT)
@@ -234,25 +244,25 @@ def duration_words(spec: PlanSpec) -> dict[str, str]:
 
 def reply_title(severity: Severity, spec: PlanSpec) -> str:
     within = plan_duration(spec.reply_within[severity])
-    return f"{R_REPLY} {severity.label}舆情{within}内官方回复"
+    return f"{severity.label}舆情{within}内官方回复（{R_REPLY}）"
 
 
 def report_title(spec: PlanSpec) -> str:
-    return f"{R_REPORT} 发现后{plan_duration(spec.report_within)}内报告"
+    return f"发现后{plan_duration(spec.report_within)}内报告（{R_REPORT}）"
 
 
 def titles(spec: PlanSpec) -> dict[str, str]:
     """The deadlines' titles (R-REPLY and R-REPORT: reply_title, report_title)."""
     w = duration_words(spec)
     return {
-        R_DISCOVER: f"{R_DISCOVER} 发帖后{w['discover_within']}内发现",
-        R_WRITTEN: f"{R_WRITTEN} 口头报告后{w['written_within']}内报送书面信息",
-        R_PROGRESS: f"{R_PROGRESS} 续报处置进展",
-        R_STANCE: f"{R_STANCE} {w['stance_within']}内作出表态性回复",
-        R_TRACK: f"{R_TRACK} 动态跟踪检查",
-        R_SUMMARY: f"{R_SUMMARY} 平息后{w['summary_within']}内报送书面总结",
-        "R-INQUIRY-OPINION": f"{R_INQUIRY} 发现当日内回复处理意见",
-        "R-INQUIRY-RESULT": f"{R_INQUIRY} 办结当日内回复处理结果",
+        R_DISCOVER: f"发帖后{w['discover_within']}内发现（{R_DISCOVER}）",
+        R_WRITTEN: f"口头报告后{w['written_within']}内报送书面信息（{R_WRITTEN}）",
+        R_PROGRESS: f"续报处置进展（{R_PROGRESS}）",
+        R_STANCE: f"{w['stance_within']}内作出表态性回复（{R_STANCE}）",
+        R_TRACK: f"动态跟踪检查（{R_TRACK}）",
+        R_SUMMARY: f"平息后{w['summary_within']}内报送书面总结（{R_SUMMARY}）",
+        "R-INQUIRY-OPINION": f"发现当日内回复处理意见（{R_INQUIRY}）",
+        "R-INQUIRY-RESULT": f"办结当日内回复处理结果（{R_INQUIRY}）",
     }
 
 
