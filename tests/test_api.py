@@ -244,9 +244,7 @@ async def test_form_submits_and_shows_the_incident(
     await sign_in(http, settings, "liu.yang")
     detail = await http.get(location)
     assert detail.status_code == 200
-    assert (
-        "学校食堂卫生问题网帖" in detail.text and "一般舆情12小时内官方回复" in detail.text
-    )
+    assert "学校食堂卫生问题网帖" in detail.text and "一般舆情12小时内官方回复" in detail.text
     assert "在 Temporal UI 中查看" in detail.text
     # Signed in, the form leads straight to the incident page.
     page = await http.get("/")

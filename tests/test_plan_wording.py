@@ -228,7 +228,9 @@ def test_a_late_lead_and_the_summary_say_the_plans_periods(odd: PlanSpec, roster
     c = incident(odd, roster, lead=True)
     c.advance(START)  # the report period ended 8 minutes ago
     act(c, "confirm-lead")
-    assert c.s.timeline[-1].summary == "办公室确认线索为舆情（已超过2小时47分钟，记迟报）（R-OFFICE）"
+    assert (
+        c.s.timeline[-1].summary == "办公室确认线索为舆情（已超过2小时47分钟，记迟报）（R-OFFICE）"
+    )
     act(c, "triage", severity="general", category=Category.hype.value, responsible_unit="cjb")
     act(c, "draft-reply", text="官方回复")
     act(c, "approve-reply", approve=True)

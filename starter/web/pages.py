@@ -96,9 +96,7 @@ class Pages:
             # The plan's periods as its sentences say them, e.g. plan_words.report_within "1小时".
             plan_words=rules.duration_words(state.plan),
             # The drill speed-up's help (issue 18): a general reply's period at the default 60.
-            drill_reply_general=rules.plan_duration(
-                state.plan.reply_within[Severity.general] / 60
-            ),
+            drill_reply_general=rules.plan_duration(state.plan.reply_within[Severity.general] / 60),
             categories=list(Category),
             sources=SOURCES,
             labels=FIELD_LABELS,
