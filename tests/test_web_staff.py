@@ -233,3 +233,69 @@ async def test_my_work_shows_overdue_in_red_and_countdowns(
     assert "/static/countdown.js" in page.text
     js = await http.get("/static/countdown.js")
     assert js.status_code == 200 and "data-due" in js.text
+
+
+async def test_next_step_on_top_approval_buttons_and_few_spokespeople(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    """Issue 18, item 3: the status line and the viewer's one next step on top; 同意 / 退回 with
+    the draft inside the form; 退回 without a comment refused in Chinese (R-REVIEW); the
+    spokesperson (R-RELEASE) chosen among the leading group, the units' heads and the publicity
+    unit, the deputy leader first."""
+    incident_id = await new_incident(http, severity="major")
+    page_url = f"/incidents/{incident_id}"
+    csrf = await sign_in(http, settings, "liu.yang")
+    triage = {"severity": "major", "category": "hype", "responsible_unit": "cjb"}
+    r = await http.post(f"{page_url}/actions/triage", data={"csrf_token": csrf, **triage})
+    assert r.status_code == 303
+    csrf = await sign_in(http, settings, "lin.feng")
+    draft = {"csrf_token": csrf, "text": "已组织抽排，今日内完成。", "kind": "official"}
+    assert (await http.post(f"{page_url}/actions/draft-reply", data=draft)).status_code == 303
+
+    csrf = await sign_in(http, settings, "sun.haitao")
+    page = (await http.get(page_url)).text
+    banner = re.search(r'id="status-banner">([^<]*)<', page)
+    assert banner and "村镇建设办（孙海涛）须发布官方回复" in banner.group(1), banner
+    assert "期限" in banner.group(1) and "还剩" in banner.group(1)
+    top = page[: page.index('id="my-actions"')]
+    assert 'class="action primary" id="action-approve-reply"' in top
+    assert "下一步：审定回复" in top and "已组织抽排，今日内完成。" in top
+    assert 'name="approve" value="on"' in top and 'name="approve" value="off"' in top
+    assert 'type="checkbox" id="approve-reply-approve"' not in page
+    # 退回 without a comment: refused in Chinese, the error summary on top with the form.
+    r = await http.post(
+        f"{page_url}/actions/approve-reply", data={"csrf_token": csrf, "approve": "off"}
+    )
+    assert r.status_code in (409, 422) and "退回回复稿须说明理由" in r.text
+    assert r.text.index('id="action-error"') < r.text.index('id="action-approve-reply"')
+    assert "data-focus" in r.text and "/static/focus.js" in r.text
+    r = await http.post(
+        f"{page_url}/actions/approve-reply", data={"csrf_token": csrf, "approve": "on"}
+    )
+    assert r.status_code == 303
+
+    await sign_in(http, settings, "wang.jianguo")
+    page = (await http.get(page_url)).text
+    select = re.search(r'<select id="approve-release-spokesperson".*?</select>', page, re.S)
+    assert select, page
+    offered = [v for v in re.findall(r'<option value="([^"]*)"', select.group(0)) if v]
+    roster = http._transport.app.state.yuqing.roster  # type: ignore[attr-defined]
+    lg = roster.leading_group
+    expected = {lg.leader, lg.deputy, *lg.members, "sun.haitao"}
+    expected |= set(roster.members_of(roster.roles.publicity))
+    assert set(offered) == expected and len(offered) < len(roster.people)
+    assert re.search(rf'<option value="{lg.deputy}" selected>', select.group(0))
+
+
+async def test_submission_errors_come_all_at_once(http: httpx.AsyncClient) -> None:
+    """Issue 18, item 5: a form with a missing title and a discovery time in the future answers
+    both at once (the future-date error used to come only once the others were fixed)."""
+    form = {"content": "内容", "source": "微博", "reporter_unit": "yqb"}
+    form["discovered_at"] = "2999-01-01T08:00"
+    r = await http.post("/incidents", data=form)
+    assert r.status_code == 422
+    summary = r.text[r.text.index('class="error-summary"') :]
+    summary = summary[: summary.index("</div>")]
+    assert "标题" in summary and "发现时间不能晚于当前时间" in summary
+    r = await http.post("/incidents", data={**form, "discovered_at": "昨天"})
+    assert "时间格式不正确" in r.text and "标题" in r.text
