@@ -145,8 +145,26 @@ async def drafted_incident(http: httpx.AsyncClient, client: Client, settings: Se
     return incident_id
 
 
-def pages_for(incident_id: str) -> list[str]:
+async def approved_incident(http: httpx.AsyncClient, client: Client, settings: Settings) -> str:
+    """A major incident whose reply the unit head approved: the leading group's release form
+    (R-RELEASE), with its spokesperson list, is on its page."""
+    r = await http.post(
+        "/api/incidents",
+        json=submission(severity="major", url="https://weibo.example/post/2"),
+        headers=token_for(settings, "zhou.ting"),
+    )
+    assert r.status_code == 201, r.text
+    incident_id = str(r.json()["id"])
+    await triage(client, incident_id, severity="major")
+    draft = {"text": "已安排抽排积水，今日完成。", "kind": "official"}
+    await incidents.act(client, incident_id, "draft-reply", draft, "lin.feng")
+    await incidents.act(client, incident_id, "approve-reply", {}, "sun.haitao")
+    return incident_id
+
+
+def pages_for(incident_id: str, approved: str) -> list[str]:
     return [
+        f"/incidents/{approved}",
         "/",
         "/report/oral",
         "/login",
@@ -167,6 +185,7 @@ async def test_no_english_on_any_page_as_any_role(
     http: httpx.AsyncClient, client: Client, settings: Settings
 ) -> None:
     incident_id = await drafted_incident(http, client, settings)
+    approved = await approved_incident(http, client, settings)
     found: dict[str, list[str]] = {}
 
     async def scan(who: str, url: str, r: httpx.Response) -> None:
@@ -177,7 +196,7 @@ async def test_no_english_on_any_page_as_any_role(
 
     # Signed out: the open pages, the pages that send one to sign in, an anonymous submission
     # (the receipt page), the form refused with errors, and the login refused.
-    for url in pages_for(incident_id):
+    for url in pages_for(incident_id, approved):
         await scan("signed-out", url, await http.get(url, follow_redirects=True))
     login = await http.get("/login")
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', login.text)
@@ -194,8 +213,15 @@ async def test_no_english_on_any_page_as_any_role(
 
     for who, person in PEOPLE.items():
         csrf_token = await sign_in(http, settings, person)
-        for url in pages_for(incident_id):
+        for url in pages_for(incident_id, approved):
             await scan(who, url, await http.get(url, follow_redirects=True))
+        # The forms with the most to say are among those scanned.
+        if person == "wang.jianguo":
+            page = await http.get(f"/incidents/{approved}")
+            assert 'id="approve-release-spokesperson"' in page.text
+        if person == "sun.haitao":
+            page = await http.get(f"/incidents/{incident_id}")
+            assert 'id="approve-reply-draft"' in page.text
         # An action refused: the incident page with the error summary.
         r = await http.post(
             f"/incidents/{incident_id}/actions/withdraw", data={"csrf_token": csrf_token}
