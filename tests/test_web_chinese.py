@@ -22,6 +22,7 @@ from config.settings import Settings
 from plan.roster import Roster
 from starter import incidents
 from starter.web.app import create_app
+from starter.web.pages import rule_words, with_rule_codes, zone_words
 from tests.helpers import running_worker, submission, triage
 from tests.test_api import sign_in, token_for
 
@@ -232,3 +233,21 @@ async def test_no_english_on_any_page_as_any_role(
         http.cookies.clear()
 
     assert not found, "\n".join(f"{k}: {', '.join(v)}" for k, v in found.items())
+
+
+def test_rule_codes_are_wrapped_and_the_rest_escaped() -> None:
+    """Stored plain-text lines (timeline, inbox, escalations) through the `codes` filter: the text
+    escaped, each rule code (with its full-width brackets when alone in them) in one span."""
+    html = str(with_rule_codes("<b>回复</b>（R-REPLY） R-INQUIRY-OPINION 与 R-ESCALATE"))
+    assert html.startswith("&lt;b&gt;回复&lt;/b&gt;")
+    assert '<span class="rule-code">（R-REPLY）</span>' in html
+    assert '<span class="rule-code">R-INQUIRY-OPINION</span>' in html
+    assert english_in(f"<body><p>{html}</p></body>") == []
+    assert str(rule_words("R-REPLY")).startswith("预案：按期官方回复 ")
+    assert english_in(f"<body>{rule_words('R-ESCALATE')}</body>") == []
+
+
+def test_the_zone_is_named_as_readers_say_it() -> None:
+    """北京时间 for China's zone; any other configured zone keeps working, named as configured."""
+    assert zone_words("Asia/Shanghai") == "北京时间"
+    assert zone_words("Asia/Tokyo") == "Asia/Tokyo时区"
