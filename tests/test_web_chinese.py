@@ -163,9 +163,10 @@ async def approved_incident(http: httpx.AsyncClient, client: Client, settings: S
     return incident_id
 
 
-def pages_for(incident_id: str, approved: str) -> list[str]:
+def pages_for(incident_id: str, approved: str, untriaged: str) -> list[str]:
     return [
         f"/incidents/{approved}",
+        f"/incidents/{untriaged}",
         "/",
         "/report/oral",
         "/login",
@@ -187,6 +188,13 @@ async def test_no_english_on_any_page_as_any_role(
 ) -> None:
     incident_id = await drafted_incident(http, client, settings)
     approved = await approved_incident(http, client, settings)
+    r = await http.post(
+        "/api/incidents",
+        json=submission(url="https://weibo.example/post/3"),
+        headers=token_for(settings, "zhou.ting"),
+    )
+    assert r.status_code == 201, r.text
+    untriaged = str(r.json()["id"])  # the office's status line and next step: 研判
     found: dict[str, list[str]] = {}
 
     async def scan(who: str, url: str, r: httpx.Response) -> None:
@@ -197,7 +205,7 @@ async def test_no_english_on_any_page_as_any_role(
 
     # Signed out: the open pages, the pages that send one to sign in, an anonymous submission
     # (the receipt page), the form refused with errors, and the login refused.
-    for url in pages_for(incident_id, approved):
+    for url in pages_for(incident_id, approved, untriaged):
         await scan("signed-out", url, await http.get(url, follow_redirects=True))
     login = await http.get("/login")
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', login.text)
@@ -214,7 +222,7 @@ async def test_no_english_on_any_page_as_any_role(
 
     for who, person in PEOPLE.items():
         csrf_token = await sign_in(http, settings, person)
-        for url in pages_for(incident_id, approved):
+        for url in pages_for(incident_id, approved, untriaged):
             await scan(who, url, await http.get(url, follow_redirects=True))
         # The forms with the most to say are among those scanned.
         if person == "wang.jianguo":

@@ -374,6 +374,10 @@ def status_banner(
     person = rules.accountable_person(roster, unit) if unit else None
     who = roster.unit_name(unit) + (f"（{roster.person_name(person)}）" if person else "")
     what = OWES.get(d.key.split("#")[0]) or OWES.get(d.rule) or f"完成“{d.title}”"
+    if view.phase is Phase.lead:
+        what = "确认监测线索"  # R-OFFICE: the office confirms before anything else is owed
+    elif view.phase is Phase.triage and d.unit is None:
+        what = "研判并指定责任单位"  # no unit owes the reply yet; its deadline is shown
     due = d.due_at.astimezone(tz)
     shown = due.strftime("%H:%M" if due.date() == now.astimezone(tz).date() else "%m月%d日 %H:%M")
     parts = ["已逾期" if overdue else f"还剩{rules.format_duration(d.due_at - now)}"]
