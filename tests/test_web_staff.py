@@ -299,3 +299,56 @@ async def test_submission_errors_come_all_at_once(http: httpx.AsyncClient) -> No
     assert "标题" in summary and "发现时间不能晚于当前时间" in summary
     r = await http.post("/incidents", data={**form, "discovered_at": "昨天"})
     assert "时间格式不正确" in r.text and "标题" in r.text
+
+
+def test_status_line_says_who_owes_what_by_when_and_how_far_escalated(roster: Roster) -> None:
+    """Issue 18, item 3: 已逾期 · 社会事务办（吴芳）须发布官方回复 · 期限 13:47 · 已督办至组长
+    (R-REPLY missed, R-ESCALATE at its last step; the first-responsible person answers, R-DUTY)."""
+    from zoneinfo import ZoneInfo
+
+    from plan import rules
+    from plan.enums import Severity
+    from plan.models import Deadline, IncidentView, Phase
+    from plan.spec import shipped
+    from starter.web.staff import status_banner
+
+    tz = ZoneInfo("Asia/Shanghai")
+    now = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)  # 14:00 in the town
+    due = datetime(2026, 11, 30, 5, 47, tzinfo=UTC)  # 13:47
+    reply = Deadline(
+        key="R-REPLY#1",
+        rule=rules.R_REPLY,
+        title=rules.reply_title(Severity.urgent, shipped()),
+        due_at=due,
+        overdue=True,
+        unit="sswb",
+        escalation_step=len(shipped().escalation),
+    )
+    view = IncidentView(
+        id="YQ-1",
+        title="t",
+        content="c",
+        source="微博",
+        url=None,
+        reporter_unit="yqb",
+        reporter_name=None,
+        discovered_at=due - timedelta(hours=3),
+        posted_at=None,
+        received_at=due - timedelta(hours=3),
+        drill=False,
+        drill_speedup=None,
+        plan_version="1",
+        phase=Phase.handling,
+        responsible_unit="sswb",
+        deadlines=[reply],
+    )
+    banner = status_banner(roster, view, shipped(), tz, now)
+    assert banner.overdue
+    assert (
+        " · ".join(banner.parts)
+        == "已逾期 · 社会事务办（吴芳）须发布官方回复 · 期限 13:47 · 已督办至组长"
+    )
+    reply.overdue, reply.escalation_step = False, 0
+    reply.due_at = now + timedelta(hours=1)
+    banner = status_banner(roster, view, shipped(), tz, now)
+    assert not banner.overdue and banner.parts[0] == "还剩1小时" and banner.parts[2] == "期限 15:00"
