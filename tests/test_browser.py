@@ -168,11 +168,18 @@ def test_empty_title_shows_the_chinese_message_and_keeps_the_input(
     page = signed_in(browser, town, "zhou.ting")
     page.goto("/")
     fill_report(page, "")
+    page.get_by_label("发现时间").fill("2999-01-01T08:00")
     page.get_by_role("button", name="提交报告").click()
     page.wait_for_load_state()
     error = page.locator("#title-error")
     assert error.inner_text().strip() == "标题：必填"
-    assert "提交未成功" in page.locator(".error-summary").inner_text()
+    summary = page.locator(".error-summary")
+    assert "提交未成功" in summary.inner_text()
+    # Issue 18: every field's error at once, and the focus on the summary (static/focus.js).
+    assert "发现时间不能晚于当前时间" in summary.inner_text()
+    page.wait_for_function(
+        "document.activeElement && document.activeElement.id === 'error-summary'"
+    )
     assert page.get_by_label("标题").input_value() == ""
     assert page.get_by_label("内容摘要").input_value() == "网友发帖称东湖村道路积水多日无人处理。"
     assert page.locator("#source").input_value() == "微信公众号"
