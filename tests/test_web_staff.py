@@ -251,6 +251,9 @@ async def test_next_step_on_top_approval_buttons_and_few_spokespeople(
     csrf = await sign_in(http, settings, "lin.feng")
     draft = {"csrf_token": csrf, "text": "已组织抽排，今日内完成。", "kind": "official"}
     assert (await http.post(f"{page_url}/actions/draft-reply", data=draft)).status_code == 303
+    # The draft now waits on the head: redrafting is offered, but is not the next step.
+    page = (await http.get(page_url)).text
+    assert "draft-reply" in forms_on(page) and "下一步：起草回复" not in page
 
     csrf = await sign_in(http, settings, "sun.haitao")
     page = (await http.get(page_url)).text

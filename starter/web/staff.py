@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException
 
 from plan import rules
 from plan.actions import ACTIONS, allows, place_of
+from plan.enums import ReplyStatus
 from plan.models import IncidentState, IncidentView, Phase
 from plan.roster import Role, Roster
 from plan.spec import PlanSpec
@@ -124,6 +125,10 @@ PRIMARY = (
 )
 
 
+# A reply in these states waits on someone else (R-REVIEW, R-RELEASE).
+WAITING = (ReplyStatus.drafted, ReplyStatus.approved)
+
+
 def primary_action(forms: list[ActionForm], view: IncidentView) -> str | None:
     """The one action the viewer most likely came to take, or None."""
     offered = {f.name for f in forms}
@@ -132,6 +137,8 @@ def primary_action(forms: list[ActionForm], view: IncidentView) -> str | None:
             continue
         if name == "triage" and view.phase is not Phase.triage:
             continue  # 重新研判 is a correction, not the next step
+        if name == "draft-reply" and view.replies and view.replies[-1].status in WAITING:
+            continue  # a draft is with the head or the leading group: redrafting is not next
         if name == "report-progress" and not any(
             d.open and d.rule == rules.R_PROGRESS for d in view.deadlines
         ):
