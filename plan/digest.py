@@ -291,7 +291,7 @@ def compose_weekly(facts: WeeklyFacts, roster: Roster) -> tuple[str, str]:
         lines.append("  该期间无记录")
     for u in units:
         unit_rate = "-" if u.on_time_rate is None else f"{u.on_time_rate * 100:.1f}%"
-        recs = "，".join(f"{k}{v}次" for k, v in sorted(u.records.items())) or "无"
+        recs = "、".join(f"{k}{v}次" for k, v in sorted(u.records.items())) or "无"
         lines.append(
             f"  {roster.unit_name(u.unit)}：按期{u.on_time}，逾期完成{u.late}，未完成{u.missed}，"
             f"进行中{u.pending}，按期率{unit_rate}；问责记录：{recs}；表彰{len(u.commendations)}次"

@@ -1231,7 +1231,7 @@ class Incident:
         d.escalation_step = step.step
         d.last_step_at = now
         names = "、".join(self.roster.person_name(t) for t in step.targets)
-        summary = f"{rules.R_ESCALATE} 第{step.step}级: {step.label}"
+        summary = f"第{step.step}级督办：{step.label}（{rules.R_ESCALATE}）"
         esc = Escalation(
             deadline_key=d.key,
             rule=d.rule,
@@ -1242,7 +1242,11 @@ class Incident:
         )
         self.s.escalations.append(esc)
         self.s.pending_escalations.append(esc)
-        self.event("escalated", None, f"{summary}（{d.title}逾期，通知{names}）")
+        self.event(
+            "escalated",
+            None,
+            f"第{step.step}级督办：{step.label}，{d.title}逾期，通知{names}（{rules.R_ESCALATE}）",
+        )
         subject, body = messages.escalation(
             self.view(), self.roster, self.tz, d, step, now, spec=self.spec
         )
@@ -1362,7 +1366,7 @@ class Incident:
                 at=self.now,
                 kind=kind,
                 actor=actor,
-                summary=summary,
+                summary=rules.code_last(summary),
             )
         )
 

@@ -104,7 +104,7 @@ def escalation(
         + "。\n"
         + (f"预案要求：{wording}。\n" if wording else "")
         + f"责任单位：{roster.unit_name(d.unit)}。\n"
-        f"{rules.R_ESCALATE} 督办第{step.step}级（共{step.of}级）：{step.label}。"
+        f"督办第{step.step}级（共{step.of}级）：{step.label}（{rules.R_ESCALATE}）。"
     )
     return subject, body
 

@@ -6,6 +6,7 @@ them by their speed-up factor (R-DRILL), nothing else changes them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,6 +44,47 @@ R_DUTY = "R-DUTY"
 R_DRILL = "R-DRILL"
 R_DEDUP = "R-DEDUP"
 R_CLOSE = "R-CLOSE"
+
+# Each rule in plain words, for pages that name a rule (issue 18): the code follows, small.
+RULE_NAMES: dict[str, str] = {
+    R_ORG: "组织体系",
+    R_ACTIVATE: "启动应急预案",
+    R_RELEASE: "领导小组审定发布口径",
+    R_CONSULT: "及时会商",
+    R_ASSIGNED: "上级交办事项",
+    R_OFFICE: "办公室确认监测线索",
+    R_DISCOVER: "半小时内发现",
+    R_REPORT: "发现后1小时内报告",
+    R_NOTIFY: "及时通报",
+    R_WRITTEN: "口头报告后30分钟内报送书面信息",
+    R_PROGRESS: "及时续报进展",
+    R_REVIEW: "单位负责人审定回复",
+    R_INQUIRY: "询问类当日回复",
+    R_HYPE: "恶意传播告知真相并商请查处",
+    R_FABRICATION: "澄清事实并商请查处",
+    R_SUGGESTION: "采纳建议并回复",
+    R_SECRECY: "保密",
+    R_REPLY: "按期官方回复",
+    R_STANCE: "3日内表态性回复",
+    R_TRACK: "动态跟踪",
+    R_SUMMARY: "3日内报送书面总结",
+    R_ESCALATE: "逾期督办",
+    R_ACCOUNT: "问责",
+    R_COMMEND: "表彰",
+    R_DUTY: "第一责任人",
+    R_DRILL: "应急演练",
+    R_DEDUP: "重复报告合并",
+    R_CLOSE: "结案",
+}
+
+LEADING_CODE = re.compile(r"(R-[A-Z]+(?:-[A-Z]+)*) (.+)", re.S)
+
+
+def code_last(text: str) -> str:
+    """A line that leads with its rule's code, with the code moved to its end: readers see the
+    plain words first (issue 18). "R-TRACK 跟踪检查：已平息" → "跟踪检查：已平息（R-TRACK）"."""
+    found = LEADING_CODE.fullmatch(text)
+    return f"{found.group(2)}（{found.group(1)}）" if found else text
 
 
 # Accountability kinds (R-ACCOUNT)
@@ -202,25 +244,25 @@ def duration_words(spec: PlanSpec) -> dict[str, str]:
 
 def reply_title(severity: Severity, spec: PlanSpec) -> str:
     within = plan_duration(spec.reply_within[severity])
-    return f"{R_REPLY} {severity.label}舆情{within}内官方回复"
+    return f"{severity.label}舆情{within}内官方回复（{R_REPLY}）"
 
 
 def report_title(spec: PlanSpec) -> str:
-    return f"{R_REPORT} 发现后{plan_duration(spec.report_within)}内报告"
+    return f"发现后{plan_duration(spec.report_within)}内报告（{R_REPORT}）"
 
 
 def titles(spec: PlanSpec) -> dict[str, str]:
     """The deadlines' titles (R-REPLY and R-REPORT: reply_title, report_title)."""
     w = duration_words(spec)
     return {
-        R_DISCOVER: f"{R_DISCOVER} 发帖后{w['discover_within']}内发现",
-        R_WRITTEN: f"{R_WRITTEN} 口头报告后{w['written_within']}内报送书面信息",
-        R_PROGRESS: f"{R_PROGRESS} 续报处置进展",
-        R_STANCE: f"{R_STANCE} {w['stance_within']}内作出表态性回复",
-        R_TRACK: f"{R_TRACK} 动态跟踪检查",
-        R_SUMMARY: f"{R_SUMMARY} 平息后{w['summary_within']}内报送书面总结",
-        "R-INQUIRY-OPINION": f"{R_INQUIRY} 发现当日内回复处理意见",
-        "R-INQUIRY-RESULT": f"{R_INQUIRY} 办结当日内回复处理结果",
+        R_DISCOVER: f"发帖后{w['discover_within']}内发现（{R_DISCOVER}）",
+        R_WRITTEN: f"口头报告后{w['written_within']}内报送书面信息（{R_WRITTEN}）",
+        R_PROGRESS: f"续报处置进展（{R_PROGRESS}）",
+        R_STANCE: f"{w['stance_within']}内作出表态性回复（{R_STANCE}）",
+        R_TRACK: f"动态跟踪检查（{R_TRACK}）",
+        R_SUMMARY: f"平息后{w['summary_within']}内报送书面总结（{R_SUMMARY}）",
+        "R-INQUIRY-OPINION": f"发现当日内回复处理意见（{R_INQUIRY}）",
+        "R-INQUIRY-RESULT": f"办结当日内回复处理结果（{R_INQUIRY}）",
     }
 
 

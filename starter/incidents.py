@@ -102,37 +102,68 @@ def incident_id_for(sub: Submission) -> str:
     return f"YQ-{sub.discovered_at:%Y%m%d}-{digest}"
 
 
+TIME_FIELDS = ("discovered_at", "posted_at", "oral_reported_at")
+FACT_FIELDS = (*TIME_FIELDS, "reporter_unit", "responsible_unit", "oral")
+
+
+def _instant(value: Any) -> datetime | None:
+    """A stated time as the schema would read it, or None (absent, or not a time with a zone)."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else None
+    try:
+        at = datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+    return at if at is not None and at.tzinfo is not None else None
+
+
+def _fact_errors(data: dict[str, Any], roster: Roster, now: datetime) -> list[FieldError]:
+    """The checks on the submission's facts (times against now and each other, units against the
+    roster), on whichever fields can be read: run with the schema's own, so every field's error
+    comes in one answer (issue 18: the future-date error came only once the others were fixed)."""
+    errors: list[FieldError] = []
+    at = {name: _instant(data.get(name)) for name in TIME_FIELDS}
+    for name, when in at.items():
+        if when is not None and when < EARLIEST:
+            errors.append(FieldError(name, f"{FIELD_LABELS[name]}不能早于2000年1月1日"))
+    reporter, responsible = data.get("reporter_unit"), data.get("responsible_unit")
+    if isinstance(reporter, str) and reporter and roster.unit(reporter) is None:
+        errors.append(FieldError("reporter_unit", f"报告单位“{reporter}”不在名册中"))
+    if isinstance(responsible, str) and responsible and roster.unit(responsible) is None:
+        errors.append(FieldError("responsible_unit", f"责任单位“{responsible}”不在名册中"))
+    discovered, posted, oral_at = at["discovered_at"], at["posted_at"], at["oral_reported_at"]
+    if discovered is not None and discovered > now + CLOCK_SKEW:
+        errors.append(FieldError("discovered_at", "发现时间不能晚于当前时间"))
+    if posted is not None and posted > now + CLOCK_SKEW:
+        errors.append(FieldError("posted_at", "发帖时间不能晚于当前时间"))
+    if oral_at is not None:
+        # R-WRITTEN counts from the call: a call in the future or before the post was found would
+        # move that deadline.
+        if data.get("oral") not in (True, "true", "on", "1", 1):
+            errors.append(FieldError("oral_reported_at", "仅电话口头报告需要填写口头报告时间"))
+        elif oral_at > now + CLOCK_SKEW:
+            errors.append(FieldError("oral_reported_at", "口头报告时间不能晚于当前时间"))
+        elif discovered is not None and oral_at < discovered:
+            errors.append(FieldError("oral_reported_at", "口头报告时间不能早于发现时间"))
+    return errors
+
+
 def parse_submission(data: dict[str, Any], roster: Roster, now: datetime) -> Submission:
-    """Validate a submission against its schema and the roster; raise ServiceError(422)."""
+    """Validate a submission against its schema and the roster; raise ServiceError(422) with
+    every field's error at once."""
+    sub: Submission | None = None
     try:
         sub = Submission.model_validate(data)
     except ValidationError as exc:
-        raise ServiceError(422, "提交内容有误", translate(exc)) from exc
-    errors = _text_errors(sub)
-    if LINE_BREAKS.search(sub.title) and not any(e.field == "title" for e in errors):
-        errors.append(FieldError("title", f"{_label('title')}：不能换行，请写在一行内"))
-    for name in ("discovered_at", "posted_at", "oral_reported_at"):
-        at = getattr(sub, name)
-        if at is not None and at < EARLIEST:
-            errors.append(FieldError(name, f"{FIELD_LABELS[name]}不能早于2000年1月1日"))
-    if roster.unit(sub.reporter_unit) is None:
-        errors.append(FieldError("reporter_unit", f"报告单位“{sub.reporter_unit}”不在名册中"))
-    if sub.responsible_unit and roster.unit(sub.responsible_unit) is None:
-        errors.append(FieldError("responsible_unit", f"责任单位“{sub.responsible_unit}”不在名册中"))
-    if sub.discovered_at > now + CLOCK_SKEW:
-        errors.append(FieldError("discovered_at", "发现时间不能晚于当前时间"))
-    if sub.posted_at and sub.posted_at > now + CLOCK_SKEW:
-        errors.append(FieldError("posted_at", "发帖时间不能晚于当前时间"))
-    if sub.oral_reported_at is not None:
-        # R-WRITTEN counts from the call: a call in the future or before the post was found would
-        # move that deadline.
-        if not sub.oral:
-            errors.append(FieldError("oral_reported_at", "仅电话口头报告需要填写口头报告时间"))
-        elif sub.oral_reported_at > now + CLOCK_SKEW:
-            errors.append(FieldError("oral_reported_at", "口头报告时间不能晚于当前时间"))
-        elif sub.oral_reported_at < sub.discovered_at:
-            errors.append(FieldError("oral_reported_at", "口头报告时间不能早于发现时间"))
-    if errors:
+        errors = translate(exc)
+    else:
+        errors = _text_errors(sub)
+        if LINE_BREAKS.search(sub.title) and not any(e.field == "title" for e in errors):
+            errors.append(FieldError("title", f"{_label('title')}：不能换行，请写在一行内"))
+    facts = data if sub is None else {name: getattr(sub, name) for name in FACT_FIELDS}
+    named = {e.field for e in errors}
+    errors += [e for e in _fact_errors(facts, roster, now) if e.field not in named]
+    if errors or sub is None:
         raise ServiceError(422, "提交内容有误", errors)
     return sub
 

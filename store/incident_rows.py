@@ -293,6 +293,8 @@ def owed_deadlines(
 def short_number_of(session: Session, *, incident_id: str) -> str | None:
     """The incident's short number; None before the store first recorded it."""
     return session.scalar(select(Incident.short_number).where(Incident.id == incident_id))
+
+
 @dataclass(frozen=True)
 class Whose:
     """Whose 待办 rows to read: the person's own, their unit's staff rows, the head rows of the

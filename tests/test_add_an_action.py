@@ -148,7 +148,9 @@ async def test_the_page_offers_it_and_the_workflow_validates_it(
     r = await http.post(
         f"{page_url}/actions/{NAME}", data={"csrf_token": csrf, "text": "已电话核实"}
     )
-    assert r.status_code == 303 and r.headers["location"] == f"{page_url}?done={NAME}", r.text
+    assert (
+        r.status_code == 303 and r.headers["location"] == f"{page_url}?done={NAME}#action-done"
+    ), r.text
     r = await http.get(f"/api/incidents/{incident_id}", headers=token_for(settings, "liu.yang"))
     summaries = [e["summary"] for e in r.json()["timeline"]]
     assert "备注：已电话核实" in summaries and "备注：不应记录" not in summaries

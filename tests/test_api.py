@@ -215,7 +215,9 @@ async def test_form_submits_and_shows_the_incident(
     # The plan's severities and categories, a sentence each.
     for severity in Severity:
         explanation = rules.severity_explanation(severity, shipped())
-        assert f"<strong>{severity.label}</strong>：{explanation}" in page.text
+        # As read: the rule code in its small grey span (issue 18).
+        visible = re.sub(r'<span class="rule-code">([^<]*)</span>', r"\1", page.text)
+        assert f"<strong>{severity.label}</strong>：{explanation}" in visible
     for category in Category:
         assert f"<strong>{category.label}</strong>：{category.explanation}" in page.text
     key = re.search(r'name="submission_key" value="([0-9a-f]+)"', page.text)
@@ -244,9 +246,7 @@ async def test_form_submits_and_shows_the_incident(
     await sign_in(http, settings, "liu.yang")
     detail = await http.get(location)
     assert detail.status_code == 200
-    assert (
-        "学校食堂卫生问题网帖" in detail.text and "R-REPLY 一般舆情12小时内官方回复" in detail.text
-    )
+    assert "学校食堂卫生问题网帖" in detail.text and "一般舆情12小时内官方回复" in detail.text
     assert "在 Temporal UI 中查看" in detail.text
     # Signed in, the form leads straight to the incident page.
     page = await http.get("/")

@@ -36,14 +36,15 @@ def test_reply_within_by_severity(severity: Severity, hours: int) -> None:
     """R-REPLY: 一般 12 h, 重大 24 h, 紧急 3 h in the shipped plan file, and in the title."""
     assert shipped().reply_within[severity] == timedelta(hours=hours)
     assert f"{hours}小时" in rules.reply_title(severity, shipped())
-    assert rules.reply_title(severity, shipped()).startswith(rules.R_REPLY)
+    # The plain words first, the code after them (issue 18).
+    assert rules.reply_title(severity, shipped()).endswith(f"（{rules.R_REPLY}）")
     assert severity.label in rules.reply_title(severity, shipped())
 
 
 def test_report_due_is_one_hour() -> None:
     """R-REPORT: 发现后立即报告，最迟不得超过1小时."""
     assert rules.report_due(DISCOVERED, RECEIVED, None) == DISCOVERED + timedelta(hours=1)
-    assert rules.report_title(shipped()).startswith(rules.R_REPORT)
+    assert rules.report_title(shipped()).endswith(f"（{rules.R_REPORT}）")
     assert "1小时" in rules.report_title(shipped())
 
 
@@ -358,7 +359,7 @@ def test_escalation_message(roster: Roster) -> None:
     assert "第2级督办" in subject
     assert "2026-11-29 11:30" in body
     assert "村镇建设办" in body
-    assert f"{rules.R_ESCALATE} 督办第2级（共3级）：副组长" in body
+    assert f"督办第2级（共3级）：副组长（{rules.R_ESCALATE}）" in body
 
 
 def test_reported_message_shows_the_reply_deadline(roster: Roster) -> None:

@@ -932,6 +932,8 @@ def test_a_sign_in_link_used_at_once_from_many_places_signs_in_once(store_url: s
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(use, range(8)))
     assert results.count(True) == 1
+
+
 # --- 待办: what incidents wait for, and from whom (issue 18) ---
 
 

@@ -101,7 +101,7 @@ async def test_overdue_drill_found_by_search_attributes_with_a_readable_history(
             events = [e async for e in handle.fetch_history_events()]
             return any(
                 e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-                and _text(e.user_metadata.summary).startswith("R-ESCALATE 第1级")
+                and _text(e.user_metadata.summary).startswith("第1级督办：")
                 for e in events
             )
 
@@ -131,8 +131,8 @@ async def test_overdue_drill_found_by_search_attributes_with_a_readable_history(
         assert e.user_metadata.HasField("summary"), e
     timer_texts = [_text(e.user_metadata.summary) for e in timers]
     activity_texts = [_text(e.user_metadata.summary) for e in activities]
-    assert any(t.startswith("R-REPLY") for t in timer_texts), timer_texts
-    assert any(t.startswith("临期提醒 R-REPLY") for t in timer_texts), timer_texts
+    assert any(t.endswith("（R-REPLY）") for t in timer_texts), timer_texts
+    assert any(t.startswith("临期提醒 ") and "R-REPLY" in t for t in timer_texts), timer_texts
     assert any(re.match(r"R-ESCALATE 第\d级: ", t) for t in timer_texts + activity_texts)
     assert any(t.startswith("记录：") for t in activity_texts), activity_texts
     # One write per step: the notification is told in the same activity's summary.

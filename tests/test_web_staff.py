@@ -49,6 +49,11 @@ async def new_incident(http: httpx.AsyncClient, **change: str) -> str:
     return str(r.json()["id"])
 
 
+def notice_of(html: str) -> str:
+    found = re.search(r'id="action-done"[^>]*>([^<]*)<', html)
+    return found.group(1) if found else ""
+
+
 def forms_on(html: str) -> set[str]:
     return set(re.findall(r'id="action-([a-z-]+)"', html))
 
@@ -61,7 +66,7 @@ async def test_office_triages_unit_drafts_head_approves_from_the_page(
 
     csrf = await sign_in(http, settings, "liu.yang")
     page = await http.get(page_url)
-    assert page.status_code == 200 and "我可以做的操作" in page.text
+    assert page.status_code == 200 and "下一步：研判" in page.text
     assert "triage" in forms_on(page.text) and "draft-reply" not in forms_on(page.text)
     r = await http.post(
         f"{page_url}/actions/triage",
@@ -73,9 +78,12 @@ async def test_office_triages_unit_drafts_head_approves_from_the_page(
             "co_units": ["pcs"],
         },
     )
-    assert r.status_code == 303 and r.headers["location"] == f"{page_url}?done=triage", r.text
+    # Post/redirect/get, landing at the notice, which names the action in Chinese (issue 18).
+    location = f"{page_url}?done=triage#action-done"
+    assert r.status_code == 303 and r.headers["location"] == location, r.text
     page = await http.get(r.headers["location"])
-    assert "已完成操作" in page.text and "处置中" in page.text
+    assert "已完成操作：研判" in page.text and "处置中" in page.text
+    assert 'id="action-done"' in page.text and "triage" not in notice_of(page.text)
     assert "派出所" in page.text or "pcs" in page.text
 
     csrf = await sign_in(http, settings, "lin.feng")
@@ -115,7 +123,7 @@ async def test_wrong_role_is_refused_in_chinese_and_nothing_changes(
     page = await http.get(page_url)
     assert page.status_code == 200 and "triage" not in forms_on(page.text)
     r = await http.post(f"{page_url}/actions/triage", data={"csrf_token": csrf, **triage})
-    assert r.status_code == 403 and "办公室" in r.text and "我可以做的操作" in r.text
+    assert r.status_code == 403 and "办公室" in r.text and 'id="action-error"' in r.text
     got = await http.get(page_url)
     assert "待研判" in got.text
 
@@ -211,7 +219,7 @@ async def test_my_work_shows_overdue_in_red_and_countdowns(
     rows = owed()
     page = await http.get("/my")
     assert page.status_code == 200 and 'data-due="' in page.text and "已逾期" not in page.text
-    assert rows[0].title in page.text
+    assert rows[0].title in re.sub(r"<[^>]+>", "", page.text)  # the rule code in a span of its own
 
     gap = rows[0].due_at - datetime.now(UTC) + timedelta(minutes=1)
     await time_env.sleep(gap)
@@ -225,3 +233,125 @@ async def test_my_work_shows_overdue_in_red_and_countdowns(
     assert "/static/countdown.js" in page.text
     js = await http.get("/static/countdown.js")
     assert js.status_code == 200 and "data-due" in js.text
+
+
+async def test_next_step_on_top_approval_buttons_and_few_spokespeople(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    """Issue 18, item 3: the status line and the viewer's one next step on top; 同意 / 退回 with
+    the draft inside the form; 退回 without a comment refused in Chinese (R-REVIEW); the
+    spokesperson (R-RELEASE) chosen among the leading group, the units' heads and the publicity
+    unit, the deputy leader first."""
+    incident_id = await new_incident(http, severity="major")
+    page_url = f"/incidents/{incident_id}"
+    csrf = await sign_in(http, settings, "liu.yang")
+    triage = {"severity": "major", "category": "hype", "responsible_unit": "cjb"}
+    r = await http.post(f"{page_url}/actions/triage", data={"csrf_token": csrf, **triage})
+    assert r.status_code == 303
+    csrf = await sign_in(http, settings, "lin.feng")
+    draft = {"csrf_token": csrf, "text": "已组织抽排，今日内完成。", "kind": "official"}
+    assert (await http.post(f"{page_url}/actions/draft-reply", data=draft)).status_code == 303
+    # The draft now waits on the head: redrafting is offered, but is not the next step.
+    page = (await http.get(page_url)).text
+    assert "draft-reply" in forms_on(page) and "下一步：起草回复" not in page
+
+    csrf = await sign_in(http, settings, "sun.haitao")
+    page = (await http.get(page_url)).text
+    banner = re.search(r'id="status-banner">([^<]*)<', page)
+    assert banner and "村镇建设办（孙海涛）须发布官方回复" in banner.group(1), banner
+    assert "期限" in banner.group(1) and "还剩" in banner.group(1)
+    top = page[: page.index('id="my-actions"')]
+    assert 'class="action primary" id="action-approve-reply"' in top
+    assert "下一步：审定回复" in top and "已组织抽排，今日内完成。" in top
+    assert 'name="approve" value="on"' in top and 'name="approve" value="off"' in top
+    assert 'type="checkbox" id="approve-reply-approve"' not in page
+    # 退回 without a comment: refused in Chinese, the error summary on top with the form.
+    r = await http.post(
+        f"{page_url}/actions/approve-reply", data={"csrf_token": csrf, "approve": "off"}
+    )
+    assert r.status_code in (409, 422) and "退回回复稿须说明理由" in r.text
+    assert r.text.index('id="action-error"') < r.text.index('id="action-approve-reply"')
+    assert "data-focus" in r.text and "/static/focus.js" in r.text
+    r = await http.post(
+        f"{page_url}/actions/approve-reply", data={"csrf_token": csrf, "approve": "on"}
+    )
+    assert r.status_code == 303
+
+    await sign_in(http, settings, "wang.jianguo")
+    page = (await http.get(page_url)).text
+    select = re.search(r'<select id="approve-release-spokesperson".*?</select>', page, re.S)
+    assert select, page
+    offered = [v for v in re.findall(r'<option value="([^"]*)"', select.group(0)) if v]
+    roster = http._transport.app.state.yuqing.roster  # type: ignore[attr-defined]
+    lg = roster.leading_group
+    expected = {lg.leader, lg.deputy, *lg.members, "sun.haitao"}
+    expected |= set(roster.members_of(roster.roles.publicity))
+    assert set(offered) == expected and len(offered) < len(roster.people)
+    assert re.search(rf'<option value="{lg.deputy}" selected>', select.group(0))
+
+
+async def test_submission_errors_come_all_at_once(http: httpx.AsyncClient) -> None:
+    """Issue 18, item 5: a form with a missing title and a discovery time in the future answers
+    both at once (the future-date error used to come only once the others were fixed)."""
+    form = {"content": "内容", "source": "微博", "reporter_unit": "yqb"}
+    form["discovered_at"] = "2999-01-01T08:00"
+    r = await http.post("/incidents", data=form)
+    assert r.status_code == 422
+    summary = r.text[r.text.index('class="error-summary"') :]
+    summary = summary[: summary.index("</div>")]
+    assert "标题" in summary and "发现时间不能晚于当前时间" in summary
+    r = await http.post("/incidents", data={**form, "discovered_at": "昨天"})
+    assert "时间格式不正确" in r.text and "标题" in r.text
+
+
+def test_status_line_says_who_owes_what_by_when_and_how_far_escalated(roster: Roster) -> None:
+    """Issue 18, item 3: 已逾期 · 社会事务办（吴芳）须发布官方回复 · 期限 13:47 · 已督办至组长
+    (R-REPLY missed, R-ESCALATE at its last step; the first-responsible person answers, R-DUTY)."""
+    from zoneinfo import ZoneInfo
+
+    from plan import rules
+    from plan.enums import Severity
+    from plan.models import Deadline, IncidentView, Phase
+    from plan.spec import shipped
+    from starter.web.staff import status_banner
+
+    tz = ZoneInfo("Asia/Shanghai")
+    now = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)  # 14:00 in the town
+    due = datetime(2026, 11, 30, 5, 47, tzinfo=UTC)  # 13:47
+    reply = Deadline(
+        key="R-REPLY#1",
+        rule=rules.R_REPLY,
+        title=rules.reply_title(Severity.urgent, shipped()),
+        due_at=due,
+        overdue=True,
+        unit="sswb",
+        escalation_step=len(shipped().escalation),
+    )
+    view = IncidentView(
+        id="YQ-1",
+        title="t",
+        content="c",
+        source="微博",
+        url=None,
+        reporter_unit="yqb",
+        reporter_name=None,
+        discovered_at=due - timedelta(hours=3),
+        posted_at=None,
+        received_at=due - timedelta(hours=3),
+        drill=False,
+        drill_speedup=None,
+        plan_version="1",
+        phase=Phase.handling,
+        responsible_unit="sswb",
+        deadlines=[reply],
+    )
+    banner = status_banner(roster, view, shipped(), tz, now)
+    assert banner.overdue
+    assert (
+        " · ".join(banner.parts)
+        == "已逾期 · 社会事务办（吴芳）须发布官方回复 · 期限 13:47 · 已督办至组长"
+    )
+    reply.overdue, reply.escalation_step = False, 0
+    reply.due_at = now + timedelta(hours=1)
+    banner = status_banner(roster, view, shipped(), tz, now)
+    assert not banner.overdue and banner.parts[0] == "还剩1小时" and banner.parts[2] == "期限 15:00"

@@ -28,6 +28,20 @@ from .pages import pages as pages_of
 READERS = frozenset({Role.office, Role.leader, Role.deputy, Role.member})
 REFUSED = "访问记录仅对领导小组及其办公室开放"
 PAGE_SIZE = 100
+# What a logged address is, in words, before the address itself (issue 18).
+PAGE_NAMES = {
+    "/incidents": "事件列表",
+    "/dashboard": "看板",
+    "/reports/accountability": "问责统计",
+    "/reports/accountability.csv": "问责统计导出",
+    "/api/reports/accountability": "问责统计（接口）",
+    "/api/reports/accountability.csv": "问责统计导出（接口）",
+    "/api/incidents": "事件列表（接口）",
+    "/access-log": "访问记录",
+    "/api/access-log": "访问记录（接口）",
+    "/codec/decode": "解密载荷",
+    "/codec/encode": "加密载荷",
+}
 ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 router = APIRouter(include_in_schema=False)  # pages: not the JSON API (issue 17)
@@ -82,7 +96,7 @@ def filters(
             instant = datetime(day.year, day.month, day.day, tzinfo=tz)
             bounds[name] = instant + timedelta(days=1) if name == "end" else instant
         except (ValueError, OverflowError):
-            raise ServiceError(422, "日期格式不正确，应为 YYYY-MM-DD") from None
+            raise ServiceError(422, "日期格式不正确，应为年-月-日，如 2026-01-31") from None
     return {
         "person_id": person or None,
         "action": action or None,
@@ -148,6 +162,7 @@ async def access_log_page(
         "page_size": PAGE_SIZE,
         "error": error,
         "action_labels": ACTION_LABELS,
+        "page_names": PAGE_NAMES,
         "filter_query": urlencode({k: v for k, v in chosen.items() if v}),
     }
     return kit.render(request, "access_log.html", context, 422 if error else 200)

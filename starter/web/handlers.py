@@ -60,6 +60,13 @@ HTTP_MESSAGES = {
     405: "该地址不支持此请求方法",
 }
 
+# The same refusals on a page (anything outside /api/).
+PAGE_MESSAGES = {
+    400: "请求内容无法解析，请刷新页面后重试",
+    404: "页面不存在，请检查地址是否正确",
+    405: "该地址不支持此请求方法",
+}
+
 
 def allowed(request: Request) -> str:
     """Every method the path takes. Starlette's 405 names only the first route that matched the
@@ -85,7 +92,16 @@ async def http_error(request: Request, exc: HTTPException) -> Response:
             405, exc.detail, headers={**(exc.headers or {}), "Allow": allowed(request)}
         )
     if not request.url.path.startswith("/api/"):
-        return await http_exception_handler(request, exc)
+        message = PAGE_MESSAGES.get(exc.status_code)
+        if message is None:
+            return await http_exception_handler(request, exc)
+        # A page's refusal is a page in Chinese, like every other (issue 18).
+        kit = pages(request)
+        await kit.auth.current(request)  # the header's signed-in person, asked off the loop
+        context = {"status": exc.status_code, "message": message}
+        response = kit.render(request, "error.html", context, exc.status_code)
+        response.headers.update(exc.headers or {})
+        return response
     message = HTTP_MESSAGES.get(exc.status_code, str(exc.detail))
     body = {"detail": message, "errors": []}
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)

@@ -9,7 +9,7 @@ the read model.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -41,6 +41,29 @@ from .deps import (
 from .pages import Pages
 
 router = APIRouter(include_in_schema=False)  # pages: not the JSON API (issue 17)
+
+# The submission forms' fields top to bottom: the error summary lists them in this order.
+FORM_ORDER = {
+    name: n
+    for n, name in enumerate(
+        (
+            "title",
+            "oral_reported_at",
+            "content",
+            "source",
+            "url",
+            "posted_at",
+            "discovered_at",
+            "reporter_unit",
+            "reporter_name",
+            "severity",
+            "category",
+            "responsible_unit",
+            "oral",
+            "drill_speedup",
+        )
+    )
+}
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -75,8 +98,12 @@ async def form_submit(
     values = await _posted_values(kit, request, me)
     values.pop(CSRF_FIELD, None)
     data, errors = _form_to_submission(values, kit.tz)
-    if not errors:
-        try:
+    try:
+        if errors:
+            # Every field's error in one answer (issue 18): what the form could not read is
+            # said above; the rest is checked as a submission would be, without starting one.
+            incidents.parse_submission(data, kit.roster, datetime.now(UTC))
+        else:
             submitted = await incidents.submit(
                 client,
                 kit.settings,
@@ -84,11 +111,6 @@ async def form_submit(
                 data,
                 submitted_by=me.person_id if me else None,
             )
-        except ServiceError as exc:
-            if exc.status != 422:
-                raise
-            errors = {f.field: f.message for f in exc.fields}
-        else:
             view = submitted.view
             if me is None or not may_see(kit.roster, me.person_id, view):
                 # Not theirs to read (R-SECRECY): confirm what was received, nothing more
@@ -96,6 +118,12 @@ async def form_submit(
                 receipt = receipt_of(submitted, values.get("title", ""))
                 return kit.render(request, "submitted.html", {"r": receipt}, 201)
             return RedirectResponse(f"/incidents/{view.id}", status_code=303)
+    except ServiceError as exc:
+        if exc.status != 422:
+            raise
+        for f in exc.fields:
+            errors.setdefault(f.field, f.message)
+    errors = dict(sorted(errors.items(), key=lambda e: FORM_ORDER.get(e[0], len(FORM_ORDER))))
     template = "oral.html" if values.get("variant") == "oral" else "form.html"
     return kit.render(request, template, {"values": values, "errors": errors}, 422)
 
@@ -167,12 +195,9 @@ async def incident_page(
     access.record(request, me.person_id, "view", incident_id=view.id)
     actions = staff.action_forms(kit.roster, me.person_id, view, kit.state.plan)
     short = await run_in_threadpool(kit.short_number, view.id)
-    context = {
-        "v": view,
-        "short_number": short,
-        "ui_link": kit.ui_for(me.person_id, view.id),
-        "actions": actions,
-    }
+    context = staff.page_context(
+        kit, view, actions, kit.ui_for(me.person_id, view.id), short_number=short
+    )
     return kit.render(request, "incident.html", context)
 
 

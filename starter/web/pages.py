@@ -3,6 +3,7 @@ small helpers the routers (incident_pages, staff, reports, audit, ...) share."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ from zoneinfo import ZoneInfo
 from fastapi import Request
 from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 from starlette.datastructures import FormData
 
 from plan import rules
@@ -40,6 +42,40 @@ SOURCES = [
 ]
 
 
+# A rule's code as the plan's rule list numbers it (R-REPLY, R-INQUIRY-OPINION): shown small and
+# grey in one element class, so readers see the plain words first (issue 18).
+# A code alone in full-width brackets, "（R-REPLY）", takes its brackets into the small grey span.
+RULE_CODE = re.compile(r"（R-[A-Z]+(?:-[A-Z]+)*）|\bR-[A-Z]+(?:-[A-Z]+)*\b")
+# Zones a Chinese reader calls by name; any other configured zone is named as configured.
+ZONE_WORDS = {"Asia/Shanghai": "北京时间", "Asia/Chongqing": "北京时间", "PRC": "北京时间"}
+
+
+def zone_words(zone: str) -> str:
+    """How a page names the town's time zone: 北京时间 for China's zone (issue 18)."""
+    return ZONE_WORDS.get(zone, f"{zone}时区")
+
+
+def rule_code(code: str) -> Markup:
+    return Markup('<span class="rule-code">{}</span>').format(code)
+
+
+def with_rule_codes(text: object) -> Markup:
+    """Plain text (a timeline line, an inbox subject, a help line), escaped, with every rule code in
+    it wrapped in `<span class="rule-code">`."""
+    escaped = str(escape("" if text is None else text))
+    return Markup(RULE_CODE.sub(lambda m: str(rule_code(m.group(0))), escaped))
+
+
+def rule_words(code: str | None) -> Markup:
+    """A rule by its plain name, the code small after it: 预案：官方回复时限 R-REPLY."""
+    if not code:
+        return Markup("")
+    name = rules.RULE_NAMES.get(code)
+    if name is None:
+        return rule_code(code)
+    return Markup("预案：{} ").format(name) + rule_code(code)
+
+
 class Pages:
     def __init__(self, state: AppState) -> None:
         self.state = state
@@ -51,6 +87,8 @@ class Pages:
         env = self.templates.env
         env.filters["local"] = self.local
         env.filters["duration"] = rules.format_duration
+        env.filters["codes"] = with_rule_codes
+        env.filters["rule"] = rule_words
         env.globals.update(
             roster=self.roster,
             severities=list(Severity),
@@ -59,10 +97,12 @@ class Pages:
             },
             # The plan's periods as its sentences say them, e.g. plan_words.report_within "1小时".
             plan_words=rules.duration_words(state.plan),
+            # The drill speed-up's help (issue 18): a general reply's period at the default 60.
+            drill_reply_general=rules.plan_duration(state.plan.reply_within[Severity.general] / 60),
             categories=list(Category),
             sources=SOURCES,
             labels=FIELD_LABELS,
-            timezone=self.settings.timezone,
+            timezone=zone_words(self.settings.timezone),
         )
 
     def local(self, value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:

@@ -141,7 +141,7 @@ def _report_rows(s: Session, pages: Pages, first: date, last: date) -> list[dict
                 "records": [int(records.get(k, 0)) for k in KINDS],
                 "voided": r["voided"],
                 "commendations": commendations,
-                "commended": ", ".join(
+                "commended": "、".join(
                     pages.roster.person_name(c.get("person"))
                     or pages.roster.unit_name(str(r["unit"]))
                     for c in commendations
@@ -240,7 +240,7 @@ def dashboard_page(
             "at": e.at,
             "summary": e.summary,
             "drill": e.drill,
-            "targets": ", ".join(pages.roster.person_name(t) for t in e.targets.split(",") if t),
+            "targets": "、".join(pages.roster.person_name(t) for t in e.targets.split(",") if t),
         }
         for e, title in reporting.escalations_since(session, since=since, drills=drills)
     ]

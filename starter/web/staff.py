@@ -14,15 +14,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
-from plan import todo
+from plan import rules, todo
 from plan.actions import ACTIONS, allows, place_of
+from plan.enums import ReplyStatus
 from plan.models import IncidentState, IncidentView, Phase
 from plan.roster import Role, Roster
 from plan.spec import PlanSpec
@@ -42,6 +45,7 @@ from .deps import (
 )
 from .lateness import span
 from .limits import BodyTooLarge
+from .pages import Pages
 
 HERE = Path(__file__).resolve().parent
 
@@ -84,6 +88,81 @@ class ActionForm:
     label: str
     help: str
     fields: list[FormField]
+    # The reply a decision is about (approve, countersign, release): shown inside the form.
+    draft: str | None = None
+    # 同意 / 退回 as two buttons instead of a checkbox (the approve field of the request).
+    decision: bool = False
+
+
+# Fields whose common label (starter/errors.py FIELD_LABELS) says the wrong thing in one action.
+ACTION_LABELS: dict[tuple[str, str], str] = {
+    ("publish-reply", "url"): "已发布回复的链接",
+    ("publish-reply", "channel"): "发布渠道（如镇政府微博）",
+    ("submit-summary", "text"): "总结内容",
+    ("report-progress", "text"): "续报内容",
+    ("file-written-report", "text"): "书面信息内容",
+    ("approve-reply", "comment"): "意见（退回时必填）",
+    ("countersign-reply", "comment"): "意见（不同意时必填）",
+    ("approve-release", "comment"): "意见（退回时必填）",
+}
+# The actions decided with 同意 / 退回 (their request's `approve` field), and what 退回 is called.
+DECISIONS = {"approve-reply": "退回", "countersign-reply": "不同意", "approve-release": "退回"}
+
+# Which of the viewer's actions is the one the page puts first: what the incident waits for,
+# earliest step of the plan first (issue 18). Re-triage, consulting, commending and the like are
+# never the one thing to do next.
+PRIMARY = (
+    "confirm-lead",
+    "triage",
+    "file-written-report",
+    "approve-reply",
+    "countersign-reply",
+    "approve-release",
+    "publish-reply",
+    "draft-reply",
+    "conclude",
+    "decide-adoption",
+    "track",
+    "submit-summary",
+    "report-progress",
+)
+
+
+# A reply in these states waits on someone else (R-REVIEW, R-RELEASE).
+WAITING = (ReplyStatus.drafted, ReplyStatus.approved)
+
+
+def primary_action(forms: list[ActionForm], view: IncidentView) -> str | None:
+    """The one action the viewer most likely came to take, or None."""
+    offered = {f.name for f in forms}
+    for name in PRIMARY:
+        if name not in offered:
+            continue
+        if name == "triage" and view.phase is not Phase.triage:
+            continue  # 重新研判 is a correction, not the next step
+        if name == "draft-reply" and view.replies and view.replies[-1].status in WAITING:
+            continue  # a draft is with the head or the leading group: redrafting is not next
+        if name == "report-progress" and not any(
+            d.open and d.rule == rules.R_PROGRESS for d in view.deadlines
+        ):
+            continue
+        return name
+    return None
+
+
+def spokespeople(roster: Roster, view: IncidentView) -> list[str]:
+    """R-RELEASE 确定发布人: the leading group, the heads of the units on the incident and the
+    publicity unit's people; the deputy leader (分管宣传) first. Not the whole roster: the
+    spokesperson speaks for the town (issue 18)."""
+    lg = roster.leading_group
+    ids = [lg.deputy, lg.leader, *lg.members]
+    for unit_id in (view.responsible_unit, *view.co_units, *view.activated_units):
+        unit = roster.unit(unit_id) if unit_id else None
+        if unit is not None:
+            ids.append(unit.head)
+    if roster.roles.publicity:
+        ids += roster.members_of(roster.roles.publicity)
+    return list(dict.fromkeys(i for i in ids if roster.person(i) is not None))
 
 
 def _enum_of(annotation: Any) -> type[enum.Enum] | None:
@@ -101,15 +180,20 @@ def _is_bool(annotation: Any) -> bool:
     return annotation is bool
 
 
-def form_fields(model: type[BaseModel], roster: Roster) -> list[FormField]:
+def person_option(roster: Roster, person_id: str) -> tuple[str, str]:
+    p = roster.person(person_id)
+    return (person_id, f"{p.name}（{roster.unit_name(p.unit)}）" if p else person_id)
+
+
+def form_fields(model: type[BaseModel], roster: Roster, action: str = "") -> list[FormField]:
     units = [(u.id, u.name) for u in roster.units]
-    people = [(p.id, f"{p.name}（{roster.unit_name(p.unit)}）") for p in roster.people]
+    people = [person_option(roster, p.id) for p in roster.people]
     out: list[FormField] = []
     for name, info in model.model_fields.items():
         ann = info.annotation
         required = info.is_required()
         default = None if required or info.default_factory is not None else info.default
-        label = FIELD_LABELS.get(name, name)
+        label = ACTION_LABELS.get((action, name)) or FIELD_LABELS.get(name, name)
         choices = units if name in UNIT_FIELDS else people if name in PERSON_FIELDS else None
         enum_type = _enum_of(ann)
         if _is_bool(ann):
@@ -140,8 +224,16 @@ def action_forms(
     for name in plausible_actions(roster, person_id, view):
         model = ACTIONS[name].request
         help_text = ACTIONS[name].help_for(spec)
-        fields = form_fields(model, roster)
+        fields = form_fields(model, roster, name)
         label = ACTIONS[name].label
+        draft = view.replies[-1].text if name in DECISIONS and view.replies else None
+        if name in DECISIONS:
+            fields = [f for f in fields if f.name != "approve"]  # the 同意 / 退回 buttons
+        if name == "approve-release":
+            for f in fields:
+                if f.name == "spokesperson":
+                    f.options = [person_option(roster, p) for p in spokespeople(roster, view)]
+                    f.default = roster.leading_group.deputy
         if name == "triage":
             # Start from what is known: the reporter's first guess, or the last triage.
             current = {
@@ -155,13 +247,13 @@ def action_forms(
                     f.default = current[f.name]
             if view.phase is not Phase.triage:
                 label = "重新研判"
-        forms.append(ActionForm(name, label, help_text, fields))
+        forms.append(ActionForm(name, label, help_text, fields, draft, name in DECISIONS))
     return forms
 
 
 def form_to_data(model: type[BaseModel], form: FormData) -> dict[str, Any]:
     """A posted form to the action's JSON shape: blank fields left out, lists from multi-selects
-    or a comma list, unchecked checkboxes false."""
+    or a list separated by 、 or commas, unchecked checkboxes false."""
     data: dict[str, Any] = {}
     for name, info in model.model_fields.items():
         ann = info.annotation
@@ -170,7 +262,9 @@ def form_to_data(model: type[BaseModel], form: FormData) -> dict[str, Any]:
         elif _is_list(ann):
             items: list[str] = []
             for raw in form.getlist(name):
-                items += [p.strip() for p in str(raw).replace("，", ",").split(",")]
+                items += [
+                    p.strip() for p in str(raw).replace("，", ",").replace("、", ",").split(",")
+                ]
             items = [i for i in items if i]
             if items or name in form:
                 data[name] = items
@@ -225,18 +319,109 @@ async def act_from_page(
             if a.name == name:  # the refused form keeps what was typed
                 for f in a.fields:
                     f.default = data.get(f.name)
-        context = {
-            "v": view,
-            "ui_link": kit.ui_link(view.id),
-            "actions": forms,
+        short = await run_in_threadpool(kit.short_number, view.id)
+        context = page_context(
+            kit, view, forms, kit.ui_for(me.person_id, view.id), short_number=short
+        )
+        context |= {
             "action_error": exc.message,
             "action_error_fields": [f.as_dict() for f in exc.fields],
             "action_failed": name,
+            "primary": name,  # the refused form stays on top, beside its errors
         }
         return kit.render(request, "incident.html", context, exc.status)
+    # Post/redirect/get, landing at the notice: a refresh reads the page, never posts again.
     return RedirectResponse(
-        f"/incidents/{quote(incident_id)}?" + urlencode({"done": name}), status_code=303
+        f"/incidents/{quote(incident_id)}?" + urlencode({"done": name}) + "#action-done",
+        status_code=303,
     )
+
+
+def done_notice(name: str | None) -> str | None:
+    """The notice after an action, in the action's Chinese label (issue 18)."""
+    if not name:
+        return None
+    entry = ACTIONS.get(name)
+    return f"已完成操作：{entry.label}" if entry else "操作已完成"
+
+
+# ---------------------------------------------------------------- what to do next
+
+
+@dataclass
+class Banner:
+    """The incident page's status line (issue 18): overdue or not, who owes what by when, and
+    how far the escalation has gone, e.g. 已逾期 · 社会事务办（吴芳）须发布官方回复 · 期限 13:47 ·
+    已督办至组长."""
+
+    overdue: bool
+    parts: list[str]
+
+
+# What an open deadline asks of its unit, by the deadline's key (before '#') or rule.
+OWES = {
+    rules.R_REPORT: "确认并上报",
+    rules.R_WRITTEN: "报送书面信息",
+    rules.R_PROGRESS: "续报处置进展",
+    rules.R_REPLY: "发布官方回复",
+    rules.R_STANCE: "作出表态性回复",
+    "R-INQUIRY-OPINION": "回复处理意见",
+    "R-INQUIRY-RESULT": "回复处理结果",
+    rules.R_TRACK: "动态跟踪检查",
+    rules.R_SUMMARY: "报送书面总结",
+}
+
+
+def status_banner(
+    roster: Roster, view: IncidentView, spec: PlanSpec, tz: ZoneInfo, now: datetime | None = None
+) -> Banner:
+    now = now or datetime.now(UTC)
+    if view.phase is Phase.closed:
+        return Banner(False, [view.phase.label, "没有未完成的期限"])
+    owed = [d for d in view.deadlines if d.open]
+    if not owed:
+        return Banner(False, [f"当前阶段：{view.phase.label}", "没有未完成的期限"])
+    d = min(owed, key=lambda d: (not (d.overdue or d.due_at <= now), d.due_at))
+    overdue = d.overdue or d.due_at <= now
+    unit = d.unit or roster.roles.office
+    person = rules.accountable_person(roster, unit) if unit else None
+    who = roster.unit_name(unit) + (f"（{roster.person_name(person)}）" if person else "")
+    what = OWES.get(d.key.split("#")[0]) or OWES.get(d.rule) or f"完成“{d.title}”"
+    if view.phase is Phase.lead:
+        what = "确认监测线索"  # R-OFFICE: the office confirms before anything else is owed
+    elif view.phase is Phase.triage and d.unit is None:
+        what = "研判并指定责任单位"  # no unit owes the reply yet; its deadline is shown
+    due = d.due_at.astimezone(tz)
+    shown = due.strftime("%H:%M" if due.date() == now.astimezone(tz).date() else "%m月%d日 %H:%M")
+    parts = ["已逾期" if overdue else f"还剩{rules.format_duration(d.due_at - now)}"]
+    parts += [f"{who}须{what}", f"期限 {shown}"]
+    if d.escalation_step and 0 < d.escalation_step <= len(spec.escalation):
+        parts.append(f"已督办至{spec.escalation[d.escalation_step - 1].label}")
+    elif overdue:
+        parts.append("即将督办")
+    return Banner(overdue, parts)
+
+
+def page_context(
+    kit: Pages,
+    view: IncidentView,
+    forms: list[ActionForm],
+    ui_link: str | None,
+    *,
+    short_number: str | None = None,
+) -> dict[str, Any]:
+    """What incident.html needs: the incident, its short number, the status line, the viewer's
+    one primary action on top and the others below."""
+    return {
+        "v": view,
+        "short_number": short_number,
+        "ui_link": ui_link,
+        "actions": forms,
+        "primary": primary_action(forms, view),
+        "banner": status_banner(kit.roster, view, kit.state.plan, kit.tz),
+        "done_notice": done_notice,
+        "decisions": DECISIONS,
+    }
 
 
 # ---------------------------------------------------------------- inbox

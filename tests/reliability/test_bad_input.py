@@ -1144,9 +1144,8 @@ async def test_action_forms_are_refused_and_keep_what_was_typed(
     town.check(bool(summary), "no message on the page", what)
     named = any(FIELD_LABELS[f] in summary for f in offending)
     town.check(named, "wrong field named", f"{what}: not {offending}: {summary[:300]}")
-    block = re.search(
-        rf'<details class="action" id="action-{action}"[^>]*>(.*?)</details>', r.text, re.S
-    )
+    # The refused form: on top as the next step, or among the other actions (issue 18).
+    block = re.search(rf'id="action-{action}"[^>]*>(.*?)</form>', r.text, re.S)
     if block:  # the form is offered to this person now: what they typed is still in it
         for name in _text_fields(action, town.roster) & offending:
             typed = str(form.get(name, "")).strip()
