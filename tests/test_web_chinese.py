@@ -23,13 +23,14 @@ from plan.roster import Roster
 from starter import incidents
 from starter.web.app import create_app
 from starter.web.pages import rule_words, with_rule_codes, zone_words
+from store import credentials
+from store.db import session_scope
 from tests.helpers import running_worker, submission, triage
 from tests.test_api import sign_in, token_for
 
 # Proper nouns that are not English prose, each with its reason.
 ALLOWED = [
     "Temporal UI",  # the workflow engine's own web UI, linked by its product name
-    "yuqing token create",  # the command an administrator types (login page), not prose
     "yq_",  # the literal prefix of every personal token (login page: 以 yq_ 开头)
 ]
 # Shapes that are data, not words: incident ids (YQ-20260101-ABCDEF123456), URLs and e-mail
@@ -219,6 +220,18 @@ async def test_no_english_on_any_page_as_any_role(
     fields.pop("url")
     r = await http.post("/incidents", data=fields)
     await scan("signed-out", "POST /incidents (submitted)", r)
+    # A one-time sign-in link (item 8): its confirm page, the confirm, the link used again, and
+    # a link that never was.
+    with session_scope(settings.database_url) as s:
+        link = credentials.create_link(s, person_id="lin.feng", incident_id=incident_id)
+    await scan("signed-out", "/signin/<link>", await http.get(f"/signin/{link}"))
+    r = await http.post("/signin", data={"token": link}, follow_redirects=True)
+    await scan("signed-out", "POST /signin", r)
+    http.cookies.clear()
+    await scan("signed-out", "/signin/<used>", await http.get(f"/signin/{link}"))
+    r = await http.post("/signin", data={"token": link})
+    await scan("signed-out", "POST /signin (used)", r)
+    await scan("signed-out", "/signin/<unknown>", await http.get("/signin/yql_nothing"))
 
     for who, person in PEOPLE.items():
         csrf_token = await sign_in(http, settings, person)
