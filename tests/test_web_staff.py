@@ -195,6 +195,60 @@ async def test_inbox_lists_and_marks_read(http: httpx.AsyncClient, settings: Set
     assert 'id="unread-count">0<' in page.text
 
 
+async def test_inbox_groups_the_messages_of_one_drill_step(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    """Issue 18, item 6: at 3600× a drill's step tells a person several things at one instant
+    (escalations of two deadlines, say); the inbox shows them as one group with one 演练 marker
+    and one button that marks them all read. Another step, or a real incident, stays apart."""
+    step = datetime.now(UTC).replace(microsecond=0)
+    rows = [
+        ("d1", "YQ-DRILL", True, step, "第3级督办：报告"),
+        ("d2", "YQ-DRILL", True, step, "第3级督办：回复"),
+        ("d3", "YQ-DRILL", True, step - timedelta(seconds=1), "第2级督办：回复"),
+        ("r1", "YQ-REAL", False, step - timedelta(seconds=2), "请按期回复"),
+        ("r2", "YQ-REAL", False, step - timedelta(seconds=2), "请按期报告"),
+    ]
+    with session_scope(settings.database_url) as s:
+        for key, incident_id, drill, at, subject in rows:
+            s.add(
+                InboxMessage(
+                    key=key,
+                    incident_id=incident_id,
+                    rule="R-ESCALATE",
+                    recipient="liu.yang",
+                    subject=("【演练】" if drill else "") + subject,
+                    body="正文",
+                    link=f"http://localhost/incidents/{incident_id}",
+                    drill=drill,
+                    created_at=at,
+                )
+            )
+    csrf = await sign_in(http, settings, "liu.yang")
+    page = (await http.get("/inbox")).text
+    # A group with unread messages ends with its one form.
+    groups = re.findall(r'<li class="group[^"]*">(.*?</form>)', page, re.S)
+    assert len(groups) == 1, page
+    assert "同一演练步骤的2条通知" in groups[0]
+    assert "第3级督办：报告" in groups[0] and "第3级督办：回复" in groups[0]
+    assert "第2级督办" not in groups[0] and "请按期" not in groups[0]
+    assert groups[0].count('class="tag"') == 1 and "【演练】" not in page
+    with session_scope(settings.database_url) as s:
+        ids = {m.key: m.id for m in s.query(InboxMessage)}
+    form = re.search(r'<form[^>]*id="read-group-[^"]*">(.*?)</form>', groups[0], re.S)
+    assert form is not None
+    assert sorted(re.findall(r'name="id" value="(\d+)"', form.group(1))) == sorted(
+        [str(ids["d1"]), str(ids["d2"])]
+    )
+    r = await http.post(
+        "/inbox/read", data={"csrf_token": csrf, "id": [str(ids["d1"]), str(ids["d2"])]}
+    )
+    assert r.status_code == 303
+    with session_scope(settings.database_url) as s:
+        read = {m.key for m in s.query(InboxMessage) if m.read_at is not None}
+    assert read == {"d1", "d2"}
+
+
 async def test_my_work_shows_overdue_in_red_and_countdowns(
     http: httpx.AsyncClient, settings: Settings, time_env: WorkflowEnvironment
 ) -> None:
