@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import httpx
 from temporalio.client import Client
 
 from config.settings import Settings
@@ -17,6 +18,7 @@ from plan.models import IncidentView
 from plan.roster import Roster
 from runtime.worker import build_delivery_worker, build_worker
 from starter import incidents
+from starter.web.app import create_app
 from store.db import session_scope
 
 T = TypeVar("T")
@@ -32,6 +34,24 @@ async def running_worker(
             build_delivery_worker(client, settings, executor=delivering),
         ):
             yield
+
+
+@asynccontextmanager
+async def app_over_asgi(
+    client: Client,
+    settings: Settings,
+    roster: Roster,
+    executor: ThreadPoolExecutor,
+    *,
+    raise_app_exceptions: bool = True,
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The web app in-process, called over ASGI, with the worker running: what the web tests
+    talk to. `raise_app_exceptions=False` answers a crash as the 500 a client would see."""
+    app = create_app(settings, client=client, roster=roster)
+    async with running_worker(client, settings, executor):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            yield c
 
 
 def submission(**overrides: Any) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from plan.models import Action
 from plan.roster import Roster
 from starter import incidents
 from starter.web.app import create_app
-from tests.helpers import running_worker
+from tests.helpers import app_over_asgi
 from tests.test_api import sign_in, token_for
 from tests.test_web_staff import forms_on, new_incident
 
@@ -115,11 +115,8 @@ def test_the_clis_help_lists_it() -> None:
 async def http(
     note: None, client: Client, settings: Settings, roster: Roster, executor: ThreadPoolExecutor
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, client=client, roster=roster)
-    async with running_worker(client, settings, executor):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            yield c
+    async with app_over_asgi(client, settings, roster, executor) as c:
+        yield c
 
 
 async def test_the_page_offers_it_and_the_workflow_validates_it(

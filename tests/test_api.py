@@ -22,18 +22,15 @@ from starter import incidents
 from starter.web.app import create_app
 from store import credentials, incident_rows
 from store.db import session_scope
-from tests.helpers import eventually, running_worker, submission
+from tests.helpers import app_over_asgi, eventually, submission
 
 
 @pytest.fixture
 async def http(
     client: Client, settings: Settings, roster: Roster, executor: ThreadPoolExecutor
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, client=client, roster=roster)
-    async with running_worker(client, settings, executor):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            yield c
+    async with app_over_asgi(client, settings, roster, executor) as c:
+        yield c
 
 
 def token_for(settings: Settings, person: str) -> dict[str, str]:

@@ -287,11 +287,12 @@ def test_office_triages_unit_drafts_head_approves_unit_publishes(browser: Any, t
     page.context.close()
 
 
-def test_drill_deadline_goes_overdue_and_escalation_appears(browser: Any, town: Town) -> None:
+def start_drill(town: Town, title: str) -> str:
+    """An urgent drill at 3600× (R-DRILL: an hour of the plan in a second), led by 村建办."""
     drill = town.api.post(
         "/api/incidents",
         json={
-            "title": "演练：桥梁裂缝视频传播",
+            "title": title,
             "content": "演练内容",
             "source": "抖音",
             "discovered_at": datetime.now(UTC).isoformat(),
@@ -302,7 +303,11 @@ def test_drill_deadline_goes_overdue_and_escalation_appears(browser: Any, town: 
         },
     )
     assert drill.status_code == 201, drill.text
-    drill_id = drill.json()["id"]
+    return str(drill.json()["id"])
+
+
+def test_drill_deadline_goes_overdue_and_escalation_appears(browser: Any, town: Town) -> None:
+    drill_id = start_drill(town, "演练：桥梁裂缝视频传播")
 
     page = signed_in(browser, town, "liu.yang")
     page.goto(f"/incidents/{drill_id}")
@@ -388,21 +393,7 @@ def test_my_work_shows_what_waits_for_the_office_the_head_and_the_leader(
     page.context.close()
 
     act("sun.haitao", "approve-reply", {"approve": True})
-    drill = town.api.post(
-        "/api/incidents",
-        json={
-            "title": "演练：桥梁裂缝视频传播",
-            "content": "演练内容",
-            "source": "抖音",
-            "discovered_at": datetime.now(UTC).isoformat(),
-            "reporter_unit": "yqb",
-            "severity": "urgent",
-            "responsible_unit": "cjb",
-            "drill_speedup": 3600,
-        },
-    )
-    assert drill.status_code == 201, drill.text
-    drill_id = drill.json()["id"]
+    drill_id = start_drill(town, "演练：督办到组长")
 
     page = signed_in(browser, town, LEADER)
     release = _waits_in_my_work(page, "todo-approve", real, "approve-release")

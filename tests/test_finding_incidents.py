@@ -23,7 +23,7 @@ from starter.web.app import create_app
 from store import incident_rows
 from store.db import session_scope
 from tests.conftest import make_settings
-from tests.helpers import eventually, running_worker, submit
+from tests.helpers import app_over_asgi, eventually, submit
 from tests.test_api import sign_in, token_for
 from tests.test_store import incident_row
 
@@ -129,11 +129,8 @@ async def test_the_api_lists_by_keyword_with_the_short_number(
 async def live(
     client: Client, settings: Settings, roster: Roster, executor: ThreadPoolExecutor
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, client=client, roster=roster)
-    async with running_worker(client, settings, executor):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            yield c
+    async with app_over_asgi(client, settings, roster, executor) as c:
+        yield c
 
 
 async def test_the_incident_page_and_the_api_show_the_short_number(

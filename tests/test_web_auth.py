@@ -22,7 +22,7 @@ from store import credentials, incident_rows
 from store.db import session_scope
 from store.models import WebSession, utcnow
 from tests.conftest import EXAMPLE_ROSTER, make_settings
-from tests.helpers import eventually, running_worker, submission
+from tests.helpers import app_over_asgi, eventually, submission
 from tests.test_api import csrf_in, sign_in, token_for
 
 
@@ -30,11 +30,8 @@ from tests.test_api import csrf_in, sign_in, token_for
 async def http(
     client: Client, settings: Settings, roster: Roster, executor: ThreadPoolExecutor
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, client=client, roster=roster)
-    async with running_worker(client, settings, executor):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            yield c
+    async with app_over_asgi(client, settings, roster, executor) as c:
+        yield c
 
 
 def bare_token(settings: Settings, person: str) -> str:

@@ -21,11 +21,10 @@ from temporalio.client import Client
 from config.settings import Settings
 from plan.roster import Roster
 from starter import incidents
-from starter.web.app import create_app
 from starter.web.pages import rule_words, with_rule_codes, zone_words
 from store import credentials
 from store.db import session_scope
-from tests.helpers import running_worker, submission, triage
+from tests.helpers import app_over_asgi, submission, triage
 from tests.test_api import sign_in, token_for
 
 # Proper nouns that are not English prose, each with its reason.
@@ -125,11 +124,8 @@ PEOPLE = {
 async def http(
     client: Client, settings: Settings, roster: Roster, executor: ThreadPoolExecutor
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, client=client, roster=roster)
-    async with running_worker(client, settings, executor):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            yield c
+    async with app_over_asgi(client, settings, roster, executor, raise_app_exceptions=False) as c:
+        yield c
 
 
 async def drafted_incident(http: httpx.AsyncClient, client: Client, settings: Settings) -> str:

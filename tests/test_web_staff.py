@@ -15,12 +15,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from config.settings import Settings
 from plan.roster import Roster
-from starter.web.app import create_app
 from starter.web.staff import plausible_actions
 from store import credentials
 from store.db import session_scope
 from store.models import DeadlineRow, InboxMessage
-from tests.helpers import eventually, running_worker, submission
+from tests.helpers import app_over_asgi, eventually, submission
 from tests.test_api import sign_in
 
 
@@ -28,11 +27,8 @@ from tests.test_api import sign_in
 async def http(
     client: Client, settings: Settings, roster: Roster, executor: ThreadPoolExecutor
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, client=client, roster=roster)
-    async with running_worker(client, settings, executor):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            yield c
+    async with app_over_asgi(client, settings, roster, executor) as c:
+        yield c
 
 
 async def new_incident(http: httpx.AsyncClient, **change: str) -> str:

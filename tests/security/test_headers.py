@@ -17,7 +17,7 @@ from config.settings import Settings
 from plan.roster import Roster
 from starter.web.app import create_app
 from tests.conftest import make_settings
-from tests.helpers import running_worker, submission
+from tests.helpers import app_over_asgi, submission
 from tests.test_api import sign_in, token_for
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "starter" / "web" / "templates"
@@ -30,11 +30,8 @@ HANDLER = re.compile(r"\son[a-z]+\s*=", re.I)
 async def http(
     client: Client, settings: Settings, roster: Roster, executor: ThreadPoolExecutor
 ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, client=client, roster=roster)
-    async with running_worker(client, settings, executor):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            yield c
+    async with app_over_asgi(client, settings, roster, executor) as c:
+        yield c
 
 
 def directives(response: httpx.Response) -> dict[str, str]:

@@ -19,8 +19,7 @@ from temporalio.client import Client
 
 from config.settings import Settings
 from plan.roster import Roster
-from starter.web.app import create_app
-from tests.helpers import running_worker, submission
+from tests.helpers import app_over_asgi, submission
 from tests.test_api import sign_in, token_for
 
 MISSING = "YQ-20260101-FFFFFFFFFFFF"
@@ -32,11 +31,8 @@ async def app_http(
     client: Client, settings: Settings, roster: Roster, executor: ThreadPoolExecutor
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The real app over ASGI; an exception in it comes back as the 500 a browser would get."""
-    app = create_app(settings, client=client, roster=roster)
-    async with running_worker(client, settings, executor):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            yield c
+    async with app_over_asgi(client, settings, roster, executor, raise_app_exceptions=False) as c:
+        yield c
 
 
 async def triaged_incident(http: httpx.AsyncClient, settings: Settings) -> str:
