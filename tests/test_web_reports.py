@@ -9,8 +9,11 @@ import re
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import unquote
 
 import httpx
+from openpyxl import load_workbook
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
@@ -25,6 +28,14 @@ from tests.helpers import eventually, publish, running_worker, submit, triage
 from tests.test_api import sign_in
 
 SVG = "{http://www.w3.org/2000/svg}"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def download_name(r: httpx.Response) -> str:
+    """The Chinese file name of a download (RFC 5987 filename*), checking the ASCII fallback."""
+    header = r.headers["content-disposition"]
+    assert header.startswith('attachment; filename="') and header.isascii()
+    return unquote(header.split("filename*=UTF-8''", 1)[1])
 
 
 def test_chart_is_well_formed_with_one_escaped_bar_per_unit() -> None:
@@ -91,8 +102,9 @@ async def test_report_csv_and_dashboard_for_the_office_and_403_for_staff(
         }
         async with await _client(app) as office, await _client(app) as staff:
             # Not signed in: to the sign-in page.
-            r = await office.get("/reports/accountability")
-            assert r.status_code == 303 and r.headers["location"].startswith("/login?next=")
+            for path in ("/reports/accountability", "/reports/accountability.xlsx"):
+                r = await office.get(path)
+                assert r.status_code == 303 and r.headers["location"].startswith("/login?next=")
             await sign_in(office, settings, "liu.yang")
             await sign_in(staff, settings, "lin.feng")
 
@@ -121,6 +133,32 @@ async def test_report_csv_and_dashboard_for_the_office_and_403_for_staff(
             assert by_unit["cjb"]["未完成（已逾期）"] == "1" and by_unit["cjb"]["逾期"] == "1"
             assert by_unit["cjb"]["按期完成率"] == "0.0%"
             assert by_unit["sswb"]["表扬"] == "1" and by_unit["sswb"]["按期完成率"] == "100.0%"
+            period = f"{params['start']}至{params['end']}"
+            assert download_name(got) == f"清溪镇舆情问责统计_{period}.csv"
+            assert rows[-1][0] == "合计" and int(rows[-1][2]) == sum(int(r[2]) for r in rows[1:-1])
+
+            # Excel (issue 19, item 2): the same figures, numbers as numbers (R-ACCOUNT).
+            assert 'href="/reports/accountability.xlsx?' in page.text and "导出Excel" in page.text
+            book = await office.get("/reports/accountability.xlsx", params=params)
+            assert book.status_code == 200 and book.headers["content-type"] == XLSX
+            assert download_name(book) == f"清溪镇舆情问责统计_{period}.xlsx"
+            ws = load_workbook(io.BytesIO(book.content)).active
+            assert ws is not None and ws.freeze_panes == "A3"
+            assert ws["A1"].value.startswith(f"清溪镇舆情处置问责统计（{period}")
+            headers = [c.value for c in ws[2]]
+            assert headers == rows[0]
+            cells = {r[1].value or r[0].value: r for r in ws.iter_rows(min_row=3)}
+            col = {h: i for i, h in enumerate(headers)}
+            cjb, sswb, total = cells["cjb"], cells["sswb"], cells["合计"]
+            assert cjb[col["未完成（已逾期）"]].value == 1 and cjb[col["逾期"]].value == 1
+            rate = sswb[col["按期完成率"]]
+            assert rate.value == 1 and rate.number_format == "0.0%"
+            assert cjb[col["按期完成率"]].value == 0
+            units = [r for k, r in cells.items() if k != "合计"]
+            for h in ("按期完成", "未完成（已逾期）", "逾期", "表扬"):
+                assert total[col[h]].value == sum(r[col[h]].value for r in units), h
+            # The drill's missed deadline is left out (R-DRILL): one missed in all, cjb's.
+            assert total[col["未完成（已逾期）"]].value == 1
 
             dash = await office.get("/dashboard")
             assert dash.status_code == 200, dash.text
@@ -148,7 +186,8 @@ async def test_report_csv_and_dashboard_for_the_office_and_403_for_staff(
             assert f'href="/incidents/{met.id}"' not in only.text
 
             # Unit staff: refused, and no links in the header.
-            for path in ("/reports/accountability", "/reports/accountability.csv", "/dashboard"):
+            paths = ("/reports/accountability", "/reports/accountability.csv", "/dashboard")
+            for path in (*paths, "/reports/accountability.xlsx"):
                 r = await staff.get(path)
                 assert r.status_code == 403 and "仅对领导小组" in r.text, path
             assert 'href="/dashboard"' not in (await staff.get("/incidents")).text
@@ -188,3 +227,43 @@ async def test_list_filters_narrow_the_rows(
             page = await office.get("/incidents", params={"severity": "major", "page": "2"})
             assert 'href="?severity=major&amp;page=1"' in page.text
             assert 'value="major" selected' in page.text
+            assert 'href="/incidents.xlsx?severity=major"' in page.text and "导出Excel" in page.text
+
+            async def exported(who: httpx.AsyncClient, **params: str) -> tuple[str, list[Any]]:
+                r = await who.get("/incidents.xlsx", params=params)
+                assert r.status_code == 200 and r.headers["content-type"] == XLSX, r.text
+                ws = load_workbook(io.BytesIO(r.content)).active
+                assert ws is not None and ws.freeze_panes == "A3"
+                assert [c.value for c in ws[2]][:3] == ["短编号", "编号", "标题"]
+                rows = [r for r in ws.iter_rows(min_row=3) if r[0].value != "合计"]
+                return download_name(r), rows
+
+            # The list's filters apply to the export (issue 19, item 2).
+            name, rows = await exported(office, severity="major", unit="cjb")
+            assert [r[1].value for r in rows] == [major.id]
+            assert name.startswith("清溪镇舆情事件列表_村镇建设办_") and name.endswith(".xlsx")
+            found = rows[0][8]
+            assert isinstance(found.value, datetime) and found.value.tzinfo is None
+            assert found.is_date and "yyyy" in found.number_format
+            assert rows[0][3].value == "重大" and rows[0][6].value == "村镇建设办"
+            _, everything = await exported(office)
+            assert {general.id, major.id, drill.id} <= {r[1].value for r in everything}
+            _, drills = await exported(office, drill="true")
+            assert [(r[1].value, r[12].value) for r in drills] == [(drill.id, "演练")]
+            _, searched = await exported(office, q="重大")
+            assert [r[1].value for r in searched] == [major.id]
+
+            # R-SECRECY: a unit's staff export only what they may see, as their list shows.
+            async with await _client(app) as staff, await _client(app) as nobody:
+                await sign_in(staff, settings, "lin.feng")
+                _, theirs = await exported(staff)
+                assert {r[1].value for r in theirs} == await_ids(await staff.get("/incidents"))
+                assert major.id in {r[1].value for r in theirs}
+                assert general.id not in {r[1].value for r in theirs}
+                r = await nobody.get("/incidents.xlsx")
+                assert r.status_code == 303 and r.headers["location"].startswith("/login?next=")
+
+
+def await_ids(r: httpx.Response) -> set[str]:
+    """The incident ids a list page links to."""
+    return set(re.findall(r'<a href="/incidents/([^"]+)">', r.text))

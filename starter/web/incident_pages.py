@@ -16,9 +16,11 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from starter import incidents
+from plan.enums import Category, Severity
+from starter import incidents, sheets
 from starter.errors import FIELD_LABELS
 from starter.incidents import ServiceError
 from store import incident_rows
@@ -139,6 +141,44 @@ async def _posted_values(kit: Pages, request: Request, me: Viewer | None) -> dic
     return values
 
 
+FLAGS = {"true": True, "1": True, "on": True, "false": False, "0": False}
+EXPORT_LIMIT = 10_000  # far beyond a town's incidents; the file stays a few megabytes
+
+
+def _listed(
+    session: Session,
+    kit: Pages,
+    me: Viewer,
+    chosen: dict[str, str | None],
+    *,
+    limit: int,
+    offset: int = 0,
+) -> list[Any]:
+    """The list's incidents for these filters, only those the viewer may see (R-SECRECY)."""
+    return list(
+        incident_rows.list_incidents(
+            session,
+            text=chosen["q"],
+            phase=chosen["phase"] or None,
+            unit=chosen["unit"] or None,
+            overdue=FLAGS.get((chosen["overdue"] or "").lower()),
+            drill=FLAGS.get((chosen["drill"] or "").lower()),
+            severity=chosen["severity"] or None,
+            category=chosen["category"] or None,
+            involving=visible_to(kit.roster, me.person_id),
+            limit=limit,
+            offset=offset,
+        )
+    )
+
+
+def _chosen(**given: str | None) -> dict[str, str | None]:
+    # A keyword, or a short number read out on the phone (store/incident_rows.py search_clause);
+    # a page's search box is cut to the limit rather than refused.
+    q = (given.pop("q") or "").strip()[: incident_rows.SEARCH_MAX] or None
+    return {"q": q, **given}
+
+
 @router.get("/incidents", response_class=HTMLResponse)
 def list_page(
     request: Request,
@@ -154,28 +194,17 @@ def list_page(
     q: str | None = None,
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> Response:
-    flags = {"true": True, "1": True, "on": True, "false": False, "0": False}
-    # A keyword, or a short number read out on the phone (store/incident_rows.py search_clause);
-    # a page's search box is cut to the limit rather than refused.
-    q = (q or "").strip()[: incident_rows.SEARCH_MAX] or None
-    rows = list(
-        incident_rows.list_incidents(
-            session,
-            text=q,
-            phase=phase or None,
-            unit=unit or None,
-            overdue=flags.get((overdue or "").lower()),
-            drill=flags.get((drill or "").lower()),
-            severity=severity or None,
-            category=category or None,
-            involving=visible_to(kit.roster, me.person_id),
-            limit=50,
-            offset=(page - 1) * 50,
-        )
+    chosen = _chosen(
+        q=q,
+        phase=phase,
+        unit=unit,
+        severity=severity,
+        category=category,
+        overdue=overdue,
+        drill=drill,
     )
+    rows = _listed(session, kit, me, chosen, limit=50, offset=(page - 1) * 50)
     access.record(request, me.person_id, "list")
-    chosen = {"q": q, "phase": phase, "unit": unit, "severity": severity, "category": category}
-    chosen |= {"overdue": overdue, "drill": drill}
     return kit.render(
         request,
         "list.html",
@@ -186,6 +215,70 @@ def list_page(
             "filter_query": urlencode({k: v for k, v in chosen.items() if v}),
         },
     )
+
+
+@router.get("/incidents.xlsx")
+def list_xlsx(
+    request: Request,
+    me: PagePerson,
+    kit: PagesDep,
+    session: StoreSession,
+    phase: str | None = None,
+    unit: str | None = None,
+    overdue: str | None = None,
+    severity: str | None = None,
+    category: str | None = None,
+    drill: str | None = None,
+    q: str | None = None,
+) -> Response:
+    """The list as an Excel workbook (issue 19, item 2): the page's filters and search, every
+    page of them, only what the viewer may see (R-SECRECY); times in the town's local time."""
+    chosen = _chosen(
+        q=q,
+        phase=phase,
+        unit=unit,
+        severity=severity,
+        category=category,
+        overdue=overdue,
+        drill=drill,
+    )
+    rows = _listed(session, kit, me, chosen, limit=EXPORT_LIMIT)
+    access.record(request, me.person_id, "export")
+    now = datetime.now(kit.tz)
+    note = f"导出于{now.strftime('%Y-%m-%d %H:%M')}" + "".join(
+        f"，{label}：{text}" for label, text in _filter_labels(kit, chosen)
+    )
+    town = kit.roster.town
+    table = sheets.incident_table(town, kit.roster, kit.tz, rows, title_note=note)
+    unit_name = kit.roster.unit_name(chosen["unit"]) if chosen["unit"] else None
+    name, fallback = sheets.incident_filename(town, unit_name, now.date(), "xlsx")
+    return Response(
+        sheets.xlsx_bytes(table),
+        media_type=sheets.XLSX_MEDIA_TYPE,
+        headers={"Content-Disposition": sheets.content_disposition(name, fallback)},
+    )
+
+
+def _filter_labels(kit: Pages, chosen: dict[str, str | None]) -> list[tuple[str, str]]:
+    """The filters in force, in Chinese, for the export's title."""
+    out: list[tuple[str, str]] = []
+    if chosen["q"]:
+        out.append(("搜索", chosen["q"]))
+    if chosen["phase"]:
+        out.append(("阶段", sheets.PHASE_LABELS.get(chosen["phase"], chosen["phase"])))
+    if chosen["unit"]:
+        out.append(("责任单位", kit.roster.unit_name(chosen["unit"])))
+    for key, label, kind in (("severity", "等级", Severity), ("category", "类别", Category)):
+        value = chosen[key]
+        if value:
+            out.append((label, kind(value).label if value in kind.__members__ else value))
+    overdue = FLAGS.get((chosen["overdue"] or "").lower())
+    if overdue is not None:
+        out.append(("逾期", "仅逾期" if overdue else "未逾期"))
+    drill = FLAGS.get((chosen["drill"] or "").lower())
+    if drill is not None:
+        out.append(("演练", "仅演练" if drill else "真实事件"))
+    return out
 
 
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse)

@@ -1,5 +1,6 @@
 """The leading group's pages: the accountability report (R-ACCOUNT, R-COMMEND) with its server-side
-SVG chart and CSV export, and the dashboard (领导小组看板).
+SVG chart and its CSV and Excel exports (starter/sheets.py, issue 19 item 2), and the dashboard
+(领导小组看板).
 
 Only the office, the leading group and 镇党政办 may read them (the same roles as the report API);
 the server refuses everyone else with 403. Drills are left out of every figure.
@@ -7,8 +8,6 @@ the server refuses everyone else with 403. Drills are left out of every figure.
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,10 +18,10 @@ from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
-from plan import rules
 from plan.actions import may_read_reports
 from plan.models import Severity
 from plan.roster import Roster
+from starter import sheets
 from starter.incidents import ServiceError
 from store import reporting
 
@@ -35,27 +34,9 @@ from .pages import Pages
 
 HERE = Path(__file__).resolve().parent
 REFUSED = "问责统计与领导小组看板仅对领导小组、领导小组办公室和镇党政办开放"
-KINDS = [rules.LATE_REPORT, rules.OVERDUE, rules.LATE_DISCOVERY, "谎报", "瞒报", "漏报"]
-PHASES = {
-    "lead": "待确认线索",
-    "triage": "待研判",
-    "handling": "处置中",
-    "tracking": "动态跟踪",
-    "summary": "待总结",
-    "closed": "已结案",
-}
-CSV_HEADER = [
-    "单位",
-    "单位代码",
-    "按期完成",
-    "逾期完成",
-    "未完成（已逾期）",
-    "未到期",
-    "按期完成率",
-    *KINDS,
-    "已作废（误报撤销）",
-    "表扬",
-]
+KINDS = sheets.ACCOUNT_KINDS
+PHASES = sheets.PHASE_LABELS
+CSV_HEADER = sheets.ACCOUNT_HEADERS
 
 router = APIRouter(include_in_schema=False)  # pages: not the JSON API (issue 17)
 
@@ -124,14 +105,16 @@ def _report_rows(s: Session, pages: Pages, first: date, last: date) -> list[dict
     raw = reporting.accountability_report(s, start=begin, end=finish)
     rows = []
     for r in raw:
+        r["unit_name"] = pages.roster.unit_name(str(r["unit"]))
         records = r["records"]
         commendations = r["commendations"]
         assert isinstance(records, dict) and isinstance(commendations, list)
         rate = r["on_time_rate"]
         rows.append(
             {
+                "raw": r,
                 "unit": r["unit"],
-                "unit_name": pages.roster.unit_name(str(r["unit"])),
+                "unit_name": r["unit_name"],
                 "on_time": r["on_time"],
                 "late": r["late"],
                 "missed": r["missed"],
@@ -171,9 +154,37 @@ def accountability_page(
         "rows": rows,
         "kinds": KINDS,
         "chart": Markup(chart),  # built from escaped text only (charts.on_time_bars)
-        "csv_query": urlencode({"start": first.isoformat(), "end": last.isoformat()}),
+        "export_query": urlencode({"start": first.isoformat(), "end": last.isoformat()}),
     }
     return _render(request, pages, me, "reports.html", context, 422 if error else 200)
+
+
+def _report_file(
+    request: Request,
+    me: Viewer,
+    pages: Pages,
+    session: Session,
+    start: str | None,
+    end: str | None,
+    ext: str,
+) -> Response:
+    """The report as a file (`ext`: csv or xlsx), named in Chinese with the town and period."""
+    first, last, error = _period(pages, start, end)
+    if error:
+        raise ServiceError(422, error)
+    access.record(request, me.person_id, "export")
+    units = [r["raw"] for r in _report_rows(session, pages, first, last)]
+    table = sheets.accountability_table(pages.roster.town, first, last, units)
+    name, fallback = sheets.accountability_filename(pages.roster.town, first, last, ext)
+    if ext == "xlsx":
+        body, media_type = sheets.xlsx_bytes(table), sheets.XLSX_MEDIA_TYPE
+    else:
+        body, media_type = sheets.csv_bytes(table), sheets.CSV_MEDIA_TYPE
+    return Response(
+        body,
+        media_type=media_type,
+        headers={"Content-Disposition": sheets.content_disposition(name, fallback)},
+    )
 
 
 @router.get("/reports/accountability.csv")
@@ -185,35 +196,21 @@ def accountability_csv(
     start: str | None = None,
     end: str | None = None,
 ) -> Response:
-    first, last, error = _period(pages, start, end)
-    if error:
-        raise ServiceError(422, error)
-    access.record(request, me.person_id, "export")
-    rows = _report_rows(session, pages, first, last)
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(CSV_HEADER)
-    for r in rows:
-        writer.writerow(
-            [
-                r["unit_name"],
-                r["unit"],
-                r["on_time"],
-                r["late"],
-                r["missed"],
-                r["pending"],
-                "" if r["rate"] is None else r["rate_text"],
-                *r["records"],
-                r["voided"],
-                len(r["commendations"]),
-            ]
-        )
-    filename = f"accountability_{first.isoformat()}_{last.isoformat()}.csv"
-    return Response(
-        ("\ufeff" + out.getvalue()).encode("utf-8"),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+    """The report as CSV, with a 合计 row (R-ACCOUNT; drills left out)."""
+    return _report_file(request, me, pages, session, start, end, "csv")
+
+
+@router.get("/reports/accountability.xlsx")
+def accountability_xlsx(
+    request: Request,
+    me: ReportReader,
+    pages: PagesDep,
+    session: StoreSession,
+    start: str | None = None,
+    end: str | None = None,
+) -> Response:
+    """The report as an Excel workbook (issue 19, item 2; R-ACCOUNT, drills left out)."""
+    return _report_file(request, me, pages, session, start, end, "xlsx")
 
 
 @router.get("/dashboard", response_class=HTMLResponse)
