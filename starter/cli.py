@@ -92,6 +92,27 @@ def _request(method: str, path: str, *, token: str | None = None, body: Any = No
     return data
 
 
+def _download(path: str, *, token: str | None = None) -> bytes:
+    """A file the API answers with (e.g. an Excel workbook); refusals as `_request` says them."""
+    settings = get_settings()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with httpx.Client(base_url=settings.api_url, timeout=60) as http:
+            response = http.get(path, headers=headers)
+    except httpx.HTTPError as exc:
+        _fail(
+            f"无法连接 {settings.api_url}（{exc}）；请先运行 make up 或设置 YUQING_API_URL",
+            EXIT_UNREACHABLE,
+        )
+    if response.is_error:
+        try:
+            detail = str(response.json().get("detail", response.status_code))
+        except ValueError:
+            detail = f"HTTP {response.status_code}: {response.text[:200]}"
+        _fail(detail, EXIT_BY_STATUS.get(response.status_code, EXIT_ERROR))
+    return response.content
+
+
 def _local(value: str | None) -> str:
     if not value:
         return "-"
@@ -620,8 +641,17 @@ def report(
     end: Annotated[str, typer.Option(help="结束日期（含）")],
     token: TokenOpt = None,
     as_json: JsonOpt = False,
+    xlsx: Annotated[
+        Path | None, typer.Option("--xlsx", help="另存为 Excel 文件（含标题行和合计行）")
+    ] = None,
 ) -> None:
     """各单位按期完成率、迟报/逾期/谎报/瞒报/漏报次数（误报撤销作废的不计）和表彰（R-ACCOUNT、R-COMMEND），不含演练。"""
+    if xlsx is not None:
+        query = urllib.parse.urlencode({"start": start, "end": end})
+        content = _download(f"/api/reports/accountability.xlsx?{query}", token=token)
+        xlsx.write_bytes(content)
+        typer.echo(f"已导出 Excel：{xlsx}（{start} 至 {end}，不含演练）")
+        return
     data = _request("GET", f"/api/reports/accountability?start={start}&end={end}", token=token)
     if as_json:
         typer.echo(json.dumps(data, ensure_ascii=False, indent=2))

@@ -103,3 +103,25 @@ def test_list_passes_the_search_and_shows_the_short_number(
     assert result.exit_code == 0, result.output
     assert asked == ["/api/incidents?phase=triage&q=%E7%A7%AF%E6%B0%B4+100%25"]
     assert "YQ-1  2026-1130-007" in result.output and "东湖村道路积水" in result.output
+
+
+def test_report_xlsx_saves_the_workbook_the_api_answers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`yuqing report --xlsx FILE` (issue 19, item 2; R-ACCOUNT): the API's workbook, saved."""
+    import starter.cli as cli
+
+    asked: list[str] = []
+
+    def fake_download(path: str, **kw: object) -> bytes:
+        asked.append(path)
+        return b"PK-workbook"
+
+    monkeypatch.setattr(cli, "_download", fake_download)
+    target = tmp_path / "问责.xlsx"
+    result = runner.invoke(
+        app, ["report", "--start", "2026-11-01", "--end", "2026-11-30", "--xlsx", str(target)]
+    )
+    assert result.exit_code == 0, result.output
+    assert asked == ["/api/reports/accountability.xlsx?start=2026-11-01&end=2026-11-30"]
+    assert target.read_bytes() == b"PK-workbook" and "已导出 Excel" in result.output

@@ -3,17 +3,21 @@ app to it (tests/test_schemathesis.py). These are the quick checks, without Temp
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+from openpyxl import load_workbook
 
 from config.settings import Settings
 from plan.actions import ACTIONS
 from plan.roster import Roster
 from starter.web.app import create_app
 from tests.test_api import token_for
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 @pytest.fixture
@@ -42,6 +46,7 @@ async def test_refusals_are_documented_with_the_real_body(http: httpx.AsyncClien
         ("get", "/api/incidents"): {"400", "401", "422"},
         ("get", "/api/incidents/{incident_id}"): {"401", "404", "503"},
         ("get", "/api/reports/accountability"): {"401", "403", "422"},
+        ("get", "/api/reports/accountability.xlsx"): {"401", "403", "422"},
         ("get", "/api/access-log"): {"401", "403", "422"},
         ("post", "/api/incidents"): {"200", "201", "413", "422", "429", "503"},
         ("post", "/api/leads"): {"200", "201", "413", "422", "429", "503"},
@@ -105,3 +110,29 @@ async def test_refusals_in_chinese(http: httpx.AsyncClient, settings: Settings) 
     assert (r.status_code, r.json()["errors"][0]["field"]) == (422, "phase")
     r = await http.get("/api/access-log?start=20240101", headers=office)
     assert r.status_code == 422
+
+
+async def test_the_report_workbook_is_documented_as_xlsx_and_answers_so(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    """Issue 19, item 2: GET /api/reports/accountability.xlsx is a binary answer with the Excel
+    media type (R-ACCOUNT); refused as the JSON report is."""
+    doc = await _document(http)
+    ok = doc["paths"]["/api/reports/accountability.xlsx"]["get"]["responses"]["200"]
+    assert list(ok["content"]) == [XLSX]
+    assert ok["content"][XLSX]["schema"] == {"type": "string", "format": "binary"}
+    period = {"start": "2026-11-01", "end": "2026-11-30"}
+    path = "/api/reports/accountability.xlsx"
+    assert (await http.get(path, params=period)).status_code == 401
+    staff = await http.get(path, params=period, headers=token_for(settings, "lin.feng"))
+    assert staff.status_code == 403 and staff.json()["detail"].startswith("问责统计仅对")
+    office = token_for(settings, "liu.yang")
+    bad = await http.get(path, params={"start": "2026-11-30", "end": "2026-11-01"}, headers=office)
+    assert bad.status_code == 422
+    r = await http.get(path, params=period, headers=office)
+    assert r.status_code == 200 and r.headers["content-type"] == XLSX
+    assert "filename*=UTF-8''" in r.headers["content-disposition"]
+    ws = load_workbook(io.BytesIO(r.content)).active
+    assert ws is not None
+    assert ws["A1"].value.startswith("清溪镇舆情处置问责统计（2026-11-01至2026-11-30")
+    assert ws.cell(row=2, column=1).value == "单位"

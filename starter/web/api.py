@@ -263,6 +263,30 @@ def api_report(
     return {"start": start.isoformat(), "end": end.isoformat(), "units": rows}
 
 
+@router.get(
+    "/api/reports/accountability.xlsx",
+    responses=contract.REPORT_XLSX,
+    response_class=Response,
+    dependencies=[DocumentedQuery],
+)
+def api_report_xlsx(
+    request: Request,
+    person: ApiPerson,
+    kit: PagesDep,
+    session: StoreSession,
+    start: Annotated[date, Query(json_schema_extra=REPORT_DAY)],
+    end: Annotated[date, Query(json_schema_extra=REPORT_DAY)],
+) -> Response:
+    """The accountability report (R-ACCOUNT / R-COMMEND, drills left out) as an Excel workbook:
+    a title row with the town and the period, a row per unit and a 合计 row (issue 19)."""
+    if not may_read_reports(kit.roster, person):
+        raise ServiceError(403, "问责统计仅对领导小组及其办公室开放")
+    problem = reports.period_problem(start, end)
+    if problem:
+        raise ServiceError(422, problem)
+    return reports.report_file(request, person, kit, session, start, end, "xlsx")
+
+
 @router.get("/api/access-log", responses=contract.REPORT, dependencies=[DocumentedQuery])
 async def api_access_log(
     request: Request,

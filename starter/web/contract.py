@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from plan.actions import ACTIONS
 from plan.models import SHORT_MAX, Submission
 from plan.roster import Roster
+from starter import sheets
 from starter.incidents import PERSON_FIELDS
 from starter.incidents import UNIT_FIELDS as ACTION_UNIT_FIELDS
 
@@ -69,6 +70,15 @@ AUTHENTICATED = (400, 401, 422)
 READ = refusals(*AUTHENTICATED)
 READ_ONE = refusals(*AUTHENTICATED, 404, 503)
 REPORT = refusals(*AUTHENTICATED, 403)
+XLSX = sheets.XLSX_MEDIA_TYPE
+# A report as an Excel workbook (issue 19, item 2): a binary answer, not JSON.
+REPORT_XLSX: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Excel 工作簿（.xlsx）；文件名见 Content-Disposition（RFC 5987 filename*）",
+        "content": {XLSX: {"schema": {"type": "string", "format": "binary"}}},
+    },
+    **REPORT,
+}
 ACTION = refusals(*AUTHENTICATED, 403, 404, 409, 413, 503)
 
 _SUBMISSION_ANSWER = {

@@ -168,11 +168,25 @@ def _report_file(
     end: str | None,
     ext: str,
 ) -> Response:
-    """The report as a file (`ext`: csv or xlsx), named in Chinese with the town and period."""
     first, last, error = _period(pages, start, end)
     if error:
         raise ServiceError(422, error)
-    access.record(request, me.person_id, "export")
+    return report_file(request, me.person_id, pages, session, first, last, ext)
+
+
+def report_file(
+    request: Request,
+    person_id: str | None,
+    pages: Pages,
+    session: Session,
+    first: date,
+    last: date,
+    ext: str,
+) -> Response:
+    """The report (a checked period) as a file, `ext` csv or xlsx, named in Chinese with the
+    town and the period; the export is noted in the access log. The pages' downloads and the
+    API's (GET /api/reports/accountability.xlsx) answer with this."""
+    access.record(request, person_id, "export")
     units = [r["raw"] for r in _report_rows(session, pages, first, last)]
     table = sheets.accountability_table(pages.roster.town, first, last, units)
     name, fallback = sheets.accountability_filename(pages.roster.town, first, last, ext)

@@ -132,6 +132,9 @@ async def test_reads_are_logged_and_the_log_is_for_the_office_and_leading_group(
         assert (await office_pages.get("/reports/accountability")).status_code == 200
         csv = await office_pages.get("/reports/accountability.csv")
         assert csv.status_code == 200
+        # The Excel exports (issue 19, item 2) are exports too: the report's and the list's.
+        for path in ("/reports/accountability.xlsx", "/incidents.xlsx"):
+            assert (await office_pages.get(path)).status_code == 200, path
         assert (await office_pages.get("/dashboard")).status_code == 200
         sealed = await api.post("/codec/encode", json={"payloads": [PLAIN]}, headers=office)
         opened = await api.post("/codec/decode", json=sealed.json(), headers=office)
@@ -166,9 +169,12 @@ async def test_reads_are_logged_and_the_log_is_for_the_office_and_leading_group(
             assert i["client"] == "127.0.0.1"
             at = datetime.fromisoformat(i["at"])
             assert abs(datetime.now(UTC) - at) < timedelta(minutes=5)
-        assert next(i for i in items if i["action"] == "export")["resource"].startswith(
-            "/reports/accountability.csv"
-        )
+        exported = sorted(i["resource"] for i in items if i["action"] == "export")
+        assert [r.split("?")[0] for r in exported] == [
+            "/incidents.xlsx",
+            "/reports/accountability.csv",
+            "/reports/accountability.xlsx",
+        ]
         assert next(i for i in items if i["person_id"] == "lin.feng")["person_name"] == "林峰"
 
         # Filters.
@@ -177,7 +183,7 @@ async def test_reads_are_logged_and_the_log_is_for_the_office_and_leading_group(
             ("lin.feng", False)
         }
         exports = await api.get("/api/access-log", headers=office, params={"action": "export"})
-        assert [i["action"] for i in exports.json()["items"]] == ["export"]
+        assert [i["action"] for i in exports.json()["items"]] == ["export"] * 3
         by_incident = await api.get(
             "/api/access-log", headers=office, params={"incident": incident_id}
         )
