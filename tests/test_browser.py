@@ -6,6 +6,7 @@ visited is saved as a screenshot in test-artifacts/screenshots/ (the user guide 
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 import sys
@@ -456,6 +457,35 @@ def test_pages_and_the_api_docs_work_under_the_content_security_policy(
     page.wait_for_load_state("networkidle")
     assert not violations, violations
     assert not elsewhere, elsewhere
+    page.context.close()
+
+
+def test_the_report_and_the_list_download_as_excel(browser: Any, town: Town) -> None:
+    """Issue 19, item 2: the 导出Excel links download workbooks named in Chinese (the town, the
+    table, the period) that open with a title row and the Chinese headers (R-ACCOUNT)."""
+    from openpyxl import load_workbook
+
+    page = signed_in(browser, town, "liu.yang")
+    page.goto("/reports/accountability?start=2026-11-01&end=2026-11-30")
+    with page.expect_download() as info:
+        page.get_by_role("link", name="导出Excel").click()
+    download = info.value
+    assert download.suggested_filename == "清溪镇舆情问责统计_2026-11-01至2026-11-30.xlsx"
+    ws = load_workbook(io.BytesIO(Path(download.path()).read_bytes())).active
+    assert ws is not None
+    assert ws["A1"].value.startswith("清溪镇舆情处置问责统计（2026-11-01至2026-11-30")
+    assert [c.value for c in ws[2]][:3] == ["单位", "单位代码", "按期完成"]
+    assert ws.freeze_panes == "A3"
+
+    page.goto("/incidents?drill=false")
+    with page.expect_download() as info:
+        page.get_by_role("link", name="导出Excel").click()
+    listed = info.value
+    assert listed.suggested_filename.startswith("清溪镇舆情事件列表_")
+    ws = load_workbook(io.BytesIO(Path(listed.path()).read_bytes())).active
+    assert ws is not None and ws["A1"].value.startswith("清溪镇舆情事件列表（导出于")
+    assert "演练：真实事件" in ws["A1"].value
+    assert [c.value for c in ws[2]][:3] == ["短编号", "编号", "标题"]
     page.context.close()
 
 
