@@ -106,6 +106,8 @@ async def test_every_page_and_api_answer_has_the_headers_and_confidential_ones_n
         "/dashboard",
         "/reports/accountability",
         "/reports/accountability.csv",
+        "/reports/accountability.xlsx",  # the Excel exports (issue 19): never cached either
+        "/incidents.xlsx",
     ]
     for path in pages:
         got = await http.get(path)

@@ -148,8 +148,11 @@ async def test_report_periods_are_bounded(
     page = await app_http.get("/reports/accountability", params=period)
     assert page.status_code == 422, (page.status_code, page.text[:300])
     assert words in page.text
-    exported = await app_http.get("/reports/accountability.csv", params=period)
-    assert exported.status_code == 422, (exported.status_code, exported.text[:300])
+    for path in ("/reports/accountability.csv", "/reports/accountability.xlsx"):
+        exported = await app_http.get(path, params=period)
+        assert exported.status_code == 422, (path, exported.status_code, exported.text[:300])
+    book = await app_http.get("/api/reports/accountability.xlsx", params=period, headers=office)
+    assert book.status_code == 422 and words in book.json()["detail"]
 
     fine = {"start": "2026-01-01", "end": "2026-12-31"}
     assert (await app_http.get("/reports/accountability", params=fine)).status_code == 200
