@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 
@@ -88,7 +89,7 @@ def xlsx_bytes(table: Table) -> bytes:
     assert sheet is not None
     sheet.title = table.sheet_name[:31]
     width = len(table.headers)
-    sheet.append([table.title])
+    sheet.append([_clean(table.title)])
     sheet.cell(row=1, column=1).font = Font(bold=True, size=14)
     if width > 1:
         sheet.merge_cells(start_row=1, start_column=1, end_row=1, end_column=width)
@@ -99,7 +100,7 @@ def xlsx_bytes(table: Table) -> bytes:
         cell.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
     body = list(table.rows) + ([table.total] if table.total is not None else [])
     for r, row in enumerate(body, start=3):
-        sheet.append(list(row))
+        sheet.append([_clean(v) for v in row])
         for c, value in enumerate(row, start=1):
             if isinstance(value, str) and value.startswith("="):
                 # Text from a submission is text, never a formula (spreadsheet injection).
@@ -125,6 +126,11 @@ def xlsx_bytes(table: Table) -> bytes:
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
+
+
+def _clean(value: Cell) -> Cell:
+    """Text without the control characters a worksheet cannot hold (openpyxl refuses them)."""
+    return ILLEGAL_CHARACTERS_RE.sub("", value) if isinstance(value, str) else value
 
 
 def csv_bytes(table: Table) -> bytes:

@@ -153,3 +153,13 @@ def test_text_that_looks_like_a_formula_stays_text() -> None:
     assert ws["A4"].value == "+1" and ws["B4"].value == -2
     rows = list(csv.reader(io.StringIO(sheets.csv_bytes(table).decode("utf-8-sig"))))
     assert rows[1] == ["'" + evil, "1"] and rows[2] == ["'+1", "-2"]
+
+
+def test_control_characters_do_not_break_the_workbook() -> None:
+    """A search typed with a control character (it ends up in the title row) is dropped from
+    the cell rather than failing the export (openpyxl refuses such characters)."""
+    table = sheets.Table(
+        title="清溪镇舆情事件列表（搜索：积\x01水）", headers=["标题"], rows=[["a\x0bb"]]
+    )
+    ws = _open(sheets.xlsx_bytes(table))
+    assert ws["A1"].value == "清溪镇舆情事件列表（搜索：积水）" and ws["A3"].value == "ab"
