@@ -47,6 +47,7 @@ async def test_refusals_are_documented_with_the_real_body(http: httpx.AsyncClien
         ("get", "/api/incidents/{incident_id}"): {"401", "404", "503"},
         ("get", "/api/reports/accountability"): {"401", "403", "422"},
         ("get", "/api/reports/accountability.xlsx"): {"401", "403", "422"},
+        ("get", "/api/incidents.xlsx"): {"400", "401", "422"},
         ("get", "/api/access-log"): {"401", "403", "422"},
         ("post", "/api/incidents"): {"200", "201", "413", "422", "429", "503"},
         ("post", "/api/leads"): {"200", "201", "413", "422", "429", "503"},
@@ -136,3 +137,20 @@ async def test_the_report_workbook_is_documented_as_xlsx_and_answers_so(
     assert ws is not None
     assert ws["A1"].value.startswith("清溪镇舆情处置问责统计（2026-11-01至2026-11-30")
     assert ws.cell(row=2, column=1).value == "单位"
+
+
+async def test_the_list_workbook_is_documented_as_xlsx_and_needs_a_token(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    """GET /api/incidents.xlsx (issue 19): binary, Excel's media type; a token required."""
+    doc = await _document(http)
+    ok = doc["paths"]["/api/incidents.xlsx"]["get"]["responses"]["200"]
+    assert list(ok["content"]) == [XLSX]
+    assert (await http.get("/api/incidents.xlsx")).status_code == 401
+    r = await http.get(
+        "/api/incidents.xlsx", params={"unit": "cjb"}, headers=token_for(settings, "lin.feng")
+    )
+    assert r.status_code == 200 and r.headers["content-type"] == XLSX
+    ws = load_workbook(io.BytesIO(r.content)).active
+    assert ws is not None and ws["A1"].value.startswith("清溪镇舆情事件列表（导出于")
+    assert [c.value for c in ws[2]][:2] == ["短编号", "编号"]

@@ -79,6 +79,14 @@ REPORT_XLSX: dict[int | str, dict[str, Any]] = {
     },
     **REPORT,
 }
+# The incident list as an Excel workbook: what the caller may see (R-SECRECY).
+LIST_XLSX: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Excel 工作簿（.xlsx）：调用者可见的事件；文件名见 Content-Disposition",
+        "content": {XLSX: {"schema": {"type": "string", "format": "binary"}}},
+    },
+    **READ,
+}
 ACTION = refusals(*AUTHENTICATED, 403, 404, 409, 413, 503)
 
 _SUBMISSION_ANSWER = {

@@ -244,6 +244,13 @@ def list_xlsx(
     )
     rows = _listed(session, kit, me, chosen, limit=EXPORT_LIMIT)
     access.record(request, me.person_id, "export")
+    return list_workbook(kit, rows, chosen)
+
+
+def list_workbook(kit: Pages, rows: list[Any], chosen: dict[str, str | None]) -> Response:
+    """The listed incidents (already filtered to what the viewer may see) as an Excel download:
+    the title row names the export's time and the filters; the file name the unit when
+    filtered. The page's download and GET /api/incidents.xlsx answer with this."""
     now = datetime.now(kit.tz)
     note = f"导出于{now.strftime('%Y-%m-%d %H:%M')}" + "".join(
         f"，{label}：{text}" for label, text in _filter_labels(kit, chosen)
