@@ -136,6 +136,7 @@ def _page_number(doc: DocumentObject) -> None:
 
 def title(doc: DocumentObject, text: str) -> None:
     paragraph = doc.add_paragraph(style="Title")
+    paragraph.alignment = WD_ALIGN_PARAGRAPH.CENTER
     _run(paragraph, text, TITLE_FONT, 22)
 
 
