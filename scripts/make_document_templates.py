@@ -270,7 +270,7 @@ def summary_report() -> DocumentObject:
     doc = new_document()
     title(doc, "关于“{{ i.title }}”舆情处置情况的报告")
     drill_line(doc)
-    para(doc, "镇党政办：", indent=False)
+    para(doc, "{{ party_office }}：", indent=False)
     para(
         doc,
         "{{ i.discovered_at }}，{{ i.reporter_unit }}发现{{ i.source }}上出现“{{ i.title }}”"
@@ -302,13 +302,13 @@ def escalation_notice() -> DocumentObject:
     para(doc, "{{ e.unit }}：", indent=False)
     para(
         doc,
-        "“{{ i.title }}”舆情（编号{{ i.number }}）的“{{ e.deadline }}”应于{{ e.due_at }}前完成"
-        "（{{ e.rule }}），截至{{ e.at }}仍未完成，已逾期{{ e.late }}。"
+        "“{{ i.title }}”舆情（编号{{ i.number }}）的“{{ e.deadline }}”应于{{ e.due_at }}前完成，"
+        "自该时起逾期{% if e.late %}，截至{{ e.at }}已逾期{{ e.late }}{% endif %}，仍未完成。"
         "现进行第{{ e.step }}级督办，请立即办理并报送办理情况。",
     )
     heading(doc, "一、督办事项")
     para(doc, "期限事项：{{ e.deadline }}")
-    para(doc, "截止时间：{{ e.due_at }}")
+    para(doc, "截止时间：{{ e.due_at }}（自该时起逾期）")
     para(doc, "督办级别：第{{ e.step }}级")
     para(doc, "督办时间：{{ e.at }}")
     para(doc, "督办内容：{{ e.summary }}")
@@ -320,7 +320,7 @@ def escalation_notice() -> DocumentObject:
         ["{{ row.recipient }}", "{{ row.channel }}", "{{ row.state }}", "{{ row.sent_at or '—' }}"],
         "deliveries",
     )
-    para(doc, "镇舆情工作领导小组办公室", right=True)
+    para(doc, "{{ office }}", right=True)
     para(doc, "{{ today }}", right=True)
     return doc
 

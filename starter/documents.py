@@ -22,7 +22,8 @@ discovered_at, received_at, spread, severity, category, phase, reporter_unit, re
 responsible_unit, co_units, closed_at), `drill`, `today`, `generated_at`, `timeline`, `measures`,
 `replies`, `deadlines` (title, rule, unit, due_at, met_at, state) and `ledger` (total, on_time,
 late), `escalations`, `accountability`, `commendations`, `reported_at`, `progress` (count,
-reports) and `since`; the escalation notice also `e` and `deliveries` (recipient, channel, state,
+reports) and `since` (what happened since the last report), `office` and `party_office` (the
+roster's unit names); the escalation notice also `e` and `deliveries` (recipient, channel, state,
 sent_at). Times are the town's (Beijing time), as 2026年11月30日 09:05.
 """
 
@@ -32,7 +33,7 @@ import io
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -231,6 +232,8 @@ class Builder:
         return {
             "i": self.incident(),
             "drill": self.row.drill,
+            "office": self.unit(self.roster.roles.office),
+            "party_office": self.unit(self.roster.roles.party_office),
             "today": now.strftime("%Y年%m月%d日"),
             "generated_at": self.t(now),
             "timeline": timeline,
@@ -275,7 +278,11 @@ class Builder:
             ],
             "reported_at": written[-1]["at"] if written else self.t(self.row.received_at),
             "progress": {"count": len(progress), "reports": progress},
-            "since": [e for e, raw in zip(timeline, events, strict=True) if raw.at > last_report],
+            "since": [
+                e
+                for e, raw in zip(timeline, events, strict=True)
+                if raw.at >= last_report and raw.kind != "reported"
+            ],
         }
 
     def escalation(self, deadline_key: str, step: int) -> dict[str, Any] | None:
@@ -296,6 +303,7 @@ class Builder:
         if not found or deadline is None:
             return None
         e = found[-1]
+        late = e.at - deadline.due_at
         context = self.context()
         context["e"] = {
             "deadline": deadline.title,
@@ -303,7 +311,8 @@ class Builder:
             "unit": self.unit(deadline.unit or self.row.responsible_unit),
             "due_at": self.t(deadline.due_at),
             "at": self.t(e.at),
-            "late": rules.format_duration(e.at - deadline.due_at),
+            # Since when overdue: the due time; how late at this step, when a minute or more.
+            "late": rules.format_duration(late) if late >= timedelta(minutes=1) else "",
             "step": e.step,
             "summary": e.summary,
             "targets": self.people(e.targets),

@@ -116,6 +116,7 @@ async def test_documents_from_the_record_for_those_who_may_see_it(
     settings: Settings,
     roster: Roster,
     executor: ThreadPoolExecutor,
+    tmp_path: Path,
 ) -> None:
     """R-WRITTEN, R-SUMMARY, R-PROGRESS, R-ESCALATE: every document from the store's rows; the
     office downloads them, another unit's staff gets the 404 of an unknown id, anonymous the
@@ -197,6 +198,8 @@ async def test_documents_from_the_record_for_those_who_may_see_it(
         text = text_of(doc)
         assert f"第{first.step}级" in text and local(first.at) in text  # type: ignore[attr-defined]
         assert "二、通知对象及送达情况" in headings(doc)
+        assert "站内消息" in text and "刘洋" in text  # who was told, by channel
+        assert "舆情应急处置工作领导小组办公室" in text  # signed by the office
         r = await http.get(f"{base}/escalation/no-such-deadline/1.docx")
         assert r.status_code == 404
 
@@ -220,6 +223,15 @@ async def test_documents_from_the_record_for_those_who_may_see_it(
         )
         assert r.status_code == 200 and r.headers["content-type"] == DOCX
         assert Document(io.BytesIO(r.content)).paragraphs[0].text == "舆情信息报告"
+
+        # A template the office broke: a Chinese message naming it, not a crash.
+        broken = Document(str(SHIPPED / "case_file.docx"))
+        broken.add_paragraph("{% if %}")
+        broken.save(str(tmp_path / "case_file.docx"))
+        settings.document_templates = tmp_path
+        r = await http.get(f"{base}/case-file.docx")
+        assert r.status_code == 500 and "文书模板“case_file.docx”有误" in r.text
+        assert (await http.get(f"{base}/summary.docx")).status_code == 200  # the others: shipped
 
         await access.flush(http._transport.app)  # type: ignore[attr-defined]
         with session_scope(settings.database_url) as s:
