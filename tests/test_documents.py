@@ -239,3 +239,20 @@ async def test_documents_from_the_record_for_those_who_may_see_it(
             refused = access_log.read(s, person_id="xu.lei", incident_id=view.id)
         assert any(e.resource == f"{base}/written-report.docx" for e in entries)
         assert any(not e.granted for e in refused)
+
+
+def test_the_shipped_templates_are_package_data_and_regenerate_alike(tmp_path: Path) -> None:
+    """An installed app finds them (pyproject's package-data), and the script in scripts/ writes
+    the same documents as the ones committed (text and styles; Word's timestamps aside)."""
+    import runpy
+    import tomllib
+
+    pyproject = tomllib.loads((SHIPPED.parent.parent / "pyproject.toml").read_text("utf-8"))
+    assert "documents/*.docx" in pyproject["tool"]["setuptools"]["package-data"]["config"]
+    script = SHIPPED.parent.parent / "scripts" / "make_document_templates.py"
+    runpy.run_path(str(script), run_name="templates")["main"](tmp_path)
+    for name in documents.TEMPLATE_FILES:
+        fresh, shipped = Document(str(tmp_path / name)), Document(str(SHIPPED / name))
+        assert text_of(fresh) == text_of(shipped), (
+            f"{name}: rerun scripts/make_document_templates.py"
+        )
