@@ -223,6 +223,14 @@ async def test_documents_from_the_record_for_those_who_may_see_it(
         )
         assert r.status_code == 200 and r.headers["content-type"] == DOCX
         assert Document(io.BytesIO(r.content)).paragraphs[0].text == "舆情信息报告"
+        r = await http.get(
+            f"/api/incidents/{view.id}/documents/escalation/{key}/{first.step}",  # type: ignore[attr-defined]
+            headers=token_for(settings, "liu.yang"),
+        )
+        assert (
+            r.status_code == 200
+            and Document(io.BytesIO(r.content)).paragraphs[0].text == "督办通知"
+        )
 
         # A template the office broke: a Chinese message naming it, not a crash.
         broken = Document(str(SHIPPED / "case_file.docx"))

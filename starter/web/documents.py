@@ -134,3 +134,26 @@ def api_document(
     record in the store. R-SECRECY: only staff with a role on it (others: 404)."""
     builder = _builder(request, kit, session, person, incident_id)
     return _answer(request, kit, person, builder, kind, builder.context())
+
+
+@api_router.get(
+    "/api/incidents/{incident_id}/documents/escalation/{deadline_key}/{step}",
+    responses=DOCX_ANSWER,
+    response_class=Response,
+    dependencies=[DocumentedQuery],
+)
+def api_escalation_notice(
+    request: Request,
+    incident_id: str,
+    deadline_key: Annotated[str, Path(description="逾期期限的键（见事件的 deadlines）")],
+    step: Annotated[int, Path(ge=1, le=100, description="督办级别")],
+    person: ApiPerson,
+    kit: PagesDep,
+    session: StoreSession,
+) -> Response:
+    """R-ESCALATE: the 督办通知 of one escalation step, from the store (404: no such step)."""
+    builder = _builder(request, kit, session, person, incident_id)
+    context = builder.escalation(deadline_key, step)
+    if context is None:
+        raise ServiceError(404, "没有这一级督办记录")
+    return _answer(request, kit, person, builder, "escalation", context)
