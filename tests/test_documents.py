@@ -264,3 +264,78 @@ def test_the_shipped_templates_are_package_data_and_regenerate_alike(tmp_path: P
         assert text_of(fresh) == text_of(shipped), (
             f"{name}: rerun scripts/make_document_templates.py"
         )
+
+
+def test_documents_need_only_the_store(database_url: str, roster: Roster) -> None:
+    """An incident Temporal no longer holds (its history past retention): the store's rows alone
+    give its documents. R-SUMMARY's ledger says 按期 for a deadline met in time, 逾期 for one met
+    late, 逾期未完成 for one still open past due, and counts them."""
+    from datetime import UTC, datetime
+
+    from store import migrate
+    from store.models import DeadlineRow, Incident
+
+    migrate.upgrade(database_url)
+    found = datetime(2024, 3, 1, 1, 30, tzinfo=UTC)  # 09:30 in Beijing
+    with session_scope(database_url) as s:
+        s.add(
+            Incident(
+                id="YQ-OLD",
+                version=1,
+                title="三年前的旧案",
+                content="旧帖",
+                source="论坛",
+                url=None,
+                reporter_unit="yqb",
+                reporter_name="周婷",
+                responsible_unit="cjb",
+                co_units="pcs",
+                severity="major",
+                category="inquiry",
+                phase="closed",
+                drill=False,
+                discovered_at=found,
+                received_at=found,
+                overdue=False,
+                closed_at=found + timedelta(days=5),
+                plan_version="2024",
+                short_number="2024-0301-001",
+            )
+        )
+        s.flush()  # the incident before its deadlines (foreign keys)
+        for key, due, met, overdue in (
+            ("R-REPORT", 1, 0.5, False),
+            ("R-REPLY", 2, 5, False),
+            ("R-SUMMARY", 3, None, True),
+        ):
+            s.add(
+                DeadlineRow(
+                    incident_id="YQ-OLD",
+                    key=key,
+                    rule=key,
+                    title=f"{key}期限",
+                    unit="cjb",
+                    due_at=found + timedelta(hours=due),
+                    met_at=found + timedelta(hours=met) if met is not None else None,
+                    overdue=overdue,
+                    escalation_step=0,
+                )
+            )
+    settings = make_settings(database_url)
+    with session_scope(database_url) as s:
+        row = documents.visible_row(s, "YQ-OLD", None)
+        assert row is not None
+        builder = documents.Builder(s, row, roster, TOWN)
+        context = builder.context()
+    assert context["ledger"] == {"total": 3, "on_time": 1, "late": 2}
+    states = [d["state"] for d in context["deadlines"]]
+    assert states == ["按期", "逾期", "逾期未完成"]
+    doc = Document(io.BytesIO(documents.render(settings, "summary", context)))
+    text = text_of(doc)
+    assert "三年前的旧案" in doc.paragraphs[0].text and "2024年03月01日 09:30" in text
+    assert "村镇建设办" in text and "清溪派出所" in text and "重大" in text
+    assert "共3项，按期1项，逾期2项。" in text
+    # R-SECRECY in SQL: another unit's staff does not find it; the co-handling unit does.
+    with session_scope(database_url) as s:
+        assert documents.visible_row(s, "YQ-OLD", incident_rows.Involving("sswb", "xu.lei")) is None
+        assert documents.visible_row(s, "YQ-OLD", incident_rows.Involving("pcs", "x")) is not None
