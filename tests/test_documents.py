@@ -282,7 +282,7 @@ def test_documents_need_only_the_store(database_url: str, roster: Roster) -> Non
             Incident(
                 id="YQ-OLD",
                 version=1,
-                title="三年前的旧案",
+                title="三年前的旧案<b>&",  # XML-escaped into the document
                 content="旧帖",
                 source="论坛",
                 url=None,
@@ -332,7 +332,7 @@ def test_documents_need_only_the_store(database_url: str, roster: Roster) -> Non
     assert states == ["按期", "逾期", "逾期未完成"]
     doc = Document(io.BytesIO(documents.render(settings, "summary", context)))
     text = text_of(doc)
-    assert "三年前的旧案" in doc.paragraphs[0].text and "2024年03月01日 09:30" in text
+    assert "三年前的旧案<b>&" in doc.paragraphs[0].text and "2024年03月01日 09:30" in text
     assert "村镇建设办" in text and "清溪派出所" in text and "重大" in text
     assert "共3项，按期1项，逾期2项。" in text
     # R-SECRECY in SQL: another unit's staff does not find it; the co-handling unit does.
