@@ -16,13 +16,21 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
+from sqlalchemy.orm import Session
 
 from starter import documents
 from starter.incidents import ServiceError
 
 from . import access, contract
-from .deps import ApiPerson, DocumentedQuery, PagePerson, PagesDep, StoreSession, not_found
-from .deps import visible_to as visible_to
+from .deps import (
+    ApiPerson,
+    DocumentedQuery,
+    PagePerson,
+    PagesDep,
+    StoreSession,
+    not_found,
+    visible_to,
+)
 from .pages import Pages
 
 router = APIRouter(include_in_schema=False)  # the pages' downloads
@@ -49,7 +57,7 @@ def attachment(name: str, fallback: str) -> str:
 
 
 def _builder(
-    request: Request, kit: Pages, session: Any, person: str, incident_id: str
+    request: Request, kit: Pages, session: Session, person: str, incident_id: str
 ) -> documents.Builder:
     row = documents.visible_row(session, incident_id, visible_to(kit.roster, person))
     if row is None:
