@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     # R-ESCALATE: minutes to wait before escalation steps 2, 3, … (the last repeating), replacing
     # the plan file's waits; for drills and tests. Empty: the plan file's waits.
     escalation_waits_minutes: list[float] = Field(default_factory=list)
+    # Issue 19: a folder of the office's own Word templates for the incident documents
+    # (written_report.docx, summary_report.docx, progress_report.docx, case_file.docx,
+    # escalation_notice.docx); a file there replaces the shipped one of config/documents/.
+    document_templates: Path | None = None
     webhook_timeout_seconds: float = 10.0
     # Outbox: how long an external channel is retried before the office is told it failed.
     delivery_give_up_minutes: float = 360.0

@@ -32,6 +32,7 @@ from . import (
     audit,
     codec,
     contract,
+    documents,
     handlers,
     incident_pages,
     limits,
@@ -94,6 +95,8 @@ def create_app(
     # One route per staff action in plan/actions.py ACTIONS, as the table is now.
     app.include_router(api.action_router())
     app.include_router(reports.router)
+    app.include_router(documents.router)
+    app.include_router(documents.api_router)
     app.include_router(staff.router)
     app.include_router(codec.router)
     app.include_router(audit.router)
