@@ -461,14 +461,14 @@ def test_pages_and_the_api_docs_work_under_the_content_security_policy(
 
 
 def test_the_report_and_the_list_download_as_excel(browser: Any, town: Town) -> None:
-    """Issue 19, item 2: the 导出Excel links download workbooks named in Chinese (the town, the
+    """Issue 19, item 2: the 导出电子表格 links download workbooks named in Chinese (the town, the
     table, the period) that open with a title row and the Chinese headers (R-ACCOUNT)."""
     from openpyxl import load_workbook
 
     page = signed_in(browser, town, "liu.yang")
     page.goto("/reports/accountability?start=2026-11-01&end=2026-11-30")
     with page.expect_download() as info:
-        page.get_by_role("link", name="导出Excel").click()
+        page.get_by_role("link", name="导出电子表格").click()
     download = info.value
     assert download.suggested_filename == "清溪镇舆情问责统计_2026-11-01至2026-11-30.xlsx"
     ws = load_workbook(io.BytesIO(Path(download.path()).read_bytes())).active
@@ -479,7 +479,7 @@ def test_the_report_and_the_list_download_as_excel(browser: Any, town: Town) -> 
 
     page.goto("/incidents?drill=false")
     with page.expect_download() as info:
-        page.get_by_role("link", name="导出Excel").click()
+        page.get_by_role("link", name="导出电子表格").click()
     listed = info.value
     assert listed.suggested_filename.startswith("清溪镇舆情事件列表_")
     ws = load_workbook(io.BytesIO(Path(listed.path()).read_bytes())).active
