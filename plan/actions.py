@@ -27,6 +27,8 @@ from plan.models import (
     ApproveReleaseRequest,
     ApproveReply,
     ApproveReplyRequest,
+    Attach,
+    AttachRequest,
     Commend,
     CommendRequest,
     Conclude,
@@ -595,6 +597,28 @@ ACTIONS: dict[str, ActionRule] = {
 }
 
 
+# Actions taken through an upload of their own (issue 19: `attach`, starter/web/attachments.py),
+# never through the generic JSON route, the page's action forms or the CLI (which read `ACTIONS`):
+# their fields are what the web app found a file to be, never what a person types. The workflow
+# checks them (who, phases) as every action, through its generic update `act`.
+UPLOADS: dict[str, ActionRule] = {
+    "attach": ActionRule(
+        AttachRequest,
+        Attach,
+        "添加附件",
+        "添加图片（PNG、JPEG、WebP）、PDF或Word文档作为附件，结案后补记期内仍可添加。",
+        Who.involved,
+        OPEN_PHASES,
+        after_close=Who.involved,
+    ),
+}
+
+
+def rule_of(name: str) -> ActionRule:
+    """The row of `name` in either table (KeyError for an unknown name)."""
+    return ACTIONS[name] if name in ACTIONS else UPLOADS[name]
+
+
 class Refusal(Exception):
     """Why an action is not accepted: `kind` "refused" (the incident now: HTTP 409), "forbidden"
     (the person: 403) or "not_ready" (the incident is still being created: try again). `may`
@@ -612,7 +636,7 @@ def may(
     """Whether `actor` may take action `name` on the incident now, whatever the fields say:
     None, or why not. In order: closed, wrong phase (409: nobody may now), an unknown person or
     not this person's role (403), the incident not ready for it (409)."""
-    rule = ACTIONS[name]
+    rule = rule_of(name)
     who = rule.who
     if s.phase is Phase.closed:
         if rule.after_close is None or not s.amending:
@@ -652,7 +676,7 @@ def allows(
 ) -> bool:
     """`may(...) is None`, without wording a refusal nobody reads (the incident page asks this
     for every action; the model checker, hundreds of thousands of times)."""
-    rule = ACTIONS[name]
+    rule = rule_of(name)
     who = rule.who
     if s.phase is Phase.closed:
         if rule.after_close is None or not s.amending:

@@ -62,9 +62,7 @@ def plain_zip() -> bytes:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return make_settings(
-        database_url, attachment_dir=tmp_path / "attachments", attachment_max_mb=1
-    )
+    return make_settings(database_url, attachment_dir=tmp_path / "attachments", attachment_max_mb=1)
 
 
 @pytest.fixture
@@ -81,7 +79,7 @@ def files_in(settings: Settings) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
 
-def rows(settings: Settings, incident_id: str) -> list[stored_attachments.AttachmentRow]:
+def rows(settings: Settings, incident_id: str) -> list[stored_attachments.Attachment]:
     with session_scope(settings.database_url) as s:
         return stored_attachments.for_incident(s, incident_id)
 
@@ -221,7 +219,7 @@ async def test_download_headers_and_the_access_log(
 ) -> None:
     incident_id = await new_incident(http)
     content = pdf()
-    r = await upload(http, settings, incident_id, "情况 说明\".pdf", content, declared="text/html")
+    r = await upload(http, settings, incident_id, '情况 说明".pdf', content, declared="text/html")
     assert r.status_code == 201
     attachment = r.json()["id"]
     got = await http.get(
@@ -243,9 +241,7 @@ async def test_download_headers_and_the_access_log(
     assert sum(i["action"] == "download" for i in log.json()["items"]) == 2, log.text
 
 
-async def test_the_same_content_is_stored_once(
-    http: httpx.AsyncClient, settings: Settings
-) -> None:
+async def test_the_same_content_is_stored_once(http: httpx.AsyncClient, settings: Settings) -> None:
     first_incident = await new_incident(http)
     second_incident = await new_incident(http, title="另一条舆情")
     content = png()
