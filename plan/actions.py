@@ -90,6 +90,7 @@ class Who(Enum):
     consulting = "领导小组（含成员）、其办公室或启动预案后介入的单位和人员"
     countersigner = "尚未会签的协办单位负责人"
     reporter = "报告单位或领导小组办公室"
+    attaching = "责任单位、协办单位、启动预案后介入的单位和人员、领导小组组长、副组长或其办公室"
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,9 @@ def holds(
         return roster.is_head_of(actor, place.responsible_unit)
     if who is Who.involved:
         return Role.office in roles or place.takes_part(roster, actor)
+    if who is Who.attaching:
+        leading = bool(roles & {Role.office, Role.leader, Role.deputy})
+        return leading or place.takes_part(roster, actor)
     if who is Who.countersigner:
         return any(roster.is_head_of(actor, u) for u in place.countersign_pending)
     if who is Who.consulting:
@@ -607,9 +611,9 @@ UPLOADS: dict[str, ActionRule] = {
         Attach,
         "添加附件",
         "添加图片（PNG、JPEG、WebP）、PDF或Word文档作为附件，结案后补记期内仍可添加。",
-        Who.involved,
+        Who.attaching,
         OPEN_PHASES,
-        after_close=Who.involved,
+        after_close=Who.attaching,
     ),
 }
 

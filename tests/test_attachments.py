@@ -269,3 +269,25 @@ async def test_a_file_lost_on_disk(http: httpx.AsyncClient, settings: Settings) 
     await sign_in(http, settings, "liu.yang")
     page = await http.get(f"/incidents/{incident_id}")
     assert page.status_code == 200 and "lost.png" in page.text and "文件已丢失" in page.text
+
+
+async def test_the_workflow_decides_who_may_attach_and_a_refusal_keeps_no_row(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    """The `attach` row of plan/actions.py UPLOADS (Who.attaching): the leader may attach; a
+    member of the leading group may see the incident but not attach (403 from the workflow's
+    validator). The refused upload's row is taken back; its file stays on disk, named by no row
+    and served to nobody (harmless), and the same content added by someone who may finds it."""
+    incident_id = await new_incident(http)
+    member = await upload(http, settings, incident_id, "m.png", png(), person="chen.zhiqiang")
+    assert member.status_code == 403 and "附件" not in member.json()["detail"], member.text
+    assert "领导小组组长" in member.json()["detail"]
+    assert rows(settings, incident_id) == [] and len(files_in(settings)) == 1
+    leader = await upload(http, settings, incident_id, "l.png", png(), person="wang.jianguo")
+    assert leader.status_code == 201, leader.text
+    assert len(rows(settings, incident_id)) == 1 and len(files_in(settings)) == 1
+    # No page form for the member; the form for the leader.
+    await sign_in(http, settings, "chen.zhiqiang")
+    page = await http.get(f"/incidents/{incident_id}")
+    assert page.status_code == 200 and 'id="attach-form"' not in page.text
+    assert "l.png" in page.text  # those who may see it see its attachments
