@@ -291,3 +291,27 @@ async def test_the_workflow_decides_who_may_attach_and_a_refusal_keeps_no_row(
     page = await http.get(f"/incidents/{incident_id}")
     assert page.status_code == 200 and 'id="attach-form"' not in page.text
     assert "l.png" in page.text  # those who may see it see its attachments
+
+
+async def test_the_history_holds_a_reference_never_the_contents(
+    http: httpx.AsyncClient, settings: Settings, client: Client
+) -> None:
+    """R-SECRECY: histories are kept for years; an attachment's entry in one is its id, hash,
+    type, size and display name, never a byte of the file."""
+    from tests.security.test_secrets_in_history import leaked
+
+    marker = "MARKER-7f3a-不应进入历史"
+    out = io.BytesIO()
+    writer = PdfWriter()
+    writer.add_blank_page(width=72, height=72)
+    writer.add_metadata({"/Title": marker, "/Author": "13900000001"})
+    writer.write(out)
+    incident_id = await new_incident(http)
+    r = await upload(http, settings, incident_id, "书面报告.pdf", out.getvalue())
+    assert r.status_code == 201, r.text
+    history = (await client.get_workflow_handle(incident_id).fetch_history()).to_json()
+    assert leaked(history, {r.json()["sha256"], "书面报告.pdf"}) == [
+        r.json()["sha256"],
+        "书面报告.pdf",
+    ]
+    assert leaked(history, {marker, "13900000001", "MARKER-7f3a"}) == []
