@@ -168,11 +168,27 @@ def _pdf(path: Path) -> str:
     return "application/pdf"
 
 
+# python-docx reads a package's parts into memory: a ZIP that unpacks to more than this (a "zip
+# bomb" within the upload cap) is refused before it is opened.
+UNPACKED_MAX = 256 * 1024 * 1024
+
+
 def _docx(path: Path) -> str:
+    import zipfile
+
     import docx
 
     try:
+        with zipfile.ZipFile(path) as package:
+            infos = package.infolist()
+            names = {i.filename for i in infos}
+            if sum(i.file_size for i in infos) > UNPACKED_MAX or len(infos) > 10_000:
+                raise Refused("附件解压后过大，不能作为Word文档接受")
+            if not {"[Content_Types].xml", "word/document.xml"} <= names:
+                raise ValueError("not a Word package")
         docx.Document(str(path))
+    except Refused:
+        raise
     except Exception as exc:  # not a Word package (another ZIP), or a broken one
         raise Refused(f"附件是压缩文件而不是Word文档；{ACCEPTED}") from exc
     return DOCX_TYPE

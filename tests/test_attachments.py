@@ -315,3 +315,18 @@ async def test_the_history_holds_a_reference_never_the_contents(
         "书面报告.pdf",
     ]
     assert leaked(history, {marker, "13900000001", "MARKER-7f3a"}) == []
+
+
+async def test_a_zip_that_unpacks_too_large_is_refused_unopened(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    """python-docx reads a package into memory: a small ZIP that unpacks huge is refused first."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("[Content_Types].xml", "<Types/>")
+        z.writestr("word/document.xml", b"\x00" * (300 * 1024 * 1024))
+    assert len(out.getvalue()) < 1024 * 1024
+    incident_id = await new_incident(http)
+    r = await upload(http, settings, incident_id, "bomb.docx", out.getvalue())
+    assert r.status_code == 422 and "解压后过大" in r.json()["detail"], r.text
+    assert files_in(settings) == []
