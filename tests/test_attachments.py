@@ -330,3 +330,19 @@ async def test_a_zip_that_unpacks_too_large_is_refused_unopened(
     r = await upload(http, settings, incident_id, "bomb.docx", out.getvalue())
     assert r.status_code == 422 and "解压后过大" in r.json()["detail"], r.text
     assert files_in(settings) == []
+
+
+async def test_the_page_form_refuses_in_chinese_and_stores_nothing(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    incident_id = await new_incident(http)
+    csrf = await sign_in(http, settings, "liu.yang")
+    r = await http.post(
+        f"/incidents/{incident_id}/attachments",
+        data={"csrf_token": csrf},
+        files={"file": ("照片.png", b"MZ\x90\x00 not an image", "image/png")},
+    )
+    assert r.status_code == 422 and "附件类型不受支持" in r.text, r.text
+    r = await http.post(f"/incidents/{incident_id}/attachments", data={"csrf_token": csrf})
+    assert r.status_code == 422 and "请选择要上传的附件文件" in r.text, r.text
+    assert rows(settings, incident_id) == [] and files_in(settings) == []
