@@ -1,7 +1,9 @@
 """The one table of staff actions: who may take each, in which phases, and when the incident is
 ready for it. The workflow's validators (through plan/incident.py), the forms the incident page
 offers, the CLI's commands and the API's routes all read it, so what a page offers a person is
-exactly what the incident would accept from them (tests/test_model.py checks that).
+exactly what the incident would accept from them (tests/test_model.py checks that). `UPLOADS` holds
+rows of the same kind for actions taken through an upload of their own (issue 19: `attach`),
+which the workflow checks the same way but no generic route, form or command offers.
 
 `may(name, …)` answers for a person without the action's fields (who, phase, the incident's state);
 the field checks (a reason given, a roster id that exists) are the core's, in plan/incident.py.

@@ -166,6 +166,9 @@ async def test_oversize_is_refused_and_nothing_stored(
     big = png() + b"\x00" * (1024 * 1024 + 1)
     r = await upload(http, settings, incident_id, "big.png", big)
     assert r.status_code == 413 and "1MB" in r.json()["detail"], r.text
+    # Far past it: the request's own cap (limits.BodyLimit) stops it while it streams in.
+    r = await upload(http, settings, incident_id, "bigger.png", big + b"\x00" * 200_000)
+    assert r.status_code == 413 and "附件过大（上限1MB）" in r.json()["detail"], r.text
     assert rows(settings, incident_id) == [] and files_in(settings) == []
 
 
