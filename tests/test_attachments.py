@@ -138,6 +138,9 @@ async def test_from_the_page_and_the_api_listed_and_on_the_timeline(
     summaries = [e["summary"] for e in got.json()["timeline"]]
     assert any("现场照片.png" in s and "附件" in s for s in summaries), summaries
     assert sum("附件" in s for s in summaries) == 3
+    listed = got.json()["attachments"]
+    assert [a["name"] for a in listed] == ["现场照片.png", "情况说明.pdf", "书面报告.docx"]
+    assert all(a["download_url"].endswith(a["id"]) for a in listed)
     assert len(rows(settings, incident_id)) == 3 and len(files_in(settings)) == 3
 
 

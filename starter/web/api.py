@@ -30,7 +30,7 @@ from starter.incidents import ServiceError
 from store import incident_rows, reporting
 from store.db import session_scope
 
-from . import access, audit, contract, limits, reports
+from . import access, attachments, audit, contract, limits, reports
 from .answers import incident_json, receipt_of
 from .deps import (
     MAX_OFFSET,
@@ -234,6 +234,9 @@ async def api_get(
     access.record(request, person, "view", incident_id=view.id)
     data = incident_json(view, kit.ui_for(person, view.id))
     data["short_number"] = await run_in_threadpool(kit.short_number, view.id)
+    # Issue 19: its attachments' metadata, each with its download address (never the file).
+    found = await run_in_threadpool(attachments.of_incident, kit.settings, view.id)
+    data["attachments"] = [attachments.as_json(a) for a in found]
     return data
 
 

@@ -121,6 +121,11 @@ def as_json(a: rows.Attachment) -> dict[str, Any]:
     }
 
 
+def of_incident(settings: Settings, incident_id: str) -> list[rows.Attachment]:
+    with session_scope(settings.database_url) as s:
+        return rows.for_incident(s, incident_id)
+
+
 def listed(settings: Settings, incident_id: str) -> list[dict[str, Any]]:
     """The incident page's list: each attachment, and whether its file is still on disk."""
     with session_scope(settings.database_url) as s:
