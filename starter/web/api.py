@@ -235,8 +235,7 @@ async def api_get(
     data = incident_json(view, kit.ui_for(person, view.id))
     data["short_number"] = await run_in_threadpool(kit.short_number, view.id)
     # Issue 19: its attachments' metadata, each with its download address (never the file).
-    found = await run_in_threadpool(attachments.of_incident, kit.settings, view.id)
-    data["attachments"] = [attachments.as_json(a) for a in found]
+    data["attachments"] = await run_in_threadpool(attachments.of_incident, kit.settings, view.id)
     return data
 
 

@@ -121,9 +121,10 @@ def as_json(a: rows.Attachment) -> dict[str, Any]:
     }
 
 
-def of_incident(settings: Settings, incident_id: str) -> list[rows.Attachment]:
+def of_incident(settings: Settings, incident_id: str) -> list[dict[str, Any]]:
+    """The API's list of an incident's attachments (GET /api/incidents/{id})."""
     with session_scope(settings.database_url) as s:
-        return rows.for_incident(s, incident_id)
+        return [as_json(a) for a in rows.for_incident(s, incident_id)]
 
 
 def listed(settings: Settings, incident_id: str) -> list[dict[str, Any]]:
