@@ -32,6 +32,11 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///data/yuqing.db"
     roster_file: Path = DEFAULT_ROSTER
+    # Attachments (issue 19): the folder their files lie in, under their sha256 (unset: an
+    # "attachments" folder beside the SQLite database, or var/attachments for another database),
+    # and the largest file accepted, in MB (413 beyond, counted while it streams in).
+    attachment_dir: Path | None = None
+    attachment_max_mb: int = Field(default=20, ge=1, le=1024)
     timezone: str = "Asia/Shanghai"
     public_url: str = "http://localhost:8000"
     api_url: str = "http://localhost:8000"

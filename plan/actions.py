@@ -1,7 +1,9 @@
 """The one table of staff actions: who may take each, in which phases, and when the incident is
 ready for it. The workflow's validators (through plan/incident.py), the forms the incident page
 offers, the CLI's commands and the API's routes all read it, so what a page offers a person is
-exactly what the incident would accept from them (tests/test_model.py checks that).
+exactly what the incident would accept from them (tests/test_model.py checks that). `UPLOADS` holds
+rows of the same kind for actions taken through an upload of their own (issue 19: `attach`),
+which the workflow checks the same way but no generic route, form or command offers.
 
 `may(name, …)` answers for a person without the action's fields (who, phase, the incident's state);
 the field checks (a reason given, a roster id that exists) are the core's, in plan/incident.py.
@@ -27,6 +29,8 @@ from plan.models import (
     ApproveReleaseRequest,
     ApproveReply,
     ApproveReplyRequest,
+    Attach,
+    AttachRequest,
     Commend,
     CommendRequest,
     Conclude,
@@ -88,6 +92,7 @@ class Who(Enum):
     consulting = "领导小组（含成员）、其办公室或启动预案后介入的单位和人员"
     countersigner = "尚未会签的协办单位负责人"
     reporter = "报告单位或领导小组办公室"
+    attaching = "责任单位、协办单位、启动预案后介入的单位和人员、领导小组组长、副组长或其办公室"
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,9 @@ def holds(
         return roster.is_head_of(actor, place.responsible_unit)
     if who is Who.involved:
         return Role.office in roles or place.takes_part(roster, actor)
+    if who is Who.attaching:
+        leading = bool(roles & {Role.office, Role.leader, Role.deputy})
+        return leading or place.takes_part(roster, actor)
     if who is Who.countersigner:
         return any(roster.is_head_of(actor, u) for u in place.countersign_pending)
     if who is Who.consulting:
@@ -595,6 +603,28 @@ ACTIONS: dict[str, ActionRule] = {
 }
 
 
+# Actions taken through an upload of their own (issue 19: `attach`, starter/web/attachments.py),
+# never through the generic JSON route, the page's action forms or the CLI (which read `ACTIONS`):
+# their fields are what the web app found a file to be, never what a person types. The workflow
+# checks them (who, phases) as every action, through its generic update `act`.
+UPLOADS: dict[str, ActionRule] = {
+    "attach": ActionRule(
+        AttachRequest,
+        Attach,
+        "添加附件",
+        "添加图片（PNG、JPEG、WebP）、PDF或Word文档作为附件，结案后补记期内仍可添加。",
+        Who.attaching,
+        OPEN_PHASES,
+        after_close=Who.attaching,
+    ),
+}
+
+
+def rule_of(name: str) -> ActionRule:
+    """The row of `name` in either table (KeyError for an unknown name)."""
+    return ACTIONS[name] if name in ACTIONS else UPLOADS[name]
+
+
 class Refusal(Exception):
     """Why an action is not accepted: `kind` "refused" (the incident now: HTTP 409), "forbidden"
     (the person: 403) or "not_ready" (the incident is still being created: try again). `may`
@@ -612,7 +642,7 @@ def may(
     """Whether `actor` may take action `name` on the incident now, whatever the fields say:
     None, or why not. In order: closed, wrong phase (409: nobody may now), an unknown person or
     not this person's role (403), the incident not ready for it (409)."""
-    rule = ACTIONS[name]
+    rule = rule_of(name)
     who = rule.who
     if s.phase is Phase.closed:
         if rule.after_close is None or not s.amending:
@@ -652,7 +682,7 @@ def allows(
 ) -> bool:
     """`may(...) is None`, without wording a refusal nobody reads (the incident page asks this
     for every action; the model checker, hundreds of thousands of times)."""
-    rule = ACTIONS[name]
+    rule = rule_of(name)
     who = rule.who
     if s.phase is Phase.closed:
         if rule.after_close is None or not s.amending:

@@ -18,7 +18,6 @@ from typing import Any
 
 from plan import messages, rules
 from plan.actions import (
-    ACTIONS,
     OPINION_KEY,
     RESULT_KEY,
     WRITTEN_KEY,
@@ -32,12 +31,15 @@ from plan.actions import (
     may,
     place_of,
     reply_phases,
+    rule_of,
 )
 from plan.models import (
+    ATTACHMENT_TYPES,
     AccountabilityRecord,
     Activate,
     ApproveRelease,
     ApproveReply,
+    Attach,
     Category,
     Commend,
     Commendation,
@@ -97,6 +99,15 @@ RULES_VERSION = 2
 
 # State the incident keeps for itself and does not show.
 INTERNAL_STATE = {"pending_escalations", "pending_notifications", "in_flight_deliveries"}
+
+
+def size_words(size: int) -> str:
+    """A file's size as the pages say it: 980字节, 12.5KB, 3.2MB."""
+    if size < 1024:
+        return f"{size}字节"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f}KB"
+    return f"{size / 1024 / 1024:.1f}MB"
 
 
 def _rank(severity: Severity) -> int:
@@ -508,6 +519,16 @@ class Incident:
             action.actor,
             f"{rules.R_COMMEND} 表彰{self._after_close()}："
             f"{self.roster.unit_name(action.unit)}{who}：{action.reason}",
+        )
+        self.changed()
+
+    def attach(self, action: Attach) -> None:
+        """Issue 19: a reference to a file on the timeline (the file and its row are the store's)."""
+        kind = ATTACHMENT_TYPES.get(action.media_type, action.media_type)
+        self.event(
+            "attached",
+            action.actor,
+            f"添加附件{self._after_close()}：{action.name}（{kind}，{size_words(action.size)}）",
         )
         self.changed()
 
@@ -1297,7 +1318,7 @@ class Incident:
         over = s.amend_until is not None and self.now >= s.amend_until
         if s.phase is Phase.closed and s.amending and over:
             # The period's timer and this action came together: the period is over.
-            raise Refusal(closed_refusal(s, ACTIONS[name], self.tz))
+            raise Refusal(closed_refusal(s, rule_of(name), self.tz))
         refused = self.may(name, action.actor)
         if refused is not None and name == "draft-reply" and refused.kind == "refused":
             # The table asks whether any kind of reply is owed; the refusal names the kind asked.

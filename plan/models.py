@@ -7,6 +7,7 @@ incidents keep decoding their histories.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import (
     AwareDatetime,
@@ -267,6 +268,38 @@ class CommendRequest(_Message):
     reason: str = Field(min_length=1, max_length=TEXT_MAX)
 
 
+# Issue 19: what an attachment may be, by the type its content was found to be (never its name
+# or the type its uploader declared), and how the timeline names it.
+DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+ATTACHMENT_TYPES = {
+    "image/png": "PNG图片",
+    "image/jpeg": "JPEG图片",
+    "image/webp": "WebP图片",
+    "application/pdf": "PDF文档",
+    DOCX_TYPE: "Word文档",
+}
+ATTACHMENT_NAME_MAX = 120
+AttachmentType = Literal[
+    "image/png",
+    "image/jpeg",
+    "image/webp",
+    "application/pdf",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+]
+
+
+class AttachRequest(_Message):
+    """A file added to the incident (issue 19): a reference only, never its contents (R-SECRECY:
+    histories are kept for years). Sent by the web app after the file is on disk and its row in
+    the store (starter/web/attachments.py), never posted by a person directly."""
+
+    attachment_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    media_type: AttachmentType
+    size: int = Field(ge=1, le=2**40)
+    name: str = Field(min_length=1, max_length=ATTACHMENT_NAME_MAX)
+
+
 class ConfirmLead(ConfirmLeadRequest, Action):
     pass
 
@@ -348,6 +381,10 @@ class RecordAccountability(AccountabilityRequest, Action):
 
 
 class Commend(CommendRequest, Action):
+    pass
+
+
+class Attach(AttachRequest, Action):
     pass
 
 

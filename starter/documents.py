@@ -118,7 +118,7 @@ def render(settings: Settings, kind: str, context: dict[str, Any]) -> bytes:
         raise TemplateBroken(path, detail) from exc
     except Exception as exc:  # not a .docx at all, or a part Word would not open
         log.error("document template %s cannot be read: %s", path, exc)
-        raise TemplateBroken(path, "不是有效的Word文档") from exc
+        raise TemplateBroken(path, "不是有效的DOCX文字文档") from exc
     out = io.BytesIO()
     template.save(out)
     return out.getvalue()

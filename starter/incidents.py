@@ -30,7 +30,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from config.settings import Settings
-from plan.actions import ACTIONS
+from plan.actions import ACTIONS, UPLOADS
 from plan.models import SHORT_MAX, ActionDone, IncidentInput, IncidentView, Submission
 from plan.roster import Roster
 from plan.spec import plan_from
@@ -309,7 +309,7 @@ async def perform(
     """Perform a staff action as `actor` (already authenticated). Wrong phase, wrong role, an
     unknown or a closed incident: ServiceError, and nothing changes. With `roster`, units and
     people the action names are checked against it here (422) rather than by the workflow."""
-    entry = ACTIONS.get(action)
+    entry = ACTIONS.get(action) or UPLOADS.get(action)
     if entry is None:
         raise ServiceError(404, f"未知操作“{action}”")
     model = entry.command

@@ -323,6 +323,24 @@ class SignInLink(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class AttachmentRow(Base):
+    """A file added to an incident (issue 19): its metadata only. The file itself lies on disk
+    under its sha256 (starter/attachments.py), once however many incidents carry it;
+    `display_name` is the uploader's file name, sanitised, shown and never used as a path."""
+
+    __tablename__ = "attachments"
+    __table_args__ = (UniqueConstraint("incident_id", "sha256", name="uq_attachments_content"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    incident_id: Mapped[str] = mapped_column(String(64), index=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(Integer)
+    media_type: Mapped[str] = mapped_column(String(100))
+    display_name: Mapped[str] = mapped_column(String(200))
+    added_by: Mapped[str] = mapped_column(String(200))
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class AccessLogRow(Base):
     """Who read what, when and from where: incident pages and API reads, lists, exports, report
     pages and codec decodes (starter/web/access.py). Append-only: the store refuses UPDATE and

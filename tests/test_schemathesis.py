@@ -22,6 +22,9 @@ off; negative cases are sent as generated):
   apart: a comparison of two parameters. Positive cases get them in order, and the same day when
   too far apart.
 
+- An attachment's file (`POST /api/incidents/{id}/attachments`, issue 19) is checked by its content:
+  an image, a PDF or a Word document, which a schema cannot say of a `format: binary` string.
+  Positive cases send a small PNG (a different one each time, so most are new, not deduplicated).
 - A submission's `submission_key` is made unique: a stateful scenario replayed would otherwise
   find the incident it made before (R-DEDUP), in a later phase.
 
@@ -39,6 +42,8 @@ it is in the quick suite, not `make reliability`.
 from __future__ import annotations
 
 import asyncio
+import io
+import random
 import traceback
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -57,6 +62,7 @@ import schemathesis.transport.asgi
 import schemathesis.transport.requests
 import schemathesis.transport.wsgi
 from hypothesis import HealthCheck
+from PIL import Image
 from schemathesis import Case, GenerationMode
 from temporalio.client import Client
 
@@ -101,6 +107,13 @@ def _settings(examples: int) -> hypothesis.settings:
     )
 
 
+def _png() -> bytes:
+    """A small PNG of a random colour: a valid attachment by its content."""
+    out = io.BytesIO()
+    Image.new("RGB", (4, 4), tuple(random.randrange(256) for _ in range(3))).save(out, "PNG")
+    return out.getvalue()
+
+
 def adjust(roster: Roster) -> Callable[[Case], None]:
     """What positive cases need that the document cannot say (the module's docstring)."""
     people = sorted(p.id for p in roster.people)
@@ -114,6 +127,9 @@ def adjust(roster: Roster) -> Callable[[Case], None]:
             # A new incident each time: a scenario replayed (to shrink it) starts afresh rather
             # than finding the incident it made before (R-DEDUP) in a later phase.
             body["submission_key"] = f"schemathesis-{uuid.uuid4().hex}"
+        if isinstance(body, dict) and case.operation.path.endswith("/attachments"):
+            body["file"] = _png()
+            return
         if isinstance(body, dict):
             now = datetime.now(UTC)
             for minutes, name in zip((50, 40, 30), TIMES, strict=True):

@@ -31,6 +31,15 @@ from tests.test_api import sign_in, token_for
 ALLOWED = [
     "Temporal UI",  # the workflow engine's own web UI, linked by its product name
     "yq_",  # the literal prefix of every personal token (login page: 以 yq_ 开头)
+    # Attachments (issue 19): the file formats accepted, by their names (proper nouns, as Chinese
+    # software writes them), and sizes in the unit symbols file pickers show.
+    "PNG",
+    "JPEG",
+    "WebP",
+    "PDF",
+    "DOCX",
+    "MB",
+    "KB",
 ]
 # Shapes that are data, not words: incident ids (YQ-20260101-ABCDEF123456), URLs and e-mail
 # addresses (a user typed them), and the exact addresses the access log records (/incidents?…).

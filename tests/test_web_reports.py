@@ -138,7 +138,9 @@ async def test_report_csv_and_dashboard_for_the_office_and_403_for_staff(
             assert rows[-1][0] == "合计" and int(rows[-1][2]) == sum(int(r[2]) for r in rows[1:-1])
 
             # Excel (issue 19, item 2): the same figures, numbers as numbers (R-ACCOUNT).
-            assert 'href="/reports/accountability.xlsx?' in page.text and "导出电子表格" in page.text
+            assert (
+                'href="/reports/accountability.xlsx?' in page.text and "导出电子表格" in page.text
+            )
             book = await office.get("/reports/accountability.xlsx", params=params)
             assert book.status_code == 200 and book.headers["content-type"] == XLSX
             assert download_name(book) == f"清溪镇舆情问责统计_{period}.xlsx"
@@ -227,7 +229,9 @@ async def test_list_filters_narrow_the_rows(
             page = await office.get("/incidents", params={"severity": "major", "page": "2"})
             assert 'href="?severity=major&amp;page=1"' in page.text
             assert 'value="major" selected' in page.text
-            assert 'href="/incidents.xlsx?severity=major"' in page.text and "导出电子表格" in page.text
+            assert (
+                'href="/incidents.xlsx?severity=major"' in page.text and "导出电子表格" in page.text
+            )
 
             async def exported(who: httpx.AsyncClient, **params: str) -> tuple[str, list[Any]]:
                 r = await who.get("/incidents.xlsx", params=params)

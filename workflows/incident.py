@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
 
     from plan import messages, rules, todo
-    from plan.actions import ACTIONS
+    from plan.actions import ACTIONS, UPLOADS
     from plan.incident import Incident, Refusal
     from plan.models import (
         ActionDone,
@@ -233,7 +233,7 @@ class IncidentWorkflow:
 
     def _command(self, name: str, data: dict[str, Any]) -> BaseModel:
         """The action's command model from the generic update's payload (the table names it)."""
-        rule = ACTIONS.get(name)
+        rule = ACTIONS.get(name) or UPLOADS.get(name)
         if rule is None:
             raise ApplicationError(f"未知操作“{name}”", type="Refused", non_retryable=True)
         return rule.command.model_validate(data)

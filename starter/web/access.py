@@ -34,6 +34,7 @@ log = logging.getLogger("yuqing.access")
 
 ACTION_LABELS = {
     "view": "查看事件",
+    "download": "下载附件",
     "list": "浏览事件列表",
     "export": "导出",
     "report": "查看统计报表",

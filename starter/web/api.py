@@ -30,7 +30,7 @@ from starter.incidents import ServiceError
 from store import incident_rows, reporting
 from store.db import session_scope
 
-from . import access, audit, contract, incident_pages, limits, reports
+from . import access, attachments, audit, contract, incident_pages, limits, reports
 from .answers import incident_json, receipt_of
 from .deps import (
     MAX_OFFSET,
@@ -282,6 +282,8 @@ async def api_get(
     access.record(request, person, "view", incident_id=view.id)
     data = incident_json(view, kit.ui_for(person, view.id))
     data["short_number"] = await run_in_threadpool(kit.short_number, view.id)
+    # Issue 19: its attachments' metadata, each with its download address (never the file).
+    data["attachments"] = await run_in_threadpool(attachments.of_incident, kit.settings, view.id)
     return data
 
 

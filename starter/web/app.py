@@ -29,6 +29,7 @@ from . import (
     access,
     api,
     apidocs,
+    attachments,
     audit,
     codec,
     contract,
@@ -84,7 +85,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     # Every request body is capped while it streams in (starter/web/limits.py), whichever route
     # reads it and however (JSON, a form, FastAPI's body parameters).
-    app.add_middleware(limits.BodyLimit)
+    app.add_middleware(limits.BodyLimit, cap=limits.caps(settings.attachment_max_mb))
     # Outermost: each request's latency by route template and status (starter/web/metrics.py).
     app.add_middleware(metrics.RequestMetrics, histogram=latency)
     app.state.request_latency = latency
@@ -100,6 +101,9 @@ def create_app(
     app.include_router(staff.router)
     app.include_router(codec.router)
     app.include_router(audit.router)
+    # Attachments (issue 19): the API's upload and download, and the page's.
+    app.include_router(attachments.router)
+    app.include_router(attachments.pages_router)
     app.include_router(apidocs.router)
     # The OpenAPI document says what the API answers, refusals included (contract.py).
     app.openapi = lambda: contract.openapi_for(app, roster)  # type: ignore[method-assign]

@@ -25,7 +25,7 @@ from starter.errors import FIELD_LABELS
 from starter.incidents import ServiceError
 from store import incident_rows
 
-from . import access, staff
+from . import access, attachments, staff
 from .answers import receipt_of
 from .auth import CSRF_FIELD, Viewer
 from .deps import (
@@ -295,8 +295,15 @@ async def incident_page(
     access.record(request, me.person_id, "view", incident_id=view.id)
     actions = staff.action_forms(kit.roster, me.person_id, view, kit.state.plan)
     short = await run_in_threadpool(kit.short_number, view.id)
+    files = await run_in_threadpool(attachments.listed, kit.settings, view.id)
     context = staff.page_context(
-        kit, view, actions, kit.ui_for(me.person_id, view.id), short_number=short
+        kit,
+        view,
+        actions,
+        kit.ui_for(me.person_id, view.id),
+        short_number=short,
+        attachments=files,
+        may_attach=staff.may_attach(kit.roster, me.person_id, view),
     )
     return kit.render(request, "incident.html", context)
 

@@ -88,9 +88,28 @@ class BodyTooLarge(HTTPException):
     """Raised from `receive` when a body passes its cap. An HTTPException, so FastAPI's own body
     reading passes it on (it turns other errors into a 400); the app answers it in Chinese."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"请求内容过大（上限{limit // 1024}KB），请精简后重试")
+    def __init__(self, limit: int, message: str | None = None) -> None:
+        super().__init__(413, message or f"请求内容过大（上限{limit // 1024}KB），请精简后重试")
         self.limit = limit
+
+
+# An attachment's upload (issue 19): the file's own cap (YUQING_ATTACHMENT_MAX_MB, checked again
+# on the file as it is written) and room for the multipart headers and the CSRF field.
+MULTIPART_ROOM = 64 * 1024
+
+
+def is_upload(path: str) -> bool:
+    return path.startswith(("/api/incidents/", "/incidents/")) and path.endswith("/attachments")
+
+
+def caps(attachment_max_mb: int) -> Callable[[str], int]:
+    """`body_cap`, with uploads of attachments capped at their own size."""
+    upload = attachment_max_mb * 1024 * 1024 + MULTIPART_ROOM
+
+    def cap(path: str) -> int:
+        return upload if is_upload(path) else body_cap(path)
+
+    return cap
 
 
 def body_cap(path: str) -> int:
@@ -119,15 +138,21 @@ class BodyLimit:
         declared = _content_length(scope)
         seen = 0
 
+        path = scope.get("path", "")
+        message_of = None
+        if is_upload(path):
+            mb = (limit - MULTIPART_ROOM) // (1024 * 1024)
+            message_of = f"附件过大（上限{mb}MB），请压缩后重试"
+
         async def capped() -> Message:
             nonlocal seen
             if declared is not None and declared > limit:
-                raise BodyTooLarge(limit)
+                raise BodyTooLarge(limit, message_of)
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise BodyTooLarge(limit)
+                    raise BodyTooLarge(limit, message_of)
             return message
 
         await self.app(scope, capped, send)

@@ -24,7 +24,7 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
 from plan import rules, todo
-from plan.actions import ACTIONS, allows, place_of
+from plan.actions import ACTIONS, UPLOADS, allows, place_of
 from plan.enums import ReplyStatus
 from plan.models import IncidentState, IncidentView, Phase
 from plan.roster import Role, Roster
@@ -70,6 +70,15 @@ def plausible_actions(roster: Roster, person_id: str, view: IncidentView) -> lis
     )
     place = place_of(state, view.reporter_unit)
     return [name for name in ACTIONS if allows(name, roster, state, place, person_id)]
+
+
+def may_attach(roster: Roster, person_id: str, view: IncidentView) -> bool:
+    """Issue 19: whether the page offers the person the attachment form (the `attach` row of
+    plan/actions.py `UPLOADS`, which the workflow checks the same way)."""
+    state = IncidentState.model_construct(
+        **{name: getattr(view, name) for name in IncidentState.model_fields}
+    )
+    return allows("attach", roster, state, place_of(state, view.reporter_unit), person_id)
 
 
 @dataclass
@@ -341,7 +350,7 @@ def done_notice(name: str | None) -> str | None:
     """The notice after an action, in the action's Chinese label (issue 18)."""
     if not name:
         return None
-    entry = ACTIONS.get(name)
+    entry = ACTIONS.get(name) or UPLOADS.get(name)
     return f"已完成操作：{entry.label}" if entry else "操作已完成"
 
 
@@ -409,10 +418,15 @@ def page_context(
     ui_link: str | None,
     *,
     short_number: str | None = None,
+    attachments: list[dict[str, Any]] | None = None,
+    may_attach: bool = False,
 ) -> dict[str, Any]:
     """What incident.html needs: the incident, its short number, the status line, the viewer's
-    one primary action on top and the others below."""
+    one primary action on top and the others below, and its attachments (issue 19)."""
     return {
+        "attachments": attachments or [],
+        "may_attach": may_attach,
+        "attachment_max_mb": kit.settings.attachment_max_mb,
         "v": view,
         "short_number": short_number,
         "ui_link": ui_link,
