@@ -92,7 +92,9 @@ class Who(Enum):
     consulting = "领导小组（含成员）、其办公室或启动预案后介入的单位和人员"
     countersigner = "尚未会签的协办单位负责人"
     reporter = "报告单位或领导小组办公室"
-    attaching = "责任单位、协办单位、启动预案后介入的单位和人员、领导小组组长、副组长或其办公室"
+    attaching = (
+        "报告单位、责任单位、协办单位、启动预案后介入的单位和人员、领导小组组长、副组长或其办公室"
+    )
 
 
 @dataclass(frozen=True)
@@ -141,8 +143,10 @@ def holds(
     if who is Who.involved:
         return Role.office in roles or place.takes_part(roster, actor)
     if who is Who.attaching:
+        # The reporting unit too (issue 19, item 5): its written report may be a document.
         leading = bool(roles & {Role.office, Role.leader, Role.deputy})
-        return leading or place.takes_part(roster, actor)
+        reporting = roster.belongs_to(actor, place.reporter_unit)
+        return leading or reporting or place.takes_part(roster, actor)
     if who is Who.countersigner:
         return any(roster.is_head_of(actor, u) for u in place.countersign_pending)
     if who is Who.consulting:

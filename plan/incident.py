@@ -35,11 +35,14 @@ from plan.actions import (
 )
 from plan.models import (
     ATTACHMENT_TYPES,
+    DOCUMENT_TYPES,
     AccountabilityRecord,
     Activate,
     ApproveRelease,
     ApproveReply,
     Attach,
+    AttachedFile,
+    AttachRequest,
     Category,
     Commend,
     Commendation,
@@ -195,6 +198,7 @@ class Incident:
             self.event("assigned", None, f"{rules.R_ASSIGNED} 市委、市政府交办事项，按同一程序处置")
         for other in self.s.related:
             self.event("related", None, f"{rules.R_DEDUP} 与事件 {other} 原帖链接相同，已关联")
+        self._evidence()
 
         # R-DISCOVER: a measure, both instants are in the past.
         if sub.posted_at is not None and not untrusted:
@@ -524,20 +528,73 @@ class Incident:
 
     def attach(self, action: Attach) -> None:
         """Issue 19: a reference to a file on the timeline (the file and its row are the store's)."""
-        kind = ATTACHMENT_TYPES.get(action.media_type, action.media_type)
+        self._remember(action)
         self.event(
             "attached",
             action.actor,
-            f"添加附件{self._after_close()}：{action.name}（{kind}，{size_words(action.size)}）",
+            f"添加附件{self._after_close()}：{self._file_words(action)}",
         )
         self.changed()
+
+    def _remember(self, file: AttachRequest) -> None:
+        """The incident's own list of its files: what a document named as a written report or
+        summary must be one of (issue 19, item 5)."""
+        if not any(f.id == file.attachment_id for f in self.s.attached_files):
+            self.s.attached_files.append(
+                AttachedFile(id=file.attachment_id, media_type=file.media_type, name=file.name)
+            )
+
+    @staticmethod
+    def _file_words(file: AttachRequest) -> str:
+        kind = ATTACHMENT_TYPES.get(file.media_type, file.media_type)
+        return f"{file.name}（{kind}，{size_words(file.size)}）"
+
+    def _evidence(self) -> None:
+        """Issue 19: the files sent with the submission (the report form's evidence), on the
+        timeline as the reporter's: the signed-in person who sent it, or nobody when anonymous
+        (an anonymous caller's file is attributed to no unit or person)."""
+        for file in self.inp.evidence:
+            self._remember(file)
+            who = "报告人" if self.inp.submitted_by else "未登录报告人"
+            self.event(
+                "attached",
+                self.inp.submitted_by,
+                f"{who}随报告提交附件：{self._file_words(file)}",
+            )
+
+    def _document(self, attachment_id: str | None) -> AttachedFile | None:
+        if attachment_id is None:
+            return None
+        return next((f for f in self.s.attached_files if f.id == attachment_id), None)
+
+    def _document_refusal(self, attachment_id: str | None, what: str) -> str | None:
+        """R-WRITTEN, R-SUMMARY given as a document: a PDF or Word document of this incident."""
+        if attachment_id is None:
+            return None
+        found = self._document(attachment_id)
+        if found is None:
+            return f"附件“{attachment_id}”不是本事件的附件：请先将{what}上传到本事件"
+        if found.media_type not in DOCUMENT_TYPES:
+            kind = ATTACHMENT_TYPES.get(found.media_type, found.media_type)
+            return f"“{found.name}”是{kind}，{what}须为PDF或DOCX文档（图片可作为附件另行上传）"
+        return None
+
+    def _as_document(self, attachment_id: str | None) -> str:
+        """The timeline's words for a written report or summary given as a document."""
+        found = self._document(attachment_id)
+        return f"（以文档报送：{found.name}）" if found is not None else ""
 
     # ------------------------------------------------------------------ reports
 
     def file_written_report(self, action: WrittenReport) -> None:
         self.s.written_report = action.text
+        self.s.written_report_document = action.attachment_id
         self._meet(self.deadline(WRITTEN_KEY), self.now)
-        self.event("written_report", action.actor, f"{rules.R_WRITTEN} 报送书面信息")
+        self.event(
+            "written_report",
+            action.actor,
+            f"{rules.R_WRITTEN} 报送书面信息{self._as_document(action.attachment_id)}",
+        )
         self.changed()
 
     def report_progress(self, action: Progress) -> None:
@@ -857,12 +914,20 @@ class Incident:
     def submit_summary(self, action: SubmitSummary) -> None:
         now = self.now
         self.s.summary = action.text
+        self.s.summary_document = action.attachment_id
+        document = self._document(action.attachment_id)
         self._meet(self.deadline(SUMMARY_KEY), now)
-        self.event("summary", action.actor, f"{rules.R_SUMMARY} 书面总结报送镇党政办")
+        self.event(
+            "summary",
+            action.actor,
+            f"{rules.R_SUMMARY} 书面总结报送镇党政办{self._as_document(action.attachment_id)}",
+        )
         self._notify(
             rules.R_SUMMARY,
             self.roster.members_of(self.roster.roles.party_office),
-            *messages.summary(self.view(), self.roster, action.text),
+            *messages.summary(
+                self.view(), self.roster, action.text, document.name if document else None
+            ),
         )
         self._close(now)
 
@@ -1362,6 +1427,10 @@ class Incident:
             people = [("发布人", action.spokesperson)] if action.spokesperson else []
             if not action.approve and not action.comment:
                 return "退回须说明理由"
+        elif name == "file-written-report":
+            return self._document_refusal(action.attachment_id, "书面信息")
+        elif name == "submit-summary":
+            return self._document_refusal(action.attachment_id, "书面总结")
         elif name == "track":
             order = list(Severity)
             if action.severity is not None and order.index(action.severity) < order.index(

@@ -226,9 +226,17 @@ def flared(view: IncidentView, roster: Roster, tz: str) -> tuple[str, str]:
     return subject, body
 
 
-def summary(view: IncidentView, roster: Roster, text: str) -> tuple[str, str]:
+def summary(
+    view: IncidentView, roster: Roster, text: str | None, document: str | None = None
+) -> tuple[str, str]:
+    """R-SUMMARY's message to 镇党政办: the text, and the document's name when it was given as
+    one (issue 19: the file is read on the incident page, never sent in a message)."""
     subject = f"{_head(view)}：处置工作书面总结"
-    body = f"{roster.unit_name(view.responsible_unit)}报送书面总结（{rules.R_SUMMARY}）：\n{text}"
+    body = f"{roster.unit_name(view.responsible_unit)}报送书面总结（{rules.R_SUMMARY}）："
+    if document is not None:
+        body += f"\n以文档报送：{document}（请在事件页面的附件中查阅）"
+    if text is not None:
+        body += f"\n{text}"
     return subject, body
 
 

@@ -18,6 +18,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonDict
+from pydantic_core import PydanticCustomError
 
 from plan.enums import (
     Category,
@@ -128,10 +130,40 @@ class TriageRequest(_Message):
     note: str | None = Field(default=None, max_length=TEXT_MAX)
 
 
-class WrittenReportRequest(_Message):
-    """R-WRITTEN: the written report that follows an oral (phone) report."""
+ATTACHMENT_ID = r"^[0-9a-f]{32}$"
+# Issue 19, item 5: a written report or summary may be a document attached to the incident (its
+# id), instead of or beside its text; the JSON schema says "one or the other" as the check does.
+_TEXT_OR_DOCUMENT: JsonDict = {
+    "anyOf": [
+        {"required": ["text"], "properties": {"text": {"type": "string"}}},
+        {"required": ["attachment_id"], "properties": {"attachment_id": {"type": "string"}}},
+    ]
+}
+DOCUMENT_ID_HELP = "作为书面材料的附件编号（先上传到本事件的PDF或DOCX文档）"
 
-    text: str = Field(min_length=1, max_length=TEXT_MAX)
+
+class _TextOrDocument(_Message):
+    model_config = ConfigDict(json_schema_extra=_TEXT_OR_DOCUMENT)
+
+    attachment_id: str | None = Field(
+        default=None, pattern=ATTACHMENT_ID, description=DOCUMENT_ID_HELP
+    )
+
+    @model_validator(mode="after")
+    def _text_or_document(self) -> _TextOrDocument:
+        if getattr(self, "text", None) is None and self.attachment_id is None:
+            raise PydanticCustomError(
+                "text_or_document",
+                "请填写文字内容，或上传PDF、DOCX文档（可先下载草稿修改后上传）",
+                {"field": "text"},
+            )
+        return self
+
+
+class WrittenReportRequest(_TextOrDocument):
+    """R-WRITTEN: the written report that follows an oral (phone) report: text, or a document."""
+
+    text: str | None = Field(default=None, min_length=1, max_length=TEXT_MAX)
 
 
 class ProgressRequest(_Message):
@@ -239,10 +271,10 @@ class TrackRequest(_Message):
     severity: Severity | None = None
 
 
-class SummaryRequest(_Message):
-    """R-SUMMARY: the written summary to 镇党政办 (发生、传播和处置情况, 反思)."""
+class SummaryRequest(_TextOrDocument):
+    """R-SUMMARY: the written summary to 镇党政办 (发生、传播和处置情况, 反思): text, or a document."""
 
-    text: str = Field(min_length=1, max_length=CONTENT_MAX)
+    text: str | None = Field(default=None, min_length=1, max_length=CONTENT_MAX)
 
 
 class WithdrawRequest(_Message):
@@ -279,6 +311,8 @@ ATTACHMENT_TYPES = {
     DOCX_TYPE: "Word文档",
 }
 ATTACHMENT_NAME_MAX = 120
+# What may stand as a written report or summary (R-WRITTEN, R-SUMMARY): a document, not an image.
+DOCUMENT_TYPES = ("application/pdf", DOCX_TYPE)
 AttachmentType = Literal[
     "image/png",
     "image/jpeg",
@@ -293,7 +327,7 @@ class AttachRequest(_Message):
     histories are kept for years). Sent by the web app after the file is on disk and its row in
     the store (starter/web/attachments.py), never posted by a person directly."""
 
-    attachment_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    attachment_id: str = Field(pattern=ATTACHMENT_ID)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     media_type: AttachmentType
     size: int = Field(ge=1, le=2**40)
@@ -554,6 +588,15 @@ class DeliverRequest(BaseModel):
     target: str  # "kind:id" (never a URL, key or address); before references, kind:URL
 
 
+class AttachedFile(BaseModel):
+    """A file attached to the incident as the workflow knows it (issue 19): its reference, never
+    its contents; what a written report or summary given as a document is checked against."""
+
+    id: str
+    media_type: str
+    name: str
+
+
 class IncidentState(BaseModel):
     """Everything the workflow decides; the view adds the submission's facts."""
 
@@ -589,6 +632,11 @@ class IncidentState(BaseModel):
     amending: bool = False
     written_report: str | None = None
     summary: str | None = None
+    # Issue 19: the files attached (by the `attach` action or with the submission), and which
+    # of them is the written report (R-WRITTEN) or the summary (R-SUMMARY) when given as one.
+    attached_files: list[AttachedFile] = Field(default_factory=list)
+    written_report_document: str | None = None
+    summary_document: str | None = None
     version: int = 0
     recorded_seq: int = 0
     notify_seq: int = 0
@@ -628,6 +676,10 @@ class IncidentInput(BaseModel):
     related: list[str] = Field(default_factory=list)
     continue_as_new_after: int = 2_000  # history events
     delivery_give_up_minutes: float = 360.0
+    # Issue 19: files sent with the submission (the report form's evidence: screenshots, PDFs),
+    # stored and checked before the start; references only. Recorded as the reporter's
+    # (`submitted_by`, or nobody when anonymous), never as any unit's or person's act.
+    evidence: list[AttachRequest] = Field(default_factory=list, max_length=10)
     state: IncidentState | None = None
 
 

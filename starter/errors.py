@@ -50,6 +50,9 @@ FIELD_LABELS = {
     "page": "页码",
     "offset": "起始位置",
     "limit": "每页条数",
+    "attachment_id": "附件编号",
+    "document": "文档",
+    "evidence": "证据文件",
 }
 
 
@@ -102,6 +105,8 @@ def _message(kind: str, ctx: dict[str, object], raw: str) -> str:
         if any(ord(c) > 0x2E80 for c in said):
             return said  # a model's own check, already in Chinese
         return "取值不正确"
+    if kind not in messages and any(ord(c) > 0x2E80 for c in raw):
+        return raw  # a model's own check (PydanticCustomError), already in Chinese
     return messages.get(kind, "取值不正确")
 
 
@@ -118,7 +123,8 @@ def translate_errors(errors: list[Any]) -> list[FieldError]:
             for p in err["loc"]
             if not isinstance(p, int) and p not in ("body", "query", "path", "header")
         ]
-        field = loc[0] if loc else ("posted_at" if "posted_at" in err["msg"] else "")
+        named = str((err.get("ctx") or {}).get("field") or "")  # a model's check naming its field
+        field = loc[0] if loc else (named or ("posted_at" if "posted_at" in err["msg"] else ""))
         field = field or "body"  # the request as a whole (not JSON, not an object)
         label = FIELD_LABELS.get(field, field)
         text = _message(err["type"], dict(err.get("ctx") or {}), str(err["msg"]))
