@@ -22,6 +22,7 @@ import os
 import re
 import tempfile
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -35,6 +36,9 @@ JPEG = b"\xff\xd8\xff"
 PDF = b"%PDF-"
 ZIP = b"PK\x03\x04"
 ACCEPTED = "只接受图片（PNG、JPEG、WebP）、PDF或DOCX文字文档"
+# The public report form's evidence (issue 19, item 5): screenshots and PDFs, a few per report.
+EVIDENCE_TYPES = ("image/png", "image/jpeg", "image/webp", "application/pdf")
+EVIDENCE_MAX = 5
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
 
 
@@ -205,12 +209,28 @@ def keep(settings: Settings, temp: Path, sha256: str) -> None:
     os.replace(temp, target)
 
 
-def check_and_keep(settings: Settings, temp: Path, sha256: str, size: int) -> Stored:
-    """Check the received file by its content, then keep it; Refused leaves nothing behind."""
+def check(temp: Path, allowed: Collection[str] | None = None, refusal: str = "") -> str:
+    """The received file's type by its content; Refused (the temporary file gone) when it is no
+    accepted attachment, or not one of `allowed` (then with `refusal` as the reason)."""
     try:
         media_type = media_type_of(temp)
+        if allowed is not None and media_type not in allowed:
+            raise Refused(refusal)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+    return media_type
+
+
+def check_and_keep(
+    settings: Settings,
+    temp: Path,
+    sha256: str,
+    size: int,
+    allowed: Collection[str] | None = None,
+    refusal: str = "",
+) -> Stored:
+    """Check the received file by its content, then keep it; Refused leaves nothing behind."""
+    media_type = check(temp, allowed, refusal)
     keep(settings, temp, sha256)
     return Stored(sha256, size, media_type)

@@ -16,6 +16,10 @@ gone from disk answers 410 with a Chinese message; the page still lists it, mark
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -26,7 +30,7 @@ from starlette.datastructures import UploadFile
 
 from config.settings import Settings
 from plan.incident import size_words
-from plan.models import ATTACHMENT_TYPES
+from plan.models import ATTACHMENT_TYPES, AttachRequest
 from starter import attachments as files
 from starter import incidents
 from starter.errors import FieldError
@@ -43,8 +47,8 @@ from .deps import (
     TemporalClient,
     require_visible,
 )
+from .forms import read_form
 from .pages import Pages
-from .staff import read_form
 
 router = APIRouter()
 pages_router = APIRouter(include_in_schema=False)
@@ -153,21 +157,33 @@ async def _file_of(form: Any) -> UploadFile:
     return upload
 
 
-async def add(kit: Pages, incident_id: str, person: str, upload: UploadFile) -> tuple[Any, bool]:
+async def add(
+    kit: Pages,
+    incident_id: str,
+    person: str,
+    upload: UploadFile,
+    *,
+    field: str = FIELD,
+    allowed: Collection[str] | None = None,
+    refusal: str = "",
+) -> tuple[Any, bool]:
     """Store the file and its row, then record the reference through the workflow; the caller
-    has checked that `person` may see the incident."""
+    has checked that `person` may see the incident. With `allowed`, a file of another type is
+    refused (422, `refusal`) before anything is kept (issue 19, item 5: a document only)."""
     settings = kit.settings
     try:
         temp, sha256, size = await files.receive(settings, upload)
     except files.TooLarge as exc:
-        raise ServiceError(413, str(exc)) from exc
+        raise ServiceError(413, str(exc), [FieldError(field, str(exc))]) from exc
     if size == 0:
         temp.unlink(missing_ok=True)
-        raise ServiceError(422, "附件是空文件，请重新选择", [FieldError(FIELD, "附件：空文件")])
+        raise ServiceError(422, "附件是空文件，请重新选择", [FieldError(field, "附件：空文件")])
     try:
-        kept = await run_in_threadpool(files.check_and_keep, settings, temp, sha256, size)
+        kept = await run_in_threadpool(
+            files.check_and_keep, settings, temp, sha256, size, allowed, refusal
+        )
     except files.Refused as exc:
-        raise ServiceError(422, str(exc), [FieldError(FIELD, f"附件：{exc}")]) from exc
+        raise ServiceError(422, str(exc), [FieldError(field, f"附件：{exc}")]) from exc
     name = files.display_name(upload.filename)
 
     def remember() -> tuple[rows.Attachment, bool]:
@@ -289,3 +305,106 @@ async def page_download(
     return await run_in_threadpool(
         _download, request, kit, me.person_id, incident_id, attachment_id
     )
+
+
+# ---------------------------------------------------------------- the report form's evidence
+
+EVIDENCE_FIELD = "evidence"
+ANONYMOUS = "anonymous"  # the row's `added_by` for a file an anonymous reporter sent
+
+
+@dataclass
+class Evidence:
+    """A file the report form received and found acceptable, not yet kept: its temporary file
+    and the reference the workflow will hold."""
+
+    temp: Path
+    ref: AttachRequest
+
+
+def _evidence_error(status: int, message: str) -> ServiceError:
+    return ServiceError(status, message, [FieldError(EVIDENCE_FIELD, f"证据文件：{message}")])
+
+
+async def receive_evidence(settings: Settings, form: Any) -> list[Evidence]:
+    """Issue 19, item 5: the public report form's files (screenshots, PDFs), each received and
+    checked by its content before anything is started; all of them under one upload's cap.
+    A refused file refuses them all (ServiceError naming the file), nothing left behind."""
+    uploads = [u for u in form.getlist(EVIDENCE_FIELD) if isinstance(u, UploadFile) and u.filename]
+    if len(uploads) > files.EVIDENCE_MAX:
+        raise _evidence_error(422, f"最多{files.EVIDENCE_MAX}个文件")
+    got: list[Evidence] = []
+    total = 0
+    try:
+        for upload in uploads:
+            name = files.display_name(upload.filename)
+            try:
+                temp, sha256, size = await files.receive(settings, upload)
+            except files.TooLarge as exc:
+                raise _evidence_error(413, f"“{name}”：{exc}") from exc
+            total += size
+            got.append(Evidence(temp, _placeholder(sha256, size, name)))
+            if size == 0:
+                raise _evidence_error(422, f"“{name}”是空文件")
+            if total > settings.attachment_max_mb * 1024 * 1024:
+                raise _evidence_error(413, f"合计超过{settings.attachment_max_mb}MB，请压缩后重试")
+            refusal = "只接受截图（PNG、JPEG、WebP）或PDF"
+            try:
+                media_type = await run_in_threadpool(
+                    files.check, temp, files.EVIDENCE_TYPES, refusal
+                )
+            except files.Refused as exc:
+                raise _evidence_error(422, f"“{name}”：{exc}") from exc
+            got[-1].ref = got[-1].ref.model_copy(update={"media_type": media_type})
+    except BaseException:
+        for e in got:
+            e.temp.unlink(missing_ok=True)
+        raise
+    unique: dict[str, Evidence] = {}
+    for e in got:  # the same file twice: attached once
+        if e.ref.sha256 in unique:
+            e.temp.unlink(missing_ok=True)
+        else:
+            unique[e.ref.sha256] = e
+    return list(unique.values())
+
+
+def _placeholder(sha256: str, size: int, name: str) -> AttachRequest:
+    return AttachRequest.model_construct(
+        attachment_id=uuid.uuid4().hex,
+        sha256=sha256,
+        media_type="application/pdf",
+        size=max(size, 1),
+        name=name,
+    )
+
+
+def drop_evidence(received: list[Evidence]) -> None:
+    for e in received:
+        e.temp.unlink(missing_ok=True)
+
+
+def keep_evidence(settings: Settings, received: list[Evidence]) -> list[AttachRequest]:
+    """The checked files kept under their hashes: the references the workflow starts with."""
+    for e in received:
+        files.keep(settings, e.temp, e.ref.sha256)
+    return [AttachRequest.model_validate(e.ref.model_dump()) for e in received]
+
+
+def record_evidence(
+    settings: Settings, incident_id: str, refs: list[AttachRequest], person: str | None
+) -> None:
+    """The rows of the evidence the new incident started with (the workflow already names
+    them): the reporter's, or `anonymous` (never a unit's or person's for an anonymous caller)."""
+    with session_scope(settings.database_url) as s:
+        for ref in refs:
+            rows.add(
+                s,
+                incident_id=incident_id,
+                sha256=ref.sha256,
+                size=ref.size,
+                media_type=ref.media_type,
+                name=ref.name,
+                added_by=person or ANONYMOUS,
+                id=ref.attachment_id,
+            )

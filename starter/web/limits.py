@@ -98,7 +98,16 @@ class BodyTooLarge(HTTPException):
 MULTIPART_ROOM = 64 * 1024
 
 
+# Page forms that carry a file of their own (issue 19, item 5): the written report and the
+# summary as a document, and the public report form's evidence (all its files together).
+UPLOAD_FORMS = ("/actions/file-written-report", "/actions/submit-summary")
+
+
 def is_upload(path: str) -> bool:
+    if path == "/incidents":
+        return True
+    if path.startswith("/incidents/") and path.endswith(UPLOAD_FORMS):
+        return True
     return path.startswith(("/api/incidents/", "/incidents/")) and path.endswith("/attachments")
 
 

@@ -20,13 +20,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData
-from starlette.exceptions import HTTPException
+from starlette.datastructures import FormData, UploadFile
 
 from plan import rules, todo
-from plan.actions import ACTIONS, UPLOADS, allows, place_of
+from plan.actions import ACTIONS, UPLOADS, allows, may, place_of
 from plan.enums import ReplyStatus
-from plan.models import IncidentState, IncidentView, Phase
+from plan.models import DOCUMENT_TYPES, IncidentState, IncidentView, Phase
 from plan.roster import Role, Roster
 from plan.spec import PlanSpec
 from starter import incidents
@@ -34,6 +33,7 @@ from starter.errors import FIELD_LABELS
 from starter.incidents import ServiceError
 from store import incident_rows, notifications
 
+from . import attachments
 from .deps import (
     CheckedForm,
     IncidentPagePerson,
@@ -43,8 +43,8 @@ from .deps import (
     require_visible,
     visible_to,
 )
+from .forms import read_form
 from .lateness import span
-from .limits import BodyTooLarge
 from .pages import Pages
 
 HERE = Path(__file__).resolve().parent
@@ -85,7 +85,7 @@ def may_attach(roster: Roster, person_id: str, view: IncidentView) -> bool:
 class FormField:
     name: str
     label: str
-    kind: str  # text | textarea | select | multiselect | checkbox | list
+    kind: str  # text | textarea | select | multiselect | checkbox | list | file
     required: bool
     default: Any = None
     options: list[tuple[str, str]] = field(default_factory=list)
@@ -101,6 +101,14 @@ class ActionForm:
     draft: str | None = None
     # 同意 / 退回 as two buttons instead of a checkbox (the approve field of the request).
     decision: bool = False
+    # Issue 19, item 5: the generated draft to download first (its address and title), when the
+    # material may be uploaded as a document.
+    draft_url: str | None = None
+    draft_title: str | None = None
+
+    @property
+    def upload(self) -> bool:
+        return any(f.kind == "file" for f in self.fields)
 
 
 # Fields whose common label (starter/errors.py FIELD_LABELS) says the wrong thing in one action.
@@ -114,6 +122,19 @@ ACTION_LABELS: dict[tuple[str, str], str] = {
     ("countersign-reply", "comment"): "意见（不同意时必填）",
     ("approve-release", "comment"): "意见（退回时必填）",
 }
+# Issue 19, item 5: the actions whose written material may be an uploaded document (the
+# request's `attachment_id`, a file input on the page): the generated draft each offers first
+# (starter/documents.py kind) and what the material is called.
+DOCUMENT_FIELD = "document"
+DOCUMENT_ACTIONS = {
+    "file-written-report": ("written-report", "书面信息", "舆情信息报告"),
+    "submit-summary": ("summary", "书面总结", "舆情处置情况报告"),
+}
+DOCUMENT_ACCEPT = (
+    ".pdf,.docx,application/pdf,"
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+)
+
 # The actions decided with 同意 / 退回 (their request's `approve` field), and what 退回 is called.
 DECISIONS = {"approve-reply": "退回", "countersign-reply": "不同意", "approve-release": "退回"}
 
@@ -199,6 +220,11 @@ def form_fields(model: type[BaseModel], roster: Roster, action: str = "") -> lis
     people = [person_option(roster, p.id) for p in roster.people]
     out: list[FormField] = []
     for name, info in model.model_fields.items():
+        if name == "attachment_id" and action in DOCUMENT_ACTIONS:
+            what = DOCUMENT_ACTIONS[action][1]
+            label = f"或上传{what}文档（PDF或DOCX，可为修改后的草稿）"
+            out.append(FormField(DOCUMENT_FIELD, label, "file", False))
+            continue
         ann = info.annotation
         required = info.is_required()
         default = None if required or info.default_factory is not None else info.default
@@ -256,7 +282,14 @@ def action_forms(
                     f.default = current[f.name]
             if view.phase is not Phase.triage:
                 label = "重新研判"
-        forms.append(ActionForm(name, label, help_text, fields, draft, name in DECISIONS))
+        form = ActionForm(name, label, help_text, fields, draft, name in DECISIONS)
+        if name in DOCUMENT_ACTIONS:
+            kind, _, title = DOCUMENT_ACTIONS[name]
+            # The file input after the text box: the draft first, then what was written.
+            form.fields.sort(key=lambda f: f.kind == "file")
+            form.draft_url = f"/incidents/{quote(view.id)}/documents/{kind}.docx"
+            form.draft_title = title
+        forms.append(form)
     return forms
 
 
@@ -287,21 +320,6 @@ def form_to_data(model: type[BaseModel], form: FormData) -> dict[str, Any]:
 # ---------------------------------------------------------------- incident actions
 
 
-async def read_form(request: Request) -> FormData:
-    """A posted form. Starlette refuses a field over 1 MB or over 1,000 fields, and a broken
-    multipart body, with a bare 400 in English: here a 413 or a 400 with the page in Chinese.
-    (The body as a whole is capped while it streams in: limits.BodyLimit.)"""
-    try:
-        return await request.form()
-    except BodyTooLarge:
-        raise
-    except HTTPException as exc:
-        detail = str(exc.detail)
-        if "maximum size" in detail or "Too many" in detail:
-            raise ServiceError(413, "提交内容过大，请精简后重试") from exc
-        raise ServiceError(400, "表单内容无法解析，请刷新页面后重新提交") from exc
-
-
 @router.post("/incidents/{incident_id}/actions/{name}", response_class=HTMLResponse)
 async def act_from_page(
     request: Request,
@@ -320,6 +338,9 @@ async def act_from_page(
     require_visible(kit.roster, me.person_id, await incidents.get(client, incident_id), incident_id)
     data = form_to_data(entry.request, form)
     try:
+        upload = form.get(DOCUMENT_FIELD) if name in DOCUMENT_ACTIONS else None
+        if isinstance(upload, UploadFile) and upload.filename:
+            data["attachment_id"] = await _document(kit, incident_id, name, me.person_id, upload)
         await incidents.perform(client, incident_id, name, data, me.person_id, roster=kit.roster)
     except ServiceError as exc:
         view = await incidents.get(client, incident_id)
@@ -344,6 +365,42 @@ async def act_from_page(
         f"/incidents/{quote(incident_id)}?" + urlencode({"done": name}) + "#action-done",
         status_code=303,
     )
+
+
+async def _document(
+    kit: Pages, incident_id: str, name: str, person_id: str, upload: UploadFile
+) -> str:
+    """Issue 19, item 5: the written report or summary uploaded as a document. Asked first
+    whether the person may take the action now (nothing stored if not); then the file is
+    checked (a PDF or Word document, by content), kept and attached to the incident as every
+    attachment (starter/web/attachments.py); its id goes with the action. Were the action then
+    refused after all, the file stays attached: a file of the incident, shown with the rest."""
+    client = await kit.state.temporal()
+    view = await incidents.get(client, incident_id)
+    state = IncidentState.model_construct(
+        **{n: getattr(view, n) for n in IncidentState.model_fields}
+    )
+    refused = may(
+        name,
+        kit.roster,
+        state,
+        place_of(state, view.reporter_unit),
+        person_id,
+        kit.settings.timezone,
+    )
+    if refused is not None:
+        raise ServiceError(403 if refused.kind == "forbidden" else 409, refused.message)
+    what = DOCUMENT_ACTIONS[name][1]
+    attachment, _ = await attachments.add(
+        kit,
+        incident_id,
+        person_id,
+        upload,
+        field=DOCUMENT_FIELD,
+        allowed=DOCUMENT_TYPES,
+        refusal=f"{what}须为PDF或DOCX文档，不能是图片（图片可作为附件另行上传）",
+    )
+    return str(attachment.id)
 
 
 def done_notice(name: str | None) -> str | None:
@@ -435,6 +492,7 @@ def page_context(
         "banner": status_banner(kit.roster, view, kit.state.plan, kit.tz),
         "done_notice": done_notice,
         "decisions": DECISIONS,
+        "document_accept": DOCUMENT_ACCEPT,
     }
 
 
