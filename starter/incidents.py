@@ -31,7 +31,14 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from config.settings import Settings
 from plan.actions import ACTIONS, UPLOADS
-from plan.models import SHORT_MAX, ActionDone, IncidentInput, IncidentView, Submission
+from plan.models import (
+    SHORT_MAX,
+    ActionDone,
+    AttachRequest,
+    IncidentInput,
+    IncidentView,
+    Submission,
+)
 from plan.roster import Roster
 from plan.spec import plan_from
 from starter.errors import FIELD_LABELS, FieldError, translate
@@ -175,9 +182,11 @@ async def submit(
     data: dict[str, Any],
     *,
     submitted_by: str | None = None,
+    evidence: list[AttachRequest] | None = None,
 ) -> Submitted:
     """Start an incident from a submission; `submitted_by` is the signed-in person who sent it
-    (None: anonymous, whose stated times are shown but never clear a deadline)."""
+    (None: anonymous, whose stated times are shown but never clear a deadline). `evidence`: the
+    references of files sent with it, already checked and on disk (issue 19, item 5)."""
     received_at = datetime.now(UTC)
     sub = parse_submission(data, roster, received_at)
     incident_id = incident_id_for(sub)
@@ -200,6 +209,7 @@ async def submit(
         related=related,
         continue_as_new_after=settings.continue_as_new_after,
         delivery_give_up_minutes=settings.delivery_give_up_minutes,
+        evidence=evidence or [],
     )
     created = True
     try:

@@ -62,14 +62,16 @@ def add(
     name: str,
     added_by: str,
     now: datetime | None = None,
+    id: str | None = None,
 ) -> tuple[Attachment, bool]:
     """The incident's row for this content: (the row, whether it is new). The same content added
-    to the same incident again gives back the first row (deduplicated by hash)."""
+    to the same incident again gives back the first row (deduplicated by hash). `id` is given
+    when the workflow already names the file (the report form's evidence, issue 19)."""
     found = find(session, incident_id, sha256)
     if found is not None:
         return found, False
     row = AttachmentRow(
-        id=uuid.uuid4().hex,
+        id=id or uuid.uuid4().hex,
         incident_id=incident_id,
         sha256=sha256,
         size=size,

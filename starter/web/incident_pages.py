@@ -18,6 +18,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
 from plan.enums import Category, Severity
 from starter import incidents, sheets
@@ -54,6 +55,7 @@ FORM_ORDER = {
             "content",
             "source",
             "url",
+            "evidence",
             "posted_at",
             "discovered_at",
             "reporter_unit",
@@ -100,19 +102,41 @@ async def form_submit(
     values = await _posted_values(kit, request, me)
     values.pop(CSRF_FIELD, None)
     data, errors = _form_to_submission(values, kit.tz)
+    status = 422
+    received: list[attachments.Evidence] = []
+    try:
+        # Issue 19, item 5: evidence files are checked before anything starts; a refused file
+        # refuses the report (with the other fields' errors), and nothing is started.
+        received = await attachments.receive_evidence(kit.settings, await staff.read_form(request))
+    except ServiceError as exc:
+        status = exc.status if exc.status == 413 else 422
+        for f in exc.fields:
+            errors.setdefault(f.field, f.message)
     try:
         if errors:
             # Every field's error in one answer (issue 18): what the form could not read is
             # said above; the rest is checked as a submission would be, without starting one.
+            attachments.drop_evidence(received)
             incidents.parse_submission(data, kit.roster, datetime.now(UTC))
         else:
+            person = me.person_id if me else None
+            evidence: list[Any] = []
+            if received:
+                try:
+                    incidents.parse_submission(data, kit.roster, datetime.now(UTC))
+                except ServiceError:
+                    attachments.drop_evidence(received)
+                    raise
+                evidence = await run_in_threadpool(
+                    attachments.keep_evidence, kit.settings, received
+                )
             submitted = await incidents.submit(
-                client,
-                kit.settings,
-                kit.roster,
-                data,
-                submitted_by=me.person_id if me else None,
+                client, kit.settings, kit.roster, data, submitted_by=person, evidence=evidence
             )
+            if evidence and submitted.created:
+                await run_in_threadpool(
+                    attachments.record_evidence, kit.settings, submitted.view.id, evidence, person
+                )
             view = submitted.view
             if me is None or not may_see(kit.roster, me.person_id, view):
                 # Not theirs to read (R-SECRECY): confirm what was received, nothing more
@@ -127,7 +151,7 @@ async def form_submit(
             errors.setdefault(f.field, f.message)
     errors = dict(sorted(errors.items(), key=lambda e: FORM_ORDER.get(e[0], len(FORM_ORDER))))
     template = "oral.html" if values.get("variant") == "oral" else "form.html"
-    return kit.render(request, template, {"values": values, "errors": errors}, 422)
+    return kit.render(request, template, {"values": values, "errors": errors}, status)
 
 
 async def _posted_values(kit: Pages, request: Request, me: Viewer | None) -> dict[str, str]:
@@ -135,7 +159,7 @@ async def _posted_values(kit: Pages, request: Request, me: Viewer | None) -> dic
     signed in."""
     kit.auth.check_origin(request)
     form = await staff.read_form(request)
-    values = {k: str(v) for k, v in form.items()}
+    values = {k: str(v) for k, v in form.items() if not isinstance(v, UploadFile)}
     if me is not None:
         kit.auth.check_csrf(me, values.get(CSRF_FIELD))
     return values

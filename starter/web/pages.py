@@ -19,6 +19,7 @@ from starlette.datastructures import FormData
 from plan import rules
 from plan.actions import may_read_reports
 from plan.models import Category, Severity
+from starter.attachments import EVIDENCE_MAX
 from starter.errors import FIELD_LABELS
 from store import incident_rows
 from store.db import session_scope
@@ -103,6 +104,9 @@ class Pages:
             sources=SOURCES,
             labels=FIELD_LABELS,
             timezone=zone_words(self.settings.timezone),
+            # Issue 19: the report form's evidence files, and every upload's cap.
+            attachment_max_mb=self.settings.attachment_max_mb,
+            evidence_max=EVIDENCE_MAX,
         )
 
     def local(self, value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
