@@ -26,6 +26,7 @@ from pydantic import BaseModel
 
 from config.settings import get_settings
 from plan.actions import ACTIONS
+from plan.models import ATTACHMENT_TYPES
 from plan.roster import RosterError, load_roster
 from plan.spec import PlanSpec, plan_from, shipped
 from starter.errors import FIELD_LABELS
@@ -70,12 +71,24 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _request(method: str, path: str, *, token: str | None = None, body: Any = None) -> Any:
+def _http() -> httpx.Client:
+    """The client the incident commands talk to the web app's JSON API with (YUQING_API_URL)."""
+    return httpx.Client(base_url=get_settings().api_url, timeout=60)
+
+
+def _request(
+    method: str,
+    path: str,
+    *,
+    token: str | None = None,
+    body: Any = None,
+    files: dict[str, Any] | None = None,
+) -> Any:
     settings = get_settings()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with httpx.Client(base_url=settings.api_url, timeout=60) as http:
-            response = http.request(method, path, json=body, headers=headers)
+        with _http() as http:
+            response = http.request(method, path, json=body, files=files, headers=headers)
     except httpx.HTTPError as exc:
         _fail(
             f"无法连接 {settings.api_url}（{exc}）；请先运行 make up 或设置 YUQING_API_URL",
@@ -97,7 +110,7 @@ def _download(path: str, *, token: str | None = None) -> bytes:
     settings = get_settings()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with httpx.Client(base_url=settings.api_url, timeout=60) as http:
+        with _http() as http:
             response = http.get(path, headers=headers)
     except httpx.HTTPError as exc:
         _fail(
@@ -669,6 +682,67 @@ def report(
         )
     if not data["units"]:
         typer.echo("  该期间无记录")
+
+
+def _need_token(token: str | None) -> str:
+    if not token:
+        _fail(
+            "需要令牌：使用 --token 或设置 YUQING_TOKEN（yuqing token create 人员编号）",
+            EXIT_FORBIDDEN,
+        )
+    return token
+
+
+@app.command()
+def attach(
+    incident_id: Annotated[str, typer.Argument(help="事件编号")],
+    path: Annotated[Path, typer.Argument(help="要上传的文件：图片（PNG、JPEG、WebP）、PDF或DOCX")],
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """为事件添加附件（按文件内容识别类型）；书面信息、书面总结以文档报送时，将显示的附件编号
+    用于 file-written-report 或 submit-summary 的 --attachment-id。"""
+    token = _need_token(token)
+    if not path.is_file():
+        _fail(f"文件不存在或不可读：{path}", EXIT_INVALID)
+    with path.open("rb") as f:
+        data = _request(
+            "POST",
+            f"/api/incidents/{urllib.parse.quote(incident_id)}/attachments",
+            token=token,
+            files={"file": (path.name, f, "application/octet-stream")},
+        )
+    if as_json:
+        typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    typer.echo(f"已添加附件：{data['name']}（{_kind(data['media_type'])}，{data['size']}字节）")
+    typer.echo(f"  附件编号：{data['id']}")
+
+
+def _kind(media_type: str) -> str:
+    return ATTACHMENT_TYPES.get(media_type, media_type)
+
+
+@app.command()
+def attachments(
+    incident_id: Annotated[str, typer.Argument(help="事件编号")],
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """列出事件的附件（编号、文件名、类型、添加人和时间）。"""
+    token = _need_token(token)
+    data = _request("GET", f"/api/incidents/{urllib.parse.quote(incident_id)}", token=token)
+    items = data.get("attachments", [])
+    if as_json:
+        typer.echo(json.dumps(items, ensure_ascii=False, indent=2))
+        return
+    for a in items:
+        typer.echo(
+            f"{a['id']}  {a['name']}  {_kind(a['media_type'])}  {a['size']}字节  "
+            f"{a['added_by']}  {_local(a.get('added_at'))}"
+        )
+    if not items:
+        typer.echo("该事件暂无附件")
 
 
 # ---------------------------------------------------------------- staff actions

@@ -189,7 +189,7 @@ async def test_r_summary_refuses_an_image_another_incidents_file_and_nothing(
         data={"csrf_token": csrf},
         files={"document": ("照片.png", png(), "image/png")},
     )
-    assert r.status_code == 422 and "PDF" in r.text, r.text
+    assert r.status_code == 422 and "不能是图片" in r.text, r.text
     view = await incidents.get(client, incident_id)
     assert view.phase.value == "summary" and _deadline(view, "R-SUMMARY").open
 
