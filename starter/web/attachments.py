@@ -12,6 +12,12 @@ file: harmless, named by no row, found again by the same content.
 A download says `attachment` with the name as RFC 5987 `filename*`, the stored media type (never
 text/html: only the types content checks give) and `nosniff`; it is in the access log. A file
 gone from disk answers 410 with a Chinese message; the page still lists it, marked lost.
+
+Two more ways in (issue 19, item 5): the written report and the summary uploaded as a document
+from their forms (starter/web/staff.py: `add` with `allowed` PDF/DOCX, then the action names the
+attachment), and the public report form's evidence (`receive_evidence`: every file checked before
+the incident starts, kept and named in its input, its rows written after the start as the
+reporter's, or `anonymous`).
 """
 
 from __future__ import annotations
