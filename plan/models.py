@@ -131,19 +131,35 @@ class TriageRequest(_Message):
 
 
 ATTACHMENT_ID = r"^[0-9a-f]{32}$"
+
+
 # Issue 19, item 5: a written report or summary may be a document attached to the incident (its
 # id), instead of or beside its text; the JSON schema says "one or the other" as the check does.
-_TEXT_OR_DOCUMENT: JsonDict = {
-    "anyOf": [
-        {"required": ["text"], "properties": {"text": {"type": "string"}}},
-        {"required": ["attachment_id"], "properties": {"attachment_id": {"type": "string"}}},
-    ]
-}
+# Each branch is the whole object (every property with its constraints, the one it requires not
+# null): a generator that picks a branch and reads only its properties still makes valid bodies.
+def _text_or_document(schema: JsonDict) -> None:
+    properties = schema["properties"]
+    assert isinstance(properties, dict)
+
+    def given(name: str) -> JsonDict:
+        field = properties[name]
+        assert isinstance(field, dict) and isinstance(field["anyOf"], list)
+        value = next(v for v in field["anyOf"] if isinstance(v, dict) and v.get("type") != "null")
+        return {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [name],
+            "properties": {**properties, name: value},
+        }
+
+    schema["anyOf"] = [given("text"), given("attachment_id")]
+
+
 DOCUMENT_ID_HELP = "作为书面材料的附件编号（先上传到本事件的PDF或DOCX文档）"
 
 
 class _TextOrDocument(_Message):
-    model_config = ConfigDict(json_schema_extra=_TEXT_OR_DOCUMENT)
+    model_config = ConfigDict(json_schema_extra=_text_or_document)
 
     attachment_id: str | None = Field(
         default=None, pattern=ATTACHMENT_ID, description=DOCUMENT_ID_HELP
