@@ -103,8 +103,11 @@ MULTIPART_ROOM = 64 * 1024
 UPLOAD_FORMS = ("/actions/file-written-report", "/actions/submit-summary")
 
 
+REPORT_FORM = "/incidents"  # open to anyone: only a multipart body (with files) gets the cap
+
+
 def is_upload(path: str) -> bool:
-    if path == "/incidents":
+    if path == REPORT_FORM:
         return True
     if path.startswith("/incidents/") and path.endswith(UPLOAD_FORMS):
         return True
@@ -149,7 +152,12 @@ class BodyLimit:
 
         path = scope.get("path", "")
         message_of = None
-        if is_upload(path):
+        if path == REPORT_FORM and not _multipart(scope):
+            limit = min(limit, body_cap(path))  # a report without files: a form's cap
+        elif path == REPORT_FORM:
+            mb = (limit - MULTIPART_ROOM) // (1024 * 1024)
+            message_of = f"请求内容过大（截图或证据文件合计上限{mb}MB），请压缩后重试"
+        elif is_upload(path):
             mb = (limit - MULTIPART_ROOM) // (1024 * 1024)
             message_of = f"附件过大（上限{mb}MB），请压缩后重试"
 
@@ -165,6 +173,13 @@ class BodyLimit:
             return message
 
         await self.app(scope, capped, send)
+
+
+def _multipart(scope: Scope) -> bool:
+    for name, value in scope.get("headers", []):
+        if name == b"content-type":
+            return value.lower().startswith(b"multipart/form-data")
+    return False
 
 
 def _content_length(scope: Scope) -> int | None:
