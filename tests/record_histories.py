@@ -144,6 +144,47 @@ async def scenario_continued(env: WorkflowEnvironment, settings: Settings) -> st
     return view.id
 
 
+def _file(n: int, media_type: str, name: str) -> dict[str, object]:
+    """An attachment's reference as the web app sends it (the workflow never reads the file)."""
+    return {
+        "attachment_id": f"{n:032x}",
+        "sha256": f"{n:064x}",
+        "media_type": media_type,
+        "size": 1024 * n,
+        "name": name,
+    }
+
+
+async def scenario_documents(env: WorkflowEnvironment, settings: Settings) -> str:
+    """Issue 19, item 5: a phoned-in report with a screenshot as evidence; the written report
+    (R-WRITTEN) and the summary (R-SUMMARY) each filed as an attached document."""
+    from plan.models import DOCX_TYPE, AttachRequest
+
+    roster = load_roster(EXAMPLE_ROSTER)
+    c = env.client
+    evidence = [AttachRequest.model_validate(_file(1, "image/png", "帖子截图.png"))]
+    view = (
+        await incidents.submit(
+            c, settings, roster, submission(oral=True), submitted_by="zhou.ting", evidence=evidence
+        )
+    ).view
+    written = _file(2, DOCX_TYPE, "书面信息.docx")
+    await incidents.perform(c, view.id, "attach", written, "zhou.ting")
+    await incidents.act(
+        c, view.id, "file-written-report", {"attachment_id": written["attachment_id"]}, "zhou.ting"
+    )
+    await triage(c, view.id, severity="general", category="hype", unit="cjb")
+    await publish(c, view.id, staff="lin.feng", head="sun.haitao")
+    await incidents.act(c, view.id, "track", {"status": "subsided"}, "lin.feng")
+    summary = _file(3, "application/pdf", "处置情况报告.pdf")
+    await incidents.perform(c, view.id, "attach", summary, "lin.feng")
+    await incidents.act(
+        c, view.id, "submit-summary", {"attachment_id": summary["attachment_id"]}, "lin.feng"
+    )
+    await env.sleep(timedelta(days=31))  # past the amend period: the workflow completes
+    return view.id
+
+
 SCENARIOS = {
     "inquiry": scenario_inquiry,
     "urgent": scenario_urgent,
@@ -151,6 +192,7 @@ SCENARIOS = {
     "fabrication": scenario_fabrication,
     "suggestion": scenario_suggestion,
     "continued": scenario_continued,
+    "documents": scenario_documents,
 }
 
 
