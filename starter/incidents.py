@@ -307,6 +307,24 @@ async def act(
     return await get(client, incident_id, run_id=done.run_id)
 
 
+def parse_action(
+    action: str, data: dict[str, Any], actor: str, *, roster: Roster | None = None
+) -> BaseModel:
+    """The action's command from its fields, or ServiceError (404 unknown, 422 invalid): what
+    `perform` checks before it asks the workflow."""
+    entry = ACTIONS.get(action) or UPLOADS.get(action)
+    if entry is None:
+        raise ServiceError(404, f"未知操作“{action}”")
+    try:
+        payload = entry.command.model_validate({**data, "actor": actor})
+    except ValidationError as exc:
+        raise ServiceError(422, "操作内容有误", translate(exc)) from exc
+    errors = _text_errors(payload) + _action_errors(payload, roster)
+    if errors:
+        raise ServiceError(422, "操作内容有误", errors)
+    return payload
+
+
 async def perform(
     client: Client,
     incident_id: str,
@@ -319,17 +337,7 @@ async def perform(
     """Perform a staff action as `actor` (already authenticated). Wrong phase, wrong role, an
     unknown or a closed incident: ServiceError, and nothing changes. With `roster`, units and
     people the action names are checked against it here (422) rather than by the workflow."""
-    entry = ACTIONS.get(action) or UPLOADS.get(action)
-    if entry is None:
-        raise ServiceError(404, f"未知操作“{action}”")
-    model = entry.command
-    try:
-        payload = model.model_validate({**data, "actor": actor})
-    except ValidationError as exc:
-        raise ServiceError(422, "操作内容有误", translate(exc)) from exc
-    errors = _text_errors(payload) + _action_errors(payload, roster)
-    if errors:
-        raise ServiceError(422, "操作内容有误", errors)
+    payload = parse_action(action, data, actor, roster=roster)
     handle = client.get_workflow_handle(incident_id)
     for attempt in range(ACT_ATTEMPTS):
         try:

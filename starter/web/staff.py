@@ -340,6 +340,9 @@ async def act_from_page(
     try:
         upload = form.get(DOCUMENT_FIELD) if name in DOCUMENT_ACTIONS else None
         if isinstance(upload, UploadFile) and upload.filename:
+            # The other fields first (a placeholder id): a refusal stores nothing.
+            placeholder = {**data, "attachment_id": "0" * 32}
+            incidents.parse_action(name, placeholder, me.person_id, roster=kit.roster)
             data["attachment_id"] = await _document(kit, incident_id, name, me.person_id, upload)
         await incidents.perform(client, incident_id, name, data, me.person_id, roster=kit.roster)
     except ServiceError as exc:
@@ -371,7 +374,8 @@ async def _document(
     kit: Pages, incident_id: str, name: str, person_id: str, upload: UploadFile
 ) -> str:
     """Issue 19, item 5: the written report or summary uploaded as a document. Asked first
-    whether the person may take the action now (nothing stored if not); then the file is
+    whether the person may take the action now (nothing stored if not; its other fields are
+    checked before, by the caller); then the file is
     checked (a PDF or Word document, by content), kept and attached to the incident as every
     attachment (starter/web/attachments.py); its id goes with the action. Were the action then
     refused after all, the file stays attached: a file of the incident, shown with the rest."""
