@@ -26,7 +26,8 @@ from starter.errors import FIELD_LABELS
 from starter.incidents import ServiceError
 from store import incident_rows
 
-from . import access, attachments, staff
+from . import access, staff
+from . import attachments as uploads  # not spelt as store/attachments.py
 from .answers import receipt_of
 from .auth import CSRF_FIELD, Viewer
 from .deps import (
@@ -103,11 +104,11 @@ async def form_submit(
     values.pop(CSRF_FIELD, None)
     data, errors = _form_to_submission(values, kit.tz)
     status = 422
-    received: list[attachments.Evidence] = []
+    received: list[uploads.Evidence] = []
     try:
         # Issue 19, item 5: evidence files are checked before anything starts; a refused file
         # refuses the report (with the other fields' errors), and nothing is started.
-        received = await attachments.receive_evidence(kit.settings, await staff.read_form(request))
+        received = await uploads.receive_evidence(kit.settings, await staff.read_form(request))
     except ServiceError as exc:
         status = exc.status if exc.status == 413 else 422
         for f in exc.fields:
@@ -116,7 +117,7 @@ async def form_submit(
         if errors:
             # Every field's error in one answer (issue 18): what the form could not read is
             # said above; the rest is checked as a submission would be, without starting one.
-            attachments.drop_evidence(received)
+            uploads.drop_evidence(received)
             incidents.parse_submission(data, kit.roster, datetime.now(UTC))
         else:
             person = me.person_id if me else None
@@ -125,17 +126,15 @@ async def form_submit(
                 try:
                     incidents.parse_submission(data, kit.roster, datetime.now(UTC))
                 except ServiceError:
-                    attachments.drop_evidence(received)
+                    uploads.drop_evidence(received)
                     raise
-                evidence = await run_in_threadpool(
-                    attachments.keep_evidence, kit.settings, received
-                )
+                evidence = await run_in_threadpool(uploads.keep_evidence, kit.settings, received)
             submitted = await incidents.submit(
                 client, kit.settings, kit.roster, data, submitted_by=person, evidence=evidence
             )
             if evidence and submitted.created:
                 await run_in_threadpool(
-                    attachments.record_evidence, kit.settings, submitted.view.id, evidence, person
+                    uploads.record_evidence, kit.settings, submitted.view.id, evidence, person
                 )
             view = submitted.view
             if me is None or not may_see(kit.roster, me.person_id, view):
@@ -319,7 +318,7 @@ async def incident_page(
     access.record(request, me.person_id, "view", incident_id=view.id)
     actions = staff.action_forms(kit.roster, me.person_id, view, kit.state.plan)
     short = await run_in_threadpool(kit.short_number, view.id)
-    files = await run_in_threadpool(attachments.listed, kit.settings, view.id)
+    files = await run_in_threadpool(uploads.listed, kit.settings, view.id)
     context = staff.page_context(
         kit,
         view,

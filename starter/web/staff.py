@@ -33,7 +33,7 @@ from starter.errors import FIELD_LABELS
 from starter.incidents import ServiceError
 from store import incident_rows, notifications
 
-from . import attachments
+from . import attachments as uploads  # not spelt as store/attachments.py
 from .deps import (
     CheckedForm,
     IncidentPagePerson,
@@ -395,7 +395,7 @@ async def _document(
     if refused is not None:
         raise ServiceError(403 if refused.kind == "forbidden" else 409, refused.message)
     what = DOCUMENT_ACTIONS[name][1]
-    attachment, _ = await attachments.add(
+    attachment, _ = await uploads.add(
         kit,
         incident_id,
         person_id,
