@@ -47,6 +47,7 @@ from .deps import (
     require_visible,
     visible_to,
 )
+from .filters import ApiListFilter
 from .pages import Pages
 from .state import authenticate, request_state
 
@@ -179,27 +180,13 @@ def api_list(
     person: ApiPerson,
     kit: PagesDep,
     session: StoreSession,
-    phase: str | None = None,
-    unit: str | None = None,
-    overdue: bool | None = None,
-    drill: bool | None = None,
-    q: Annotated[
-        str | None,
-        Query(
-            max_length=incident_rows.SEARCH_MAX,
-            description="关键词：标题、内容、短编号（如 2026-1130-007）或编号中含有的文字",
-        ),
-    ] = None,
+    f: ApiListFilter,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
     rows = incident_rows.list_incidents(
         session,
-        text=q,
-        phase=phase,
-        unit=unit,
-        overdue=overdue,
-        drill=drill,
+        **f.query(),
         involving=visible_to(kit.roster, person),
         limit=limit,
         offset=offset,
@@ -231,45 +218,20 @@ def api_list(
     dependencies=[DocumentedQuery],
 )
 def api_list_xlsx(
-    request: Request,
-    person: ApiPerson,
-    kit: PagesDep,
-    session: StoreSession,
-    phase: str | None = None,
-    unit: str | None = None,
-    overdue: bool | None = None,
-    drill: bool | None = None,
-    severity: str | None = None,
-    category: str | None = None,
-    q: Annotated[
-        str | None,
-        Query(
-            max_length=incident_rows.SEARCH_MAX,
-            description="关键词：标题、内容、短编号（如 2026-1130-007）或编号中含有的文字",
-        ),
-    ] = None,
+    request: Request, person: ApiPerson, kit: PagesDep, session: StoreSession, f: ApiListFilter
 ) -> Response:
     """The incidents the caller may see (R-SECRECY), filtered as GET /api/incidents is, as an
     Excel workbook (issue 19): every match up to 10,000, times in the town's local time."""
     rows = list(
         incident_rows.list_incidents(
             session,
-            text=q,
-            phase=phase,
-            unit=unit,
-            overdue=overdue,
-            drill=drill,
-            severity=severity,
-            category=category,
+            **f.query(),
             involving=visible_to(kit.roster, person),
             limit=incident_pages.EXPORT_LIMIT,
         )
     )
     access.record(request, person, "export")
-    flag = {True: "true", False: "false", None: None}
-    chosen = {"q": q, "phase": phase, "unit": unit, "severity": severity, "category": category}
-    chosen |= {"overdue": flag[overdue], "drill": flag[drill]}
-    return incident_pages.list_workbook(kit, rows, chosen)
+    return incident_pages.list_workbook(kit, rows, f.chosen())
 
 
 @router.get(

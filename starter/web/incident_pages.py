@@ -40,6 +40,7 @@ from .deps import (
     may_see,
     visible_to,
 )
+from .filters import FLAGS, PageFilter, PageListFilter
 from .pages import Pages
 
 router = APIRouter(include_in_schema=False)  # pages: not the JSON API (issue 17)
@@ -141,42 +142,22 @@ async def _posted_values(kit: Pages, request: Request, me: Viewer | None) -> dic
     return values
 
 
-FLAGS = {"true": True, "1": True, "on": True, "false": False, "0": False}
 EXPORT_LIMIT = 10_000  # far beyond a town's incidents; the file stays a few megabytes
 
 
 def _listed(
-    session: Session,
-    kit: Pages,
-    me: Viewer,
-    chosen: dict[str, str | None],
-    *,
-    limit: int,
-    offset: int = 0,
+    session: Session, kit: Pages, me: Viewer, f: PageFilter, *, limit: int, offset: int = 0
 ) -> list[Any]:
     """The list's incidents for these filters, only those the viewer may see (R-SECRECY)."""
     return list(
         incident_rows.list_incidents(
             session,
-            text=chosen["q"],
-            phase=chosen["phase"] or None,
-            unit=chosen["unit"] or None,
-            overdue=FLAGS.get((chosen["overdue"] or "").lower()),
-            drill=FLAGS.get((chosen["drill"] or "").lower()),
-            severity=chosen["severity"] or None,
-            category=chosen["category"] or None,
+            **f.query(),
             involving=visible_to(kit.roster, me.person_id),
             limit=limit,
             offset=offset,
         )
     )
-
-
-def _chosen(**given: str | None) -> dict[str, str | None]:
-    # A keyword, or a short number read out on the phone (store/incident_rows.py search_clause);
-    # a page's search box is cut to the limit rather than refused.
-    q = (given.pop("q") or "").strip()[: incident_rows.SEARCH_MAX] or None
-    return {"q": q, **given}
 
 
 @router.get("/incidents", response_class=HTMLResponse)
@@ -185,25 +166,11 @@ def list_page(
     me: PagePerson,
     kit: PagesDep,
     session: StoreSession,
-    phase: str | None = None,
-    unit: str | None = None,
-    overdue: str | None = None,
-    severity: str | None = None,
-    category: str | None = None,
-    drill: str | None = None,
-    q: str | None = None,
+    f: PageListFilter,
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> Response:
-    chosen = _chosen(
-        q=q,
-        phase=phase,
-        unit=unit,
-        severity=severity,
-        category=category,
-        overdue=overdue,
-        drill=drill,
-    )
-    rows = _listed(session, kit, me, chosen, limit=50, offset=(page - 1) * 50)
+    chosen = f.chosen()
+    rows = _listed(session, kit, me, f, limit=50, offset=(page - 1) * 50)
     access.record(request, me.person_id, "list")
     return kit.render(
         request,
@@ -219,32 +186,13 @@ def list_page(
 
 @router.get("/incidents.xlsx")
 def list_xlsx(
-    request: Request,
-    me: PagePerson,
-    kit: PagesDep,
-    session: StoreSession,
-    phase: str | None = None,
-    unit: str | None = None,
-    overdue: str | None = None,
-    severity: str | None = None,
-    category: str | None = None,
-    drill: str | None = None,
-    q: str | None = None,
+    request: Request, me: PagePerson, kit: PagesDep, session: StoreSession, f: PageListFilter
 ) -> Response:
     """The list as an Excel workbook (issue 19, item 2): the page's filters and search, every
     page of them, only what the viewer may see (R-SECRECY); times in the town's local time."""
-    chosen = _chosen(
-        q=q,
-        phase=phase,
-        unit=unit,
-        severity=severity,
-        category=category,
-        overdue=overdue,
-        drill=drill,
-    )
-    rows = _listed(session, kit, me, chosen, limit=EXPORT_LIMIT)
+    rows = _listed(session, kit, me, f, limit=EXPORT_LIMIT)
     access.record(request, me.person_id, "export")
-    return list_workbook(kit, rows, chosen)
+    return list_workbook(kit, rows, f.chosen())
 
 
 def list_workbook(kit: Pages, rows: list[Any], chosen: dict[str, str | None]) -> Response:
