@@ -188,13 +188,20 @@ def drill_line(doc: DocumentObject) -> None:
     control(doc, "{%p endif %}")
 
 
-def timeline_lines(doc: DocumentObject, items: str) -> None:
-    control(doc, f"{{%p for e in {items} %}}")
-    para(doc, "{{ e.at }}　{{ e.summary }}{% if e.actor %}（{{ e.actor }}）{% endif %}")
+def each(doc: DocumentObject, name: str, items: str, line: str, empty: str) -> None:
+    """One paragraph `line` per item of `items` (bound to `name`), or `empty` when none: the
+    {%p … %} tags are paragraphs of their own, which docxtpl removes when it renders."""
+    control(doc, f"{{%p for {name} in {items} %}}")
+    para(doc, line)
     control(doc, "{%p endfor %}")
     control(doc, f"{{%p if not {items} %}}")
-    para(doc, "（暂无记录）")
+    para(doc, empty)
     control(doc, "{%p endif %}")
+
+
+def timeline_lines(doc: DocumentObject, items: str) -> None:
+    line = "{{ e.at }}　{{ e.summary }}{% if e.actor %}（{{ e.actor }}）{% endif %}"
+    each(doc, "e", items, line, "（暂无记录）")
 
 
 def facts(doc: DocumentObject) -> None:
@@ -240,36 +247,27 @@ LEDGER_CELLS = [
 
 def accountability_and_commendations(doc: DocumentObject, numbers: tuple[str, str]) -> None:
     heading(doc, f"{numbers[0]}、责任追究情况")
-    control(doc, "{%p for a in accountability %}")
-    para(
+    each(
         doc,
+        "a",
+        "accountability",
         "{{ a.unit }}{% if a.person %}（{{ a.person }}）{% endif %}：{{ a.kind }}，"
         "{{ a.deadline }}（截止{{ a.due_at }}）{% if a.reason %}，{{ a.reason }}{% endif %}"
         "{% if a.voided %}（已作废）{% endif %}。",
+        "无迟报、漏报、谎报、瞒报情况。",
     )
-    control(doc, "{%p endfor %}")
-    control(doc, "{%p if not accountability %}")
-    para(doc, "无迟报、漏报、谎报、瞒报情况。")
-    control(doc, "{%p endif %}")
     heading(doc, f"{numbers[1]}、表彰情况")
-    control(doc, "{%p for c in commendations %}")
-    para(
+    each(
         doc,
+        "c",
+        "commendations",
         "{{ c.unit }}{% if c.person %}（{{ c.person }}）{% endif %}：{{ c.reason }}（{{ c.at }}）",
+        "无。",
     )
-    control(doc, "{%p endfor %}")
-    control(doc, "{%p if not commendations %}")
-    para(doc, "无。")
-    control(doc, "{%p endif %}")
 
 
 def replies(doc: DocumentObject) -> None:
-    control(doc, "{%p for r in replies %}")
-    para(doc, "{{ r.at }}　{{ r.summary }}")
-    control(doc, "{%p endfor %}")
-    control(doc, "{%p if not replies %}")
-    para(doc, "未发布官方回复。")
-    control(doc, "{%p endif %}")
+    each(doc, "r", "replies", "{{ r.at }}　{{ r.summary }}", "未发布官方回复。")
 
 
 def summary_report() -> DocumentObject:
@@ -344,12 +342,7 @@ def progress_report() -> DocumentObject:
     para(doc, "舆情等级：{{ i.severity }}　　目前阶段：{{ i.phase }}")
     para(doc, "责任单位：{{ i.responsible_unit }}")
     heading(doc, "二、此前报告情况")
-    control(doc, "{%p for e in progress.reports %}")
-    para(doc, "{{ e.at }}　{{ e.summary }}")
-    control(doc, "{%p endfor %}")
-    control(doc, "{%p if not progress.reports %}")
-    para(doc, "此前未续报。")
-    control(doc, "{%p endif %}")
+    each(doc, "e", "progress.reports", "{{ e.at }}　{{ e.summary }}", "此前未续报。")
     heading(doc, "三、处置进展")
     timeline_lines(doc, "since")
     heading(doc, "四、衍生的新情况")
@@ -374,12 +367,8 @@ def case_file() -> DocumentObject:
     heading(doc, "三、处置经过")
     timeline_lines(doc, "timeline")
     heading(doc, "四、督办情况")
-    control(doc, "{%p for e in escalations %}")
-    para(doc, "{{ e.at }}　第{{ e.step }}级督办：{{ e.deadline }}；通知{{ e.targets }}。")
-    control(doc, "{%p endfor %}")
-    control(doc, "{%p if not escalations %}")
-    para(doc, "无。")
-    control(doc, "{%p endif %}")
+    line = "{{ e.at }}　第{{ e.step }}级督办：{{ e.deadline }}；通知{{ e.targets }}。"
+    each(doc, "e", "escalations", line, "无。")
     heading(doc, "五、回应发布情况")
     replies(doc)
     accountability_and_commendations(doc, ("六", "七"))
