@@ -161,6 +161,16 @@ def para(doc: DocumentObject, text: str, *, indent: bool = True, right: bool = F
     _run(paragraph, text, BODY_FONT, 16)
 
 
+def picture(doc: DocumentObject, text: str) -> None:
+    """A centred paragraph for a picture (docxtpl's InlineImage): single line spacing, since
+    the body's exact 28.95 pt would cut the picture to one line's height."""
+    paragraph = doc.add_paragraph(style="Normal")
+    paragraph.alignment = WD_ALIGN_PARAGRAPH.CENTER
+    paragraph.paragraph_format.first_line_indent = Pt(0)
+    paragraph.paragraph_format.line_spacing_rule = WD_LINE_SPACING.SINGLE
+    _run(paragraph, text, BODY_FONT, 16)
+
+
 def control(doc: DocumentObject, text: str) -> None:
     """A docxtpl paragraph tag ({%p … %}): the paragraph is removed when rendered."""
     paragraph = doc.add_paragraph(style="Normal")
@@ -372,6 +382,22 @@ def case_file() -> DocumentObject:
     heading(doc, "五、回应发布情况")
     replies(doc)
     accountability_and_commendations(doc, ("六", "七"))
+    heading(doc, "八、附件")
+    each(
+        doc,
+        "a",
+        "attachments",
+        "{{ loop.index }}. {{ a.name }}（{{ a.kind }}，{{ a.size }}），{{ a.added_by }}于"
+        "{{ a.added_at }}添加{% if a.missing %}（文件缺失，仅存记录）{% endif %}；"
+        "校验值（SHA-256）：{{ a.sha256 }}",
+        "无。",
+    )
+    control(doc, "{%p for a in attachments %}")
+    control(doc, "{%p if a.image %}")
+    picture(doc, "{{ a.image }}")
+    picture(doc, "附件{{ loop.index }}：{{ a.name }}")
+    control(doc, "{%p endif %}")
+    control(doc, "{%p endfor %}")
     para(doc, "生成时间：{{ generated_at }}", right=True)
     return doc
 

@@ -64,7 +64,7 @@ def _builder(
         if documents.visible_row(session, incident_id, None) is not None:
             access.record(request, person, "view", incident_id=incident_id, granted=False)
         raise not_found(incident_id)
-    return documents.Builder(session, row, kit.roster, kit.tz)
+    return documents.Builder(session, row, kit.roster, kit.tz, kit.settings)
 
 
 def _answer(
