@@ -796,7 +796,10 @@ class Incident:
         late = [d.title for d in met if d.overdue]
         suffix = f"（逾期：{'、'.join(late)}）" if late else ""
         self.event(
-            "reply_published", action.actor, f"发布{current.kind.label}（{action.channel}）{suffix}"
+            "reply_published",
+            action.actor,
+            f"发布{current.kind.label}（{action.channel}）{suffix}",
+            detail=current.text,
         )
         if (
             current.kind is not ReplyKind.stance
@@ -1380,7 +1383,7 @@ class Incident:
 
     # ------------------------------------------------------------------ effects
 
-    def event(self, kind: str, actor: str | None, summary: str) -> None:
+    def event(self, kind: str, actor: str | None, summary: str, detail: str | None = None) -> None:
         self.s.timeline.append(
             TimelineEntry(
                 seq=len(self.s.timeline) + 1,
@@ -1388,6 +1391,7 @@ class Incident:
                 kind=kind,
                 actor=actor,
                 summary=rules.code_last(summary),
+                detail=detail,
             )
         )
 

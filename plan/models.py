@@ -468,6 +468,9 @@ class TimelineEntry(BaseModel):
     kind: str
     actor: str | None
     summary: str
+    # The text behind the entry where a document quotes it (issue 19): a published reply's
+    # wording. The town's own published words, never the public's personal data.
+    detail: str | None = None
 
 
 class ReplyRound(BaseModel):

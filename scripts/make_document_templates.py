@@ -277,7 +277,16 @@ def accountability_and_commendations(doc: DocumentObject, numbers: tuple[str, st
 
 
 def replies(doc: DocumentObject) -> None:
-    each(doc, "r", "replies", "{{ r.at }}　{{ r.summary }}", "未发布官方回复。")
+    """Each reply published: when, which and where, then its wording as published."""
+    control(doc, "{%p for r in replies %}")
+    para(doc, "{{ r.at }}　{{ r.summary }}")
+    control(doc, "{%p if r.detail %}")
+    para(doc, "回复内容：{{ r.detail }}")
+    control(doc, "{%p endif %}")
+    control(doc, "{%p endfor %}")
+    control(doc, "{%p if not replies %}")
+    para(doc, "未发布官方回复。")
+    control(doc, "{%p endif %}")
 
 
 def summary_report() -> DocumentObject:

@@ -20,7 +20,7 @@ YUQING_DOCUMENT_TEMPLATES names replaces the shipped one. A template Jinja canno
 The fields a template gets: `i` (the incident: number, title, content, source, url, posted_at,
 discovered_at, received_at, spread, severity, category, phase, reporter_unit, reporter_name,
 responsible_unit, co_units, closed_at), `drill`, `today`, `generated_at`, `timeline`, `measures`,
-`attachments` (name, kind, size, sha256, added_by, added_at, missing, and `image`: the picture
+`replies` (at, summary, and `detail`: the wording as published), `attachments` (name, kind, size, sha256, added_by, added_at, missing, and `image`: the picture
 itself for an image whose file is on disk, placed by `render`, else ""),
 `replies`, `deadlines` (title, rule, unit, due_at, met_at, state) and `ledger` (total, on_time,
 late), `escalations`, `accountability`, `commendations`, `reported_at`, `progress` (count,
@@ -225,6 +225,7 @@ class Builder:
                 "kind": e.kind,
                 "actor": self.person(e.actor) if e.actor else "",
                 "summary": e.summary,
+                "detail": e.detail or "",
             }
             for e in incident_rows.timeline(self.s, incident_id=self.row.id)
         ]

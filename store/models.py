@@ -105,6 +105,7 @@ class TimelineEvent(Base):
     kind: Mapped[str] = mapped_column(String(50))
     actor: Mapped[str | None] = mapped_column(String(200))
     summary: Mapped[str] = mapped_column(Text)
+    detail: Mapped[str | None] = mapped_column(Text)  # a published reply's wording (issue 19)
 
 
 class DeadlineRow(Base):
