@@ -1,6 +1,7 @@
 """The incident's Word documents (issue 19, item 1), from the store's records, not the workflow's
 history: the read model outlives Temporal's history retention, so a case closed years ago still
-gives its documents.
+gives its documents. Here in activities/ (not starter/) since the `record` activity archives the
+case file on close (activities/archive.py); the web app's downloads use the same builder.
 
 - `written-report`: 舆情信息报告 (R-WRITTEN): what, where, when found, source and link, spread,
   severity and category, the measures taken, the reporting unit and person, the time.
@@ -47,7 +48,7 @@ from config.settings import Settings
 from plan import rules
 from plan.enums import Category, Phase, Severity
 from plan.roster import Roster
-from store import incident_rows
+from store import archives, incident_rows
 from store.incident_rows import Involving
 from store.models import CommendationRow, Delivery, InboxMessage, Incident
 
@@ -229,7 +230,7 @@ class Builder:
             if e.kind in PROGRESS or e.kind == "written_report":
                 last_report = max(last_report, e.at)
         now = datetime.now(self.tz)
-        return {
+        context: dict[str, Any] = {
             "i": self.incident(),
             "drill": self.row.drill,
             "office": self.unit(self.roster.roles.office),
@@ -284,6 +285,19 @@ class Builder:
                 if raw.at >= last_report and raw.kind != "reported"
             ],
         }
+        # 归档 (item 4): the retention redaction, recorded in the store, closes the timeline.
+        redacted = archives.redaction(self.s, incident_id=self.row.id)
+        if redacted is not None:
+            context["timeline"] = [
+                *timeline,
+                {
+                    "at": self.t(redacted.at),
+                    "kind": "redacted",
+                    "actor": "",
+                    "summary": archives.describe(redacted),
+                },
+            ]
+        return context
 
     def escalation(self, deadline_key: str, step: int) -> dict[str, Any] | None:
         """The fields of one step's 督办通知 (the latest of that deadline and step), or None."""

@@ -18,6 +18,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.archive import Archiver, RetentionActivities
 from activities.channels import SmtpSettings
 from activities.digest import DigestActivities
 from activities.notify import NotifyActivities
@@ -64,7 +65,8 @@ def build_worker(
     # Incidents started before the input carried the plan take the shipped one (plan/models.py):
     # read it here, outside any workflow, as importing plan/spec.py once did.
     shipped()
-    records = RecordActivities(settings.database_url, settings.timezone)
+    records = RecordActivities(settings.database_url, settings.timezone, Archiver(settings))
+    retention = RetentionActivities(settings)
     notify = _notify_activities(settings)
     digests = DigestActivities(settings.database_url, settings.roster_file)
     return Worker(
@@ -79,6 +81,7 @@ def build_worker(
             notify.deliver,
             notify.delivery_failed,
             digests.build_digest,
+            retention.apply_retention,
         ],
         activity_executor=executor,
         max_concurrent_activities=16,
