@@ -17,13 +17,12 @@ import logging
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel
 from sqlalchemy.orm import Session
 from temporalio import activity
 
 from activities import documents
 from config.settings import Settings
-from plan.records import RecordRequest
+from plan.records import RecordRequest, RetentionOutcome, RetentionRequest
 from plan.roster import load_roster
 from store import archives
 from store.db import session_scope
@@ -39,20 +38,6 @@ REASONS = {
     "redacted": "按保存期限删除个人信息后",
     "catch_up": "补充归档",
 }
-SCHEDULED_BY = "每日定时任务"
-
-
-class RetentionRequest(BaseModel):
-    """The daily run: its instant (the schedule's start time), and who it is."""
-
-    at: datetime
-    by: str = SCHEDULED_BY
-
-
-class RetentionOutcome(BaseModel):
-    redacted: list[str] = []
-    archived: list[str] = []
-    failed: list[str] = []
 
 
 class Archiver:

@@ -31,6 +31,7 @@ from runtime.observability import HealthServer, build_runtime, configure_logging
 from workflows.delivery import delivery_task_queue
 from workflows.digest import DigestWorkflow
 from workflows.incident import IncidentWorkflow
+from workflows.retention import RetentionWorkflow
 
 # Our workflow modules hold no state of their own (constants, classes, functions), so the sandbox
 # need not import them afresh for every workflow it starts or replays: that took a third of the
@@ -72,7 +73,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
-        workflows=[IncidentWorkflow, DigestWorkflow],
+        workflows=[IncidentWorkflow, DigestWorkflow, RetentionWorkflow],
         workflow_runner=WORKFLOW_RUNNER,
         activities=[
             records.record,

@@ -8,29 +8,49 @@ The store tests run on SQLite and, with YUQING_TEST_DATABASE_URL, on PostgreSQL 
 
 from __future__ import annotations
 
+import hashlib
 import io
+import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from docx import Document
-from temporalio.testing import ActivityEnvironment
+from temporalio.client import Client
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+from typer.testing import CliRunner
 
-from activities.archive import Archiver, RetentionRequest, apply_retention
+from activities.archive import Archiver, apply_retention
 from activities.record import RecordActivities
-from config.settings import Settings
+from config.settings import Settings, get_settings
 from plan.models import TimelineEntry
-from plan.records import RecordRequest
-from store import archives
+from plan.records import RecordRequest, RetentionInput, RetentionRequest
+from plan.roster import Roster
+from starter import attachments as files
+from starter.cli import app
+from starter.web import access
+from store import access_log, archives
+from store import attachments as attachment_rows
 from store.db import session_scope
 from store.models import ArchiveRow, Incident, RedactionRow, TimelineEvent
 from tests.conftest import make_settings
+from tests.helpers import app_over_asgi, eventually, running_worker, submission, triage
+from tests.test_api import sign_in, token_for
 from tests.test_store import incident_row
+from tests.test_web_chinese import english_in
+from workflows.retention import RetentionWorkflow
+
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 POST = "网帖称东湖村主干道积水一周。"
 URL = "https://weibo.example/post/1"
-REPORTER = "周婷"
+REPORTER = "王秀英"  # a member of the public, not on the roster
+SAID = {"closed": "R-CLOSE 结案", "amendments_closed": "R-CLOSE 结案后补记期届满，不再接受补记"}
+GONE = "YQ-20240301-ABCDEF012345"
 
 
 def text_of(body: bytes) -> str:
@@ -48,6 +68,7 @@ def closed_request(
         incident=incident_row(
             incident_id,
             version,
+            reporter_name=REPORTER,
             phase="closed",
             closed_at=closed_at,
             discovered_at=received - timedelta(minutes=5),
@@ -58,7 +79,7 @@ def closed_request(
         ),
         deadlines=[],
         timeline=[
-            TimelineEntry(seq=seq + n, at=closed_at, kind=k, actor=None, summary=f"记录{k}")
+            TimelineEntry(seq=seq + n, at=closed_at, kind=k, actor=None, summary=SAID[k])
             for n, k in enumerate(kinds)
         ],
         accountability=[],
@@ -71,6 +92,7 @@ def opened(incident_id: str, received: datetime) -> RecordRequest:
         incident=incident_row(
             incident_id,
             1,
+            reporter_name=REPORTER,
             received_at=received,
             discovered_at=received - timedelta(minutes=5),
             posted_at=received - timedelta(minutes=30),
@@ -125,7 +147,7 @@ def test_the_case_file_is_archived_when_the_closure_is_recorded_R_CLOSE(
     text = text_of(first.content)
     assert "舆情处置台账" in text and "东湖村道路积水多日无人处理" in text
     assert REPORTER in text and POST in text and "村镇建设办" in text
-    assert "记录closed" in text  # the timeline written in the same step
+    assert "R-CLOSE 结案" in text  # the timeline written in the same step
 
     record(settings, closing)  # a retry
     record(settings, closed_request("YQ-A", 1, closed_at))  # an older snapshot, late
@@ -242,3 +264,240 @@ def test_retention_zero_keeps_personal_data(store_url: str) -> None:
 
 def test_the_daily_request_names_the_schedule() -> None:
     assert RetentionRequest(at=NOW).by == "每日定时任务"
+
+
+# --- the workflow, the pages and the API ---
+
+
+async def test_closing_the_incident_archives_its_case_file_and_again_after_the_amendment_period(
+    time_env: WorkflowEnvironment,
+    client: Client,
+    settings: Settings,
+    roster: Roster,
+    executor: ThreadPoolExecutor,
+) -> None:
+    """R-CLOSE through the workflow: closing records the closure, and that write archives the
+    case file (its reporter and facts in it); after the 30-day amendment period the end is
+    written and archived too. The page of the closed incident offers the archive's download."""
+    async with app_over_asgi(client, settings, roster, executor) as http:
+        r = await http.post(
+            "/api/incidents",
+            json=submission(severity="major", reporter_name=REPORTER),
+            headers=token_for(settings, "zhou.ting"),
+        )
+        assert r.status_code == 201, r.text
+        incident_id = r.json()["id"]
+        await triage(client, incident_id, severity="urgent", unit="cjb")
+        staff, head = token_for(settings, "lin.feng"), token_for(settings, "sun.haitao")
+        for action, data, headers in (
+            ("draft-reply", {"text": "已组织抽排，今日内完成。"}, staff),
+            ("approve-reply", {}, head),
+            (
+                "approve-release",
+                {"spokesperson": "li.xiaomei"},
+                token_for(settings, "wang.jianguo"),
+            ),
+            ("publish-reply", {"channel": "镇政府微博", "url": "https://weibo.example/r/1"}, staff),
+            ("track", {"status": "subsided"}, staff),
+            ("submit-summary", {"text": "发生、传播和处置情况及反思。"}, staff),
+        ):
+            r = await http.post(
+                f"/api/incidents/{incident_id}/actions/{action}", json=data, headers=headers
+            )
+            assert r.status_code == 200, (action, r.text)
+        assert r.json()["phase"] == "closed"
+
+        [closing] = await eventually(lambda: list(held(settings.database_url, incident_id)))
+        assert closing.reason == "closed"
+        text = text_of(closing.content or b"")
+        assert "东湖村道路积水多日无人处理" in text and REPORTER in text
+        assert "影响学生上学" in text and "村镇建设办" in text
+
+        await sign_in(http, settings, "liu.yang")
+        page = await http.get(f"/incidents/{incident_id}")
+        assert page.status_code == 200
+        assert f"/incidents/{incident_id}/archive.docx" in page.text and "已归档" in page.text
+
+        await time_env.sleep(timedelta(days=31))
+
+        def ended() -> list[ArchiveRow]:
+            return [
+                a
+                for a in held(settings.database_url, incident_id)
+                if a.reason == "amendments_closed"
+            ]
+
+        [end] = await eventually(ended)
+        assert "补记期届满" in text_of(end.content or b"")
+
+
+def gone_incident(settings: Settings, incident_id: str, closed_at: datetime) -> None:
+    """A closed incident the store holds and Temporal does not (its history past retention)."""
+    record(settings, opened(incident_id, closed_at - timedelta(days=2)))
+    record(settings, closed_request(incident_id, 2, closed_at, "closed"))
+
+
+def attach_file(settings: Settings, incident_id: str, tmp_path: Path) -> str:
+    """A screenshot kept with the incident (the file under its hash, the row): its row's id."""
+    body = b"%PDF-1.4 archived screenshot"
+    digest = hashlib.sha256(body).hexdigest()
+    temp = tmp_path / "upload.tmp"
+    temp.write_bytes(body)
+    files.keep(settings, temp, digest)
+    with session_scope(settings.database_url) as s:
+        row, _ = attachment_rows.add(
+            s,
+            incident_id=incident_id,
+            sha256=digest,
+            size=len(body),
+            media_type="application/pdf",
+            name="原帖截图",
+            added_by="zhou.ting",
+        )
+    return row.id
+
+
+async def test_an_incident_temporal_no_longer_holds_is_read_from_the_archive_R_SECRECY(
+    client: Client,
+    settings: Settings,
+    roster: Roster,
+    executor: ThreadPoolExecutor,
+    tmp_path: Path,
+) -> None:
+    """The workflow is gone: the page falls back to the store with the note 已归档 (its facts,
+    timeline and the archive's versions; no English), the archived case file downloads (page and
+    API, in the access log as an export), as do the other documents. R-SECRECY: a unit with no
+    part in it gets the 404 of an unknown id on the page, the download and the API (the refused
+    attempt logged); anonymous the sign-in page or a 401."""
+    gone_incident(settings, GONE, NOW - timedelta(days=60))
+    screenshot = attach_file(settings, GONE, tmp_path)
+    async with app_over_asgi(client, settings, roster, executor) as http:
+        r = await http.get(f"/incidents/{GONE}/archive.docx")
+        assert r.status_code == 303 and r.headers["location"].startswith("/login")
+        assert (await http.get(f"/api/incidents/{GONE}/archive")).status_code == 401
+
+        # 社会事务办 has no part in it.
+        await sign_in(http, settings, "xu.lei")
+        for path in (f"/incidents/{GONE}", f"/incidents/{GONE}/archive.docx"):
+            r = await http.get(path)
+            assert r.status_code == 404 and "不存在" in r.text, path
+        r = await http.get(f"/api/incidents/{GONE}/archive", headers=token_for(settings, "xu.lei"))
+        assert r.status_code == 404
+        await access.flush(http._transport.app)  # type: ignore[attr-defined]
+        with session_scope(settings.database_url) as s:
+            refused = access_log.read(s, person_id="xu.lei", incident_id=GONE)
+            assert refused and not any(e.granted for e in refused)
+
+        # The office.
+        await sign_in(http, settings, "liu.yang")
+        page = await http.get(f"/incidents/{GONE}")
+        assert page.status_code == 200, page.text
+        assert (
+            "已归档" in page.text
+            and POST in page.text
+            and "东湖村道路积水多日无人处理" in page.text
+        )
+        assert "结案归档" in page.text and f"/incidents/{GONE}/archive.docx" in page.text
+        assert english_in(page.text) == []
+
+        r = await http.get(f"/incidents/{GONE}/archive.docx")
+        assert r.status_code == 200 and r.headers["content-type"] == DOCX
+        assert "舆情处置台账（归档）" in unquote(r.headers["content-disposition"])
+        [version] = held(settings.database_url, GONE)
+        assert r.content == version.content and r.headers["x-content-sha256"] == version.sha256
+        r = await http.get(
+            f"/api/incidents/{GONE}/archive", headers=token_for(settings, "liu.yang")
+        )
+        assert r.status_code == 200 and REPORTER in text_of(r.content)
+        r = await http.get(f"/incidents/{GONE}/documents/case-file.docx")
+        assert r.status_code == 200
+        # Its attachments are kept, and still download (R-SECRECY asked of the store's row).
+        assert "原帖截图" in page.text
+        r = await http.get(f"/incidents/{GONE}/attachments/{screenshot}")
+        assert r.status_code == 200 and r.content == b"%PDF-1.4 archived screenshot"
+        r = await http.get(
+            f"/api/incidents/{GONE}/attachments/{screenshot}",
+            headers=token_for(settings, "xu.lei"),
+        )
+        assert r.status_code == 404
+        await access.flush(http._transport.app)  # type: ignore[attr-defined]
+        with session_scope(settings.database_url) as s:
+            exports = access_log.read(s, person_id="liu.yang", action="export")
+            assert {e.incident_id for e in exports} == {GONE} and len(exports) == 3
+
+        # After the retention period: the page says so, and shows the marker.
+        apply_retention(settings, at=NOW, by="每日定时任务")  # closed 60 days ago: kept
+        assert POST in (await http.get(f"/incidents/{GONE}")).text
+        later = make_settings(
+            settings.database_url,
+            personal_data_retention_days=30,
+            temporal_task_queue=settings.temporal_task_queue,
+        )
+        assert apply_retention(later, at=NOW, by="每日定时任务").redacted == [GONE]
+        page = await http.get(f"/incidents/{GONE}")
+        assert POST not in page.text and REPORTER not in page.text and archives.MARKER in page.text
+        assert "按个人信息保存期限（结案后30天）删除公众个人信息" in page.text
+        assert "文件已按保存期限删除" in page.text
+        assert english_in(page.text) == []
+        r = await http.get(f"/incidents/{GONE}/archive.docx")
+        assert REPORTER not in text_of(r.content) and archives.MARKER in text_of(r.content)
+
+
+async def test_not_yet_archived_is_said_in_chinese(
+    client: Client, settings: Settings, roster: Roster, executor: ThreadPoolExecutor
+) -> None:
+    """An incident in the store with no archive (open, or its archiving failed): 404 尚未归档."""
+    record(settings, opened("YQ-OPEN", NOW - timedelta(days=1)))
+    async with app_over_asgi(client, settings, roster, executor) as http:
+        await sign_in(http, settings, "liu.yang")
+        r = await http.get("/incidents/YQ-OPEN/archive.docx")
+        assert r.status_code == 404 and "尚未归档" in r.text
+
+
+async def test_the_daily_run_is_a_workflow_and_the_cli_runs_it_by_hand(
+    client: Client, settings: Settings, executor: ThreadPoolExecutor, tmp_path: Any
+) -> None:
+    """RetentionWorkflow (the nightly schedule's) redacts what is past retention, recording the
+    schedule as who did it; `yuqing retention --dry-run` lists, `yuqing retention` does it,
+    naming the command in the record; both run twice change nothing more."""
+    url = settings.database_url
+    gone_incident(settings, "YQ-WF", NOW - timedelta(days=400))
+    gone_incident(settings, "YQ-CLI", NOW - timedelta(days=400))
+    async with running_worker(client, settings, executor):
+        outcome = await client.execute_workflow(
+            RetentionWorkflow.run,
+            RetentionInput(),
+            id=f"retention-{uuid.uuid4()}",
+            task_queue=settings.temporal_task_queue,
+        )
+    assert sorted(outcome.redacted) == ["YQ-CLI", "YQ-WF"]
+    assert {r.by for r in redactions(url)} == {"每日定时任务"}
+
+    gone_incident(settings, "YQ-CLI2", NOW - timedelta(days=400))
+    env = {
+        "YUQING_DATABASE_URL": url,
+        "YUQING_ROSTER_FILE": str(settings.roster_file),
+        "YUQING_PERSONAL_DATA_RETENTION_DAYS": "365",
+    }
+    runner = CliRunner()
+    get_settings.cache_clear()
+    try:
+        listed = runner.invoke(app, ["retention", "--dry-run"], env=env)
+        assert listed.exit_code == 0, listed.output
+        assert "待删除个人信息：1件：YQ-CLI2" in listed.output
+        assert redaction_of(url, "YQ-CLI2") is None
+        done = runner.invoke(app, ["retention"], env=env)
+        assert done.exit_code == 0, done.output
+        assert "删除个人信息：1件" in done.output and "YQ-CLI2" in done.output
+        again = runner.invoke(app, ["retention"], env=env)
+        assert "删除个人信息：0件" in again.output
+    finally:
+        get_settings.cache_clear()
+    record_ = redaction_of(url, "YQ-CLI2")
+    assert record_ is not None and record_.by.startswith("命令行 yuqing retention")
+    assert len(redactions(url)) == 3
+
+
+def redaction_of(url: str, incident_id: str) -> RedactionRow | None:
+    with session_scope(url) as s:
+        return archives.redaction(s, incident_id=incident_id)
