@@ -329,6 +329,8 @@ async def test_closing_the_incident_archives_its_case_file_and_again_after_the_a
 
         [end] = await eventually(ended)
         assert "补记期届满" in text_of(end.content or b"")
+        reasons = [a.reason for a in held(settings.database_url, incident_id)]
+        assert reasons == ["closed", "amendments_closed"]
 
 
 def gone_incident(settings: Settings, incident_id: str, closed_at: datetime) -> None:
