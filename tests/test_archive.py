@@ -413,6 +413,13 @@ async def test_an_incident_temporal_no_longer_holds_is_read_from_the_archive_R_S
         assert r.status_code == 200 and REPORTER in text_of(r.content)
         r = await http.get(f"/incidents/{GONE}/documents/case-file.docx")
         assert r.status_code == 200
+        # The API's incident read has no workflow to ask: its 404 names the archive, to those
+        # who may see it only.
+        r = await http.get(f"/api/incidents/{GONE}", headers=token_for(settings, "liu.yang"))
+        assert r.status_code == 404 and "已归档" in r.json()["detail"]
+        assert f"/api/incidents/{GONE}/archive" in r.json()["detail"]
+        r = await http.get(f"/api/incidents/{GONE}", headers=token_for(settings, "xu.lei"))
+        assert r.status_code == 404 and "已归档" not in r.json()["detail"]
         # Its attachments are kept, and still download (R-SECRECY asked of the store's row).
         assert "原帖截图" in page.text
         r = await http.get(f"/incidents/{GONE}/attachments/{screenshot}")

@@ -25,7 +25,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from temporalio.client import Client
 
-from activities import documents
 from config.settings import Settings
 from plan.incident import size_words
 from plan.models import ATTACHMENT_TYPES
@@ -44,7 +43,7 @@ from .deps import (
     PagesDep,
     TemporalClient,
     require_visible,
-    visible_to,
+    visible_in_store,
 )
 from .pages import Pages
 from .staff import read_form
@@ -228,14 +227,6 @@ async def api_upload(
     return JSONResponse(as_json(attachment), status_code=201 if created else 200)
 
 
-def _visible_in_store(kit: Pages, person: str, incident_id: str) -> bool:
-    """R-SECRECY asked of the store's row (the lists' rule), for an incident Temporal no longer
-    holds (归档, issue 19 item 4: attachments outlive the workflow's history)."""
-    with session_scope(kit.settings.database_url) as s:
-        involving = visible_to(kit.roster, person)
-        return documents.visible_row(s, incident_id, involving) is not None
-
-
 async def _may_download(kit: Pages, client: Client, person: str, incident_id: str) -> None:
     """The incident's view decides who may download (R-SECRECY); when the workflow is gone (an
     archived incident), its row in the store does, by the same rule."""
@@ -244,7 +235,7 @@ async def _may_download(kit: Pages, client: Client, person: str, incident_id: st
     except ServiceError as exc:
         if exc.status != 404:
             raise
-        if not await run_in_threadpool(_visible_in_store, kit, person, incident_id):
+        if not await run_in_threadpool(visible_in_store, kit, person, incident_id):
             raise
 
 

@@ -45,6 +45,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from temporalio.client import Client
 
+from activities import documents
 from config.settings import Settings
 from plan import rules
 from plan.actions import may_read_reports
@@ -329,3 +330,12 @@ async def visible_incident_page(
 
 
 VisibleIncidentPage = Annotated[IncidentView, Depends(visible_incident_page)]
+
+
+def visible_in_store(kit: Pages, person_id: str, incident_id: str) -> bool:
+    """The store holds the incident and the person may see it (R-SECRECY, the lists' rule in
+    SQL): the answer for an incident Temporal no longer holds (归档, issue 19 item 4), whose
+    attachments, documents and archive stay readable. Blocking: run it in the thread pool."""
+    with session_scope(kit.settings.database_url) as s:
+        involving = visible_to(kit.roster, person_id)
+        return documents.visible_row(s, incident_id, involving) is not None
