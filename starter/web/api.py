@@ -43,8 +43,8 @@ from .deps import (
     StoreSession,
     TemporalClient,
     may_see,
+    refuse_unless_in_store,
     require_visible,
-    visible_in_store,
     visible_incident,
     visible_to,
 )
@@ -290,8 +290,7 @@ async def api_get(
     except ServiceError as exc:
         if exc.status != 404:
             raise
-        if not await run_in_threadpool(visible_in_store, kit, person, incident_id):
-            raise
+        await refuse_unless_in_store(request, kit, person, incident_id, exc)
         raise ServiceError(
             404,
             f"事件“{incident_id}”已归档，办理流程的记录已按保存期限清理；"

@@ -42,8 +42,8 @@ from .deps import (
     PagePerson,
     PagesDep,
     TemporalClient,
+    refuse_unless_in_store,
     require_visible,
-    visible_in_store,
 )
 from .pages import Pages
 from .staff import read_form
@@ -227,7 +227,9 @@ async def api_upload(
     return JSONResponse(as_json(attachment), status_code=201 if created else 200)
 
 
-async def _may_download(kit: Pages, client: Client, person: str, incident_id: str) -> None:
+async def _may_download(
+    request: Request, kit: Pages, client: Client, person: str, incident_id: str
+) -> None:
     """The incident's view decides who may download (R-SECRECY); when the workflow is gone (an
     archived incident), its row in the store does, by the same rule."""
     try:
@@ -235,8 +237,7 @@ async def _may_download(kit: Pages, client: Client, person: str, incident_id: st
     except ServiceError as exc:
         if exc.status != 404:
             raise
-        if not await run_in_threadpool(visible_in_store, kit, person, incident_id):
-            raise
+        await refuse_unless_in_store(request, kit, person, incident_id, exc)
 
 
 def _download(
@@ -273,7 +274,7 @@ async def api_download(
     person: ApiPerson,
     kit: PagesDep,
 ) -> Response:
-    await _may_download(kit, client, person, incident_id)
+    await _may_download(request, kit, client, person, incident_id)
     return await run_in_threadpool(_download, request, kit, person, incident_id, attachment_id)
 
 
@@ -297,7 +298,7 @@ async def page_upload(
 async def page_download(
     request: Request, incident_id: str, attachment_id: str, me: PagePerson, kit: PagesDep
 ) -> Response:
-    await _may_download(kit, await kit.state.temporal(), me.person_id, incident_id)
+    await _may_download(request, kit, await kit.state.temporal(), me.person_id, incident_id)
     return await run_in_threadpool(
         _download, request, kit, me.person_id, incident_id, attachment_id
     )

@@ -37,6 +37,7 @@ from .deps import (
     StoreSession,
     TemporalClient,
     may_see,
+    refuse_unless_in_store,
     visible_incident_page,
     visible_to,
 )
@@ -299,6 +300,7 @@ async def incident_page(
             raise
         # 归档 (issue 19, item 4): Temporal no longer holds it (its history past retention):
         # the page from the store and the archive, for those who may see it (R-SECRECY).
+        await refuse_unless_in_store(request, kit, me.person_id, incident_id, exc)
         page = await run_in_threadpool(archive.page_context, kit, me.person_id, incident_id)
         if page is None:
             raise
