@@ -81,12 +81,12 @@ class Archiver:
             return None
         kinds = {e.kind for e in request.timeline}
         with session_scope(self.settings.database_url) as session:
-            held = archives.versions(session, incident_id=incident.id)
-            if held and max(a.snapshot_version for a in held) >= incident.version:
+            newest = archives.newest_version(session, incident_id=incident.id)
+            if newest is not None and newest >= incident.version:
                 return None
             if "amendments_closed" in kinds:
                 reason = "amendments_closed"
-            elif not held or "closed" in kinds:
+            elif newest is None or "closed" in kinds:
                 reason = "closed"
             else:
                 reason = "amended"

@@ -14,9 +14,9 @@ import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from store.models import ArchiveRow, Incident, RedactionRow, TimelineEvent
 
@@ -48,11 +48,22 @@ def find(
     ).first()
 
 
-def versions(session: Session, *, incident_id: str) -> Sequence[ArchiveRow]:
-    """Every archive version of the incident, the oldest first (purged ones too)."""
-    return session.scalars(
-        select(ArchiveRow).where(ArchiveRow.incident_id == incident_id).order_by(ArchiveRow.id)
-    ).all()
+def versions(
+    session: Session, *, incident_id: str, with_content: bool = True
+) -> Sequence[ArchiveRow]:
+    """Every archive version of the incident, the oldest first (purged ones too); without
+    `with_content` the bytes are not loaded (a list of versions)."""
+    q = select(ArchiveRow).where(ArchiveRow.incident_id == incident_id).order_by(ArchiveRow.id)
+    if not with_content:
+        q = q.options(defer(ArchiveRow.content, raiseload=True))
+    return session.scalars(q).all()
+
+
+def newest_version(session: Session, *, incident_id: str) -> int | None:
+    """The newest snapshot version archived (None: never archived)."""
+    return session.scalar(
+        select(func.max(ArchiveRow.snapshot_version)).where(ArchiveRow.incident_id == incident_id)
+    )
 
 
 def latest(session: Session, *, incident_id: str) -> ArchiveRow | None:

@@ -118,9 +118,9 @@ def page_context(kit: Pages, person: str, incident_id: str) -> dict[str, Any] | 
                 "at": a.archived_at,
                 "reason": REASONS.get(a.reason, a.reason),
                 "size": size_words(a.size),
-                "held": a.content is not None,
+                "held": a.purged_at is None,
             }
-            for a in archives.versions(s, incident_id=row.id)
+            for a in archives.versions(s, incident_id=row.id, with_content=False)
         ]
         timeline = [
             {"at": e.at, "actor": e.actor, "summary": e.summary}
