@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     attachment_dir: Path | None = None
     attachment_max_mb: int = Field(default=20, ge=1, le=1024)
     timezone: str = "Asia/Shanghai"
+    # 归档 (issue 19, item 4): days after an incident closes before the public's personal data
+    # (the post's content and link, the reporter's name) is redacted from the store and the
+    # archived case file, the redaction recorded. A year covers the year's accountability review
+    # and the periods for a 复议 or 诉讼 about the case; PIPL art. 19 asks no longer than
+    # necessary. 0: keep them.
+    personal_data_retention_days: int = Field(default=365, ge=0, le=36_500)
     public_url: str = "http://localhost:8000"
     api_url: str = "http://localhost:8000"
 

@@ -5,7 +5,7 @@
 Each template is Jinja in a .docx (docxtpl): the office edits the text around the {{ … }} fields
 in Word or WPS and drops its copy in the folder YUQING_DOCUMENT_TEMPLATES names (a file there
 replaces the shipped one of the same name). The fields each document gets are listed in
-starter/documents.py. Rerun this script to regenerate the shipped files.
+activities/documents.py. Rerun this script to regenerate the shipped files.
 
 The format follows GB/T 9704-2012 党政机关公文格式 where it applies: A4, margins top 3.7 cm, bottom
 3.5 cm, left 2.8 cm, right 2.6 cm; the title in 方正小标宋简体 2号 (22 pt) centred; the body in

@@ -12,7 +12,8 @@ file name is display text only (`display_name`), never part of a path.
 
 A file whose workflow update was then refused stays on disk with no row naming it: harmless (it is
 served to nobody; the same content added again finds it there). A file deleted from disk is told
-apart from a row that does not exist (`path_of` answers None: the download says it is lost).
+apart from a row that does not exist (store/attachments.py `path_of` answers None: the download
+says it is lost).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Protocol
 
 from config.settings import Settings
 from plan.models import ATTACHMENT_NAME_MAX, DOCX_TYPE
+from store.attachments import file_path, folder
 
 CHUNK = 64 * 1024
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -59,27 +61,6 @@ class Stored:
     sha256: str
     size: int
     media_type: str
-
-
-def folder(settings: Settings) -> Path:
-    """The attachments' folder: the setting, or beside the SQLite database, or var/attachments."""
-    if settings.attachment_dir is not None:
-        return settings.attachment_dir
-    url = settings.database_url
-    if url.startswith("sqlite:///") and not url.endswith(":memory:"):
-        return Path(url.removeprefix("sqlite:///")).parent / "attachments"
-    return Path("var") / "attachments"
-
-
-def _path(root: Path, sha256: str) -> Path:
-    assert re.fullmatch(r"[0-9a-f]{64}", sha256), sha256  # a hash, never a name
-    return root / sha256[:2] / sha256
-
-
-def path_of(settings: Settings, sha256: str) -> Path | None:
-    """The file of this content, or None when it is not on disk (deleted or lost)."""
-    path = _path(folder(settings), sha256)
-    return path if path.is_file() else None
 
 
 def display_name(raw: str | None) -> str:
@@ -197,7 +178,7 @@ def _docx(path: Path) -> str:
 def keep(settings: Settings, temp: Path, sha256: str) -> None:
     """Move a checked temporary file into place under its hash (atomic rename); when the same
     content is already there, drop the temporary file instead (deduplicated)."""
-    target = _path(folder(settings), sha256)
+    target = file_path(folder(settings), sha256)
     if target.is_file():
         temp.unlink(missing_ok=True)
         return

@@ -266,6 +266,58 @@ def token_list() -> None:
 
 
 @app.command()
+def retention(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="只列出已到期的事件，不作改动")
+    ] = False,
+) -> None:
+    """归档与个人信息保存期限：补充归档已结案事件的处置台账；结案超过
+    YUQING_PERSONAL_DATA_RETENTION_DAYS 天的事件，删除公众个人信息（舆情内容、原帖链接、报告人
+    姓名）并记录，重新生成归档。每天的定时任务也执行同样的操作；重复执行不会重复删除或记录。"""
+    import getpass
+    from datetime import UTC, timedelta
+
+    from activities.archive import apply_retention
+    from store import archives
+    from store.db import session_scope
+
+    settings = get_settings()
+    days = settings.personal_data_retention_days
+    now = datetime.now(UTC)
+    if dry_run:
+        with session_scope(settings.database_url) as s:
+            missing = archives.unarchived(s)
+            due = (
+                archives.due_for_redaction(s, closed_before=now - timedelta(days=days))
+                if days
+                else []
+            )
+        typer.echo(f"待补充归档：{len(missing)}件" + ("：" + "、".join(missing) if missing else ""))
+        if not days:
+            typer.echo("个人信息保存期限：未设置（YUQING_PERSONAL_DATA_RETENTION_DAYS=0），不删除")
+        else:
+            typer.echo(
+                f"结案超过{days}天、待删除个人信息：{len(due)}件"
+                + ("：" + "、".join(due) if due else "")
+            )
+        return
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name in this environment
+        user = "未知用户"
+    outcome = apply_retention(settings, at=now, by=f"命令行 yuqing retention（{user}）")
+    typer.echo(f"补充归档：{len(outcome.archived)}件")
+    if days:
+        typer.echo(f"按保存期限（结案后{days}天）删除个人信息：{len(outcome.redacted)}件")
+        for incident_id in outcome.redacted:
+            typer.echo(f"  {incident_id}")
+    else:
+        typer.echo("个人信息保存期限：未设置（YUQING_PERSONAL_DATA_RETENTION_DAYS=0），不删除")
+    if outcome.failed:
+        _fail("以下事件处理失败（详见日志）：" + "、".join(outcome.failed))
+
+
+@app.command()
 def worker() -> None:
     """运行 worker（执行事件流程和活动）。"""
     from runtime.worker import run
@@ -385,7 +437,12 @@ async def _setup() -> None:
     from temporalio.service import RPCError
 
     from runtime.client import connect
-    from starter.schedules import SCHEDULES, ensure_schedules
+    from starter.schedules import (
+        RETENTION_LABEL,
+        RETENTION_SCHEDULE_ID,
+        SCHEDULES,
+        ensure_schedules,
+    )
     from workflows.search_attributes import SEARCH_ATTRIBUTES
 
     settings = get_settings()
@@ -443,10 +500,11 @@ async def _setup() -> None:
     except RPCError as exc:
         _fail(f"无法创建定时任务：{exc.message}")
     words = {"created": "已创建", "updated": "已更新"}
-    for spec in SCHEDULES:
+    labels = [(spec.id, spec.label) for spec in SCHEDULES]
+    for schedule_id, label in [*labels, (RETENTION_SCHEDULE_ID, RETENTION_LABEL)]:
         typer.echo(
-            f"  定时任务 {spec.id}（{spec.label}，{settings.timezone}，"
-            f"任务队列 {settings.temporal_task_queue}）：{words[done[spec.id]]}"
+            f"  定时任务 {schedule_id}（{label}，{settings.timezone}，"
+            f"任务队列 {settings.temporal_task_queue}）：{words[done[schedule_id]]}"
         )
 
 

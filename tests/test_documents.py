@@ -20,9 +20,9 @@ from docx.oxml.ns import qn
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from activities import documents
 from config.settings import Settings
 from plan.roster import Roster
-from starter import documents
 from starter.web import access
 from store import access_log, incident_rows
 from store.db import session_scope

@@ -42,9 +42,10 @@ from .deps import (
     StateDep,
     StoreSession,
     TemporalClient,
-    VisibleIncident,
     may_see,
+    refuse_unless_in_store,
     require_visible,
+    visible_incident,
     visible_to,
 )
 from .filters import ApiListFilter
@@ -238,9 +239,25 @@ def api_list_xlsx(
     "/api/incidents/{incident_id}", responses=contract.READ_ONE, dependencies=[DocumentedQuery]
 )
 async def api_get(
-    request: Request, view: VisibleIncident, person: ApiPerson, kit: PagesDep
+    request: Request,
+    incident_id: str,
+    client: TemporalClient,
+    person: ApiPerson,
+    kit: PagesDep,
 ) -> dict[str, Any]:
-    """The incident's state and its deadline ledger. R-SECRECY: only staff with a role on it."""
+    """The incident's state and its deadline ledger. R-SECRECY: only staff with a role on it.
+    An incident Temporal no longer holds (归档) answers 404 naming its archive."""
+    try:
+        view = await visible_incident(request, incident_id, client, person)
+    except ServiceError as exc:
+        if exc.status != 404:
+            raise
+        await refuse_unless_in_store(request, kit, person, incident_id, exc)
+        raise ServiceError(
+            404,
+            f"事件“{incident_id}”已归档，办理流程的记录已按保存期限清理；"
+            f"归档的处置台账：GET /api/incidents/{incident_id}/archive",
+        ) from exc
     access.record(request, person, "view", incident_id=view.id)
     data = incident_json(view, kit.ui_for(person, view.id))
     data["short_number"] = await run_in_threadpool(kit.short_number, view.id)

@@ -25,7 +25,7 @@ from starter.errors import FIELD_LABELS
 from starter.incidents import ServiceError
 from store import incident_rows
 
-from . import access, attachments, staff
+from . import access, archive, attachments, staff
 from .answers import receipt_of
 from .auth import CSRF_FIELD, Viewer
 from .deps import (
@@ -36,8 +36,9 @@ from .deps import (
     PagesDep,
     StoreSession,
     TemporalClient,
-    VisibleIncidentPage,
     may_see,
+    refuse_unless_in_store,
+    visible_incident_page,
     visible_to,
 )
 from .filters import FLAGS, PageFilter, PageListFilter
@@ -238,12 +239,26 @@ def _filter_labels(kit: Pages, chosen: dict[str, str | None]) -> list[tuple[str,
 
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse)
 async def incident_page(
-    request: Request, view: VisibleIncidentPage, me: PagePerson, kit: PagesDep
+    request: Request, incident_id: str, client: TemporalClient, me: PagePerson, kit: PagesDep
 ) -> Response:
+    try:
+        view = await visible_incident_page(request, incident_id, client, me)
+    except ServiceError as exc:
+        if exc.status != 404:
+            raise
+        # 归档 (issue 19, item 4): Temporal no longer holds it (its history past retention):
+        # the page from the store and the archive, for those who may see it (R-SECRECY).
+        await refuse_unless_in_store(request, kit, me.person_id, incident_id, exc)
+        page = await run_in_threadpool(archive.page_context, kit, me.person_id, incident_id)
+        if page is None:
+            raise
+        access.record(request, me.person_id, "view", incident_id=incident_id)
+        return kit.render(request, "archived.html", page)
     access.record(request, me.person_id, "view", incident_id=view.id)
     actions = staff.action_forms(kit.roster, me.person_id, view, kit.state.plan)
     short = await run_in_threadpool(kit.short_number, view.id)
     files = await run_in_threadpool(attachments.listed, kit.settings, view.id)
+    archived_at = await run_in_threadpool(archive.archived_at, kit.settings, view.id)
     context = staff.page_context(
         kit,
         view,
@@ -253,6 +268,7 @@ async def incident_page(
         attachments=files,
         may_attach=staff.may_attach(kit.roster, me.person_id, view),
     )
+    context["archived_at"] = archived_at
     return kit.render(request, "incident.html", context)
 
 

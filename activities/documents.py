@@ -1,6 +1,7 @@
 """The incident's Word documents (issue 19, item 1), from the store's records, not the workflow's
 history: the read model outlives Temporal's history retention, so a case closed years ago still
-gives its documents.
+gives its documents. Here in activities/ (not starter/) since the `record` activity archives the
+case file on close (activities/archive.py); the web app's downloads use the same builder.
 
 - `written-report`: 舆情信息报告 (R-WRITTEN): what, where, when found, source and link, spread,
   severity and category, the measures taken, the reporting unit and person, the time.
@@ -53,9 +54,8 @@ from plan.enums import Category, Phase, Severity
 from plan.incident import size_words
 from plan.models import ATTACHMENT_TYPES
 from plan.roster import Roster
-from starter import attachments as files
+from store import archives, incident_rows
 from store import attachments as attachment_rows
-from store import incident_rows
 from store.incident_rows import Involving
 from store.models import CommendationRow, Delivery, InboxMessage, Incident
 
@@ -236,7 +236,7 @@ class Builder:
         from disk is listed as missing: the rest of the case file is still given."""
         out = []
         for a in attachment_rows.for_incident(self.s, self.row.id):
-            path = files.path_of(self.settings, a.sha256) if self.settings else None
+            path = attachment_rows.path_of(self.settings, a.sha256) if self.settings else None
             out.append(
                 {
                     "name": a.name,
@@ -291,7 +291,7 @@ class Builder:
             if e.kind in PROGRESS or e.kind == "written_report":
                 last_report = max(last_report, e.at)
         now = datetime.now(self.tz)
-        return {
+        context: dict[str, Any] = {
             "i": self.incident(),
             "drill": self.row.drill,
             "office": self.unit(self.roster.roles.office),
@@ -347,6 +347,19 @@ class Builder:
                 if raw.at >= last_report and raw.kind != "reported"
             ],
         }
+        # 归档 (item 4): the retention redaction, recorded in the store, closes the timeline.
+        redacted = archives.redaction(self.s, incident_id=self.row.id)
+        if redacted is not None:
+            context["timeline"] = [
+                *timeline,
+                {
+                    "at": self.t(redacted.at),
+                    "kind": "redacted",
+                    "actor": "",
+                    "summary": archives.describe(redacted),
+                },
+            ]
+        return context
 
     def escalation(self, deadline_key: str, step: int) -> dict[str, Any] | None:
         """The fields of one step's 督办通知 (the latest of that deadline and step), or None."""
