@@ -25,6 +25,7 @@ import typer
 from pydantic import BaseModel
 
 from config.settings import get_settings
+from plan import reach
 from plan.actions import ACTIONS
 from plan.roster import RosterError, load_roster
 from plan.spec import PlanSpec, plan_from, shipped
@@ -169,6 +170,17 @@ def check_roster(path: Annotated[Path | None, typer.Argument(help="名册文件"
     except RosterError as exc:
         _fail(str(exc))
     typer.echo(f"名册有效：{roster.town}，{len(roster.units)}个单位，{len(roster.people)}人")
+    # R-ESCALATE's reach (issue 20): a warning, not a failure; the inbox alone still works.
+    missing = reach.unreached(roster, plan_from(get_settings().plan_file))
+    if missing:
+        typer.echo(
+            f"警告：以下{len(missing)}人在督办链上，但除站内消息外没有本人的通知渠道"
+            "（短信、邮件、机器人或推送），逾期督办可能无人及时看到：",
+            err=True,
+        )
+        for u in missing:
+            typer.echo(f"  {u.name}（{u.person}）：{'、'.join(u.steps)}", err=True)
+        typer.echo("请在名册中为其添加 channels，再用 yuqing notify test 人员编号 测试。", err=True)
 
 
 @token_app.command("create")
