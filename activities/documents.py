@@ -53,7 +53,7 @@ from plan import rules
 from plan.enums import Category, Phase, Severity
 from plan.incident import size_words
 from plan.models import ATTACHMENT_TYPES
-from plan.roster import Roster
+from plan.roster import CHANNEL_KINDS, Roster
 from store import archives, incident_rows
 from store import attachments as attachment_rows
 from store.incident_rows import Involving
@@ -432,7 +432,7 @@ class Builder:
                 rows.append(
                     {
                         "recipient": name,
-                        "channel": d.kind or d.channel,
+                        "channel": CHANNEL_KINDS.get(d.kind or "", d.kind or "其他渠道"),
                         "state": DELIVERY_STATES.get(d.state, d.state),
                         "sent_at": self.t(d.sent_at),
                     }

@@ -59,6 +59,7 @@ from plan.models import (
     Phase,
     Progress,
     PublishReply,
+    Receipt,
     Recipient,
     RecordAccountability,
     Referral,
@@ -68,6 +69,7 @@ from plan.models import (
     ReportSpreading,
     ReturnToOffice,
     Severity,
+    SignFor,
     SubmitSummary,
     TimelineEntry,
     Track,
@@ -289,6 +291,8 @@ class Incident:
         self._notify(
             rules.R_NOTIFY, who, *messages.reported(self.view(), self.roster, self.tz, self.spec)
         )
+        if self.s.responsible_unit:  # reported by staff with the unit named: that is its 交办
+            self._ask_receipt_of_assignment()
         self._ensure_progress(at)
 
     # ------------------------------------------------------------------ queries and signals
@@ -409,6 +413,7 @@ class Incident:
             for unit in s.co_units:
                 who += self.roster.members_of(unit)
             self._notify(rules.R_NOTIFY, who, *messages.assigned(self.view(), self.roster, self.tz))
+            self._ask_receipt_of_assignment()
         self.changed()
 
     def activate(self, action: Activate) -> None:
@@ -502,6 +507,48 @@ class Incident:
             f"（{self.roster.person_name(person)}）：{action.reason}",
         )
         self.changed()
+
+    def sign_for(self, action: SignFor) -> None:
+        """签收: the person has the 交办/督办 messages addressed to them (one, or all still
+        unsigned). Nothing else changes: the deadlines and the escalation chain run on."""
+        signed = []
+        for r in self.s.receipts:
+            if action.actor in r.unsigned() and action.key in (None, r.key):
+                r.signed[action.actor] = self.now
+                signed.append(r.label)
+        self.event("signed", action.actor, "签收：" + "；".join(signed))
+        self.changed()
+
+    def _ask_receipt_of_assignment(self) -> None:
+        """签收 of the 交办: the responsible unit's head and first-responsible person. A unit the
+        incident was taken from no longer owes its signature (who signed stays on record)."""
+        s = self.s
+        unit = self.roster.unit(s.responsible_unit) if s.responsible_unit else None
+        if unit is None:
+            return
+        label = f"交办：{unit.name}牵头处置"
+        assigned = [r for r in s.receipts if r.deadline_key is None]
+        if assigned and assigned[-1].label == label:
+            return
+        for r in s.receipts:
+            if r.deadline_key is None:
+                r.persons = [p for p in r.persons if p in r.signed]
+        s.receipts = [r for r in s.receipts if r.persons]
+        number = 1 + sum(r.key.startswith("交办#") for r in s.receipts)
+        s.receipts.append(
+            Receipt(
+                key=f"交办#{number}",
+                label=label,
+                at=self.now,
+                persons=list(dict.fromkeys([unit.head, unit.first_responsible])),
+                note_key=self._last_note_key(),
+            )
+        )
+
+    def _last_note_key(self) -> str | None:
+        """The key of the notification just queued (the one a receipt asks to sign for)."""
+        pending = self.s.pending_notifications
+        return pending[-1].key if pending else None
 
     def commend(self, action: Commend) -> None:
         self.s.commendations.append(
@@ -1275,6 +1322,17 @@ class Incident:
             self.view(), self.roster, self.tz, d, step, now, spec=self.spec
         )
         self._notify(rules.R_ESCALATE, list(step.targets), subject, body, deadline=d, step=step)
+        self.s.receipts.append(
+            Receipt(
+                key=f"{d.key}/{step.step}",
+                label=f"第{step.step}级督办：{d.title}逾期",
+                at=now,
+                persons=list(step.targets),
+                deadline_key=d.key,
+                step=step.step,
+                note_key=self._last_note_key(),
+            )
+        )
         self.changed()
 
     def _account(self, d: Deadline, kind: str, unit: str, met_at: datetime | None = None) -> None:
@@ -1339,6 +1397,10 @@ class Incident:
         roster = self.roster
         units: list[str] = []
         people: list[tuple[str, str]] = []
+        if name == "sign-for" and action.key is not None:
+            mine = [r.key for r in self.s.receipts if action.actor in r.unsigned()]
+            if action.key not in mine:
+                return f"没有发给您、待签收的通知“{action.key}”（可签收：{'、'.join(mine)}）"
         if name == "triage":
             units = [action.responsible_unit, *action.co_units]
             if action.responsible_unit in action.co_units:

@@ -74,6 +74,18 @@ def personal_channel(recipient_id: str, kind: str) -> bool:
     return not recipient_id.startswith("unit:") and kind in PERSONAL_KINDS
 
 
+# What a channel kind is called on pages and in documents.
+CHANNEL_KINDS = {
+    "inbox": "站内消息",
+    "webhook": "推送接口",
+    "wecom": "企业微信",
+    "dingtalk": "钉钉",
+    "feishu": "飞书",
+    "email": "电子邮件",
+    "sms": "短信",
+}
+
+
 class InboxChannel(_Strict):
     kind: Literal["inbox"] = "inbox"
     id: ChannelId | None = None

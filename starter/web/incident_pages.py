@@ -25,7 +25,7 @@ from starter.errors import FIELD_LABELS
 from starter.incidents import ServiceError
 from store import incident_rows
 
-from . import access, archive, attachments, staff
+from . import access, archive, attachments, receipts, staff
 from .answers import receipt_of
 from .auth import CSRF_FIELD, Viewer
 from .deps import (
@@ -258,6 +258,7 @@ async def incident_page(
     actions = staff.action_forms(kit.roster, me.person_id, view, kit.state.plan)
     short = await run_in_threadpool(kit.short_number, view.id)
     files = await run_in_threadpool(attachments.listed, kit.settings, view.id)
+    signed = await run_in_threadpool(receipts.receipts, kit.settings, kit.roster, view, kit.tz)
     archived_at = await run_in_threadpool(archive.archived_at, kit.settings, view.id)
     context = staff.page_context(
         kit,
@@ -267,6 +268,7 @@ async def incident_page(
         short_number=short,
         attachments=files,
         may_attach=staff.may_attach(kit.roster, me.person_id, view),
+        receipts=signed,
     )
     context["archived_at"] = archived_at
     return kit.render(request, "incident.html", context)
