@@ -1431,6 +1431,7 @@ class Incident:
                     )
                 )
         incident_id = self.inp.incident_id
+        about = messages.brief_deadline(self.s.deadlines, rule, deadline)
         self.s.notify_seq += 1
         self.s.pending_notifications.append(
             Notification(
@@ -1444,6 +1445,8 @@ class Incident:
                 drill=self.sub.is_drill,
                 sent_at=self.now,
                 brief=messages.brief(self.s.deadlines, self.tz, rule, deadline, step, self.now),
+                deadline=about.key if about else "",
+                step=step.step if step else 0,
             )
         )
 
