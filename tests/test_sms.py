@@ -43,6 +43,7 @@ from plan.models import Notification, Recipient
 from plan.outbox import deliveries_for
 from plan.roster import (
     ChannelRef,
+    Roster,
     RosterError,
     SmsChannel,
     e164_mobile,
@@ -702,3 +703,54 @@ def test_notify_test_sends_a_test_sms(provider: TencentSms, tmp_path: Path) -> N
     params = call.body["TemplateParamSet"]
     assert params[2:] == ["000", "通知测试", "新通知"]
     assert "13800000001" not in result.output
+
+
+# --- what the workflow writes for SMS ---
+
+
+def test_escalation_notifications_name_their_deadline_and_step(roster: Roster) -> None:
+    """R-ESCALATE: each escalation notification of a missed reply carries the deadline's key and
+    its step (what the SMS says: 官方回复, 督办第N级), plain values that name no one."""
+    from plan.actions import ACTIONS
+    from plan.incident import Incident
+    from plan.models import IncidentInput, Submission
+    from plan.spec import shipped
+
+    start = datetime(2026, 11, 30, 1, 0, tzinfo=UTC)
+    spec = shipped()
+    submission = Submission(
+        title=TITLE,
+        content="网帖内容",
+        source="微博",
+        discovered_at=start - timedelta(minutes=30),
+        reporter_unit="yqb",
+    )
+    c = Incident(
+        IncidentInput(
+            incident_id="YQ-sms",
+            submission=submission,
+            received_at=start,
+            roster=roster.public(),
+            plan=spec,
+            plan_version=spec.version,
+            timezone="Asia/Shanghai",
+        ),
+        now=start,
+    )
+    c.s.rules_version = 1
+    c.open_incident()
+    c.started = True
+    actor = next(p.id for p in c.roster.people if c.allows("triage", p.id))
+    action = ACTIONS["triage"].command.model_validate(
+        {"severity": "general", "category": "hype", "responsible_unit": "cjb", "actor": actor}
+    )
+    c.check("triage", action)
+    c.apply("triage", action, c.now)
+    due = c.deadline("R-REPLY#1").due_at
+    c.advance(due + timedelta(days=3))
+    sent = [m for m in c.s.pending_notifications if m.rule == "R-ESCALATE"]
+    assert [m.step for m in sent] == list(range(1, len(sent) + 1)) and len(sent) >= 2
+    assert {m.deadline for m in sent} == {"R-REPLY#1"}
+    assert sms_deadline_name(sent[0].deadline) == "官方回复"
+    first = next(m for m in c.s.pending_notifications if m.rule != "R-ESCALATE")
+    assert first.step == 0
