@@ -12,6 +12,7 @@ import functools
 import hashlib
 import hmac
 import json
+import logging
 import math
 import re
 import smtplib
@@ -654,6 +655,7 @@ SMS_RETRY_AFTER = {
     "RequestLimitExceeded": timedelta(seconds=1),
 }
 SMS_RETRY_AFTER_OTHER_LIMIT = timedelta(minutes=1)
+SDK_LOGGER = "tencentcloud_sdk_common"
 SMS_TRANSIENT = ("InternalError", "ClientNetworkError", "ServerNetworkError")
 
 
@@ -733,6 +735,9 @@ class SmsSender:
         from tencentcloud.common.profile.http_profile import HttpProfile
         from tencentcloud.sms.v20210111 import sms_client
 
+        # The SDK logs each request and answer in full at DEBUG (the number among them): never,
+        # whatever level the worker's logging is set to.
+        logging.getLogger(SDK_LOGGER).setLevel(logging.INFO)
         scheme, endpoint = self.sms.http_profile()
         http = HttpProfile(
             protocol=scheme, endpoint=endpoint, reqTimeout=max(1, math.ceil(self.sms.timeout))

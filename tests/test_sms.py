@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 import threading
 import time
@@ -754,3 +755,14 @@ def test_escalation_notifications_name_their_deadline_and_step(roster: Roster) -
     assert sms_deadline_name(sent[0].deadline) == "官方回复"
     first = next(m for m in c.s.pending_notifications if m.rule != "R-ESCALATE")
     assert first.step == 0
+
+
+def test_the_sdk_never_logs_the_number(
+    provider: TencentSms, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The SDK logs requests in full at DEBUG; with the worker's logging at DEBUG the number
+    still appears in no log line."""
+    with caplog.at_level(logging.DEBUG):
+        send(provider)
+    assert len(provider.sent()) == 1
+    assert "13800000001" not in caplog.text
