@@ -766,3 +766,39 @@ def test_the_sdk_never_logs_the_number(
         send(provider)
     assert len(provider.sent()) == 1
     assert "13800000001" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "profile"),
+    [
+        ("https://sms.tencentcloudapi.com", ("https", "sms.tencentcloudapi.com")),
+        ("sms.tencentcloudapi.com", ("https", "sms.tencentcloudapi.com")),
+        ("http://127.0.0.1:8080/", ("http", "127.0.0.1:8080")),
+    ],
+)
+def test_the_endpoint_setting_becomes_the_sdks_http_profile(
+    endpoint: str, profile: tuple[str, str]
+) -> None:
+    assert SmsSettings(endpoint=endpoint).http_profile() == profile
+
+
+@pytest.mark.parametrize("endpoint", ["ftp://sms.example", "https://sms.example/v1", "http://"])
+def test_a_bad_endpoint_is_refused(endpoint: str) -> None:
+    with pytest.raises(Refused) as info:
+        SmsSettings(endpoint=endpoint).http_profile()
+    assert "YUQING_SMS_ENDPOINT" in str(info.value)
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from config.settings import Settings
+
+    monkeypatch.setenv("YUQING_SMS_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("YUQING_SMS_SECRET_KEY", SECRET_KEY)
+    monkeypatch.setenv("YUQING_SMS_TEMPLATE_ID", TEMPLATE)
+    sms = SmsSettings.from_settings(Settings())
+    assert (sms.endpoint, sms.secret_key, sms.template_id) == (
+        "http://127.0.0.1:9",
+        SECRET_KEY,
+        TEMPLATE,
+    )
+    assert sms.param_max_chars == PARAM_MAX and sms.region == "ap-guangzhou"
