@@ -702,9 +702,12 @@ class SmsSender:
     The answer: HTTP 200 with Response.SendStatusSet[].Code "Ok" for the number, or an error code
     there; a request-level error is Response.Error.Code (the SDK raises it). Classified by
     sms_error. The SDK makes one attempt (its retryer is off by default): the outbox's retries are
-    the only ones, so a delivery is sent by at most one successful SendSms per outbox row.
-    SessionContext carries the delivery's hashed key (the webhook-id), which the provider returns
-    in its delivery reports, so a report can be matched to the row; it names no one."""
+    the only ones, and once an attempt is answered "Ok" the row is sent and no attempt follows.
+    SendSms takes no idempotency key, so an attempt whose answer was lost (a dropped connection, a
+    gateway's 5xx) is tried again and may, like any channel's, reach the phone twice: a lost SMS
+    is worse than a repeated one for a deadline. SessionContext carries the delivery's hashed key
+    (the webhook-id), which the provider returns in its answer and delivery reports, so a report
+    can be matched to the row; it names no one."""
 
     def __init__(self, sms: SmsSettings) -> None:
         self.sms = sms
