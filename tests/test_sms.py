@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner
 
 from activities.channels import (
@@ -38,7 +41,7 @@ from activities.channels import (
     SmtpSettings,
 )
 from activities.notify import NotifyActivities
-from config.settings import get_settings
+from config.settings import Settings, get_settings
 from plan.messages import SMS_DEADLINE_NAMES, sms_deadline_name
 from plan.models import Notification, Recipient
 from plan.outbox import deliveries_for
@@ -802,3 +805,69 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
         TEMPLATE,
     )
     assert sms.param_max_chars == PARAM_MAX and sms.region == "ap-guangzhou"
+
+
+# --- the workflow: an incident's notice reaches a phone, once ---
+
+
+async def test_an_incidents_notice_reaches_the_office_by_sms_once(
+    time_env: WorkflowEnvironment,
+    client: Client,
+    settings: Settings,
+    executor: ThreadPoolExecutor,
+) -> None:
+    """R-REPORT, R-NOTIFY: the office hears of a new incident by SMS through the worker as
+    deployed (the delivery worker's SmsSettings from YUQING_SMS_*). The provider answers 502,
+    then drops the connection, then "Ok": the outbox row ends sent after three attempts, the
+    provider accepted one SendSms, carrying the incident's short number from the store."""
+    from tests.helpers import eventually, running_worker, stored, submit
+    from tests.test_outbox import clock_running, one_row
+
+    server = TencentSms(answers=[("http", 502), "drop", "ok"])
+    try:
+        text = EXAMPLE_ROSTER.read_text(encoding="utf-8")
+        line = 'id = "liu.yang"\n'
+        text = text.replace(
+            line,
+            f'{line}mobile = "13800000002"\nchannels = [{{ id = "sms", kind = "sms" }}]\n',
+        )
+        roster = parse_roster(text)
+        path = Path(settings.database_url.removeprefix("sqlite:///")).parent / "roster.toml"
+        path.write_text(text, encoding="utf-8")
+        settings = settings.model_copy(
+            update={
+                "roster_file": path,
+                "sms_secret_id": SECRET_ID,
+                "sms_secret_key": SECRET_KEY,
+                "sms_sdk_app_id": APP_ID,
+                "sms_sign_name": SIGN,
+                "sms_template_id": TEMPLATE,
+                "sms_endpoint": server.endpoint,
+            }
+        )
+        async with running_worker(client, settings, executor):
+            view = await submit(client, settings, roster)
+            async with clock_running(time_env):
+                row = await eventually(lambda: one_row(settings.database_url, view.id, "sent"))
+        assert (row.recipient, row.kind, row.channel, row.attempts) == (
+            "liu.yang",
+            "sms",
+            "sms:sms",
+            3,
+        )
+        assert [c.answered for c in server.calls] == ["HTTP 502", "dropped", "Ok"]
+        assert all(c.problems == [] for c in server.calls)
+        (sent,) = server.sent()
+        assert sent.body["PhoneNumberSet"] == ["+8613800000002"]
+        (number,) = stored(settings.database_url, _short_numbers, incident_id=view.id)
+        assert "-".join(sent.body["TemplateParamSet"][:3]) == number
+        assert view.title not in json.dumps(sent.body, ensure_ascii=False)
+    finally:
+        server.close()
+
+
+def _short_numbers(session: Any, *, incident_id: str) -> list[str]:
+    from store.incident_rows import short_number_of
+
+    number = short_number_of(session, incident_id=incident_id)
+    return [number] if number else []
