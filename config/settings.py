@@ -71,6 +71,20 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_from: str = "yuqing@localhost"
+    # SMS through Tencent Cloud SMS (短信, API SendSms 2021-01-11; activities/channels.py): the API
+    # key pair (访问管理 → API 密钥; a sub-account with SMS rights only), the application's
+    # SdkAppId, the approved signature (签名) and notification template (正文模板) ids, from the
+    # SMS console. The endpoint is Tencent's unless set (http://127.0.0.1:PORT in tests: a scheme
+    # and host[:port]); the region is the API's common parameter. sms_param_max_chars: the longest
+    # template variable value sent (Tencent's FAQ, 6 for a notification template; see SmsSender).
+    sms_secret_id: str | None = None
+    sms_secret_key: str | None = None
+    sms_sdk_app_id: str | None = None
+    sms_sign_name: str | None = None
+    sms_template_id: str | None = None
+    sms_endpoint: str = "https://sms.tencentcloudapi.com"
+    sms_region: str = "ap-guangzhou"
+    sms_param_max_chars: int = Field(default=6, ge=4, le=12)
     # Web sign-in: how long a browser session lasts, and the key for CSRF tokens (when unset, a
     # random key is generated once and kept in data/secret_key).
     session_hours: float = 12.0

@@ -1493,6 +1493,7 @@ class Incident:
                     )
                 )
         incident_id = self.inp.incident_id
+        about = messages.brief_deadline(self.s.deadlines, rule, deadline)
         self.s.notify_seq += 1
         self.s.pending_notifications.append(
             Notification(
@@ -1506,6 +1507,8 @@ class Incident:
                 drill=self.sub.is_drill,
                 sent_at=self.now,
                 brief=messages.brief(self.s.deadlines, self.tz, rule, deadline, step, self.now),
+                deadline=about.key if about else "",
+                step=step.step if step else 0,
             )
         )
 

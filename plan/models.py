@@ -572,6 +572,11 @@ class Notification(BaseModel):
     # per incident), none of them a text a person wrote at length. The robots get the subject,
     # these lines and the link, never the body. Empty in notifications from before issue 17.
     brief: list[str] = Field(default_factory=list)
+    # For SMS (issue 20), whose approved template has room for a few short words only: the key of
+    # the deadline the message is about (the brief's; "R-REPLY#1"), and the escalation step (0:
+    # not an escalation). Neither names a person or says what the incident is about.
+    deadline: str = ""
+    step: int = 0
 
 
 class DeliverRequest(BaseModel):

@@ -19,7 +19,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.archive import Archiver, RetentionActivities
-from activities.channels import SmtpSettings
+from activities.channels import SmsSettings, SmtpSettings
 from activities.digest import DigestActivities
 from activities.notify import NotifyActivities
 from activities.record import RecordActivities
@@ -51,6 +51,7 @@ def _notify_activities(settings: Settings) -> NotifyActivities:
         # Links only to an address the operator set: never to the default localhost.
         sign_in_url=settings.public_url if "public_url" in settings.model_fields_set else None,
         sign_in_hours=settings.sign_in_link_hours,
+        sms=SmsSettings.from_settings(settings),
     )
 
 

@@ -532,8 +532,8 @@ def notify_test(person_id: Annotated[str, typer.Argument(help="名册中的人�
     import uuid
     from datetime import UTC
 
-    from activities.channels import Channels, OutgoingMessage, SmtpSettings
-    from plan.roster import ChannelRef, InboxChannel, channel_target
+    from activities.channels import Channels, OutgoingMessage, SmsSettings, SmtpSettings
+    from plan.roster import ChannelRef, InboxChannel, SmsChannel, channel_ref, channel_target
     from store import notifications
     from store.db import session_scope
 
@@ -561,6 +561,9 @@ def notify_test(person_id: Annotated[str, typer.Argument(help="名册中的人�
         recipient_name=person.name,
         sent_at=now.isoformat(),
         brief=["测试消息，无需回复或处理。", f"发送时间：{stamp}"],
+        # A test SMS: number 000 of today, "（通知测试）：新通知，请登录系统查看".
+        short_number=now.astimezone(ZoneInfo(settings.timezone)).strftime("%Y-%m%d-000"),
+        deadline="通知测试",
     )
     typer.echo(f"向{person.name}（{person.id}）发送测试消息：")
     failed = 0
@@ -586,11 +589,18 @@ def notify_test(person_id: Annotated[str, typer.Argument(help="名册中的人�
     # A roster file declares its channels in full (load_roster refuses bare references).
     external = [c for c in person.channels if not isinstance(c, InboxChannel | ChannelRef)]
     with httpx.Client(timeout=settings.webhook_timeout_seconds) as http:
-        channels = Channels(http, smtp)
+        channels = Channels(http, smtp, SmsSettings.from_settings(settings))
         for channel in external:
             target = channel_target(channel)
             try:
-                channels.send(message, channel)
+                if isinstance(channel, SmsChannel):
+                    # The number is the person's (mobile), filled in as the worker does.
+                    resolved = roster.resolve(person.id, channel_ref(channel))
+                    if isinstance(resolved, str):
+                        raise ValueError(resolved)
+                    channels.send(message, resolved)
+                else:
+                    channels.send(message, channel)
             except Exception as exc:  # Retryable, Refused, or anything unexpected
                 failed += 1
                 typer.echo(f"  {target}  失败：{exc}")
