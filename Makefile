@@ -64,8 +64,10 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy plan workflows activities runtime starter store devstack
 
-## guide-screenshots: re-take the user guide's screenshots with the browser tests
+## guide-screenshots: re-take the user guide's screenshots with the browser tests, and render the
+## Word documents they download to images (needs LibreOffice and pdftoppm; not part of `make test`)
 guide-screenshots: $(VENV)/.test-installed
 	$(BIN)/pytest -q tests/test_browser.py
+	scripts/render_documents.sh
 	for f in $$(sed -n 's/.*(screenshots\/\([a-z-]*\.png\)).*/\1/p' docs/guide.zh.md); do \
 	  cp test-artifacts/screenshots/$$f docs/screenshots/$$f; done

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import hmac
 import json
+import logging
 import math
 import re
 import smtplib
@@ -35,6 +36,7 @@ from plan.roster import (
     EmailChannel,
     FeishuChannel,
     InboxChannel,
+    SmsChannel,
     WebhookChannel,
     WeComChannel,
     standard_webhook_key,
@@ -117,6 +119,12 @@ class OutgoingMessage:
     # person's own channel); the robots' short form never carries it.
     sign_in_link: str = ""
     sign_in_hours: float = 0.0
+    # For SMS (SmsSender), plain values that name no one: the incident's short number
+    # (2026-1130-007, from the store), the deadline's name in a word (plan.messages.
+    # sms_deadline_name) and the escalation step (0: none).
+    short_number: str = ""
+    deadline: str = ""
+    step: int = 0
 
     def sign_in_note(self) -> str:
         return (
@@ -572,15 +580,219 @@ class EmailSender:
             raise Retryable(f"{type(exc).__name__}: {exc}") from exc
 
 
+@dataclass
+class SmsSettings:
+    """The YUQING_SMS_* settings: Tencent Cloud SMS's API keys, application, signature and
+    template (config/settings.py). None of them ever enters workflow data."""
+
+    secret_id: str | None = None
+    secret_key: str | None = None
+    sdk_app_id: str | None = None
+    sign_name: str | None = None
+    template_id: str | None = None
+    endpoint: str = "https://sms.tencentcloudapi.com"
+    region: str = "ap-guangzhou"
+    param_max_chars: int = 6
+    timeout: float = 10.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SmsSettings:
+        return cls(
+            secret_id=settings.sms_secret_id,
+            secret_key=settings.sms_secret_key,
+            sdk_app_id=settings.sms_sdk_app_id,
+            sign_name=settings.sms_sign_name,
+            template_id=settings.sms_template_id,
+            endpoint=settings.sms_endpoint,
+            region=settings.sms_region,
+            param_max_chars=settings.sms_param_max_chars,
+            timeout=settings.webhook_timeout_seconds,
+        )
+
+    def missing(self) -> list[str]:
+        names = {
+            "YUQING_SMS_SECRET_ID": self.secret_id,
+            "YUQING_SMS_SECRET_KEY": self.secret_key,
+            "YUQING_SMS_SDK_APP_ID": self.sdk_app_id,
+            "YUQING_SMS_SIGN_NAME": self.sign_name,
+            "YUQING_SMS_TEMPLATE_ID": self.template_id,
+        }
+        return [name for name, value in names.items() if not value]
+
+    def http_profile(self) -> tuple[str, str]:
+        """The SDK's HttpProfile protocol and endpoint (host[:port]) from `endpoint`: a URL
+        (https://sms.tencentcloudapi.com, http://127.0.0.1:PORT) or a bare host (https)."""
+        split = urllib.parse.urlsplit(
+            self.endpoint if "://" in self.endpoint else "//" + self.endpoint
+        )
+        scheme = split.scheme or "https"
+        if scheme not in ("http", "https") or not split.netloc or split.path not in ("", "/"):
+            raise Refused(
+                f"短信接口地址（YUQING_SMS_ENDPOINT）无效：{self.endpoint!r}，"
+                "须为 https://主机[:端口]"
+            )
+        return scheme, split.netloc
+
+
+# Tencent Cloud SMS error codes (SendSms, "错误码": https://cloud.tencent.com/document/api/382/
+# 55981 and the API's common errors) that are worth trying again, and how long to wait: the
+# per-number limits are the provider's defaults (30 seconds, an hour, a day; 频率限制 in the SMS
+# console), a day's being retried hourly (RETRY_AFTER_CAP in activities/notify.py caps any of them
+# at the retry policy's longest interval). Any other LimitExceeded.* waits a minute; the API's
+# request rate limit (RequestLimitExceeded) a second; an InternalError.* (the provider's own
+# trouble, a timeout to the carrier) and the SDK's network errors have no delay of their own. Any
+# other code (a bad number, an unapproved signature or template, a package used up, a failed
+# authentication, a bad parameter) is a refusal: trying again sends nothing more.
+SMS_RETRY_AFTER = {
+    "LimitExceeded.PhoneNumberThirtySecondLimit": timedelta(seconds=30),
+    "LimitExceeded.PhoneNumberOneHourLimit": timedelta(hours=1),
+    "LimitExceeded.PhoneNumberDailyLimit": timedelta(hours=1),
+    "LimitExceeded.DailyLimit": timedelta(hours=1),
+    "LimitExceeded.AppDailyLimit": timedelta(hours=1),
+    "LimitExceeded.AppGlobalDailyLimit": timedelta(hours=1),
+    "LimitExceeded.AppMainlandChinaDailyLimit": timedelta(hours=1),
+    "LimitExceeded.PhoneNumberSameContentDailyLimit": timedelta(hours=1),
+    "RequestLimitExceeded": timedelta(seconds=1),
+}
+SMS_RETRY_AFTER_OTHER_LIMIT = timedelta(minutes=1)
+SDK_LOGGER = "tencentcloud_sdk_common"
+SMS_TRANSIENT = ("InternalError", "ClientNetworkError", "ServerNetworkError")
+
+
+def sms_error(code: str, said: str) -> DeliveryError:
+    """A Tencent Cloud SMS error code (request-level or one number's) as Retryable or Refused."""
+    reason = f"腾讯云短信 {code}：{said[:200]}"
+    if code in SMS_RETRY_AFTER:
+        return Retryable(reason, retry_after=SMS_RETRY_AFTER[code])
+    if code.startswith("LimitExceeded.") or code == "LimitExceeded":
+        return Retryable(reason, retry_after=SMS_RETRY_AFTER_OTHER_LIMIT)
+    if code.partition(".")[0] in SMS_TRANSIENT:
+        return Retryable(reason)
+    return Refused(reason)
+
+
+def _masked(text: str, mobile: str) -> str:
+    """A provider's message with the number (E.164, or its 11 digits) masked: the reason reaches
+    the outbox, the office's inbox and the incident's history."""
+    national = mobile.removeprefix("+86")
+    hidden = national[:3] + "****" + national[-4:]
+    return text.replace(mobile, hidden).replace(national, hidden)
+
+
+class SmsSender:
+    """短信 through Tencent Cloud SMS with its official SDK (tencentcloud-sdk-python-sms): API
+    SendSms, version 2021-01-11 (https://cloud.tencent.com/document/api/382/55981), signed with
+    TC3-HMAC-SHA256 by the SDK (签名方法 v3), to one number in E.164 (+86…), with the approved
+    signature (SignName), template (TemplateId) and application (SmsSdkAppId) of the settings.
+
+    R-SECRECY: the text is the approved template's; we fill only its variables, and none of them is
+    incident content (a title, a summary, a name): the template, as the town applies for it, is
+
+        舆情事件{1}-{2}-{3}（{4}）：{5}，请登录系统查看。
+
+    {1}-{2}-{3} the incident's short number in its three parts (2026, 1130, 007), {4} the deadline
+    in a word (官方回复; 事件动态 when the message is about none), {5} the escalation step
+    (督办第2级) or 新通知. Split so that every value keeps within Tencent's limit on one variable:
+    "非验证码短信：每个变量取值最多支持6个字符" (汉字、字母、数字、标点 each one character; FAQ
+    模板相关问题, https://cloud.tencent.com/document/product/382/13301). An account verified as an
+    organisation may have longer values (https://www.tencentcloud.com/zh/document/product/382/
+    40653); YUQING_SMS_PARAM_MAX_CHARS follows the stricter FAQ unless set. Each value is checked
+    before sending: a value that cannot be made to fit is Refused, never cut through a number.
+
+    The answer: HTTP 200 with Response.SendStatusSet[].Code "Ok" for the number, or an error code
+    there; a request-level error is Response.Error.Code (the SDK raises it). Classified by
+    sms_error. The SDK makes one attempt (its retryer is off by default): the outbox's retries are
+    the only ones, and once an attempt is answered "Ok" the row is sent and no attempt follows.
+    SendSms takes no idempotency key, so an attempt whose answer was lost (a dropped connection, a
+    gateway's 5xx) is tried again and may, like any channel's, reach the phone twice: a lost SMS
+    is worse than a repeated one for a deadline. SessionContext carries the delivery's hashed key
+    (the webhook-id), which the provider returns in its answer and delivery reports, so a report
+    can be matched to the row; it names no one."""
+
+    def __init__(self, sms: SmsSettings) -> None:
+        self.sms = sms
+
+    def params(self, message: OutgoingMessage) -> list[str]:
+        limit = self.sms.param_max_chars
+        if not message.short_number:
+            # The store gives the number with the incident's first record, which comes first;
+            # a delivery that overtook it waits for it.
+            raise Retryable(f"事件 {message.incident_id} 尚未编号，稍后重试")
+        parts = message.short_number.split("-")
+        if len(parts) != 3 or not all(p.isdigit() for p in parts):
+            raise Refused(
+                f"短信须有事件编号（如 2026-1130-007），此通知没有：{message.incident_id}"
+            )
+        state = f"督办第{message.step}级" if message.step else "新通知"
+        values = [*parts, message.deadline or "事件动态", state]
+        for value in values:
+            if not 0 < len(value) <= limit:
+                raise Refused(
+                    f"短信模板变量“{value}”超过 {limit} 个字符（YUQING_SMS_PARAM_MAX_CHARS）"
+                )
+        return values
+
+    def client(self) -> Any:
+        from tencentcloud.common import credential
+        from tencentcloud.common.profile.client_profile import ClientProfile
+        from tencentcloud.common.profile.http_profile import HttpProfile
+        from tencentcloud.sms.v20210111 import sms_client
+
+        # The SDK logs each request and answer in full at DEBUG (the number among them): never,
+        # whatever level the worker's logging is set to.
+        logging.getLogger(SDK_LOGGER).setLevel(logging.INFO)
+        scheme, endpoint = self.sms.http_profile()
+        http = HttpProfile(
+            protocol=scheme, endpoint=endpoint, reqTimeout=max(1, math.ceil(self.sms.timeout))
+        )
+        profile = ClientProfile(signMethod="TC3-HMAC-SHA256", httpProfile=http)
+        cred = credential.Credential(self.sms.secret_id, self.sms.secret_key)
+        return sms_client.SmsClient(cred, self.sms.region, profile)
+
+    def send(self, message: OutgoingMessage, channel: SmsChannel) -> None:
+        from tencentcloud.common.exception.tencent_cloud_sdk_exception import (
+            TencentCloudSDKException,
+        )
+        from tencentcloud.sms.v20210111 import models
+
+        missing = self.sms.missing()
+        if missing:
+            raise Refused("短信未配置：请设置 " + "、".join(missing))
+        if channel.mobile is None:
+            raise Refused("名册中未登记手机号（mobile），无法发送短信")
+        mobile = channel.mobile
+        request = models.SendSmsRequest()
+        request.PhoneNumberSet = [mobile]
+        request.SmsSdkAppId = self.sms.sdk_app_id
+        request.SignName = self.sms.sign_name
+        request.TemplateId = self.sms.template_id
+        request.TemplateParamSet = self.params(message)
+        request.SessionContext = message.webhook_id()
+        try:
+            response = self.client().SendSms(request)
+        except TencentCloudSDKException as exc:
+            raise sms_error(str(exc.code), _masked(str(exc.message), mobile)) from exc
+        statuses = response.SendStatusSet or []
+        if len(statuses) != 1:
+            # Not an answer the API gives to a one-number request: it may have sent; not again.
+            raise Refused(f"腾讯云短信的应答无法识别（{len(statuses)} 个号码的发送状态）")
+        status = statuses[0]
+        if status.Code != "Ok":
+            raise sms_error(str(status.Code), _masked(str(status.Message or ""), mobile))
+
+
 class Channels:
     """Picks the sender for a channel."""
 
-    def __init__(self, client: httpx.Client, smtp: SmtpSettings) -> None:
+    def __init__(
+        self, client: httpx.Client, smtp: SmtpSettings, sms: SmsSettings | None = None
+    ) -> None:
         self.webhook = WebhookSender(client)
         self.wecom = WeComSender(client)
         self.dingtalk = DingTalkSender(client)
         self.feishu = FeishuSender(client)
         self.email = EmailSender(smtp)
+        self.sms = SmsSender(sms or SmsSettings())
 
     def send(self, message: OutgoingMessage, channel: Channel) -> None:
         if isinstance(channel, InboxChannel):

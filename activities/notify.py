@@ -39,7 +39,15 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.channels import Channels, OutgoingMessage, Refused, Retryable, SmtpSettings
+from activities.channels import (
+    Channels,
+    OutgoingMessage,
+    Refused,
+    Retryable,
+    SmsSettings,
+    SmtpSettings,
+)
+from plan.messages import sms_deadline_name
 from plan.outbox import DELIVERY_RETRY_MAX_INTERVAL, deliveries_for
 from plan.records import DeliverRequest, DeliveryFailure, Notification
 from plan.roster import (
@@ -50,7 +58,7 @@ from plan.roster import (
     parse_roster,
     personal_channel,
 )
-from store import credentials, notifications
+from store import credentials, incident_rows, notifications
 from store.db import session_scope
 
 # The longest a receiver's Retry-After holds a delivery back: the retry policy's own longest
@@ -99,6 +107,8 @@ def outgoing(request: DeliverRequest) -> OutgoingMessage:
         drill=note.drill,
         sent_at=note.sent_at.isoformat(),
         brief=list(note.brief),
+        deadline=sms_deadline_name(note.deadline),
+        step=note.step,
     )
 
 
@@ -112,6 +122,7 @@ class NotifyActivities:
         *,
         sign_in_url: str | None = None,
         sign_in_hours: float = credentials.LINK_HOURS,
+        sms: SmsSettings | None = None,
     ) -> None:
         self.database_url = database_url
         # Where the one-time sign-in links lead (YUQING_PUBLIC_URL) and how long they last; no
@@ -124,6 +135,7 @@ class NotifyActivities:
         self._roster_lock = threading.Lock()
         self.webhook_timeout = webhook_timeout
         self.smtp = smtp or SmtpSettings()
+        self.sms = sms or SmsSettings()
         # One TLS context for every delivery: building it loads the CA bundle, which cost more CPU
         # than the delivery itself and made a busy worker fall behind its timers. (A context is
         # safe to share between the activity threads; each delivery still has its own client.)
@@ -201,6 +213,12 @@ class NotifyActivities:
             if not isinstance(channel, str):
                 row.attempts += 1
             attempt = row.attempts
+            # An SMS names the incident by its short number alone (activities/channels.py).
+            short_number = (
+                incident_rows.short_number_of(session, incident_id=request.note.incident_id)
+                if kind == "sms"
+                else None
+            )
         if isinstance(channel, str):
             # The person or the channel has left the worker's roster: nothing to send through.
             self._mark(request.key, "failed", channel)
@@ -210,10 +228,11 @@ class NotifyActivities:
                 f"{request.target}: {channel}", type="DeliveryRefused", non_retryable=True
             )
         message = outgoing(request)
+        message.short_number = short_number or ""
         self._sign_in_link(request, message)
         try:
             with httpx.Client(timeout=self.webhook_timeout, verify=self.tls) as client:
-                Channels(client, self.smtp).send(message, channel)
+                Channels(client, self.smtp, self.sms).send(message, channel)
         except Retryable as exc:
             self._mark(request.key, "pending", str(exc))
             count(FAILED, FAILED_HELP, request)

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     attachment_dir: Path | None = None
     attachment_max_mb: int = Field(default=20, ge=1, le=1024)
     timezone: str = "Asia/Shanghai"
+    # 归档 (issue 19, item 4): days after an incident closes before the public's personal data
+    # (the post's content and link, the reporter's name) is redacted from the store and the
+    # archived case file, the redaction recorded. A year covers the year's accountability review
+    # and the periods for a 复议 or 诉讼 about the case; PIPL art. 19 asks no longer than
+    # necessary. 0: keep them.
+    personal_data_retention_days: int = Field(default=365, ge=0, le=36_500)
     public_url: str = "http://localhost:8000"
     api_url: str = "http://localhost:8000"
 
@@ -65,6 +71,20 @@ class Settings(BaseSettings):
     smtp_username: str | None = None
     smtp_password: str | None = None
     smtp_from: str = "yuqing@localhost"
+    # SMS through Tencent Cloud SMS (短信, API SendSms 2021-01-11; activities/channels.py): the API
+    # key pair (访问管理 → API 密钥; a sub-account with SMS rights only), the application's
+    # SdkAppId, the approved signature (签名) and notification template (正文模板) ids, from the
+    # SMS console. The endpoint is Tencent's unless set (http://127.0.0.1:PORT in tests: a scheme
+    # and host[:port]); the region is the API's common parameter. sms_param_max_chars: the longest
+    # template variable value sent (Tencent's FAQ, 6 for a notification template; see SmsSender).
+    sms_secret_id: str | None = None
+    sms_secret_key: str | None = None
+    sms_sdk_app_id: str | None = None
+    sms_sign_name: str | None = None
+    sms_template_id: str | None = None
+    sms_endpoint: str = "https://sms.tencentcloudapi.com"
+    sms_region: str = "ap-guangzhou"
+    sms_param_max_chars: int = Field(default=6, ge=4, le=12)
     # Web sign-in: how long a browser session lasts, and the key for CSRF tokens (when unset, a
     # random key is generated once and kept in data/secret_key).
     session_hours: float = 12.0
@@ -108,6 +128,16 @@ class Settings(BaseSettings):
     continue_as_new_after: int = 2_000
     # Set false only against a server without the custom search attributes registered.
     search_attributes: bool = True
+
+    def attachment_folder(self) -> Path:
+        """The attachments' folder: the setting, or beside the SQLite database, or
+        var/attachments (a path only: nothing is read or made here)."""
+        if self.attachment_dir is not None:
+            return self.attachment_dir
+        url = self.database_url
+        if url.startswith("sqlite:///") and not url.endswith(":memory:"):
+            return Path(url.removeprefix("sqlite:///")).parent / "attachments"
+        return Path("var") / "attachments"
 
 
 @lru_cache

@@ -57,6 +57,8 @@ from plan.models import (
     ReportSpreading,
     ReturnRequest,
     ReturnToOffice,
+    SignFor,
+    SignForRequest,
     SpreadingRequest,
     SubmitSummary,
     SummaryRequest,
@@ -95,6 +97,7 @@ class Who(Enum):
     attaching = (
         "报告单位、责任单位、协办单位、启动预案后介入的单位和人员、领导小组组长、副组长或其办公室"
     )
+    signer = "收到交办或督办通知、尚未签收的人员"
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,8 @@ class Place:
     activated_persons: tuple[str, ...] = ()
     # R-REVIEW 会签: the co-handling units whose heads still have to countersign the reply.
     countersign_pending: tuple[str, ...] = ()
+    # 签收 (issue 20): who has a 交办 or 督办 message of this incident still to sign for.
+    to_sign: tuple[str, ...] = ()
 
     def brought_in(self, roster: Roster, actor: str) -> bool:
         """A member of a unit the leading group activated, or a person it named."""
@@ -149,6 +154,8 @@ def holds(
         return leading or reporting or place.takes_part(roster, actor)
     if who is Who.countersigner:
         return any(roster.is_head_of(actor, u) for u in place.countersign_pending)
+    if who is Who.signer:
+        return actor in place.to_sign
     if who is Who.consulting:
         group = {Role.office, Role.leader, Role.deputy, Role.member}
         return bool(roles & group) or place.brought_in(roster, actor)
@@ -167,6 +174,8 @@ def who_refusal(who: Who, roster: Roster, place: Place) -> str:
         return f"只有尚未会签的协办单位（{names}）负责人可以会签（{rules.R_REVIEW}）"
     if who is Who.reporter:
         return "书面信息由报告单位或领导小组办公室报送"
+    if who is Who.signer:
+        return "您没有需要签收的交办或督办通知（已签收的无需重复签收）"
     return f"此操作只能由{who.value}执行"
 
 
@@ -207,7 +216,13 @@ def place_of(s: IncidentState, reporter_unit: str | None) -> Place:
         tuple(s.activated_units),
         tuple(s.activated_persons),
         countersign_pending(s),
+        to_sign(s),
     )
+
+
+def to_sign(s: IncidentState) -> tuple[str, ...]:
+    """签收: who has a 交办 or 督办 message of this incident still to sign for."""
+    return tuple(dict.fromkeys(p for r in s.receipts for p in r.unsigned()))
 
 
 def reply_owed(s: IncidentState) -> bool:
@@ -603,6 +618,15 @@ ACTIONS: dict[str, ActionRule] = {
         Who.office_or_leading,
         OPEN_PHASES,
         after_close=Who.office_or_leading,
+    ),
+    "sign-for": ActionRule(
+        SignForRequest,
+        SignFor,
+        "签收",
+        "签收发给您的交办、督办通知，表示您已收到并知悉（R-ESCALATE）。签收不等于办结："
+        "期限仍在计时，逾期仍按规定逐级督办。",
+        Who.signer,
+        OPEN_PHASES,
     ),
 }
 

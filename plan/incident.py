@@ -62,6 +62,7 @@ from plan.models import (
     Phase,
     Progress,
     PublishReply,
+    Receipt,
     Recipient,
     RecordAccountability,
     Referral,
@@ -71,6 +72,7 @@ from plan.models import (
     ReportSpreading,
     ReturnToOffice,
     Severity,
+    SignFor,
     SubmitSummary,
     TimelineEntry,
     Track,
@@ -293,6 +295,8 @@ class Incident:
         self._notify(
             rules.R_NOTIFY, who, *messages.reported(self.view(), self.roster, self.tz, self.spec)
         )
+        if self.s.responsible_unit:  # reported by staff with the unit named: that is its 交办
+            self._ask_receipt_of_assignment()
         self._ensure_progress(at)
 
     # ------------------------------------------------------------------ queries and signals
@@ -413,6 +417,7 @@ class Incident:
             for unit in s.co_units:
                 who += self.roster.members_of(unit)
             self._notify(rules.R_NOTIFY, who, *messages.assigned(self.view(), self.roster, self.tz))
+            self._ask_receipt_of_assignment()
         self.changed()
 
     def activate(self, action: Activate) -> None:
@@ -506,6 +511,48 @@ class Incident:
             f"（{self.roster.person_name(person)}）：{action.reason}",
         )
         self.changed()
+
+    def sign_for(self, action: SignFor) -> None:
+        """签收: the person has the 交办/督办 messages addressed to them (one, or all still
+        unsigned). Nothing else changes: the deadlines and the escalation chain run on."""
+        signed = []
+        for r in self.s.receipts:
+            if action.actor in r.unsigned() and action.key in (None, r.key):
+                r.signed[action.actor] = self.now
+                signed.append(r.label)
+        self.event("signed", action.actor, "签收：" + "；".join(signed))
+        self.changed()
+
+    def _ask_receipt_of_assignment(self) -> None:
+        """签收 of the 交办: the responsible unit's head and first-responsible person. A unit the
+        incident was taken from no longer owes its signature (who signed stays on record)."""
+        s = self.s
+        unit = self.roster.unit(s.responsible_unit) if s.responsible_unit else None
+        if unit is None:
+            return
+        label = f"交办：{unit.name}牵头处置"
+        assigned = [r for r in s.receipts if r.deadline_key is None]
+        if assigned and assigned[-1].label == label:
+            return
+        for r in s.receipts:
+            if r.deadline_key is None:
+                r.persons = [p for p in r.persons if p in r.signed]
+        s.receipts = [r for r in s.receipts if r.persons]
+        number = 1 + sum(r.key.startswith("交办#") for r in s.receipts)
+        s.receipts.append(
+            Receipt(
+                key=f"交办#{number}",
+                label=label,
+                at=self.now,
+                persons=list(dict.fromkeys([unit.head, unit.first_responsible])),
+                note_key=self._last_note_key(),
+            )
+        )
+
+    def _last_note_key(self) -> str | None:
+        """The key of the notification just queued (the one a receipt asks to sign for)."""
+        pending = self.s.pending_notifications
+        return pending[-1].key if pending else None
 
     def commend(self, action: Commend) -> None:
         self.s.commendations.append(
@@ -853,7 +900,10 @@ class Incident:
         late = [d.title for d in met if d.overdue]
         suffix = f"（逾期：{'、'.join(late)}）" if late else ""
         self.event(
-            "reply_published", action.actor, f"发布{current.kind.label}（{action.channel}）{suffix}"
+            "reply_published",
+            action.actor,
+            f"发布{current.kind.label}（{action.channel}）{suffix}",
+            detail=current.text,
         )
         if (
             current.kind is not ReplyKind.stance
@@ -1337,6 +1387,17 @@ class Incident:
             self.view(), self.roster, self.tz, d, step, now, spec=self.spec
         )
         self._notify(rules.R_ESCALATE, list(step.targets), subject, body, deadline=d, step=step)
+        self.s.receipts.append(
+            Receipt(
+                key=f"{d.key}/{step.step}",
+                label=f"第{step.step}级督办：{d.title}逾期",
+                at=now,
+                persons=list(step.targets),
+                deadline_key=d.key,
+                step=step.step,
+                note_key=self._last_note_key(),
+            )
+        )
         self.changed()
 
     def _account(self, d: Deadline, kind: str, unit: str, met_at: datetime | None = None) -> None:
@@ -1401,6 +1462,10 @@ class Incident:
         roster = self.roster
         units: list[str] = []
         people: list[tuple[str, str]] = []
+        if name == "sign-for" and action.key is not None:
+            mine = [r.key for r in self.s.receipts if action.actor in r.unsigned()]
+            if action.key not in mine:
+                return f"没有发给您、待签收的通知“{action.key}”（可签收：{'、'.join(mine)}）"
         if name == "triage":
             units = [action.responsible_unit, *action.co_units]
             if action.responsible_unit in action.co_units:
@@ -1449,7 +1514,7 @@ class Incident:
 
     # ------------------------------------------------------------------ effects
 
-    def event(self, kind: str, actor: str | None, summary: str) -> None:
+    def event(self, kind: str, actor: str | None, summary: str, detail: str | None = None) -> None:
         self.s.timeline.append(
             TimelineEntry(
                 seq=len(self.s.timeline) + 1,
@@ -1457,6 +1522,7 @@ class Incident:
                 kind=kind,
                 actor=actor,
                 summary=rules.code_last(summary),
+                detail=detail,
             )
         )
 
@@ -1496,6 +1562,7 @@ class Incident:
                     )
                 )
         incident_id = self.inp.incident_id
+        about = messages.brief_deadline(self.s.deadlines, rule, deadline)
         self.s.notify_seq += 1
         self.s.pending_notifications.append(
             Notification(
@@ -1509,6 +1576,8 @@ class Incident:
                 drill=self.sub.is_drill,
                 sent_at=self.now,
                 brief=messages.brief(self.s.deadlines, self.tz, rule, deadline, step, self.now),
+                deadline=about.key if about else "",
+                step=step.step if step else 0,
             )
         )
 

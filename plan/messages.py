@@ -109,6 +109,43 @@ def escalation(
     return subject, body
 
 
+def brief_deadline(deadlines: list[Deadline], rule: str, d: Deadline | None) -> Deadline | None:
+    """The deadline a message is about: `d`, else the incident's open one under the message's
+    rule, else its open reply deadline (a lead's: its report deadline) when there is one."""
+    if d is not None:
+        return d
+    wanted = [rule, rules.R_REPORT] if rule == rules.R_OFFICE else [rule, rules.R_REPLY]
+    for r in wanted:
+        found = [x for x in deadlines if x.rule == r and x.open]
+        if found:
+            return found[-1]
+    return None
+
+
+# SMS (issue 20): each deadline in a word or two, by its key's part before "#". Tencent Cloud SMS
+# takes at most 6 characters in a notification template's variable (activities/channels.py,
+# SmsSender), so each name here is at most 6; a deadline not listed is "处置期限".
+SMS_DEADLINE_NAMES = {
+    rules.R_DISCOVER: "发现舆情",
+    rules.R_REPORT: "报告",
+    rules.R_WRITTEN: "书面报告",
+    rules.R_REPLY: "官方回复",
+    rules.R_STANCE: "表态回复",
+    rules.R_PROGRESS: "续报进展",
+    rules.R_TRACK: "动态跟踪",
+    rules.R_SUMMARY: "书面总结",
+    "R-INQUIRY-OPINION": "处理意见",
+    "R-INQUIRY-RESULT": "处理结果",
+}
+
+
+def sms_deadline_name(key: str) -> str:
+    """A deadline's name in an SMS, from its key ("R-REPLY#2" → 官方回复); "" for none."""
+    if not key:
+        return ""
+    return SMS_DEADLINE_NAMES.get(key.partition("#")[0], "处置期限")
+
+
 def brief(
     deadlines: list[Deadline],
     tz: str,
@@ -122,16 +159,9 @@ def brief(
     how much, at `now`), and the escalation step. With the subject (what happened, in one line)
     and the link it is all a robot is sent; the body stays behind sign-in.
 
-    The deadline is `d`, else the incident's open one under the message's rule, else its open
-    reply deadline (a lead's: its report deadline) when there is one."""
+    The deadline is `brief_deadline`'s."""
     lines = [f"规则：{rule}"]
-    if d is None:
-        wanted = [rule, rules.R_REPORT] if rule == rules.R_OFFICE else [rule, rules.R_REPLY]
-        for r in wanted:
-            found = [x for x in deadlines if x.rule == r and x.open]
-            if found:
-                d = found[-1]
-                break
+    d = brief_deadline(deadlines, rule, d)
     if d is not None:
         when = f"期限：{d.title}，{local(d.due_at, tz)}"
         if d.met_at is None and now is not None and now > d.due_at:

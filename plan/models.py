@@ -350,6 +350,14 @@ class AttachRequest(_Message):
     name: str = Field(min_length=1, max_length=ATTACHMENT_NAME_MAX)
 
 
+class SignForRequest(_Message):
+    """签收 (issue 20): the person signs for the 交办 and 督办 messages of this incident addressed
+    to them: one (`key`, as the incident page lists it) or, without a key, all still unsigned.
+    Signing for is not meeting: the deadline and its escalation chain run on."""
+
+    key: str | None = Field(default=None, max_length=SHORT_MAX)
+
+
 class ConfirmLead(ConfirmLeadRequest, Action):
     pass
 
@@ -438,6 +446,10 @@ class Attach(AttachRequest, Action):
     pass
 
 
+class SignFor(SignForRequest, Action):
+    pass
+
+
 # name (the API route and CLI command) → (request schema, command); the workflow's update of
 # the same name with '-' as '_' handles it.
 
@@ -496,6 +508,23 @@ class Escalation(BaseModel):
     summary: str
 
 
+class Receipt(BaseModel):
+    """A message its recipients are asked to sign for (签收, issue 20): the 交办 of the incident
+    to a unit, or a 督办 step. Who signed and when; the rest have not."""
+
+    key: str  # "交办#1", or the deadline's key and the step: "R-REPLY#1/2"
+    label: str
+    at: datetime
+    persons: list[str]
+    deadline_key: str | None = None
+    step: int | None = None
+    signed: dict[str, datetime] = Field(default_factory=dict)
+    note_key: str | None = None  # the notification that carried it (its deliveries' key)
+
+    def unsigned(self) -> list[str]:
+        return [p for p in self.persons if p not in self.signed]
+
+
 class AccountabilityRecord(BaseModel):
     deadline_key: str
     rule: str
@@ -518,6 +547,9 @@ class TimelineEntry(BaseModel):
     kind: str
     actor: str | None
     summary: str
+    # The text behind the entry where a document quotes it (issue 19): a published reply's
+    # wording. The town's own published words, never the public's personal data.
+    detail: str | None = None
 
 
 class ReplyRound(BaseModel):
@@ -590,6 +622,11 @@ class Notification(BaseModel):
     # per incident), none of them a text a person wrote at length. The robots get the subject,
     # these lines and the link, never the body. Empty in notifications from before issue 17.
     brief: list[str] = Field(default_factory=list)
+    # For SMS (issue 20), whose approved template has room for a few short words only: the key of
+    # the deadline the message is about (the brief's; "R-REPLY#1"), and the escalation step (0:
+    # not an escalation). Neither names a person or says what the incident is about.
+    deadline: str = ""
+    step: int = 0
 
 
 class DeliverRequest(BaseModel):
@@ -626,6 +663,8 @@ class IncidentState(BaseModel):
     activated_persons: list[str] = Field(default_factory=list)  # R-ACTIVATE: named persons
     deadlines: list[Deadline] = Field(default_factory=list)
     escalations: list[Escalation] = Field(default_factory=list)
+    # 签收 (issue 20): the 交办 and 督办 messages to be signed for, and by whom they were.
+    receipts: list[Receipt] = Field(default_factory=list)
     accountability: list[AccountabilityRecord] = Field(default_factory=list)
     replies: list[ReplyRound] = Field(default_factory=list)
     referrals: list[Referral] = Field(default_factory=list)

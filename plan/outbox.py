@@ -17,12 +17,21 @@ def delivery_key(note_key: str, recipient: str, target: str) -> str:
     return f"{note_key}|{recipient}|{target}"
 
 
+def about_one_incident(note: Notification) -> bool:
+    """Whether a notification leads to one incident's page (a digest's leads to the list)."""
+    return note.link.rstrip("/").endswith(f"/incidents/{note.incident_id}")
+
+
 def deliveries_for(note: Notification) -> list[DeliverRequest]:
-    """Every external delivery a notification makes, in a stable order."""
+    """Every external delivery a notification makes, in a stable order. An SMS is about one
+    incident (its short number, the deadline, the step: activities/channels.py, SmsSender): a
+    digest, which is about many, goes to a person's other channels and the inbox only."""
     out = []
     for r in note.recipients:
         for channel in r.channels:
             if channel.kind == "inbox":
+                continue
+            if channel.kind == "sms" and not about_one_incident(note):
                 continue
             target = channel_target(channel)
             out.append(

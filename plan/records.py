@@ -28,6 +28,9 @@ __all__ = [
     "Notification",
     "Recipient",
     "RecordRequest",
+    "RetentionInput",
+    "RetentionOutcome",
+    "RetentionRequest",
     "Wait",
 ]
 
@@ -120,3 +123,25 @@ class DeliveryFailure(BaseModel):
     reason: str
     given_up: bool  # True: retried until the give-up period ran out; False: refused
     office: list[str]  # the office's people, who are told in their inbox
+
+
+class RetentionInput(BaseModel):
+    """RetentionWorkflow's input: who runs it (the schedule, unless started by hand)."""
+
+    by: str = "每日定时任务"
+
+
+class RetentionRequest(BaseModel):
+    """归档 (issue 19, item 4): one run of the retention job (RetentionWorkflow's daily run, or
+    `yuqing retention`): its instant, and who or what runs it (recorded with each redaction)."""
+
+    at: datetime
+    by: str = "每日定时任务"
+
+
+class RetentionOutcome(BaseModel):
+    """What a retention run did: incidents redacted, archived (catching up), failed."""
+
+    redacted: list[str] = []
+    archived: list[str] = []
+    failed: list[str] = []

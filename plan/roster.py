@@ -5,7 +5,8 @@ the bad entry. Each incident keeps the snapshot it started with, so its recipien
 
 That snapshot is the roster's public part (`Roster.public()`): ids, names, units, roles, titles and
 each channel as a reference (its kind and the id the roster declares for it), never a URL, a key, a
-signing secret, an e-mail address or a phone number, so none of them reaches a Temporal history.
+signing secret, an e-mail address, a phone or a mobile number, so none of them reaches a Temporal
+history.
 The `deliver` activity resolves a reference in the worker's own roster file when it sends
 (`Roster.resolve`): a rotated secret takes effect at once, and a channel removed since is refused.
 """
@@ -59,12 +60,14 @@ class _Strict(BaseModel):
 # what an incident's history names a channel by (with the person or unit id), never its position.
 ChannelId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 
-ChannelKind = Literal["inbox", "webhook", "wecom", "dingtalk", "feishu", "email"]
+ChannelKind = Literal["inbox", "webhook", "wecom", "dingtalk", "feishu", "email", "sms"]
 
 # The kinds of channel that reach one person alone, when they are a person's (not a unit's):
 # e-mail, and the town's own webhook (its gateway to SMS or personal messages). Only these carry
 # a one-time sign-in link (activities/notify.py). Never the chat robots: a WeCom, DingTalk or
-# Feishu robot posts to a group, which everyone in it reads, even when a person lists it.
+# Feishu robot posts to a group, which everyone in it reads, even when a person lists it. Nor SMS:
+# it reaches one person, but its text is the provider's approved template, which has no room for
+# a link (activities/channels.py, SmsSender), so a link minted for it would never be read.
 PERSONAL_KINDS = frozenset({"email", "webhook"})
 
 
@@ -72,6 +75,18 @@ def personal_channel(recipient_id: str, kind: str) -> bool:
     """Whether a delivery to `recipient_id` through a channel of `kind` reaches that person
     alone (a unit's channels, "unit:" + its id, never do)."""
     return not recipient_id.startswith("unit:") and kind in PERSONAL_KINDS
+
+
+# What a channel kind is called on pages and in documents.
+CHANNEL_KINDS = {
+    "inbox": "站内消息",
+    "webhook": "推送接口",
+    "wecom": "企业微信",
+    "dingtalk": "钉钉",
+    "feishu": "飞书",
+    "email": "电子邮件",
+    "sms": "短信",
+}
 
 
 class InboxChannel(_Strict):
@@ -155,8 +170,46 @@ class EmailChannel(_Strict):
     address: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
+# A Chinese mainland mobile number (工信部 number plan: 11 digits, 1 then 3–9), with or without
+# the country code; spaces and hyphens between the digits are ignored.
+_MOBILE = re.compile(r"(?:\+?86)?(1[3-9][0-9]{9})")
+
+
+def e164_mobile(value: str) -> str:
+    """The mobile number in E.164 (+86 and 11 digits), as the SMS provider takes it; ValueError
+    (in Chinese, naming no number) for anything else."""
+    digits = re.sub(r"[\s-]", "", value)
+    match = _MOBILE.fullmatch(digits)
+    if match is None:
+        raise ValueError(
+            "手机号须为中国大陆手机号：11位数字、以13–19开头，可带 +86（如 +8613800138000）"
+        )
+    return "+86" + match.group(1)
+
+
+class SmsChannel(_Strict):
+    """短信 (Tencent Cloud SMS, activities/channels.py): to the person's own `mobile`, which the
+    roster file gives on the person, not on the channel. `Roster.resolve` fills `mobile` in when
+    the worker sends; it is never in a reference, so never in a history."""
+
+    kind: Literal["sms"] = "sms"
+    id: ChannelId | None = None
+    mobile: str | None = None
+
+    @field_validator("mobile")
+    @classmethod
+    def _e164(cls, value: str | None) -> str | None:
+        return None if value is None else e164_mobile(value)
+
+
 FullChannel = (
-    InboxChannel | WebhookChannel | WeComChannel | DingTalkChannel | FeishuChannel | EmailChannel
+    InboxChannel
+    | WebhookChannel
+    | WeComChannel
+    | DingTalkChannel
+    | FeishuChannel
+    | EmailChannel
+    | SmsChannel
 )
 
 # A channel with everything needed to send through it (what the roster file holds).
@@ -190,6 +243,7 @@ AnyChannel = Annotated[
     | Annotated[DingTalkChannel, Tag("dingtalk")]
     | Annotated[FeishuChannel, Tag("feishu")]
     | Annotated[EmailChannel, Tag("email")]
+    | Annotated[SmsChannel, Tag("sms")]
     | Annotated[ChannelRef, Tag("ref")],
     Discriminator(_channel_tag),
 ]
@@ -205,6 +259,8 @@ def channel_target(channel: FullChannel | ChannelRef) -> str:
         return f"email:{channel.address}"
     if isinstance(channel, InboxChannel):
         return "inbox"
+    if isinstance(channel, SmsChannel):
+        return f"sms:{channel.id or 'sms'}"  # never the number
     return f"{channel.kind}:{channel.url.split('?')[0]}"
 
 
@@ -247,10 +303,18 @@ class Person(_Strict):
     name: str = Field(min_length=1)
     unit: str
     title: str | None = None
+    # The landline or office number, shown on the pages for one-tap calling.
     phone: str | None = None
+    # The mobile number SMS goes to (an "sms" channel), E.164 (+86…) once loaded.
+    mobile: str | None = None
     channels: list[AnyChannel] = Field(default_factory=list)
 
     _default_ids = field_validator("channels", mode="before")(_default_channel_ids)
+
+    @field_validator("mobile")
+    @classmethod
+    def _e164(cls, value: str | None) -> str | None:
+        return None if value is None else e164_mobile(value)
 
     @model_validator(mode="after")
     def _channel_ids(self) -> Person:
@@ -338,13 +402,17 @@ class Roster(_Strict):
 
     def public(self) -> Roster:
         """The roster without what must never reach a workflow history: each channel becomes a
-        reference (kind and id), and phone numbers are left out. Raises RosterError for a channel
-        without an id (a roster `parse_roster` would have refused)."""
+        reference (kind and id), and phone and mobile numbers are left out. Raises RosterError
+        for a channel without an id (a roster `parse_roster` would have refused)."""
         return self.model_copy(
             update={
                 "people": [
                     p.model_copy(
-                        update={"phone": None, "channels": [channel_ref(c) for c in p.channels]}
+                        update={
+                            "phone": None,
+                            "mobile": None,
+                            "channels": [channel_ref(c) for c in p.channels],
+                        }
                     )
                     for p in self.people
                 ],
@@ -373,6 +441,11 @@ class Roster(_Strict):
             return f"名册中{target.name}已没有 id 为“{ref.id}”的通知渠道"
         if found.kind != ref.kind:
             return f"名册中{target.name}的渠道“{ref.id}”已改为{found.kind}（原为{ref.kind}）"
+        if isinstance(found, SmsChannel):
+            mobile = target.mobile if isinstance(target, Person) else None
+            if mobile is None:
+                return f"名册中{target.name}未登记手机号（mobile），无法发送短信"
+            return found.model_copy(update={"mobile": mobile})
         return found
 
     # --- look-ups used by the workflow (pure) and the edges ---
@@ -478,6 +551,22 @@ def _channel_problems(roster: Roster) -> list[str]:
                     f"{where}.channels: 有多个“{channel.kind}”渠道，须为每个渠道写明不同的 id"
                     f'（如 id = "{channel.kind}-1"）'
                 )
+            if isinstance(channel, SmsChannel):
+                if isinstance(target, Unit):
+                    problems.append(
+                        f"{where}.channels[{channel.id or channel.kind}]: 短信渠道只能登记在人员下"
+                        "（发往本人的手机号），单位请用群机器人"
+                    )
+                elif channel.mobile is not None:
+                    problems.append(
+                        f"{where}.channels[{channel.id or channel.kind}]: 手机号请写在人员的 mobile"
+                        "字段，短信渠道中不写号码"
+                    )
+                elif target.mobile is None:
+                    problems.append(
+                        f"{where}.channels[{channel.id or channel.kind}]: 有短信渠道，但未登记手机号"
+                        '（mobile = "+86…"）'
+                    )
             if isinstance(channel, WebhookChannel) and channel.secret is not None:
                 try:
                     standard_webhook_key(channel.secret)

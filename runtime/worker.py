@@ -18,7 +18,8 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.channels import SmtpSettings
+from activities.archive import Archiver, RetentionActivities
+from activities.channels import SmsSettings, SmtpSettings
 from activities.digest import DigestActivities
 from activities.notify import NotifyActivities
 from activities.record import RecordActivities
@@ -30,6 +31,7 @@ from runtime.observability import HealthServer, build_runtime, configure_logging
 from workflows.delivery import delivery_task_queue
 from workflows.digest import DigestWorkflow
 from workflows.incident import IncidentWorkflow
+from workflows.retention import RetentionWorkflow
 
 # Our workflow modules hold no state of their own (constants, classes, functions), so the sandbox
 # need not import them afresh for every workflow it starts or replays: that took a third of the
@@ -49,6 +51,7 @@ def _notify_activities(settings: Settings) -> NotifyActivities:
         # Links only to an address the operator set: never to the default localhost.
         sign_in_url=settings.public_url if "public_url" in settings.model_fields_set else None,
         sign_in_hours=settings.sign_in_link_hours,
+        sms=SmsSettings.from_settings(settings),
     )
 
 
@@ -64,13 +67,14 @@ def build_worker(
     # Incidents started before the input carried the plan take the shipped one (plan/models.py):
     # read it here, outside any workflow, as importing plan/spec.py once did.
     shipped()
-    records = RecordActivities(settings.database_url, settings.timezone)
+    records = RecordActivities(settings.database_url, settings.timezone, Archiver(settings))
+    retention = RetentionActivities(settings)
     notify = _notify_activities(settings)
     digests = DigestActivities(settings.database_url, settings.roster_file)
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
-        workflows=[IncidentWorkflow, DigestWorkflow],
+        workflows=[IncidentWorkflow, DigestWorkflow, RetentionWorkflow],
         workflow_runner=WORKFLOW_RUNNER,
         activities=[
             records.record,
@@ -79,6 +83,7 @@ def build_worker(
             notify.deliver,
             notify.delivery_failed,
             digests.build_digest,
+            retention.apply_retention,
         ],
         activity_executor=executor,
         max_concurrent_activities=16,

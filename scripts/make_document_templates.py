@@ -5,7 +5,7 @@
 Each template is Jinja in a .docx (docxtpl): the office edits the text around the {{ … }} fields
 in Word or WPS and drops its copy in the folder YUQING_DOCUMENT_TEMPLATES names (a file there
 replaces the shipped one of the same name). The fields each document gets are listed in
-starter/documents.py. Rerun this script to regenerate the shipped files.
+activities/documents.py. Rerun this script to regenerate the shipped files.
 
 The format follows GB/T 9704-2012 党政机关公文格式 where it applies: A4, margins top 3.7 cm, bottom
 3.5 cm, left 2.8 cm, right 2.6 cm; the title in 方正小标宋简体 2号 (22 pt) centred; the body in
@@ -161,6 +161,16 @@ def para(doc: DocumentObject, text: str, *, indent: bool = True, right: bool = F
     _run(paragraph, text, BODY_FONT, 16)
 
 
+def picture(doc: DocumentObject, text: str) -> None:
+    """A centred paragraph for a picture (docxtpl's InlineImage): single line spacing, since
+    the body's exact 28.95 pt would cut the picture to one line's height."""
+    paragraph = doc.add_paragraph(style="Normal")
+    paragraph.alignment = WD_ALIGN_PARAGRAPH.CENTER
+    paragraph.paragraph_format.first_line_indent = Pt(0)
+    paragraph.paragraph_format.line_spacing_rule = WD_LINE_SPACING.SINGLE
+    _run(paragraph, text, BODY_FONT, 16)
+
+
 def control(doc: DocumentObject, text: str) -> None:
     """A docxtpl paragraph tag ({%p … %}): the paragraph is removed when rendered."""
     paragraph = doc.add_paragraph(style="Normal")
@@ -188,13 +198,20 @@ def drill_line(doc: DocumentObject) -> None:
     control(doc, "{%p endif %}")
 
 
-def timeline_lines(doc: DocumentObject, items: str) -> None:
-    control(doc, f"{{%p for e in {items} %}}")
-    para(doc, "{{ e.at }}　{{ e.summary }}{% if e.actor %}（{{ e.actor }}）{% endif %}")
+def each(doc: DocumentObject, name: str, items: str, line: str, empty: str) -> None:
+    """One paragraph `line` per item of `items` (bound to `name`), or `empty` when none: the
+    {%p … %} tags are paragraphs of their own, which docxtpl removes when it renders."""
+    control(doc, f"{{%p for {name} in {items} %}}")
+    para(doc, line)
     control(doc, "{%p endfor %}")
     control(doc, f"{{%p if not {items} %}}")
-    para(doc, "（暂无记录）")
+    para(doc, empty)
     control(doc, "{%p endif %}")
+
+
+def timeline_lines(doc: DocumentObject, items: str) -> None:
+    line = "{{ e.at }}　{{ e.summary }}{% if e.actor %}（{{ e.actor }}）{% endif %}"
+    each(doc, "e", items, line, "（暂无记录）")
 
 
 def facts(doc: DocumentObject) -> None:
@@ -240,32 +257,32 @@ LEDGER_CELLS = [
 
 def accountability_and_commendations(doc: DocumentObject, numbers: tuple[str, str]) -> None:
     heading(doc, f"{numbers[0]}、责任追究情况")
-    control(doc, "{%p for a in accountability %}")
-    para(
+    each(
         doc,
+        "a",
+        "accountability",
         "{{ a.unit }}{% if a.person %}（{{ a.person }}）{% endif %}：{{ a.kind }}，"
         "{{ a.deadline }}（截止{{ a.due_at }}）{% if a.reason %}，{{ a.reason }}{% endif %}"
         "{% if a.voided %}（已作废）{% endif %}。",
+        "无迟报、漏报、谎报、瞒报情况。",
     )
-    control(doc, "{%p endfor %}")
-    control(doc, "{%p if not accountability %}")
-    para(doc, "无迟报、漏报、谎报、瞒报情况。")
-    control(doc, "{%p endif %}")
     heading(doc, f"{numbers[1]}、表彰情况")
-    control(doc, "{%p for c in commendations %}")
-    para(
+    each(
         doc,
+        "c",
+        "commendations",
         "{{ c.unit }}{% if c.person %}（{{ c.person }}）{% endif %}：{{ c.reason }}（{{ c.at }}）",
+        "无。",
     )
-    control(doc, "{%p endfor %}")
-    control(doc, "{%p if not commendations %}")
-    para(doc, "无。")
-    control(doc, "{%p endif %}")
 
 
 def replies(doc: DocumentObject) -> None:
+    """Each reply published: when, which and where, then its wording as published."""
     control(doc, "{%p for r in replies %}")
     para(doc, "{{ r.at }}　{{ r.summary }}")
+    control(doc, "{%p if r.detail %}")
+    para(doc, "回复内容：{{ r.detail }}")
+    control(doc, "{%p endif %}")
     control(doc, "{%p endfor %}")
     control(doc, "{%p if not replies %}")
     para(doc, "未发布官方回复。")
@@ -344,12 +361,7 @@ def progress_report() -> DocumentObject:
     para(doc, "舆情等级：{{ i.severity }}　　目前阶段：{{ i.phase }}")
     para(doc, "责任单位：{{ i.responsible_unit }}")
     heading(doc, "二、此前报告情况")
-    control(doc, "{%p for e in progress.reports %}")
-    para(doc, "{{ e.at }}　{{ e.summary }}")
-    control(doc, "{%p endfor %}")
-    control(doc, "{%p if not progress.reports %}")
-    para(doc, "此前未续报。")
-    control(doc, "{%p endif %}")
+    each(doc, "e", "progress.reports", "{{ e.at }}　{{ e.summary }}", "此前未续报。")
     heading(doc, "三、处置进展")
     timeline_lines(doc, "since")
     heading(doc, "四、衍生的新情况")
@@ -374,15 +386,27 @@ def case_file() -> DocumentObject:
     heading(doc, "三、处置经过")
     timeline_lines(doc, "timeline")
     heading(doc, "四、督办情况")
-    control(doc, "{%p for e in escalations %}")
-    para(doc, "{{ e.at }}　第{{ e.step }}级督办：{{ e.deadline }}；通知{{ e.targets }}。")
-    control(doc, "{%p endfor %}")
-    control(doc, "{%p if not escalations %}")
-    para(doc, "无。")
-    control(doc, "{%p endif %}")
+    line = "{{ e.at }}　第{{ e.step }}级督办：{{ e.deadline }}；通知{{ e.targets }}。"
+    each(doc, "e", "escalations", line, "无。")
     heading(doc, "五、回应发布情况")
     replies(doc)
     accountability_and_commendations(doc, ("六", "七"))
+    heading(doc, "八、附件")
+    each(
+        doc,
+        "a",
+        "attachments",
+        "{{ loop.index }}. {{ a.name }}（{{ a.kind }}，{{ a.size }}），{{ a.added_by }}于"
+        "{{ a.added_at }}添加{% if a.missing %}（文件缺失，仅存记录）{% endif %}；"
+        "校验值（SHA-256）：{{ a.sha256 }}",
+        "无。",
+    )
+    control(doc, "{%p for a in attachments %}")
+    control(doc, "{%p if a.image %}")
+    picture(doc, "{{ a.image }}")
+    picture(doc, "附件{{ loop.index }}：{{ a.name }}")
+    control(doc, "{%p endif %}")
+    control(doc, "{%p endfor %}")
     para(doc, "生成时间：{{ generated_at }}", right=True)
     return doc
 

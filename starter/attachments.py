@@ -5,14 +5,15 @@ name or declared type: an image by its signature and Pillow's `verify()`, a PDF 
 and pypdf reading its pages, a Word document by python-docx opening it (its signature is any ZIP's).
 Anything else: `Refused` (422, in Chinese).
 
-Files lie in `folder(settings)` under their sha256 (`ab/ab12…`), written to a temporary file in
-the same folder while they stream in (hashed and counted on the way: `TooLarge` past the cap) and
+Files lie in `settings.attachment_folder()` under their sha256 (`ab/ab12…`), written to a
+temporary file in the same folder while they stream in (hashed and counted on the way: `TooLarge` past the cap) and
 renamed into place, so a file is whole or absent. The same content is stored once. The uploader's
 file name is display text only (`display_name`), never part of a path.
 
 A file whose workflow update was then refused stays on disk with no row naming it: harmless (it is
 served to nobody; the same content added again finds it there). A file deleted from disk is told
-apart from a row that does not exist (`path_of` answers None: the download says it is lost).
+apart from a row that does not exist (store/attachments.py `path_of` answers None: the download
+says it is lost).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Protocol
 
 from config.settings import Settings
 from plan.models import ATTACHMENT_NAME_MAX, DOCX_TYPE
+from store.attachments import file_path
 
 CHUNK = 64 * 1024
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -65,27 +67,6 @@ class Stored:
     media_type: str
 
 
-def folder(settings: Settings) -> Path:
-    """The attachments' folder: the setting, or beside the SQLite database, or var/attachments."""
-    if settings.attachment_dir is not None:
-        return settings.attachment_dir
-    url = settings.database_url
-    if url.startswith("sqlite:///") and not url.endswith(":memory:"):
-        return Path(url.removeprefix("sqlite:///")).parent / "attachments"
-    return Path("var") / "attachments"
-
-
-def _path(root: Path, sha256: str) -> Path:
-    assert re.fullmatch(r"[0-9a-f]{64}", sha256), sha256  # a hash, never a name
-    return root / sha256[:2] / sha256
-
-
-def path_of(settings: Settings, sha256: str) -> Path | None:
-    """The file of this content, or None when it is not on disk (deleted or lost)."""
-    path = _path(folder(settings), sha256)
-    return path if path.is_file() else None
-
-
 def display_name(raw: str | None) -> str:
     """The uploader's file name as display text: its last path segment, without control or path
     characters, at most ATTACHMENT_NAME_MAX characters (the extension kept); never a path."""
@@ -105,7 +86,7 @@ def display_name(raw: str | None) -> str:
 async def receive(settings: Settings, upload: Readable) -> tuple[Path, str, int]:
     """Stream the upload into a temporary file in the attachments' folder, hashing and counting:
     (the temporary file, its sha256, its size). TooLarge past the cap (the temporary file gone)."""
-    root = folder(settings)
+    root = settings.attachment_folder()
     root.mkdir(parents=True, exist_ok=True)
     cap = settings.attachment_max_mb * 1024 * 1024
     digest = hashlib.sha256()
@@ -201,7 +182,7 @@ def _docx(path: Path) -> str:
 def keep(settings: Settings, temp: Path, sha256: str) -> None:
     """Move a checked temporary file into place under its hash (atomic rename); when the same
     content is already there, drop the temporary file instead (deduplicated)."""
-    target = _path(folder(settings), sha256)
+    target = file_path(settings.attachment_folder(), sha256)
     if target.is_file():
         temp.unlink(missing_ok=True)
         return

@@ -25,6 +25,7 @@ import typer
 from pydantic import BaseModel
 
 from config.settings import get_settings
+from plan import reach
 from plan.actions import ACTIONS
 from plan.models import ATTACHMENT_TYPES
 from plan.roster import RosterError, load_roster
@@ -182,6 +183,17 @@ def check_roster(path: Annotated[Path | None, typer.Argument(help="名册文件"
     except RosterError as exc:
         _fail(str(exc))
     typer.echo(f"名册有效：{roster.town}，{len(roster.units)}个单位，{len(roster.people)}人")
+    # R-ESCALATE's reach (issue 20): a warning, not a failure; the inbox alone still works.
+    missing = reach.unreached(roster, plan_from(get_settings().plan_file))
+    if missing:
+        typer.echo(
+            f"警告：以下{len(missing)}人在督办链上，但除站内消息外没有本人的通知渠道"
+            "（短信、邮件、机器人或推送），逾期督办可能无人及时看到：",
+            err=True,
+        )
+        for u in missing:
+            typer.echo(f"  {u.name}（{u.person}）：{'、'.join(u.steps)}", err=True)
+        typer.echo("请在名册中为其添加 channels，再用 yuqing notify test 人员编号 测试。", err=True)
 
 
 @token_app.command("create")
@@ -276,6 +288,58 @@ def token_list() -> None:
         person = f"{person_id}（{roster.person_name(person_id)}）"
         line = [str(token_id), person, when(created), when(expires), state, label or ""]
         typer.echo("\t".join(line))
+
+
+@app.command()
+def retention(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="只列出已到期的事件，不作改动")
+    ] = False,
+) -> None:
+    """归档与个人信息保存期限：补充归档已结案事件的处置台账；结案超过
+    YUQING_PERSONAL_DATA_RETENTION_DAYS 天的事件，删除公众个人信息（舆情内容、原帖链接、报告人
+    姓名）并记录，重新生成归档。每天的定时任务也执行同样的操作；重复执行不会重复删除或记录。"""
+    import getpass
+    from datetime import UTC, timedelta
+
+    from activities.archive import apply_retention
+    from store import archives
+    from store.db import session_scope
+
+    settings = get_settings()
+    days = settings.personal_data_retention_days
+    now = datetime.now(UTC)
+    if dry_run:
+        with session_scope(settings.database_url) as s:
+            missing = archives.unarchived(s)
+            due = (
+                archives.due_for_redaction(s, closed_before=now - timedelta(days=days))
+                if days
+                else []
+            )
+        typer.echo(f"待补充归档：{len(missing)}件" + ("：" + "、".join(missing) if missing else ""))
+        if not days:
+            typer.echo("个人信息保存期限：未设置（YUQING_PERSONAL_DATA_RETENTION_DAYS=0），不删除")
+        else:
+            typer.echo(
+                f"结案超过{days}天、待删除个人信息：{len(due)}件"
+                + ("：" + "、".join(due) if due else "")
+            )
+        return
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name in this environment
+        user = "未知用户"
+    outcome = apply_retention(settings, at=now, by=f"命令行 yuqing retention（{user}）")
+    typer.echo(f"补充归档：{len(outcome.archived)}件")
+    if days:
+        typer.echo(f"按保存期限（结案后{days}天）删除个人信息：{len(outcome.redacted)}件")
+        for incident_id in outcome.redacted:
+            typer.echo(f"  {incident_id}")
+    else:
+        typer.echo("个人信息保存期限：未设置（YUQING_PERSONAL_DATA_RETENTION_DAYS=0），不删除")
+    if outcome.failed:
+        _fail("以下事件处理失败（详见日志）：" + "、".join(outcome.failed))
 
 
 @app.command()
@@ -398,7 +462,12 @@ async def _setup() -> None:
     from temporalio.service import RPCError
 
     from runtime.client import connect
-    from starter.schedules import SCHEDULES, ensure_schedules
+    from starter.schedules import (
+        RETENTION_LABEL,
+        RETENTION_SCHEDULE_ID,
+        SCHEDULES,
+        ensure_schedules,
+    )
     from workflows.search_attributes import SEARCH_ATTRIBUTES
 
     settings = get_settings()
@@ -456,10 +525,11 @@ async def _setup() -> None:
     except RPCError as exc:
         _fail(f"无法创建定时任务：{exc.message}")
     words = {"created": "已创建", "updated": "已更新"}
-    for spec in SCHEDULES:
+    labels = [(spec.id, spec.label) for spec in SCHEDULES]
+    for schedule_id, label in [*labels, (RETENTION_SCHEDULE_ID, RETENTION_LABEL)]:
         typer.echo(
-            f"  定时任务 {spec.id}（{spec.label}，{settings.timezone}，"
-            f"任务队列 {settings.temporal_task_queue}）：{words[done[spec.id]]}"
+            f"  定时任务 {schedule_id}（{label}，{settings.timezone}，"
+            f"任务队列 {settings.temporal_task_queue}）：{words[done[schedule_id]]}"
         )
 
 
@@ -475,8 +545,8 @@ def notify_test(person_id: Annotated[str, typer.Argument(help="名册中的人�
     import uuid
     from datetime import UTC
 
-    from activities.channels import Channels, OutgoingMessage, SmtpSettings
-    from plan.roster import ChannelRef, InboxChannel, channel_target
+    from activities.channels import Channels, OutgoingMessage, SmsSettings, SmtpSettings
+    from plan.roster import ChannelRef, InboxChannel, SmsChannel, channel_ref, channel_target
     from store import notifications
     from store.db import session_scope
 
@@ -504,6 +574,9 @@ def notify_test(person_id: Annotated[str, typer.Argument(help="名册中的人�
         recipient_name=person.name,
         sent_at=now.isoformat(),
         brief=["测试消息，无需回复或处理。", f"发送时间：{stamp}"],
+        # A test SMS: number 000 of today, "（通知测试）：新通知，请登录系统查看".
+        short_number=now.astimezone(ZoneInfo(settings.timezone)).strftime("%Y-%m%d-000"),
+        deadline="通知测试",
     )
     typer.echo(f"向{person.name}（{person.id}）发送测试消息：")
     failed = 0
@@ -529,11 +602,18 @@ def notify_test(person_id: Annotated[str, typer.Argument(help="名册中的人�
     # A roster file declares its channels in full (load_roster refuses bare references).
     external = [c for c in person.channels if not isinstance(c, InboxChannel | ChannelRef)]
     with httpx.Client(timeout=settings.webhook_timeout_seconds) as http:
-        channels = Channels(http, smtp)
+        channels = Channels(http, smtp, SmsSettings.from_settings(settings))
         for channel in external:
             target = channel_target(channel)
             try:
-                channels.send(message, channel)
+                if isinstance(channel, SmsChannel):
+                    # The number is the person's (mobile), filled in as the worker does.
+                    resolved = roster.resolve(person.id, channel_ref(channel))
+                    if isinstance(resolved, str):
+                        raise ValueError(resolved)
+                    channels.send(message, resolved)
+                else:
+                    channels.send(message, channel)
             except Exception as exc:  # Retryable, Refused, or anything unexpected
                 failed += 1
                 typer.echo(f"  {target}  失败：{exc}")

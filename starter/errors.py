@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 FIELD_LABELS = {
+    "key": "通知",
     "title": "标题",
     "content": "内容摘要",
     "source": "来源",

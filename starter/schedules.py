@@ -1,5 +1,6 @@
 """Temporal Schedules that start DigestWorkflow: the daily digest at 08:00 and the weekly
-accountability summary on Mondays at 08:30, in the town's zone. `ensure_schedules` creates them,
+accountability summary on Mondays at 08:30, in the town's zone; and RetentionWorkflow, the daily
+归档 run at 02:30 (issue 19, item 4). `ensure_schedules` creates them,
 or updates them to the current settings when they exist (a paused schedule stays paused), so
 `yuqing setup` can run on every start."""
 
@@ -19,10 +20,16 @@ from temporalio.client import (
 
 from config.settings import Settings
 from plan.digest import DigestInput, DigestKind
+from plan.records import RetentionInput
 from workflows.digest import DigestWorkflow
+from workflows.retention import RetentionWorkflow
 
 DAILY_SCHEDULE_ID = "yuqing-daily-digest"
 WEEKLY_SCHEDULE_ID = "yuqing-weekly-accountability"
+RETENTION_SCHEDULE_ID = "yuqing-daily-retention"
+# At night, in the town's zone: archive what is missing, redact what is past retention.
+RETENTION_CRON = "30 2 * * *"
+RETENTION_LABEL = "每日归档与个人信息保存期限检查，每天02:30"
 
 
 @dataclass(frozen=True)
@@ -59,20 +66,35 @@ def digest_schedule(spec: DigestSchedule, settings: Settings) -> Schedule:
     )
 
 
+def retention_schedule(settings: Settings) -> Schedule:
+    """The daily 归档 run; the retention period is the worker's setting, read when it runs."""
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            RetentionWorkflow.run,
+            RetentionInput(),
+            id=RETENTION_SCHEDULE_ID,
+            task_queue=settings.temporal_task_queue,
+            static_summary=RETENTION_LABEL,
+        ),
+        spec=ScheduleSpec(cron_expressions=[RETENTION_CRON], time_zone_name=settings.timezone),
+    )
+
+
 async def ensure_schedules(client: Client, settings: Settings) -> list[tuple[str, str]]:
-    """Create both schedules, or update the ones that exist; returns (id, "created"|"updated")."""
+    """Create the schedules, or update the ones that exist; returns (id, "created"|"updated")."""
+    wanted = [(spec.id, digest_schedule(spec, settings)) for spec in SCHEDULES]
+    wanted.append((RETENTION_SCHEDULE_ID, retention_schedule(settings)))
     done = []
-    for spec in SCHEDULES:
-        schedule = digest_schedule(spec, settings)
+    for schedule_id, schedule in wanted:
         try:
-            await client.create_schedule(spec.id, schedule)
-            done.append((spec.id, "created"))
+            await client.create_schedule(schedule_id, schedule)
+            done.append((schedule_id, "created"))
         except ScheduleAlreadyRunningError:
 
             def update(current: ScheduleUpdateInput, new: Schedule = schedule) -> ScheduleUpdate:
                 new.state = current.description.schedule.state  # keep paused / notes as they are
                 return ScheduleUpdate(schedule=new)
 
-            await client.get_schedule_handle(spec.id).update(update)
-            done.append((spec.id, "updated"))
+            await client.get_schedule_handle(schedule_id).update(update)
+            done.append((schedule_id, "updated"))
     return done

@@ -1,19 +1,34 @@
-"""Attachments' metadata (issue 19): one row per file added to an incident. The web app writes a
+"""Attachments' metadata (issue 19): one row per file added to an incident, and where its file
+lies (`path_of`: the web app writes the files, the documents built by activities read them). The web app writes a
 row after the file is on disk and before the workflow records the reference; a refused update
 takes its row back (`remove`), leaving at most a file no row names (harmless: the same content
 added again finds it there)."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from config.settings import Settings
 from store.models import AttachmentRow
+
+
+def file_path(root: Path, sha256: str) -> Path:
+    assert re.fullmatch(r"[0-9a-f]{64}", sha256), sha256  # a hash, never a name
+    return root / sha256[:2] / sha256
+
+
+def path_of(settings: Settings, sha256: str) -> Path | None:
+    """The file of this content, or None when it is not on disk (deleted or lost)."""
+    path = file_path(settings.attachment_folder(), sha256)
+    return path if path.is_file() else None
 
 
 @dataclass(frozen=True)

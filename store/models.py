@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -105,6 +106,7 @@ class TimelineEvent(Base):
     kind: Mapped[str] = mapped_column(String(50))
     actor: Mapped[str | None] = mapped_column(String(200))
     summary: Mapped[str] = mapped_column(Text)
+    detail: Mapped[str | None] = mapped_column(Text)  # a published reply's wording (issue 19)
 
 
 class DeadlineRow(Base):
@@ -339,6 +341,47 @@ class AttachmentRow(Base):
     display_name: Mapped[str] = mapped_column(String(200))
     added_by: Mapped[str] = mapped_column(String(200))
     added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ArchiveRow(Base):
+    """归档 (issue 19, item 4): one version of a closed incident's case file (处置台账, .docx),
+    generated from the store's rows when its closure is recorded, again with each later write
+    (amendments, the end of the amendment period) and after a retention redaction. The store keeps
+    it whatever Temporal's history retention. `content` holds the bytes, in the same transaction
+    as the row; a redaction deletes the bytes of the versions before it (`purged_at`), keeping the
+    row and its hash as the record that the version existed. One row per (incident, snapshot
+    version, reason): a retried activity finds it there."""
+
+    __tablename__ = "archives"
+    __table_args__ = (
+        UniqueConstraint("incident_id", "snapshot_version", "reason", name="uq_archives_version"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(String(64), index=True)
+    # The incident row's version the file was generated from (incidents.version).
+    snapshot_version: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(30))  # closed, amended, amendments_closed, ...
+    archived_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    content: Mapped[bytes | None] = mapped_column(LargeBinary)
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RedactionRow(Base):
+    """The retention redaction of one closed incident's personal data of the public (issue 19,
+    item 4): when, which fields, under which setting (days after close) and by what (the daily
+    schedule, or a person's CLI run). One per incident: a second run finds it and does nothing."""
+
+    __tablename__ = "redactions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(String(64), unique=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    fields: Mapped[str] = mapped_column(Text)  # comma-joined, e.g. content,url,reporter_name
+    retention_days: Mapped[int] = mapped_column(Integer)
+    by: Mapped[str] = mapped_column(String(200))
 
 
 class AccessLogRow(Base):

@@ -183,6 +183,21 @@ def outbox(
     return session.scalars(q).all()
 
 
+def reach(session: Session, note_keys: Sequence[str]) -> dict[tuple[str, str], list[Delivery]]:
+    """签收's 已送达 (issue 20): per (notification key, recipient), the external deliveries of
+    those notifications; a recipient with an inbox row and no external delivery has only the
+    inbox (which is written with the step, so always delivered)."""
+    out: dict[tuple[str, str], list[Delivery]] = {}
+    for key in note_keys:
+        for d in session.scalars(
+            select(Delivery)
+            .where(Delivery.key.startswith(key + "|", autoescape=True))
+            .order_by(Delivery.id)
+        ):
+            out.setdefault((key, d.recipient), []).append(d)
+    return out
+
+
 def deliveries(session: Session, *, key_prefix: str) -> Sequence[Delivery]:
     return session.scalars(
         select(Delivery).where(Delivery.key.startswith(key_prefix, autoescape=True))

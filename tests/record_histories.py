@@ -185,6 +185,37 @@ async def scenario_documents(env: WorkflowEnvironment, settings: Settings) -> st
     return view.id
 
 
+async def scenario_attached(env: WorkflowEnvironment, settings: Settings) -> str:
+    """Issue 19: a screenshot attached by the monitoring staff and a document by the unit (the
+    workflow holds references and hashes only), then replied and summarised."""
+    roster = load_roster(EXAMPLE_ROSTER)
+    c = env.client
+    view = (
+        await incidents.submit(c, settings, roster, submission(), submitted_by="zhou.ting")
+    ).view
+    screenshot = {
+        "attachment_id": "a" * 32,
+        "sha256": "b" * 64,
+        "media_type": "image/png",
+        "size": 2048,
+        "name": "帖子截图.png",
+    }
+    await incidents.act(c, view.id, "attach", screenshot, "zhou.ting")
+    await triage(c, view.id, severity="general", category="hype", unit="sswb")
+    await publish(c, view.id, staff="xu.lei", head="huang.li")
+    document = {
+        "attachment_id": "c" * 32,
+        "sha256": "d" * 64,
+        "media_type": "application/pdf",
+        "size": 4096,
+        "name": "回复件.pdf",
+    }
+    await incidents.act(c, view.id, "attach", document, "xu.lei")
+    await incidents.act(c, view.id, "track", {"status": "subsided"}, "xu.lei")
+    await incidents.act(c, view.id, "submit-summary", {"text": "总结"}, "xu.lei")
+    return view.id
+
+
 SCENARIOS = {
     "inquiry": scenario_inquiry,
     "urgent": scenario_urgent,
@@ -193,6 +224,7 @@ SCENARIOS = {
     "suggestion": scenario_suggestion,
     "continued": scenario_continued,
     "documents": scenario_documents,
+    "attached": scenario_attached,
 }
 
 
@@ -231,6 +263,9 @@ async def main(args: list[str]) -> None:
                 async with running_worker(env.client, settings, executor):
                     incident_id = await scenario(env, settings)
                     handle = env.client.get_workflow_handle_for(IncidentWorkflow.run, incident_id)
+                    # Skip past R-CLOSE's 30-day amendment period first: a long poll for the
+                    # result alone ends with "No completion event found" on the test server.
+                    await env.sleep(timedelta(days=31))
                     await handle.result()
                     history = await handle.fetch_history()
             (HERE / f"{name}{suffix}.json").write_text(history.to_json(), encoding="utf-8")

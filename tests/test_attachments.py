@@ -352,3 +352,49 @@ async def test_the_page_form_refuses_in_chinese_and_stores_nothing(
     r = await http.post(f"/incidents/{incident_id}/attachments", data={"csrf_token": csrf})
     assert r.status_code == 422 and "请选择要上传的附件文件" in r.text, r.text
     assert rows(settings, incident_id) == [] and files_in(settings) == []
+
+
+async def test_the_case_file_includes_the_attachments(
+    http: httpx.AsyncClient, settings: Settings
+) -> None:
+    """Issue 19, item 3: the 处置台账 lists every attachment (name, type, size, who added it and
+    when, its SHA-256) and shows the pictures themselves: a WebP, which Word cannot show, as PNG;
+    a file lost on disk is listed as lost and the rest of the case file is still given."""
+    incident_id = await new_incident(http)
+    webp = io.BytesIO()
+    Image.new("RGB", (40, 300), (30, 30, 200)).save(webp, "WEBP")  # a phone's tall screenshot
+    for name, content in (
+        ("帖子截图.png", png()),
+        ("长截图.webp", webp.getvalue()),
+        ("情况说明.pdf", pdf()),
+    ):
+        r = await upload(http, settings, incident_id, name, content)
+        assert r.status_code in (200, 201), (name, r.text)
+    stored = {a.name: a for a in rows(settings, incident_id)}
+    # A fourth, whose file is then lost on disk.
+    lost = io.BytesIO()
+    Image.new("RGB", (8, 8), (0, 160, 0)).save(lost, "PNG")
+    r = await upload(http, settings, incident_id, "已删帖.jpg", lost.getvalue())
+    assert r.status_code == 201, r.text
+    lost_sha = r.json()["sha256"]
+    (settings.attachment_dir / lost_sha[:2] / lost_sha).unlink()  # type: ignore[operator]
+
+    await sign_in(http, settings, "liu.yang")
+    got = await http.get(f"/incidents/{incident_id}/documents/case-file.docx")
+    assert got.status_code == 200, got.text
+    doc = docx.Document(io.BytesIO(got.content))
+    text = "\n".join(p.text for p in doc.paragraphs)
+    assert "八、附件" in text
+    for name in ("帖子截图.png", "长截图.webp", "情况说明.pdf"):
+        assert name in text, name
+        assert stored[name].sha256 in text, name
+    assert "PNG图片" in text and "WebP图片" in text and "PDF文档" in text
+    assert "已删帖.jpg" in text and "文件缺失" in text
+    # Two pictures (the PNG and the WebP), placed as PNG; none for the PDF or the lost file.
+    pictures = [rel.target_part for rel in doc.part.rels.values() if rel.reltype.endswith("/image")]
+    assert len(pictures) == 2, pictures
+    assert all(p.content_type == "image/png" for p in pictures)
+    shapes = doc.inline_shapes
+    assert len(shapes) == 2
+    assert all(s.width <= docx.shared.Mm(150) + 1 for s in shapes)
+    assert all(s.height <= docx.shared.Mm(200) + 1 for s in shapes)

@@ -83,6 +83,9 @@ ALLOWED: dict[str, set[str]] = {
     "withdraw": {"office"},  # R-CLOSE
     "record-accountability": {"office"},  # R-ACCOUNT 谎报、瞒报 by hand
     "commend": {"office"} | LEADING,  # R-COMMEND
+    # 签收 (issue 20): the 交办 reaches the lead unit's head (here also its first-responsible
+    # person); nobody signs for a message sent to someone else.
+    "sign-for": {"unit_head"},
 }
 # Actions one person can repeat on the same incident; the others need a fresh incident per success.
 REPEATABLE = {
@@ -148,6 +151,7 @@ SCENES: dict[str, Scene] = {
     "withdraw": Scene({"reason": "误报"}),
     "record-accountability": Scene({"kind": "瞒报", "unit": "cjb", "reason": "未按时报告"}),
     "commend": Scene({"unit": "cjb", "reason": "处置及时"}),
+    "sign-for": Scene({}),
 }
 
 

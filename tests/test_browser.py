@@ -489,6 +489,106 @@ def test_the_report_and_the_list_download_as_excel(browser: Any, town: Town) -> 
     page.context.close()
 
 
+DOCUMENTS = ROOT / "test-artifacts" / "documents"
+# The documents the guide shows, rendered to images by `make guide-screenshots`
+# (scripts/render_documents.sh): each name is `document-<kind>`.
+DOCUMENT_IMAGES = (
+    "document-written-report",
+    "document-progress",
+    "document-summary",
+    "document-case-file",
+    "document-escalation",
+)
+
+
+def _act(town: Town, incident_id: str, person: str, action: str, body: dict[str, Any]) -> Any:
+    answer = town.api.post(
+        f"/api/incidents/{incident_id}/actions/{action}", json=body, headers=_bearer(town, person)
+    )
+    assert answer.status_code == 200, (action, answer.text)
+    return answer.json()
+
+
+def complete_drill(town: Town, title: str) -> str:
+    """An urgent drill taken through the whole plan over the API: triage, a reply reviewed
+    (R-REVIEW), its wording approved (R-RELEASE) and published, subsided, summarised (R-SUMMARY).
+    At 3600× its deadlines pass while it runs, so it also has escalations (R-ESCALATE)."""
+    drill_id = start_drill(town, title)
+    phase = town.api.get(f"/api/incidents/{drill_id}", headers=_bearer(town, "liu.yang")).json()
+    if phase["phase"] == "lead":
+        _act(town, drill_id, "liu.yang", "confirm-lead", {})
+    triage = {"severity": "urgent", "category": "hype", "responsible_unit": "cjb"}
+    _act(town, drill_id, "liu.yang", "triage", triage)
+    deadline = time.monotonic() + 30
+    while not town.api.get(f"/api/incidents/{drill_id}", headers=_bearer(town, "liu.yang")).json()[
+        "escalations"
+    ]:  # R-REPLY's hour passes in a second and escalates: its 督办通知 is one of the documents
+        assert time.monotonic() < deadline, "the drill's missed reply never escalated"
+        time.sleep(0.5)
+    _act(town, drill_id, "lin.feng", "draft-reply", {"text": "已派人现场核查，今日答复。"})
+    _act(town, drill_id, "sun.haitao", "approve-reply", {})
+    _act(town, drill_id, LEADER, "approve-release", {"spokesperson": "li.xiaomei"})
+    _act(town, drill_id, "lin.feng", "publish-reply", {"channel": "镇政府微博"})
+    _act(town, drill_id, "lin.feng", "report-progress", {"text": "现场已设置警示，正在检测。"})
+    _act(town, drill_id, "lin.feng", "track", {"status": "subsided"})
+    done = _act(town, drill_id, "lin.feng", "submit-summary", {"text": "处置总结：已核查并答复。"})
+    assert done["phase"] == "closed", done["phase"]
+    return drill_id
+
+
+def test_a_completed_drill_gives_each_document_in_one_click(browser: Any, town: Town) -> None:
+    """Issue 19, "done when": from a completed drill, one click on the incident page gives each
+    Word document (R-WRITTEN's report, the 续报 of R-PROGRESS, R-SUMMARY's report to 镇党政办,
+    the case file, and R-ESCALATE's 督办通知), each opening in python-docx with the incident's
+    values. The files are kept in test-artifacts/documents/ for `make guide-screenshots`."""
+    from docx import Document
+
+    title = "演练：桥梁裂缝视频传播（文书）"
+    drill_id = complete_drill(town, title)
+    page = signed_in(browser, town, "liu.yang")
+    page.goto(f"/incidents/{drill_id}")
+    escalation = page.locator("a", has_text="督办通知").first
+    DOCUMENTS.mkdir(parents=True, exist_ok=True)
+    # Each link, its document's section headings, and a value only this incident's record gives.
+    links = {
+        "written-report": ("舆情信息报告", ["一、舆情基本情况", "三、报送信息"], "抖音"),
+        "progress": ("舆情信息续报", ["二、此前报告情况", "三、处置进展"], "现场已设置警示"),
+        "summary": (
+            "舆情处置情况报告（报镇党政办）",
+            ["二、处置经过", "四、时限执行情况", "七、经验教训"],
+            "平息后3日内报送书面总结（R-SUMMARY）",
+        ),
+        "case-file": ("舆情处置台账", ["二、时限台账", "四、督办情况"], "镇政府微博"),
+    }
+    for kind, (link, headings, expected) in links.items():
+        with page.expect_download() as info:
+            page.locator("#documents").get_by_role("link", name=link, exact=True).click()
+        download = info.value
+        assert download.suggested_filename.endswith(".docx"), download.suggested_filename
+        path = DOCUMENTS / f"{kind}.docx"
+        download.save_as(path)
+        text = "\n".join(p.text for p in Document(str(path)).paragraphs) + "\n".join(
+            cell.text
+            for table in Document(str(path)).tables
+            for row in table.rows
+            for cell in row.cells
+        )
+        assert title in text, (kind, text[:300])
+        for wanted in [*headings, expected]:
+            assert wanted in text, (kind, wanted, text)
+    with page.expect_download() as info:
+        escalation.click()
+    path = DOCUMENTS / "escalation.docx"
+    info.value.save_as(path)
+    notice = Document(str(path))
+    text = "\n".join(p.text for p in notice.paragraphs) + "\n".join(
+        cell.text for table in notice.tables for row in table.rows for cell in row.cells
+    )
+    assert "督办通知" in text and title in text, text[:300]
+    shot(page, "drill-documents")
+    page.context.close()
+
+
 def test_the_guide_uses_screenshots_the_browser_tests_take() -> None:
     """docs/guide.zh.md shows pages the tests above photograph (`make guide-screenshots`)."""
     guide = (ROOT / "docs" / "guide.zh.md").read_text(encoding="utf-8")

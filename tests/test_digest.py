@@ -28,7 +28,12 @@ from plan.models import AccountabilityRecord, Deadline
 from plan.records import IncidentRow, RecordRequest
 from plan.roster import Roster, load_roster
 from starter.cli import TEST_SUBJECT, app
-from starter.schedules import DAILY_SCHEDULE_ID, WEEKLY_SCHEDULE_ID, ensure_schedules
+from starter.schedules import (
+    DAILY_SCHEDULE_ID,
+    RETENTION_SCHEDULE_ID,
+    WEEKLY_SCHEDULE_ID,
+    ensure_schedules,
+)
 from store import incident_rows, notifications
 from store.db import session_scope
 from tests.conftest import EXAMPLE_ROSTER, make_settings, start_dev_server
@@ -374,10 +379,12 @@ async def test_schedules_send_the_digests_once_a_day(
         assert await ensure_schedules(client, settings) == [
             (DAILY_SCHEDULE_ID, "created"),
             (WEEKLY_SCHEDULE_ID, "created"),
+            (RETENTION_SCHEDULE_ID, "created"),
         ]
         assert await ensure_schedules(client, settings) == [
             (DAILY_SCHEDULE_ID, "updated"),
             (WEEKLY_SCHEDULE_ID, "updated"),
+            (RETENTION_SCHEDULE_ID, "updated"),
         ]
         env = {
             "YUQING_TEMPORAL_ADDRESS": client.service_client.config.target_host,
@@ -395,7 +402,11 @@ async def test_schedules_send_the_digests_once_a_day(
         assert "搜索属性 Overdue（Bool）：已存在" in setup.output
         assert f"定时任务 {DAILY_SCHEDULE_ID}" in setup.output and "已更新" in setup.output
         deadline = time.monotonic() + 15
-        while (ids := await schedule_ids(client)) != {DAILY_SCHEDULE_ID, WEEKLY_SCHEDULE_ID}:
+        while (ids := await schedule_ids(client)) != {
+            DAILY_SCHEDULE_ID,
+            WEEKLY_SCHEDULE_ID,
+            RETENTION_SCHEDULE_ID,
+        }:
             assert time.monotonic() < deadline, ids
             await asyncio.sleep(0.2)
 
@@ -407,6 +418,10 @@ async def test_schedules_send_the_digests_once_a_day(
         weekly_next = (await client.get_schedule_handle(WEEKLY_SCHEDULE_ID).describe()).info
         first = weekly_next.next_action_times[0].astimezone(ZoneInfo(TZ))
         assert (first.isoweekday(), first.hour, first.minute) == (1, 8, 30)
+        # 归档 (issue 19, item 4): the retention run, nightly at 02:30 in the town's zone.
+        nightly = (await client.get_schedule_handle(RETENTION_SCHEDULE_ID).describe()).info
+        at = nightly.next_action_times[0].astimezone(ZoneInfo(TZ))
+        assert (at.hour, at.minute) == (2, 30)
 
         # The daily digest: the leader and the office read the open incident, its deadline and
         # yesterday's miss (the drill's left out); liu.yang's webhook gets it once.
@@ -463,12 +478,12 @@ async def test_setup_registers_missing_search_attributes(database_url: str) -> N
         for key in SEARCH_ATTRIBUTES:
             assert f"搜索属性 {key.name}（" in first.output
         assert "搜索属性 NextDeadlineAt（Datetime）：已注册" in first.output
-        assert first.output.count("：已创建") == 2
+        assert first.output.count("：已创建") == 3  # two digests and the nightly 归档 run
         assert second.exit_code == 0, second.output
         assert "已注册" not in second.output and second.output.count("：已存在") == len(
             SEARCH_ATTRIBUTES
         )
-        assert second.output.count("：已更新") == 2
+        assert second.output.count("：已更新") == 3
         listed = await client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace="default")
         )

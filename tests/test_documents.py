@@ -20,9 +20,9 @@ from docx.oxml.ns import qn
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from activities import documents
 from config.settings import Settings
 from plan.roster import Roster
-from starter import documents
 from starter.web import access
 from store import access_log, incident_rows
 from store.db import session_scope
@@ -187,8 +187,11 @@ async def test_documents_from_the_record_for_those_who_may_see_it(
 
         r = await http.get(f"/incidents/{met.id}/documents/summary.docx")
         text = text_of(Document(io.BytesIO(r.content)))
-        # The store keeps the publication (kind, channel, time), not the reply's text.
         assert "按期" in text and "发布官方回复（镇政府微博）" in text and "社会事务办" in text
+        # The reply as published: its wording is kept with the publication in the store.
+        assert "回复内容：已安排抽排积水。" in text
+        r = await http.get(f"/incidents/{met.id}/documents/case-file.docx")
+        assert "回复内容：已安排抽排积水。" in text_of(Document(io.BytesIO(r.content)))
 
         r = await http.get(notice)
         assert r.status_code == 200, r.text

@@ -125,6 +125,55 @@ async def test_the_api_lists_by_keyword_with_the_short_number(
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "q"
 
 
+async def test_the_four_lists_filter_alike(http: httpx.AsyncClient, settings: Settings) -> None:
+    """The list page, its workbook, the API's list and its workbook take the same filters
+    (starter/web/filters.py): severity and category narrow all four the same way."""
+    from io import BytesIO
+
+    from openpyxl import load_workbook
+
+    for incident_id, severity, category in (
+        ("yq-major", "major", "fabrication"),
+        ("yq-minor", "general", "inquiry"),
+    ):
+        RecordActivities(settings.database_url).record(
+            RecordRequest(
+                incident=incident_row(
+                    incident_id,
+                    url=None,
+                    received_at=RECEIVED,
+                    severity=severity,
+                    category=category,
+                    title=f"标题{incident_id}",
+                ),
+                deadlines=[],
+                timeline=[],
+                accountability=[],
+            )
+        )
+    headers = token_for(settings, "liu.yang")
+    await sign_in(http, settings, "liu.yang")
+
+    def in_workbook(body: bytes) -> set[str]:
+        ws = load_workbook(BytesIO(body)).active
+        assert ws is not None
+        return {str(r[1]) for r in ws.iter_rows(min_row=3, values_only=True) if r[0] != "合计"}
+
+    for params, expected in (
+        ({"severity": "major"}, {"yq-major"}),
+        ({"category": "inquiry"}, {"yq-minor"}),
+        ({"severity": "major", "category": "inquiry"}, set()),
+    ):
+        page = await http.get("/incidents", params=params)
+        assert ids_in(page.text) == expected, params
+        api = await http.get("/api/incidents", params=params, headers=headers)
+        assert {i["id"] for i in api.json()["items"]} == expected, params
+        page_xlsx = await http.get("/incidents.xlsx", params=params)
+        assert in_workbook(page_xlsx.content) == expected, params
+        api_xlsx = await http.get("/api/incidents.xlsx", params=params, headers=headers)
+        assert in_workbook(api_xlsx.content) == expected, params
+
+
 @pytest.fixture
 async def live(
     client: Client, settings: Settings, roster: Roster, executor: ThreadPoolExecutor

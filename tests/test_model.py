@@ -118,6 +118,7 @@ def candidates(name: str, core_: Incident) -> list[dict[str, Any]]:
             {"kind": k, "unit": unit, "reason": "核实"} for k in ("谎报", "瞒报", "漏报")
         ],
         "commend": [{"unit": unit, "reason": "处置得力"}],
+        "sign-for": [{}],
     }[name]
 
 

@@ -19,7 +19,7 @@ HISTORIES = sorted((Path(__file__).resolve().parent / "histories").glob("*.json"
 
 
 def test_histories_are_kept() -> None:
-    assert {p.stem for p in HISTORIES} >= {"inquiry", "urgent", "withdrawn_lead"}
+    assert {p.stem for p in HISTORIES} >= {"inquiry", "urgent", "withdrawn_lead", "attached"}
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
@@ -49,7 +49,8 @@ async def _replay(workflow_class: type, path: Path) -> Exception | None:
 
 # Histories of the steps written one activity after another (before ONE_WRITE_PATCH), where
 # dropping `record` leaves a gap the replay must notice.
-IN_STEPS = [p for p in HISTORIES if not p.stem.endswith("_one_write")][:2]
+# Named, not "the first two": a history recorded later (with one write per step) would not do.
+IN_STEPS = [p for p in HISTORIES if p.stem in ("continued", "fabrication")]
 
 
 @pytest.mark.parametrize("path", IN_STEPS, ids=[p.stem for p in IN_STEPS])

@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         RecordAccountability,
         ReportSpreading,
         ReturnToOffice,
+        SignFor,
         SubmitSummary,
         Track,
         Triage,
@@ -303,6 +304,14 @@ class IncidentWorkflow:
     @commend.validator
     def _v_commend(self, action: Commend) -> None:
         self._check("commend", action)
+
+    @workflow.update
+    def sign_for(self, action: SignFor) -> ActionDone:
+        return self._apply("sign-for", action)
+
+    @sign_for.validator
+    def _v_sign_for(self, action: SignFor) -> None:
+        self._check("sign-for", action)
 
     @workflow.update
     def file_written_report(self, action: WrittenReport) -> ActionDone:

@@ -42,11 +42,13 @@ from .deps import (
     StateDep,
     StoreSession,
     TemporalClient,
-    VisibleIncident,
     may_see,
+    refuse_unless_in_store,
     require_visible,
+    visible_incident,
     visible_to,
 )
+from .filters import ApiListFilter
 from .pages import Pages
 from .state import authenticate, request_state
 
@@ -179,27 +181,13 @@ def api_list(
     person: ApiPerson,
     kit: PagesDep,
     session: StoreSession,
-    phase: str | None = None,
-    unit: str | None = None,
-    overdue: bool | None = None,
-    drill: bool | None = None,
-    q: Annotated[
-        str | None,
-        Query(
-            max_length=incident_rows.SEARCH_MAX,
-            description="关键词：标题、内容、短编号（如 2026-1130-007）或编号中含有的文字",
-        ),
-    ] = None,
+    f: ApiListFilter,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
     rows = incident_rows.list_incidents(
         session,
-        text=q,
-        phase=phase,
-        unit=unit,
-        overdue=overdue,
-        drill=drill,
+        **f.query(),
         involving=visible_to(kit.roster, person),
         limit=limit,
         offset=offset,
@@ -231,54 +219,45 @@ def api_list(
     dependencies=[DocumentedQuery],
 )
 def api_list_xlsx(
-    request: Request,
-    person: ApiPerson,
-    kit: PagesDep,
-    session: StoreSession,
-    phase: str | None = None,
-    unit: str | None = None,
-    overdue: bool | None = None,
-    drill: bool | None = None,
-    severity: str | None = None,
-    category: str | None = None,
-    q: Annotated[
-        str | None,
-        Query(
-            max_length=incident_rows.SEARCH_MAX,
-            description="关键词：标题、内容、短编号（如 2026-1130-007）或编号中含有的文字",
-        ),
-    ] = None,
+    request: Request, person: ApiPerson, kit: PagesDep, session: StoreSession, f: ApiListFilter
 ) -> Response:
     """The incidents the caller may see (R-SECRECY), filtered as GET /api/incidents is, as an
     Excel workbook (issue 19): every match up to 10,000, times in the town's local time."""
     rows = list(
         incident_rows.list_incidents(
             session,
-            text=q,
-            phase=phase,
-            unit=unit,
-            overdue=overdue,
-            drill=drill,
-            severity=severity,
-            category=category,
+            **f.query(),
             involving=visible_to(kit.roster, person),
             limit=incident_pages.EXPORT_LIMIT,
         )
     )
     access.record(request, person, "export")
-    flag = {True: "true", False: "false", None: None}
-    chosen = {"q": q, "phase": phase, "unit": unit, "severity": severity, "category": category}
-    chosen |= {"overdue": flag[overdue], "drill": flag[drill]}
-    return incident_pages.list_workbook(kit, rows, chosen)
+    return incident_pages.list_workbook(kit, rows, f.chosen())
 
 
 @router.get(
     "/api/incidents/{incident_id}", responses=contract.READ_ONE, dependencies=[DocumentedQuery]
 )
 async def api_get(
-    request: Request, view: VisibleIncident, person: ApiPerson, kit: PagesDep
+    request: Request,
+    incident_id: str,
+    client: TemporalClient,
+    person: ApiPerson,
+    kit: PagesDep,
 ) -> dict[str, Any]:
-    """The incident's state and its deadline ledger. R-SECRECY: only staff with a role on it."""
+    """The incident's state and its deadline ledger. R-SECRECY: only staff with a role on it.
+    An incident Temporal no longer holds (归档) answers 404 naming its archive."""
+    try:
+        view = await visible_incident(request, incident_id, client, person)
+    except ServiceError as exc:
+        if exc.status != 404:
+            raise
+        await refuse_unless_in_store(request, kit, person, incident_id, exc)
+        raise ServiceError(
+            404,
+            f"事件“{incident_id}”已归档，办理流程的记录已按保存期限清理；"
+            f"归档的处置台账：GET /api/incidents/{incident_id}/archive",
+        ) from exc
     access.record(request, person, "view", incident_id=view.id)
     data = incident_json(view, kit.ui_for(person, view.id))
     data["short_number"] = await run_in_threadpool(kit.short_number, view.id)

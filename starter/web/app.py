@@ -29,6 +29,7 @@ from . import (
     access,
     api,
     apidocs,
+    archive,
     attachments,
     audit,
     codec,
@@ -98,6 +99,8 @@ def create_app(
     app.include_router(reports.router)
     app.include_router(documents.router)
     app.include_router(documents.api_router)
+    app.include_router(archive.router)
+    app.include_router(archive.api_router)
     app.include_router(staff.router)
     app.include_router(codec.router)
     app.include_router(audit.router)

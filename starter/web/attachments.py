@@ -33,6 +33,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from temporalio.client import Client
 
 from config.settings import Settings
 from plan.incident import size_words
@@ -51,6 +52,7 @@ from .deps import (
     PagePerson,
     PagesDep,
     TemporalClient,
+    refuse_unless_in_store,
     require_visible,
 )
 from .forms import read_form
@@ -149,7 +151,7 @@ def listed(settings: Settings, incident_id: str) -> list[dict[str, Any]]:
             "size": size_words(a.size),
             "added_by": a.added_by,
             "added_at": a.added_at,
-            "lost": files.path_of(settings, a.sha256) is None,
+            "lost": rows.path_of(settings, a.sha256) is None,
         }
         for a in found
     ]
@@ -247,6 +249,19 @@ async def api_upload(
     return JSONResponse(as_json(attachment), status_code=201 if created else 200)
 
 
+async def _may_download(
+    request: Request, kit: Pages, client: Client, person: str, incident_id: str
+) -> None:
+    """The incident's view decides who may download (R-SECRECY); when the workflow is gone (an
+    archived incident), its row in the store does, by the same rule."""
+    try:
+        require_visible(kit.roster, person, await incidents.get(client, incident_id), incident_id)
+    except ServiceError as exc:
+        if exc.status != 404:
+            raise
+        await refuse_unless_in_store(request, kit, person, incident_id, exc)
+
+
 def _download(
     request: Request, kit: Pages, person: str, incident_id: str, attachment_id: str
 ) -> Response:
@@ -255,7 +270,7 @@ def _download(
     if attachment is None:
         raise ServiceError(404, f"附件“{attachment_id}”不存在")
     access.record(request, person, "download", incident_id=incident_id, resource=attachment.id)
-    path = files.path_of(kit.settings, attachment.sha256)
+    path = rows.path_of(kit.settings, attachment.sha256)
     if path is None:
         raise ServiceError(410, f"附件文件已丢失（{attachment.name}），请联系管理员或重新上传")
     disposition = f"attachment; filename*=UTF-8''{quote(attachment.name, safe='')}"
@@ -281,7 +296,7 @@ async def api_download(
     person: ApiPerson,
     kit: PagesDep,
 ) -> Response:
-    require_visible(kit.roster, person, await incidents.get(client, incident_id), incident_id)
+    await _may_download(request, kit, client, person, incident_id)
     return await run_in_threadpool(_download, request, kit, person, incident_id, attachment_id)
 
 
@@ -305,9 +320,7 @@ async def page_upload(
 async def page_download(
     request: Request, incident_id: str, attachment_id: str, me: PagePerson, kit: PagesDep
 ) -> Response:
-    client = await kit.state.temporal()
-    view = await incidents.get(client, incident_id)
-    require_visible(kit.roster, me.person_id, view, incident_id)
+    await _may_download(request, kit, await kit.state.temporal(), me.person_id, incident_id)
     return await run_in_threadpool(
         _download, request, kit, me.person_id, incident_id, attachment_id
     )

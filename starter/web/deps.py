@@ -45,6 +45,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from temporalio.client import Client
 
+from activities import documents
 from config.settings import Settings
 from plan import rules
 from plan.actions import may_read_reports
@@ -329,3 +330,28 @@ async def visible_incident_page(
 
 
 VisibleIncidentPage = Annotated[IncidentView, Depends(visible_incident_page)]
+
+
+def visible_in_store(kit: Pages, person_id: str, incident_id: str) -> bool | None:
+    """Whether the person may see the incident the store holds (R-SECRECY, the lists' rule in
+    SQL; None: the store has no such incident): the answer for an incident Temporal no longer
+    holds (归档, issue 19 item 4), whose attachments, documents and archive stay readable.
+    Blocking: run it in the thread pool."""
+    with session_scope(kit.settings.database_url) as s:
+        if documents.visible_row(s, incident_id, visible_to(kit.roster, person_id)) is not None:
+            return True
+        return False if documents.visible_row(s, incident_id, None) is not None else None
+
+
+async def refuse_unless_in_store(
+    request: Request, kit: Pages, person_id: str, incident_id: str, refusal: ServiceError
+) -> None:
+    """After the workflow answered 404 (`refusal`): go on when the store holds the incident and
+    the person may see it, else raise `refusal` (a refused attempt on a stored incident noted
+    in the access log, as for a live one)."""
+    seen = await run_in_threadpool(visible_in_store, kit, person_id, incident_id)
+    if seen:
+        return
+    if seen is False:
+        access.record(request, person_id, "view", incident_id=incident_id, granted=False)
+    raise refusal

@@ -1,7 +1,7 @@
 """The incident's Word documents as downloads (issue 19, item 1): the page's 文书 section links
 here, and the API gives the same files by bearer token.
 
-Built from the store (starter/documents.py), so a case Temporal no longer holds still has its
+Built from the store (activities/documents.py), so a case Temporal no longer holds still has its
 documents. Who may download is who may see the incident (R-SECRECY), asked of the store's row with
 the lists' rule: anyone else gets the 404 of an unknown id (the refused attempt noted), an
 anonymous page the sign-in page, the API without a token a 401. Every download is an `export` in
@@ -18,7 +18,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
-from starter import documents
+from activities import documents
 from starter.incidents import ServiceError
 
 from . import access, contract
@@ -64,7 +64,7 @@ def _builder(
         if documents.visible_row(session, incident_id, None) is not None:
             access.record(request, person, "view", incident_id=incident_id, granted=False)
         raise not_found(incident_id)
-    return documents.Builder(session, row, kit.roster, kit.tz)
+    return documents.Builder(session, row, kit.roster, kit.tz, kit.settings)
 
 
 def _answer(

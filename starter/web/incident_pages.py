@@ -26,7 +26,7 @@ from starter.errors import FIELD_LABELS
 from starter.incidents import ServiceError
 from store import incident_rows
 
-from . import access, staff
+from . import access, archive, receipts, staff
 from . import attachments as uploads  # not spelt as store/attachments.py
 from .answers import receipt_of
 from .auth import CSRF_FIELD, Viewer
@@ -38,10 +38,12 @@ from .deps import (
     PagesDep,
     StoreSession,
     TemporalClient,
-    VisibleIncidentPage,
     may_see,
+    refuse_unless_in_store,
+    visible_incident_page,
     visible_to,
 )
+from .filters import FLAGS, PageFilter, PageListFilter
 from .pages import Pages
 
 router = APIRouter(include_in_schema=False)  # pages: not the JSON API (issue 17)
@@ -164,42 +166,22 @@ async def _posted_values(kit: Pages, request: Request, me: Viewer | None) -> dic
     return values
 
 
-FLAGS = {"true": True, "1": True, "on": True, "false": False, "0": False}
 EXPORT_LIMIT = 10_000  # far beyond a town's incidents; the file stays a few megabytes
 
 
 def _listed(
-    session: Session,
-    kit: Pages,
-    me: Viewer,
-    chosen: dict[str, str | None],
-    *,
-    limit: int,
-    offset: int = 0,
+    session: Session, kit: Pages, me: Viewer, f: PageFilter, *, limit: int, offset: int = 0
 ) -> list[Any]:
     """The list's incidents for these filters, only those the viewer may see (R-SECRECY)."""
     return list(
         incident_rows.list_incidents(
             session,
-            text=chosen["q"],
-            phase=chosen["phase"] or None,
-            unit=chosen["unit"] or None,
-            overdue=FLAGS.get((chosen["overdue"] or "").lower()),
-            drill=FLAGS.get((chosen["drill"] or "").lower()),
-            severity=chosen["severity"] or None,
-            category=chosen["category"] or None,
+            **f.query(),
             involving=visible_to(kit.roster, me.person_id),
             limit=limit,
             offset=offset,
         )
     )
-
-
-def _chosen(**given: str | None) -> dict[str, str | None]:
-    # A keyword, or a short number read out on the phone (store/incident_rows.py search_clause);
-    # a page's search box is cut to the limit rather than refused.
-    q = (given.pop("q") or "").strip()[: incident_rows.SEARCH_MAX] or None
-    return {"q": q, **given}
 
 
 @router.get("/incidents", response_class=HTMLResponse)
@@ -208,25 +190,11 @@ def list_page(
     me: PagePerson,
     kit: PagesDep,
     session: StoreSession,
-    phase: str | None = None,
-    unit: str | None = None,
-    overdue: str | None = None,
-    severity: str | None = None,
-    category: str | None = None,
-    drill: str | None = None,
-    q: str | None = None,
+    f: PageListFilter,
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> Response:
-    chosen = _chosen(
-        q=q,
-        phase=phase,
-        unit=unit,
-        severity=severity,
-        category=category,
-        overdue=overdue,
-        drill=drill,
-    )
-    rows = _listed(session, kit, me, chosen, limit=50, offset=(page - 1) * 50)
+    chosen = f.chosen()
+    rows = _listed(session, kit, me, f, limit=50, offset=(page - 1) * 50)
     access.record(request, me.person_id, "list")
     return kit.render(
         request,
@@ -242,32 +210,13 @@ def list_page(
 
 @router.get("/incidents.xlsx")
 def list_xlsx(
-    request: Request,
-    me: PagePerson,
-    kit: PagesDep,
-    session: StoreSession,
-    phase: str | None = None,
-    unit: str | None = None,
-    overdue: str | None = None,
-    severity: str | None = None,
-    category: str | None = None,
-    drill: str | None = None,
-    q: str | None = None,
+    request: Request, me: PagePerson, kit: PagesDep, session: StoreSession, f: PageListFilter
 ) -> Response:
     """The list as an Excel workbook (issue 19, item 2): the page's filters and search, every
     page of them, only what the viewer may see (R-SECRECY); times in the town's local time."""
-    chosen = _chosen(
-        q=q,
-        phase=phase,
-        unit=unit,
-        severity=severity,
-        category=category,
-        overdue=overdue,
-        drill=drill,
-    )
-    rows = _listed(session, kit, me, chosen, limit=EXPORT_LIMIT)
+    rows = _listed(session, kit, me, f, limit=EXPORT_LIMIT)
     access.record(request, me.person_id, "export")
-    return list_workbook(kit, rows, chosen)
+    return list_workbook(kit, rows, f.chosen())
 
 
 def list_workbook(kit: Pages, rows: list[Any], chosen: dict[str, str | None]) -> Response:
@@ -313,12 +262,27 @@ def _filter_labels(kit: Pages, chosen: dict[str, str | None]) -> list[tuple[str,
 
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse)
 async def incident_page(
-    request: Request, view: VisibleIncidentPage, me: PagePerson, kit: PagesDep
+    request: Request, incident_id: str, client: TemporalClient, me: PagePerson, kit: PagesDep
 ) -> Response:
+    try:
+        view = await visible_incident_page(request, incident_id, client, me)
+    except ServiceError as exc:
+        if exc.status != 404:
+            raise
+        # 归档 (issue 19, item 4): Temporal no longer holds it (its history past retention):
+        # the page from the store and the archive, for those who may see it (R-SECRECY).
+        await refuse_unless_in_store(request, kit, me.person_id, incident_id, exc)
+        page = await run_in_threadpool(archive.archived_page, kit, me.person_id, incident_id)
+        if page is None:
+            raise
+        access.record(request, me.person_id, "view", incident_id=incident_id)
+        return kit.render(request, "archived.html", page)
     access.record(request, me.person_id, "view", incident_id=view.id)
     actions = staff.action_forms(kit.roster, me.person_id, view, kit.state.plan)
     short = await run_in_threadpool(kit.short_number, view.id)
     files = await run_in_threadpool(uploads.listed, kit.settings, view.id)
+    signed = await run_in_threadpool(receipts.receipts, kit.settings, kit.roster, view, kit.tz)
+    archived_at = await run_in_threadpool(archive.archived_at, kit.settings, view.id)
     context = staff.page_context(
         kit,
         view,
@@ -327,7 +291,9 @@ async def incident_page(
         short_number=short,
         attachments=files,
         may_attach=staff.may_attach(kit.roster, me.person_id, view),
+        receipts=signed,
     )
+    context["archived_at"] = archived_at
     return kit.render(request, "incident.html", context)
 
 

@@ -121,6 +121,7 @@ ACTION_LABELS: dict[tuple[str, str], str] = {
     ("approve-reply", "comment"): "意见（退回时必填）",
     ("countersign-reply", "comment"): "意见（不同意时必填）",
     ("approve-release", "comment"): "意见（退回时必填）",
+    ("sign-for", "key"): "签收哪一项（不选则全部签收）",
 }
 # Issue 19, item 5: the actions whose written material may be an uploaded document (the
 # request's `attachment_id`, a file input on the page): the generated draft each offers first
@@ -269,6 +270,10 @@ def action_forms(
                 if f.name == "spokesperson":
                     f.options = [person_option(roster, p) for p in spokespeople(roster, view)]
                     f.default = roster.leading_group.deputy
+        if name == "sign-for":
+            for f in fields:  # the messages still to sign for, by what they were
+                f.options = [(r.key, r.label) for r in view.receipts if person_id in r.unsigned()]
+                f.kind = "select"
         if name == "triage":
             # Start from what is known: the reporter's first guess, or the last triage.
             current = {
@@ -481,11 +486,13 @@ def page_context(
     short_number: str | None = None,
     attachments: list[dict[str, Any]] | None = None,
     may_attach: bool = False,
+    receipts: list[Any] | None = None,
 ) -> dict[str, Any]:
     """What incident.html needs: the incident, its short number, the status line, the viewer's
     one primary action on top and the others below, and its attachments (issue 19)."""
     return {
         "attachments": attachments or [],
+        "receipts": receipts or [],
         "may_attach": may_attach,
         "attachment_max_mb": kit.settings.attachment_max_mb,
         "v": view,

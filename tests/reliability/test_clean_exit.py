@@ -28,7 +28,7 @@ from tests.stack import free_port, wait_until
 from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 RUNS = 50
-SCHEDULES = ("yuqing-daily-digest", "yuqing-weekly-accountability")
+SCHEDULES = ("yuqing-daily-digest", "yuqing-weekly-accountability", "yuqing-daily-retention")
 
 
 def base_env(address: str, tmp_path: Path) -> dict[str, str]:

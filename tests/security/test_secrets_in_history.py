@@ -106,8 +106,10 @@ def write_roster(path: Path, text: str) -> Roster:
 
 def secrets_of(roster: Roster) -> set[str]:
     """Everything in the roster that must never be in a history: robot URLs and the tokens and
-    keys in them, signing secrets, e-mail addresses, mobiles to mention, phone numbers."""
+    keys in them, signing secrets, e-mail addresses, mobiles to mention, phone numbers, and the
+    mobile numbers SMS goes to (E.164 and the 11 digits)."""
     found: set[str] = {p.phone for p in roster.people if p.phone}
+    found |= {m for p in roster.people if p.mobile for m in (p.mobile, p.mobile[3:])}
     targets: list[Person | Unit] = [*roster.people, *roster.units]
     for target in targets:
         for channel in target.channels:

@@ -1,6 +1,7 @@
 """The incident's Word documents (issue 19, item 1), from the store's records, not the workflow's
 history: the read model outlives Temporal's history retention, so a case closed years ago still
-gives its documents.
+gives its documents. Here in activities/ (not starter/) since the `record` activity archives the
+case file on close (activities/archive.py); the web app's downloads use the same builder.
 
 - `written-report`: 舆情信息报告 (R-WRITTEN): what, where, when found, source and link, spread,
   severity and category, the measures taken, the reporting unit and person, the time.
@@ -20,6 +21,8 @@ YUQING_DOCUMENT_TEMPLATES names replaces the shipped one. A template Jinja canno
 The fields a template gets: `i` (the incident: number, title, content, source, url, posted_at,
 discovered_at, received_at, spread, severity, category, phase, reporter_unit, reporter_name,
 responsible_unit, co_units, closed_at), `drill`, `today`, `generated_at`, `timeline`, `measures`,
+`replies` (at, summary, and `detail`: the wording as published), `attachments` (name, kind, size, sha256, added_by, added_at, missing, and `image`: the picture
+itself for an image whose file is on disk, placed by `render`, else ""),
 `replies`, `deadlines` (title, rule, unit, due_at, met_at, state) and `ledger` (total, on_time,
 late), `escalations`, `accountability`, `commendations`, `reported_at`, `progress` (count,
 reports) and `since` (what happened since the last report), `office` and `party_office` (the
@@ -38,16 +41,21 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from docxtpl import DocxTemplate
+from docx.shared import Mm
+from docxtpl import DocxTemplate, InlineImage
 from jinja2 import TemplateError
+from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from config.settings import Settings
 from plan import rules
 from plan.enums import Category, Phase, Severity
-from plan.roster import Roster
-from store import incident_rows
+from plan.incident import size_words
+from plan.models import ATTACHMENT_TYPES
+from plan.roster import CHANNEL_KINDS, Roster
+from store import archives, incident_rows
+from store import attachments as attachment_rows
 from store.incident_rows import Involving
 from store.models import CommendationRow, Delivery, InboxMessage, Incident
 
@@ -84,6 +92,9 @@ DELIVERY_STATES = {
 NOT_MEASURES = {"reported", "lead", "deadline_warning", "deadline_missed", "escalated"}
 REPLIES = {"reply_published", "facts_published"}
 PROGRESS = {"progress"}
+# A picture in the case file spans the type area's width at most (GB/T 9704: 156 mm).
+IMAGE_WIDTH = Mm(150)
+IMAGE_HEIGHT_MAX = Mm(200)
 
 
 class TemplateBroken(Exception):
@@ -110,6 +121,7 @@ def render(settings: Settings, kind: str, context: dict[str, Any]) -> bytes:
     path = template_path(settings, kind)
     try:
         template = DocxTemplate(str(path))
+        _place_images(template, context)
         template.render(context, autoescape=True)
     except TemplateError as exc:
         line = getattr(exc, "lineno", None)
@@ -122,6 +134,26 @@ def render(settings: Settings, kind: str, context: dict[str, Any]) -> bytes:
     out = io.BytesIO()
     template.save(out)
     return out.getvalue()
+
+
+def _place_images(template: DocxTemplate, context: dict[str, Any]) -> None:
+    """The attachments' pictures, which only the template being rendered can hold (docxtpl's
+    InlineImage). WebP, which Word cannot show, goes in as PNG; a picture is scaled to the type
+    area's width, or to a page's height when tall (a phone's long screenshot)."""
+    for row in context.get("attachments", []):
+        path = row.pop("image_path", None)
+        row["image"] = ""
+        if path is None:
+            continue
+        with Image.open(path) as picture:
+            width, height = picture.size
+            data = io.BytesIO()
+            picture.save(data, format="PNG" if picture.format == "WEBP" else picture.format)
+        data.seek(0)
+        if height * IMAGE_WIDTH > width * IMAGE_HEIGHT_MAX:
+            row["image"] = InlineImage(template, data, height=IMAGE_HEIGHT_MAX)
+        else:
+            row["image"] = InlineImage(template, data, width=IMAGE_WIDTH)
 
 
 # ------------------------------------------------------------------ from the store
@@ -139,8 +171,16 @@ def visible_row(session: Session, incident_id: str, involving: Involving | None)
 class Builder:
     """The fields of an incident's documents, from its rows."""
 
-    def __init__(self, session: Session, row: Incident, roster: Roster, tz: ZoneInfo) -> None:
+    def __init__(
+        self,
+        session: Session,
+        row: Incident,
+        roster: Roster,
+        tz: ZoneInfo,
+        settings: Settings | None = None,
+    ) -> None:
         self.s, self.row, self.roster, self.tz = session, row, roster, tz
+        self.settings = settings  # where the attachments' files are; None: listed, not shown
 
     def t(self, at: datetime | None) -> str:
         return at.astimezone(self.tz).strftime("%Y年%m月%d日 %H:%M") if at else ""
@@ -185,9 +225,31 @@ class Builder:
                 "kind": e.kind,
                 "actor": self.person(e.actor) if e.actor else "",
                 "summary": e.summary,
+                "detail": e.detail or "",
             }
             for e in incident_rows.timeline(self.s, incident_id=self.row.id)
         ]
+
+    def attachments(self) -> list[dict[str, Any]]:
+        """The incident's attachments (issue 19, item 3) as the case file lists them; an image
+        whose file is on disk also by its path, for `render` to place the picture. A file gone
+        from disk is listed as missing: the rest of the case file is still given."""
+        out = []
+        for a in attachment_rows.for_incident(self.s, self.row.id):
+            path = attachment_rows.path_of(self.settings, a.sha256) if self.settings else None
+            out.append(
+                {
+                    "name": a.name,
+                    "kind": ATTACHMENT_TYPES.get(a.media_type, a.media_type),
+                    "size": size_words(a.size),
+                    "sha256": a.sha256,
+                    "added_by": self.person(a.added_by) or a.added_by,
+                    "added_at": self.t(a.added_at),
+                    "missing": self.settings is not None and path is None,
+                    "image_path": path if path and a.media_type.startswith("image/") else None,
+                }
+            )
+        return out
 
     def deadlines(self) -> tuple[list[dict[str, Any]], dict[str, int]]:
         rows, on_time, late = [], 0, 0
@@ -229,7 +291,7 @@ class Builder:
             if e.kind in PROGRESS or e.kind == "written_report":
                 last_report = max(last_report, e.at)
         now = datetime.now(self.tz)
-        return {
+        context: dict[str, Any] = {
             "i": self.incident(),
             "drill": self.row.drill,
             "office": self.unit(self.roster.roles.office),
@@ -239,6 +301,7 @@ class Builder:
             "timeline": timeline,
             "measures": [e for e in timeline if e["kind"] not in NOT_MEASURES],
             "replies": [e for e in timeline if e["kind"] in REPLIES],
+            "attachments": self.attachments(),
             "deadlines": deadlines,
             "ledger": ledger,
             "escalations": [
@@ -284,6 +347,19 @@ class Builder:
                 if raw.at >= last_report and raw.kind != "reported"
             ],
         }
+        # 归档 (item 4): the retention redaction, recorded in the store, closes the timeline.
+        redacted = archives.redaction(self.s, incident_id=self.row.id)
+        if redacted is not None:
+            context["timeline"] = [
+                *timeline,
+                {
+                    "at": self.t(redacted.at),
+                    "kind": "redacted",
+                    "actor": "",
+                    "summary": archives.describe(redacted),
+                },
+            ]
+        return context
 
     def escalation(self, deadline_key: str, step: int) -> dict[str, Any] | None:
         """The fields of one step's 督办通知 (the latest of that deadline and step), or None."""
@@ -356,7 +432,7 @@ class Builder:
                 rows.append(
                     {
                         "recipient": name,
-                        "channel": d.kind or d.channel,
+                        "channel": CHANNEL_KINDS.get(d.kind or "", d.kind or "其他渠道"),
                         "state": DELIVERY_STATES.get(d.state, d.state),
                         "sent_at": self.t(d.sent_at),
                     }

@@ -1,0 +1,49 @@
+"""签收 on the incident page (issue 20, item 1): each 交办 and 督办 message to be signed for, and
+per person whether it reached them (the inbox always; each external channel by its delivery's
+state in the outbox) and whether they signed for it, and when. Signed or not comes from the
+incident (its workflow); reached from the store, which the delivery activities write."""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from config.settings import Settings
+from plan.models import IncidentView
+from plan.roster import CHANNEL_KINDS, Roster
+from store import notifications
+from store.db import session_scope
+
+DELIVERY_WORDS = {
+    "pending": "发送中",
+    "sent": "已送达",
+    "failed": "发送失败，重试中",
+    "given_up": "发送失败",
+}
+
+
+def receipts(settings: Settings, roster: Roster, view: IncidentView, tz: ZoneInfo) -> list[Any]:
+    """The page's 签收情况: one entry per message, one line per person. Blocking (the store):
+    a coroutine runs it in the thread pool."""
+    keys = [r.note_key for r in view.receipts if r.note_key]
+    with session_scope(settings.database_url) as s:
+        reached = notifications.reach(s, keys) if keys else {}
+    out = []
+    for r in view.receipts:
+        people = []
+        for person in r.persons:
+            channels = ["站内消息已送达"] + [
+                f"{CHANNEL_KINDS.get(d.kind or '', '其他渠道')}{DELIVERY_WORDS.get(d.state, d.state)}"
+                for d in reached.get((r.note_key or "", person), [])
+            ]
+            signed = r.signed.get(person)
+            people.append(
+                {
+                    "id": person,
+                    "name": roster.person_name(person),
+                    "reached": "；".join(channels),
+                    "signed_at": signed.astimezone(tz) if signed else None,
+                }
+            )
+        out.append({"key": r.key, "label": r.label, "at": r.at, "people": people})
+    return out

@@ -1,0 +1,109 @@
+"""签收 (issue 20, item 1): the 交办 and each 督办 step ask their recipients to sign for them; the
+incident records who signed for what and when. Signing for is not meeting: the deadline and its
+escalation chain run on. Only a recipient may sign, and only for what is addressed to them."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from config.settings import Settings
+from plan.roster import Roster
+from starter import incidents
+from starter.incidents import ServiceError
+from store import incident_rows
+from tests.helpers import eventually, running_worker, stored, submit, triage
+
+LEADER, DEPUTY, HEAD = "wang.jianguo", "li.xiaomei", "sun.haitao"
+
+
+def receipt(view, key):  # type: ignore[no-untyped-def]
+    return next(r for r in view.receipts if r.key == key)
+
+
+async def test_the_assignment_is_signed_for_by_the_units_head(
+    client: Client, settings: Settings, roster: Roster, executor: ThreadPoolExecutor
+) -> None:
+    """交办: the office assigns 村镇建设办; its head (also its first-responsible person) signs for
+    it; a person it was not sent to is refused in Chinese; signing twice is refused."""
+    async with running_worker(client, settings, executor):
+        view = await submit(client, settings, roster)
+        view = await triage(client, view.id, unit="cjb")
+        assigned = receipt(view, "交办#1")
+        assert assigned.persons == [HEAD] and assigned.signed == {}
+        with pytest.raises(ServiceError) as refused:
+            await incidents.act(client, view.id, "sign-for", {}, "xu.lei")
+        assert "没有需要签收" in refused.value.message
+        view = await incidents.act(client, view.id, "sign-for", {"key": "交办#1"}, HEAD)
+        assert HEAD in receipt(view, "交办#1").signed
+        assert any(e.kind == "signed" and e.actor == HEAD for e in view.timeline)
+        with pytest.raises(ServiceError):
+            await incidents.act(client, view.id, "sign-for", {}, HEAD)
+
+
+async def test_signing_for_an_escalation_is_not_meeting_it(
+    time_env: WorkflowEnvironment,
+    client: Client,
+    settings: Settings,
+    roster: Roster,
+    executor: ThreadPoolExecutor,
+) -> None:
+    """R-ESCALATE: the deputy signs for step 2; the reply stays overdue and step 3 still reaches
+    the leader, who has not signed; a key that is not the person's is refused."""
+    async with running_worker(client, settings, executor):
+        view = await submit(client, settings, roster, severity="urgent", responsible_unit="cjb")
+        await time_env.sleep(timedelta(hours=3, minutes=1) + timedelta(minutes=61))
+        view = await incidents.get(client, view.id)
+        step2 = receipt(view, "R-REPLY#1/2")
+        assert step2.persons == [DEPUTY] and step2.step == 2
+        with pytest.raises(ServiceError) as refused:
+            await incidents.act(client, view.id, "sign-for", {"key": "R-REPLY#1/1"}, DEPUTY)
+        assert "R-REPLY#1/1" in refused.value.message
+        view = await incidents.act(client, view.id, "sign-for", {"key": "R-REPLY#1/2"}, DEPUTY)
+        assert DEPUTY in receipt(view, "R-REPLY#1/2").signed
+        reply = next(d for d in view.deadlines if d.key == "R-REPLY#1")
+        assert reply.met_at is None and reply.overdue  # signing is not meeting
+
+        await time_env.sleep(timedelta(minutes=61))
+        view = await incidents.get(client, view.id)
+        step3 = receipt(view, "R-REPLY#1/3")
+        assert step3.persons == [LEADER] and step3.signed == {}
+        # The timeline, and so the store's record, says who signed for what.
+        events = await eventually(
+            lambda: [
+                e
+                for e in stored(settings.database_url, incident_rows.timeline, incident_id=view.id)
+                if e.kind == "signed"
+            ]
+        )
+        assert events[0].actor == DEPUTY and "第2级督办" in events[0].summary
+
+
+async def test_the_page_shows_who_was_reached_and_who_signed(
+    client: Client, settings: Settings, roster: Roster, executor: ThreadPoolExecutor
+) -> None:
+    """The incident page's 签收情况: per person, reached (the inbox) and 已签收 with the time or
+    未签收; the head signs from the page's form, which offers the messages still to sign."""
+    from tests.helpers import app_over_asgi
+    from tests.test_api import sign_in
+
+    async with app_over_asgi(client, settings, roster, executor) as http:
+        view = await submit(client, settings, roster)
+        await triage(client, view.id, unit="cjb")
+        row = f'data-receipt="交办#1" data-person="{HEAD}"'
+        csrf = await sign_in(http, settings, HEAD)
+        page = (await http.get(f"/incidents/{view.id}")).text
+        assert "签收情况" in page and f'{row} data-signed="no"' in page
+        assert "站内消息已送达" in page and "未签收" in page
+        assert 'id="action-sign-for"' in page and "交办：村镇建设办牵头处置</option>" in page
+        posted = await http.post(
+            f"/incidents/{view.id}/actions/sign-for", data={"csrf_token": csrf, "key": ""}
+        )
+        assert posted.status_code == 303, posted.text
+        page = (await http.get(f"/incidents/{view.id}")).text
+        assert f'{row} data-signed="yes"' in page and "已签收" in page
+        assert 'id="action-sign-for"' not in page  # nothing left to sign for
