@@ -194,6 +194,19 @@ def check_roster(path: Annotated[Path | None, typer.Argument(help="名册文件"
         for u in missing:
             typer.echo(f"  {u.name}（{u.person}）：{'、'.join(u.steps)}", err=True)
         typer.echo("请在名册中为其添加 channels，再用 yuqing notify test 人员编号 测试。", err=True)
+    # An SMS channel with no account to send from fails on its first message: say so now.
+    texting = [p.name for p in roster.people if any(c.kind == "sms" for c in p.channels)]
+    if not texting:
+        return
+    from activities.channels import SmsSettings
+
+    unset = SmsSettings.from_settings(get_settings()).missing()
+    if unset:
+        typer.echo(
+            f"警告：{'、'.join(texting)}有短信渠道，但未设置短信账号（{'、'.join(unset)}），"
+            "短信将无法发送。",
+            err=True,
+        )
 
 
 @token_app.command("create")

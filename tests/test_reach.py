@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from plan import reach
@@ -91,3 +92,33 @@ def test_the_leader_is_named_first(tmp_path: Path) -> None:
     ends with, heads the list."""
     missing = reach.unreached(load_roster(EXAMPLE_ROSTER), shipped())
     assert missing[0].person == LEADER and missing[1].person == DEPUTY
+
+
+def test_check_roster_warns_of_sms_channels_without_an_account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An SMS channel (issue 20, item 4) with no Tencent Cloud account set fails on its first
+    message: check-roster says so, naming the variables; with them set, it does not."""
+    from config.settings import get_settings
+
+    path = roster_with_mail(tmp_path, except_for=set())
+    text = path.read_text(encoding="utf-8").replace(
+        'channels = [{ kind = "email", address = "wang.jianguo@example.gov.cn" }]\n',
+        'channels = [{ kind = "sms" }]\n',
+    )
+    path.write_text(text, encoding="utf-8")
+    for name in ("SECRET_ID", "SECRET_KEY", "SDK_APP_ID", "SIGN_NAME", "TEMPLATE_ID"):
+        monkeypatch.delenv(f"YUQING_SMS_{name}", raising=False)
+    get_settings.cache_clear()
+    try:
+        result = runner.invoke(app, ["check-roster", str(path)])
+        assert result.exit_code == 0, result.output
+        assert "王建国有短信渠道，但未设置短信账号" in result.output
+        assert "YUQING_SMS_SECRET_ID" in result.output and "警告：以下" not in result.output
+        for name in ("SECRET_ID", "SECRET_KEY", "SDK_APP_ID", "SIGN_NAME", "TEMPLATE_ID"):
+            monkeypatch.setenv(f"YUQING_SMS_{name}", "x")
+        get_settings.cache_clear()
+        result = runner.invoke(app, ["check-roster", str(path)])
+        assert result.exit_code == 0 and "警告" not in result.output, result.output
+    finally:
+        get_settings.cache_clear()
