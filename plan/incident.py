@@ -81,7 +81,7 @@ from plan.models import (
     Withdraw,
     WrittenReport,
 )
-from plan.roster import Role
+from plan.roster import CHANNEL_KINDS, Role, channel_target
 from plan.timers import Next, next_event
 
 REPORT_KEY = "R-REPORT"
@@ -520,7 +520,74 @@ class Incident:
             if action.actor in r.unsigned() and action.key in (None, r.key):
                 r.signed[action.actor] = self.now
                 signed.append(r.label)
+                d = self.deadline(r.deadline_key) if r.deadline_key else None
+                if d is not None:
+                    d.version += 1  # its timer recomputes: re-sending to this person stops
         self.event("signed", action.actor, "签收：" + "；".join(signed))
+        self.changed()
+
+    # ------------------------------------------------------------------ 签收's re-sending
+
+    def _next_channels(self, person_id: str) -> list[Any]:
+        """The person's own channels in the roster's order, SMS last (the inbox has it anyway)."""
+        p = self.roster.person(person_id)
+        channels = [c for c in (p.channels if p else []) if c.kind != "inbox"]
+        return [c for c in channels if c.kind != "sms"] + [c for c in channels if c.kind == "sms"]
+
+    def _unsigned_receipt(self, d: Deadline) -> Receipt | None:
+        """The deadline's latest 督办 message, while someone it went to has not signed for it."""
+        mine = [r for r in self.s.receipts if r.deadline_key == d.key]
+        return mine[-1] if mine and mine[-1].unsigned() else None
+
+    def resend_at(self, d: Deadline) -> datetime | None:
+        """When the latest 督办 message of this deadline goes again, not signed for: every
+        `resend_after` (a drill's compressed) since it was sent, a round per channel, while an
+        unsigned recipient has a channel that round can use. None: nothing to re-send."""
+        r = self._unsigned_receipt(d) if self.s.resend and d.open else None
+        if r is None:
+            return None
+        if not any(len(self._next_channels(p)) > r.rounds for p in r.unsigned()):
+            return None
+        wait = self.spec.resend_after
+        wait = wait / self.speedup if self.speedup else wait
+        return r.at + wait * (r.rounds + 1)
+
+    def on_resend(self, d: Deadline) -> None:
+        """R-ESCALATE, 签收: the 督办 message goes again to each recipient who has not signed for
+        it, on their next channel (one per round), and the timeline says to whom and how."""
+        r = self._unsigned_receipt(d)
+        if r is None or r.step is None:
+            return
+        r.rounds += 1
+        waits = [timedelta(minutes=m) for m in self.inp.escalation_waits_minutes]
+        chain = self.escalation_chain(d.key, waits)
+        step = chain[min(r.step, len(chain)) - 1]
+        subject, body = messages.escalation(
+            self.view(), self.roster, self.tz, d, step, self.now, spec=self.spec
+        )
+        told = []
+        for pid in r.unsigned():
+            channels = self._next_channels(pid)
+            if len(channels) < r.rounds:
+                continue
+            channel = channels[r.rounds - 1]
+            name = self.roster.person_name(pid)
+            told.append(f"{name}（{CHANNEL_KINDS.get(channel.kind, channel.kind)}）")
+            r.resent.append(f"{pid}|{channel_target(channel)}|{self.now.isoformat()}")
+            self._queue(
+                rules.R_ESCALATE,
+                [Recipient(person_id=pid, name=name, channels=[channel])],
+                f"【未签收，再次通知】{subject}",
+                body,
+                deadline=d,
+                step=step,
+            )
+        if told:
+            self.event(
+                "resent",
+                None,
+                f"{r.label}未签收，第{r.rounds}次再次通知：{'、'.join(told)}（{rules.R_ESCALATE}）",
+            )
         self.changed()
 
     def _ask_receipt_of_assignment(self) -> None:
@@ -1561,6 +1628,19 @@ class Incident:
                         person_id=f"unit:{unit.id}", name=unit.name, channels=list(unit.channels)
                     )
                 )
+        self._queue(rule, recipients, subject, body, deadline=deadline, step=step)
+
+    def _queue(
+        self,
+        rule: str,
+        recipients: list[Recipient],
+        subject: str,
+        body: str,
+        *,
+        deadline: Deadline | None = None,
+        step: rules.EscalationStep | None = None,
+    ) -> None:
+        """A notification to exactly these recipients, each on the channels given."""
         incident_id = self.inp.incident_id
         about = messages.brief_deadline(self.s.deadlines, rule, deadline)
         self.s.notify_seq += 1
@@ -1600,7 +1680,12 @@ class Incident:
             for d in self.s.deadlines:
                 steps = self.escalation_chain(d.key, waits) if d.open and d.overdue else []
                 event = next_event(
-                    d, steps, self.now, warn_at=self.spec.warn_at, speedup=self.speedup
+                    d,
+                    steps,
+                    self.now,
+                    warn_at=self.spec.warn_at,
+                    speedup=self.speedup,
+                    resend_at=self.resend_at(d),
                 )
                 due = event.at is not None and event.at <= until
                 if due and event.at is not None and (first is None or event.at < first[0]):
@@ -1613,6 +1698,8 @@ class Incident:
                 self.on_warn(d)
             elif event.kind == "miss":
                 self.on_miss(d)
+            elif event.kind == "resend":
+                self.on_resend(d)
             else:
                 assert event.step is not None
                 self.on_escalation_step(d, event.step)

@@ -520,6 +520,9 @@ class Receipt(BaseModel):
     step: int | None = None
     signed: dict[str, datetime] = Field(default_factory=dict)
     note_key: str | None = None  # the notification that carried it (its deliveries' key)
+    # Re-sent on the next channel (issue 20, item 2): rounds done, and each re-send by whom.
+    rounds: int = 0
+    resent: list[str] = Field(default_factory=list)  # "person|channel target|at ISO"
 
     def unsigned(self) -> list[str]:
         return [p for p in self.persons if p not in self.signed]
@@ -701,6 +704,8 @@ class IncidentState(BaseModel):
     # oral report meets R-REPORT, the amendment period after close, countersigns and activated
     # units' part (RULES_V2_PATCH).
     rules_version: int = 0
+    # 签收's re-sending (issue 20, item 2) runs for incidents started since (RESEND_PATCH).
+    resend: bool = False
     # Effects decided but not yet written: carried across continue-as-new, so none is lost.
     pending_escalations: list[Escalation] = Field(default_factory=list)
     pending_notifications: list[Notification] = Field(default_factory=list)

@@ -88,6 +88,9 @@ class PlanSpec(BaseModel):
     countersign: bool = True
     # R-ESCALATE: the chain a missed deadline goes through, in order (step 1 first).
     escalation: tuple[StepSpec, ...] = Field(default=LEGACY_ESCALATION, min_length=1)
+    # 签收 (issue 20, item 2): a 督办 message not signed for within this goes again on the
+    # person's next channel (the roster's order, SMS last), until signed for or the deadline met.
+    resend_after: timedelta = Field(default=timedelta(minutes=30), gt=timedelta(0))
     # The plan's own sentences by rule ID, quoted verbatim in messages (预案要求：…).
     wording: dict[str, str] = Field(default_factory=lambda: dict(LEGACY_WORDING))
 

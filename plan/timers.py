@@ -17,7 +17,7 @@ class Next:
     deadline changes), "warn", "miss" or "step". `at` is when (None for done and idle), `step`
     the escalation step, `summary` the timer's label in the Temporal UI."""
 
-    kind: str
+    kind: str  # also "resend": a 督办 message not signed for goes on the next channel
     at: datetime | None = None
     step: EscalationStep | None = None
     summary: str | None = None
@@ -30,9 +30,28 @@ def next_event(
     *,
     warn_at: float | None,
     speedup: float | None,
+    resend_at: datetime | None = None,
 ) -> Next:
     """The deadline's next event as of `now` (a warning not given before the due time is
-    skipped: the miss says more)."""
+    skipped: the miss says more). `resend_at`: when the latest 督办 step's message, not signed
+    for, goes again on a next channel (issue 20), if it does."""
+    event = _next(d, steps, now, warn_at=warn_at, speedup=speedup)
+    sooner = event.kind == "idle" or (
+        event.at is not None and resend_at is not None and resend_at < event.at
+    )
+    if resend_at is not None and d.open and d.overdue and sooner:
+        return Next("resend", resend_at, summary=f"{R_ESCALATE} 未签收，再次通知")
+    return event
+
+
+def _next(
+    d: Deadline,
+    steps: list[EscalationStep],
+    now: datetime,
+    *,
+    warn_at: float | None,
+    speedup: float | None,
+) -> Next:
     if not d.open:
         return Next("done")
     if d.replaced_by is not None and not d.overdue:

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from config.settings import Settings
-from plan.roster import Roster
+from plan.roster import Roster, load_roster
 from starter import incidents
 from starter.incidents import ServiceError
 from store import incident_rows
+from tests.conftest import EXAMPLE_ROSTER
 from tests.helpers import eventually, running_worker, stored, submit, triage
 
 LEADER, DEPUTY, HEAD = "wang.jianguo", "li.xiaomei", "sun.haitao"
@@ -107,3 +109,84 @@ async def test_the_page_shows_who_was_reached_and_who_signed(
         page = (await http.get(f"/incidents/{view.id}")).text
         assert f'{row} data-signed="yes"' in page and "已签收" in page
         assert 'id="action-sign-for"' not in page  # nothing left to sign for
+
+
+def roster_with_channels(tmp_path: Path) -> Path:
+    """The example roster with the deputy reachable on an SMS (listed first), then two e-mail
+    addresses: the re-sends must take the e-mails in order and the SMS last."""
+    text = EXAMPLE_ROSTER.read_text(encoding="utf-8")
+    deputy = f'id = "{DEPUTY}"\n'
+    channels = (
+        'mobile = "13800000003"\n'
+        'channels = [{ id = "sms", kind = "sms" }, '
+        '{ id = "mail", kind = "email", address = "li@example.gov.cn" }, '
+        '{ id = "home", kind = "email", address = "li.home@example.gov.cn" }]\n'
+    )
+    assert deputy in text
+    path = tmp_path / "roster.toml"
+    path.write_text(text.replace(deputy, deputy + channels, 1), encoding="utf-8")
+    return path
+
+
+async def test_an_unsigned_escalation_goes_again_on_the_next_channel(
+    time_env: WorkflowEnvironment,
+    client: Client,
+    settings: Settings,
+    executor: ThreadPoolExecutor,
+    tmp_path: Path,
+) -> None:
+    """Issue 20, item 2 (R-ESCALATE): step 2 reaches the deputy; not signed for within the plan's
+    30 minutes it goes again on her next channel (the roster's order, SMS last), then the next;
+    signing for stops the re-sending, though the deadline stays overdue."""
+    path = roster_with_channels(tmp_path)
+    roster = load_roster(path)
+    # Step 2 an hour after step 1, step 3 five hours later: room to watch step 2's re-sends.
+    s = settings.model_copy(update={"roster_file": path, "escalation_waits_minutes": [60, 300]})
+    async with running_worker(client, s, executor):
+        view = await submit(client, s, roster, severity="urgent", responsible_unit="cjb")
+        await time_env.sleep(timedelta(hours=4, minutes=1))  # due at 3 h, step 2 at 4 h
+        view = await incidents.get(client, view.id)
+        step2 = receipt(view, "R-REPLY#1/2")
+        assert step2.persons == [DEPUTY] and step2.rounds == 0 and view.resend
+
+        await time_env.sleep(timedelta(minutes=30))
+        step2 = receipt(await incidents.get(client, view.id), "R-REPLY#1/2")
+        assert step2.rounds == 1 and step2.resent[0].startswith(f"{DEPUTY}|email:mail|")
+        await time_env.sleep(timedelta(minutes=30))
+        view = await incidents.get(client, view.id)
+        step2 = receipt(view, "R-REPLY#1/2")
+        assert step2.rounds == 2 and step2.resent[1].startswith(f"{DEPUTY}|email:home|")
+        resent = [e.summary for e in view.timeline if e.kind == "resent"]
+        assert len(resent) == 2 and "李晓梅（电子邮件）" in resent[0], resent
+
+        await incidents.act(client, view.id, "sign-for", {}, DEPUTY)
+        await time_env.sleep(timedelta(minutes=90))  # the SMS round would have come
+        view = await incidents.get(client, view.id)
+        step2 = receipt(view, "R-REPLY#1/2")
+        assert step2.rounds == 2 and DEPUTY in step2.signed
+        assert len([e for e in view.timeline if e.kind == "resent"]) == 2
+        reply = next(d for d in view.deadlines if d.key == "R-REPLY#1")
+        assert reply.overdue and reply.met_at is None and reply.escalation_step == 2
+
+
+async def test_the_sms_comes_last_and_re_sending_ends_with_the_channels(
+    time_env: WorkflowEnvironment,
+    client: Client,
+    settings: Settings,
+    executor: ThreadPoolExecutor,
+    tmp_path: Path,
+) -> None:
+    """Unsigned all along: the two e-mails, then the SMS, then nothing more (each channel once)."""
+    path = roster_with_channels(tmp_path)
+    roster = load_roster(path)
+    s = settings.model_copy(update={"roster_file": path, "escalation_waits_minutes": [60, 300]})
+    async with running_worker(client, s, executor):
+        view = await submit(client, s, roster, severity="urgent", responsible_unit="cjb")
+        await time_env.sleep(timedelta(hours=4, minutes=1) + timedelta(minutes=150))
+        step2 = receipt(await incidents.get(client, view.id), "R-REPLY#1/2")
+        assert [line.split("|")[1] for line in step2.resent] == [
+            "email:mail",
+            "email:home",
+            "sms:sms",
+        ]
+        assert step2.rounds == 3 and step2.signed == {}

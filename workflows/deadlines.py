@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 
@@ -28,6 +28,8 @@ async def watch_deadline(
     on_warn: Callable[[Deadline], None],
     on_miss: Callable[[Deadline], None],
     on_step: Callable[[Deadline, EscalationStep], None],
+    on_resend: Callable[[Deadline], None],
+    resend_at: Callable[[Deadline], datetime | None],
     warn_at: float | None,
     speedup: float | None,
 ) -> None:
@@ -36,7 +38,7 @@ async def watch_deadline(
         now = workflow.now()
         # The chain only matters once overdue (and is the unit's at that moment).
         steps = chain() if d.open and d.overdue else []
-        event = next_event(d, steps, now, warn_at=warn_at, speedup=speedup)
+        event = next_event(d, steps, now, warn_at=warn_at, speedup=speedup, resend_at=resend_at(d))
         if event.kind == "done":
             return
         if event.at is None:
@@ -47,6 +49,8 @@ async def watch_deadline(
             on_warn(d)
         elif event.kind == "miss":
             on_miss(d)
+        elif event.kind == "resend":
+            on_resend(d)
         else:
             assert event.step is not None
             on_step(d, event.step)

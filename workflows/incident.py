@@ -85,6 +85,9 @@ RULES_PATCH = "rules-version-1"
 # meets R-REPORT, records and commendations may be added for a period after close, co-unit heads
 # countersign, activated units take part.
 RULES_V2_PATCH = "rules-version-2"
+# Incidents started since issue 20's 签收: a 督办 message not signed for goes again on the next
+# channel (IncidentState.resend); older histories replay without those timers.
+RESEND_PATCH = "resend-until-signed"
 
 
 class Sent:
@@ -139,6 +142,8 @@ class IncidentWorkflow:
                 self.s.rules_version = 1
             if workflow.patched(RULES_V2_PATCH):
                 self.s.rules_version = CURRENT_RULES_VERSION
+            if workflow.patched(RESEND_PATCH):
+                self.s.resend = True
             self.core.now = workflow.now()
             self.core.open_incident()
         self.core.started = True
@@ -473,6 +478,8 @@ class IncidentWorkflow:
                     on_warn=lambda d: self._timer_event(self.core.on_warn, d),
                     on_miss=lambda d: self._missed(d),
                     on_step=lambda d, step: self._escalated(d, step),
+                    on_resend=lambda d: self._timer_event(self.core.on_resend, d),
+                    resend_at=self.core.resend_at,
                     warn_at=self.core.spec.warn_at,
                     speedup=self.core.speedup,
                 )
