@@ -14,7 +14,9 @@ needs a write. workflows/incident.py is the Temporal glue around it.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from datetime import time as dt_time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from plan import messages, rules
 from plan.actions import (
@@ -544,21 +546,42 @@ class Incident:
         `resend_after` (a drill's compressed) since it was sent, a round per channel, while an
         unsigned recipient has a channel that round can use. None: nothing to re-send."""
         r = self._unsigned_receipt(d) if self.s.resend and d.open else None
+        kind = self._resend_kind(d, r)
+        if r is None or kind is None:
+            return None
+        wait, every = self.spec.resend_after, self.spec.repeat_every
+        if self.speedup:
+            wait, every = wait / self.speedup, every / self.speedup
+        if kind == "channel":
+            return r.at + wait * (r.rounds + 1)
+        at = (r.last_at or r.at) + every
+        if self.s.severity is Severity.urgent or self.speedup:
+            return at  # urgent (and a drill, whose hours are compressed) at any hour
+        return _after_quiet_hours(at, self.tz, self.spec.quiet_hours)
+
+    def _resend_kind(self, d: Deadline, r: Receipt | None) -> str | None:
+        """What the next re-send of the receipt is: "channel" (the next channel of someone
+        unsigned), "repeat" (the top of the chain, major or urgent, under the cap), or None."""
         if r is None:
             return None
-        if not any(len(self._next_channels(p)) > r.rounds for p in r.unsigned()):
-            return None
-        wait = self.spec.resend_after
-        wait = wait / self.speedup if self.speedup else wait
-        return r.at + wait * (r.rounds + 1)
+        if any(len(self._next_channels(p)) > r.rounds for p in r.unsigned()):
+            return "channel"
+        top = r.step is not None and r.step >= len(self.spec.escalation)
+        serious = self.s.severity in (Severity.major, Severity.urgent)
+        return "repeat" if top and serious and r.repeats < self.spec.repeat_cap else None
 
     def on_resend(self, d: Deadline) -> None:
         """R-ESCALATE, 签收: the 督办 message goes again to each recipient who has not signed for
         it, on their next channel (one per round), and the timeline says to whom and how."""
         r = self._unsigned_receipt(d)
-        if r is None or r.step is None:
+        kind = self._resend_kind(d, r)
+        if r is None or r.step is None or kind is None:
+            return
+        if kind == "repeat":
+            self._repeat(d, r)
             return
         r.rounds += 1
+        r.last_at = self.now
         waits = [timedelta(minutes=m) for m in self.inp.escalation_waits_minutes]
         chain = self.escalation_chain(d.key, waits)
         step = chain[min(r.step, len(chain)) - 1]
@@ -588,6 +611,39 @@ class Incident:
                 None,
                 f"{r.label}未签收，第{r.rounds}次再次通知：{'、'.join(told)}（{rules.R_ESCALATE}）",
             )
+        self.changed()
+
+    def _repeat(self, d: Deadline, r: Receipt) -> None:
+        """The top of the chain, still unsigned: the message again on every channel."""
+        assert r.step is not None
+        r.repeats += 1
+        r.last_at = self.now
+        waits = [timedelta(minutes=m) for m in self.inp.escalation_waits_minutes]
+        chain = self.escalation_chain(d.key, waits)
+        step = chain[min(r.step, len(chain)) - 1]
+        subject, body = messages.escalation(
+            self.view(), self.roster, self.tz, d, step, self.now, spec=self.spec
+        )
+        recipients = []
+        for pid in r.unsigned():
+            p = self.roster.person(pid)
+            if p is not None:
+                recipients.append(Recipient(person_id=pid, name=p.name, channels=list(p.channels)))
+        names = "、".join(x.name for x in recipients)
+        self._queue(
+            rules.R_ESCALATE,
+            recipients,
+            f"【第{r.repeats}次提醒，未签收】{subject}",
+            body,
+            deadline=d,
+            step=step,
+        )
+        self.event(
+            "resent",
+            None,
+            f"{r.label}未签收，第{r.repeats}次提醒（共{self.spec.repeat_cap}次）：{names}"
+            f"（{rules.R_ESCALATE}）",
+        )
         self.changed()
 
     def _ask_receipt_of_assignment(self) -> None:
@@ -1710,3 +1766,17 @@ class Incident:
         """Carry out an accepted action at `now`."""
         self.now = now
         getattr(self, name.replace("-", "_"))(action)
+
+
+def _after_quiet_hours(at: datetime, tz: str, quiet: tuple[dt_time, dt_time]) -> datetime:
+    """`at`, or the end of the quiet hours (local time) when it falls in them."""
+    zone = ZoneInfo(tz)
+    local = at.astimezone(zone)
+    start, end = quiet
+    clock = local.timetz().replace(tzinfo=None)
+    overnight = start > end
+    inside = (clock >= start or clock < end) if overnight else (start <= clock < end)
+    if not inside:
+        return at
+    day = local.date() + timedelta(days=1) if overnight and clock >= start else local.date()
+    return datetime.combine(day, end, tzinfo=zone).astimezone(at.tzinfo)

@@ -10,7 +10,7 @@ its incident started with.
 from __future__ import annotations
 
 import tomllib
-from datetime import timedelta
+from datetime import time, timedelta
 from enum import StrEnum
 from functools import cache, lru_cache
 from pathlib import Path
@@ -91,6 +91,12 @@ class PlanSpec(BaseModel):
     # 签收 (issue 20, item 2): a 督办 message not signed for within this goes again on the
     # person's next channel (the roster's order, SMS last), until signed for or the deadline met.
     resend_after: timedelta = Field(default=timedelta(minutes=30), gt=timedelta(0))
+    # At the top of the chain (the leader), for major and urgent incidents, the message is then
+    # repeated every `repeat_every` up to `repeat_cap` times while unsigned; a repeat that falls
+    # in the quiet hours (local time, start and end) waits for their end, unless urgent.
+    repeat_every: timedelta = Field(default=timedelta(hours=1), gt=timedelta(0))
+    repeat_cap: int = Field(default=3, ge=0, le=20)
+    quiet_hours: tuple[time, time] = (time(22, 0), time(7, 0))
     # The plan's own sentences by rule ID, quoted verbatim in messages (预案要求：…).
     wording: dict[str, str] = Field(default_factory=lambda: dict(LEGACY_WORDING))
 

@@ -385,7 +385,9 @@ async def test_unit_group_and_first_responsible_hear_everything_about_the_unit(
     """R-DUTY: with a group channel on 社会事务办 (Unit.channels, a WeCom robot) and a webhook for
     its first-responsible person wu.fang, every notification about the unit (report, assignment,
     review request, deadline warning, every escalation step) reaches wu.fang once, and the group
-    hears once whatever the unit's head is told."""
+    hears once whatever the unit's head is told. (Step 1, which wu.fang does not sign for, goes
+    to her once more after the plan's 30 minutes: issue 20's re-send, her webhook being her one
+    channel.)"""
     group = Receiver((200, {"errcode": 0, "errmsg": "ok"}), path="/cgi-bin/webhook/send")
     duty = Receiver(200)
     try:
@@ -410,12 +412,12 @@ async def test_unit_group_and_first_responsible_hear_everything_about_the_unit(
                 )
             )
             view = await incidents.get(client, view.id)
-            assert view.notify_seq == 7
+            assert view.notify_seq == 8  # 7, and step 1 again to wu.fang (未签收)
 
             def settled() -> list[Delivery] | None:
                 keys = {m.key for m in inbox_of(url, view.id)}
                 found = outbox(url, view.id)
-                if len(keys) == 7 and found and all(d.state == "sent" for d in found):
+                if len(keys) == 8 and found and all(d.state == "sent" for d in found):
                     return found
                 return None
 
@@ -428,8 +430,10 @@ async def test_unit_group_and_first_responsible_hear_everything_about_the_unit(
             told.setdefault(d.key.split("|")[0], set()).add(d.recipient)
         # Every notification about the incident reaches wu.fang, escalations to the deputy
         # and the leader included; the unit's group hears what its head is told.
-        assert len(told) == 7
+        assert len(told) == 8
         assert {k for k, who in told.items() if "wu.fang" in who} == set(told)
+        resent = [k for k, who in told.items() if who == {"wu.fang"}]
+        assert len(resent) == 1 and resent[0].endswith(":R-ESCALATE")
         head_told = {k for k, who in told.items() if "huang.li" in who}
         assert len(head_told) == 5
         assert {k for k, who in told.items() if "unit:sswb" in who} == head_told
@@ -444,13 +448,15 @@ async def test_unit_group_and_first_responsible_hear_everything_about_the_unit(
                 "R-ESCALATE",
                 "R-ESCALATE",
                 "R-ESCALATE",
+                "R-ESCALATE",
             ]
         )
+        assert sum("未签收，再次通知" in m.subject for m in wu) == 1
         assert any("第1级" in m.subject for m in wu)
 
         # Each message reached each endpoint once, the group's in the robot's own format.
-        assert sorted(r.recipient for r in deliveries) == ["unit:sswb"] * 5 + ["wu.fang"] * 7
-        assert len(duty.accepted()) == 7 and set(duty.accepted().values()) == {1}
+        assert sorted(r.recipient for r in deliveries) == ["unit:sswb"] * 5 + ["wu.fang"] * 8
+        assert len(duty.accepted()) == 8 and set(duty.accepted().values()) == {1}
         hits = group.received()
         assert len(hits) == 5 and {h.status for h in hits} == {200}
         assert all(h.query == {"key": ["sswb-group"]} for h in hits)

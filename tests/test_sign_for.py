@@ -7,13 +7,17 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from config.settings import Settings
+from plan.actions import ACTIONS
+from plan.incident import Incident
 from plan.roster import Roster, load_roster
+from plan.spec import shipped
 from starter import incidents
 from starter.incidents import ServiceError
 from store import incident_rows
@@ -190,3 +194,74 @@ async def test_the_sms_comes_last_and_re_sending_ends_with_the_channels(
             "sms:sms",
         ]
         assert step2.rounds == 3 and step2.signed == {}
+
+
+BEIJING = ZoneInfo("Asia/Shanghai")
+
+
+def top_of_chain(roster: Roster, severity: str) -> Incident:
+    """A core whose R-REPLY reaches the leader (step 3) at 22:00 Beijing time, with re-sending
+    on (the workflow sets `resend` for incidents started since the patch)."""
+    from tests.test_plan_wording import START, act, incident
+
+    discovered = START - (timedelta(hours=21) if severity == "major" else timedelta(0))
+    c = incident(shipped(), roster, discovered_at=discovered)
+    c.s.resend = True
+    c.inp.escalation_waits_minutes = [300, 300]  # steps 2 and 3 five hours apart
+    act(c, "triage", severity=severity, category="hype", responsible_unit="cjb")
+    return c
+
+
+def repeats(c: Incident, key: str = "R-REPLY#1/3") -> list[str]:
+    """When the reminders of that 督办 message went out, Beijing time (other deadlines of the
+    incident escalate too: only this one's count)."""
+    label = next((r.label for r in c.s.receipts if r.key == key), None)
+    return [
+        e.at.astimezone(BEIJING).strftime("%d日%H:%M")
+        for e in c.s.timeline
+        if e.kind == "resent" and "提醒" in e.summary and label and e.summary.startswith(label)
+    ]
+
+
+def test_the_leader_is_reminded_up_to_the_cap_and_not_in_quiet_hours(roster: Roster) -> None:
+    """Issue 20, item 2: at the top of the chain a major incident's 督办 message, unsigned, is
+    repeated every hour up to 3 times, but not in the quiet hours (22:00–07:00): the first waits
+    for 07:00. Then no more."""
+    c = top_of_chain(roster, "major")
+    reply = c.deadline("R-REPLY#1")
+    c.advance(reply.due_at + timedelta(hours=10, minutes=1))
+    step3 = next(r for r in c.s.receipts if r.key == "R-REPLY#1/3")
+    assert step3.persons == [LEADER]
+    assert step3.at.astimezone(BEIJING).strftime("%H:%M") == "22:00"
+    c.advance(step3.at + timedelta(days=2))
+    assert repeats(c) == ["01日07:00", "01日08:00", "01日09:00"]
+    assert step3.repeats == 3
+    last = next(m for m in reversed(c.s.pending_notifications) if "提醒" in m.subject)
+    assert last.subject.startswith("【第3次提醒，未签收】")
+    assert [r.person_id for r in last.recipients] == [LEADER]
+
+
+def test_an_urgent_incident_reminds_the_leader_at_night(roster: Roster) -> None:
+    """Urgent: the quiet hours do not hold the reminders back."""
+    c = top_of_chain(roster, "urgent")
+    reply = c.deadline("R-REPLY#1")
+    c.advance(reply.due_at + timedelta(hours=10) + timedelta(days=1))
+    assert repeats(c) == ["30日23:00", "01日00:00", "01日01:00"]
+
+
+def test_signing_for_ends_the_reminders_and_a_general_incident_has_none(roster: Roster) -> None:
+    """The leader signs after the first reminder: no more. A general incident: no reminders."""
+    c = top_of_chain(roster, "urgent")
+    reply = c.deadline("R-REPLY#1")
+    c.advance(reply.due_at + timedelta(hours=11, minutes=1))
+    assert len(repeats(c)) == 1
+    action = ACTIONS["sign-for"].command.model_validate({"actor": LEADER, "key": "R-REPLY#1/3"})
+    c.check("sign-for", action)
+    c.apply("sign-for", action, c.now)
+    c.advance(c.now + timedelta(days=1))
+    assert len(repeats(c)) == 1
+
+    general = top_of_chain(roster, "general")
+    general.advance(general.deadline("R-REPLY#1").due_at + timedelta(days=2))
+    assert any(r.key == "R-REPLY#1/3" for r in general.s.receipts)
+    assert repeats(general) == []
