@@ -216,6 +216,26 @@ async def scenario_attached(env: WorkflowEnvironment, settings: Settings) -> str
     return view.id
 
 
+async def scenario_signed(env: WorkflowEnvironment, settings: Settings) -> str:
+    """Issue 20: the 交办 signed for by the unit's head; the urgent reply missed and escalated to
+    the leader, reminded (resend-until-signed) until he signs; then replied and summarised."""
+    roster = load_roster(EXAMPLE_ROSTER)
+    c = env.client
+    view = (
+        await incidents.submit(
+            c, settings, roster, submission(severity="urgent"), submitted_by="zhou.ting"
+        )
+    ).view
+    await triage(c, view.id, severity="urgent", category="hype", unit="cjb")
+    await incidents.act(c, view.id, "sign-for", {}, "sun.haitao")
+    await env.sleep(timedelta(hours=6, minutes=30))  # 3 h, then the chain, then reminders
+    await incidents.act(c, view.id, "sign-for", {"key": "R-REPLY#1/3"}, "wang.jianguo")
+    await publish(c, view.id, staff="lin.feng", head="sun.haitao", release=True)
+    await incidents.act(c, view.id, "track", {"status": "subsided"}, "lin.feng")
+    await incidents.act(c, view.id, "submit-summary", {"text": "总结"}, "lin.feng")
+    return view.id
+
+
 SCENARIOS = {
     "inquiry": scenario_inquiry,
     "urgent": scenario_urgent,
@@ -225,6 +245,7 @@ SCENARIOS = {
     "continued": scenario_continued,
     "documents": scenario_documents,
     "attached": scenario_attached,
+    "signed": scenario_signed,
 }
 
 

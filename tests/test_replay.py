@@ -19,7 +19,13 @@ HISTORIES = sorted((Path(__file__).resolve().parent / "histories").glob("*.json"
 
 
 def test_histories_are_kept() -> None:
-    assert {p.stem for p in HISTORIES} >= {"inquiry", "urgent", "withdrawn_lead", "attached"}
+    assert {p.stem for p in HISTORIES} >= {
+        "inquiry",
+        "urgent",
+        "withdrawn_lead",
+        "attached",
+        "signed",
+    }
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
