@@ -55,6 +55,19 @@ def _one_parse_at_a_time() -> None:
 
 _one_parse_at_a_time()
 
+# How deep the model checkers go (tests/test_model.py, tests/test_todo.py): "quick" in `make test`,
+# "deep" (YUQING_TEST_DEPTH=deep, the full number of generated sequences) in `make reliability`.
+DEPTHS = ("quick", "deep")
+DEPTH = os.environ.get("YUQING_TEST_DEPTH", "quick")
+if DEPTH not in DEPTHS:
+    raise ValueError(f"YUQING_TEST_DEPTH={DEPTH!r}: one of {DEPTHS}")
+
+
+def depth(*, quick: int, deep: int) -> int:
+    """How many examples a model checker runs at this depth."""
+    return deep if DEPTH == "deep" else quick
+
+
 # The incidents' search attributes (workflows/search_attributes.py), as the operator API takes them.
 SEARCH_ATTRIBUTES = {key.name: key.indexed_value_type for key in INCIDENT_KEYS}
 
