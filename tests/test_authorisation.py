@@ -227,7 +227,10 @@ async def matrix_server() -> AsyncIterator[WorkflowEnvironment]:
         yield env
 
 
-@pytest.fixture(scope="module")
+# A worker, a web app and a store of each test's own (the dev server is shared): three matrices'
+# incidents piled on one worker made each test after the first cost the servers twice the CPU of
+# the one before, far more than starting the two processes again.
+@pytest.fixture
 def stack(
     matrix_server: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
@@ -236,7 +239,7 @@ def stack(
         matrix_server.client.service_client.config.target_host,
         tmp_path,
         Path(EXAMPLE_ROSTER),
-        "matrix",
+        f"matrix-{tmp_path.name}",
     ) as stack:
         yield stack
 
