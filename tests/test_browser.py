@@ -85,6 +85,8 @@ class Town:
         self.url = url
         self.tokens = tokens
         self.api = httpx.Client(base_url=url, timeout=30)
+        # Each person's browser state (the session cookie) after signing in through /login.
+        self.signed: dict[str, Any] = {}
 
 
 @pytest.fixture(scope="module")
@@ -126,18 +128,31 @@ def shot(page: Any, name: str) -> None:
 
 def signed_in(browser: Any, town: Town, person: str, **device: Any) -> Any:
     """A fresh browser context (a desktop's, or `device`'s: viewport, is_mobile…) signed in as
-    `person` through the /login page."""
+    `person`: through the /login page the first time, then with the session cookie that sign-in
+    got (a browser that stayed signed in), checked by opening 我的待办 without being sent to
+    /login."""
+    known = town.signed.get(person)
     context = browser.new_context(
-        base_url=town.url, locale="zh-CN", timezone_id="Asia/Shanghai", **device
+        base_url=town.url,
+        locale="zh-CN",
+        timezone_id="Asia/Shanghai",
+        storage_state=known,
+        **device,
     )
     context.set_default_timeout(15_000)
     page = context.new_page()
+    if known is not None:
+        response = page.goto("/my")
+        assert response is not None and response.ok, response and response.status
+        assert urlsplit(page.url).path == "/my", page.url
+        return page
     page.goto("/login")
     shot(page, "login")
     page.get_by_label("个人令牌").fill(town.tokens[person])
     page.get_by_role("button", name="登录", exact=True).click()
     page.wait_for_load_state()
     assert "/login" not in page.url, page.content()
+    town.signed[person] = context.storage_state()
     return page
 
 
