@@ -23,6 +23,8 @@ import pytest
 import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
+from store import credentials
+from store.db import session_scope
 from tests.conftest import EXAMPLE_ROSTER, ROOT, start_dev_server
 from tests.stack import running_stack
 
@@ -106,10 +108,11 @@ def town(
         "browser",
     ) as stack:
         town = Town(stack.url, {})
-        for person in ("zhou.ting", "liu.yang", "lin.feng", "sun.haitao", LEADER, PARTY_OFFICE):
-            made = stack.cli("token", "create", person)
-            assert made.returncode == 0, made.stderr
-            town.tokens[person] = made.stdout.strip()
+        # Made in the store directly, as tests/test_authorisation.py does (a `yuqing` process
+        # each cost half a second); tests/test_e2e.py runs `yuqing token create` itself.
+        with session_scope(stack.env["YUQING_DATABASE_URL"]) as s:
+            for person in ("zhou.ting", "liu.yang", "lin.feng", "sun.haitao", LEADER, PARTY_OFFICE):
+                town.tokens[person] = credentials.create_token(s, person_id=person)
         # The drills two tests follow, started before any test: their plan time (an urgent
         # reply's 3 h in 3 s, then the escalation chain) passes while the tests before them run.
         for title in (OVERDUE_DRILL, LEADER_DRILL):
