@@ -49,10 +49,13 @@ status:
 test: $(VENV)/.test-installed
 	$(BIN)/pytest --ignore=tests/reliability
 
-## reliability: faults, restarts, bad input and intruders against real processes; prints figures
+## reliability: faults, restarts, bad input and intruders against real processes; prints figures;
+## then the model checkers at full depth (YUQING_TEST_DEPTH=deep: 2000 generated sequences for
+## tests/test_model.py, 300 for tests/test_todo.py; `make test` runs 400 and 100 of them)
 reliability: $(VENV)/.test-installed
 	$(BIN)/pytest -q tests/reliability
 	$(BIN)/python -m tests.reliability.figures
+	YUQING_TEST_DEPTH=deep $(BIN)/pytest -q tests/test_model.py tests/test_todo.py
 
 ## bench: figures on a dev server of its own (not part of `make test`); BENCH_ARGS="--n 20 --scale-n 300"
 .PHONY: bench

@@ -55,6 +55,19 @@ def _one_parse_at_a_time() -> None:
 
 _one_parse_at_a_time()
 
+# How deep the model checkers go (tests/test_model.py, tests/test_todo.py): "quick" in `make test`,
+# "deep" (YUQING_TEST_DEPTH=deep, the full number of generated sequences) in `make reliability`.
+DEPTHS = ("quick", "deep")
+DEPTH = os.environ.get("YUQING_TEST_DEPTH", "quick")
+if DEPTH not in DEPTHS:
+    raise ValueError(f"YUQING_TEST_DEPTH={DEPTH!r}: one of {DEPTHS}")
+
+
+def depth(*, quick: int, deep: int) -> int:
+    """How many examples a model checker runs at this depth."""
+    return deep if DEPTH == "deep" else quick
+
+
 # The incidents' search attributes (workflows/search_attributes.py), as the operator API takes them.
 SEARCH_ATTRIBUTES = {key.name: key.indexed_value_type for key in INCIDENT_KEYS}
 
@@ -138,12 +151,28 @@ def _drop_postgres(base_url: str, name: str) -> None:
     admin.dispose()
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per session (some 0.1 s of Alembic), which each test's
+    database starts as a copy of: the same file the migrations would have made for it."""
+    path = tmp_path_factory.mktemp("migrated") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    # Every connection is closed: nothing may be left in a write-ahead log beside the file.
+    wal = path.with_name(path.name + "-wal")
+    assert not wal.exists() or wal.stat().st_size == 0, "the migrated database kept a WAL"
+    return path
+
+
+def fresh_sqlite(template: Path, path: Path) -> str:
+    """A migrated SQLite database at `path` of this test's own, as a copy of `template`."""
+    shutil.copyfile(template, path)
+    return f"sqlite:///{path}"
+
+
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
+def database_url(tmp_path: Path, migrated_sqlite: Path) -> str:
     """A migrated SQLite database for this test."""
-    url = f"sqlite:///{tmp_path / 'yuqing.db'}"
-    upgrade(url)
-    return url
+    return fresh_sqlite(migrated_sqlite, tmp_path / "yuqing.db")
 
 
 def _store_params() -> list[object]:
@@ -160,12 +189,12 @@ def _store_params() -> list[object]:
 
 
 @pytest.fixture(params=_store_params())
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def store_url(
+    request: pytest.FixtureRequest, tmp_path: Path, migrated_sqlite: Path
+) -> Iterator[str]:
     """A migrated database on each store backend: SQLite, and PostgreSQL when configured."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-        upgrade(url)
-        yield url
+        yield fresh_sqlite(migrated_sqlite, tmp_path / "store.db")
         return
     base = _postgres_url()
     assert base

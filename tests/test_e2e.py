@@ -98,6 +98,23 @@ async def test_incident_end_to_end(
             for p in ("liu.yang", "lin.feng", "sun.haitao")
         }
         office = {"Authorization": f"Bearer {tokens['liu.yang']}"}
+        # The drill of step 4, started now: its plan time runs while steps 1 to 3 do.
+        drill = api.post(
+            "/api/incidents",
+            json={
+                "title": "演练：桥梁裂缝视频传播",
+                "content": "演练内容",
+                "source": "抖音",
+                "discovered_at": datetime.now(UTC).isoformat(),
+                "reporter_unit": "yqb",
+                "severity": "urgent",
+                "responsible_unit": "cjb",
+                "drill_speedup": 3600,
+            },
+            headers=office,  # the office reports it: believed (issue 15)
+        )
+        assert drill.status_code == 201, drill.text
+        drill_id = drill.json()["id"]
         state = api.get(f"/api/incidents/{incident_id}", headers=office).json()
         # Sent without signing in: a lead for the office, its stated severity not yet believed.
         assert state["phase"] == "lead" and state["severity_assessed"] is False
@@ -164,25 +181,8 @@ async def test_incident_end_to_end(
         assert hidden.returncode == 4 and "不存在" in hidden.stderr
         assert "社会事务办" not in hidden.stderr
 
-        # 4. A drill: the urgent 3 h reply deadline passes in 3 s, escalation climbs the chain and
-        #    the webhook receiver gets each message once.
-        drill = api.post(
-            "/api/incidents",
-            json={
-                "title": "演练：桥梁裂缝视频传播",
-                "content": "演练内容",
-                "source": "抖音",
-                "discovered_at": datetime.now(UTC).isoformat(),
-                "reporter_unit": "yqb",
-                "severity": "urgent",
-                "responsible_unit": "cjb",
-                "drill_speedup": 3600,
-            },
-            headers=office,  # the office reports it: believed (issue 15)
-        )
-        assert drill.status_code == 201, drill.text
-        drill_id = drill.json()["id"]
-
+        # 4. The drill started in step 1: its urgent 3 h reply deadline passed in 3 s, escalation
+        #    climbs the chain and the webhook receiver gets each message once.
         def escalated() -> list[Any]:
             steps = api.get(f"/api/incidents/{drill_id}", headers=office).json()["escalations"]
             return steps if len(steps) == 3 else []

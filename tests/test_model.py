@@ -1,6 +1,7 @@
 """The model checker: the incident's pure core (plan/incident.py) driven through random sequences of
 actions by random roster people and jumps of time, with the plan's invariants checked after every
-step (issue 14). No Temporal server: a sequence takes milliseconds, so `make test` runs thousands.
+step (issue 14). No Temporal server: a sequence takes milliseconds, so `make test` runs hundreds and
+`make reliability` thousands (YUQING_TEST_DEPTH=deep, tests/conftest.py).
 
 Each invariant is proven able to fail: the mutant tests at the end break the rule it guards (the
 way tests/test_replay.py breaks the replay gate) and require the checker to catch it.
@@ -36,7 +37,7 @@ from plan.incident import RULES_VERSION, Incident, Refusal
 from plan.models import IncidentInput, Submission
 from plan.roster import Roster, load_roster
 from plan.spec import shipped
-from tests.conftest import EXAMPLE_ROSTER
+from tests.conftest import EXAMPLE_ROSTER, depth
 
 ROSTER: Roster = load_roster(EXAMPLE_ROSTER)
 PEOPLE = [p.id for p in ROSTER.people]
@@ -466,8 +467,11 @@ class IncidentMachine(RuleBasedStateMachine):
         assert closes(c), f"no way to close from phase {c.s.phase}"
 
 
+# The full depth, 2000 sequences, runs in `make reliability` (YUQING_TEST_DEPTH=deep); `make test`
+# runs 400 (some 10 000 steps) of the same derandomised search.
+DEEP_EXAMPLES = 2000
 SETTINGS = settings(
-    max_examples=2000,
+    max_examples=depth(quick=400, deep=DEEP_EXAMPLES),
     stateful_step_count=25,
     deadline=None,
     derandomize=True,
@@ -477,14 +481,16 @@ SETTINGS = settings(
 
 
 def test_the_plan_holds_over_random_sequences() -> None:
-    """R-RELEASE, R-ACCOUNT, R-ESCALATE, R-CLOSE: thousands of steps, every invariant each time."""
+    """R-RELEASE, R-ACCOUNT, R-ESCALATE, R-CLOSE: thousands of steps (tens of thousands deep),
+    every invariant each time."""
     run_state_machine_as_test(IncidentMachine, settings=SETTINGS)
 
 
 # --- mutants: each invariant catches a break of the rule it guards ---
 
-# A mutant only has to be caught, not explained: no shrinking.
-MUTANT_SETTINGS = settings(SETTINGS, phases=[Stage.generate])
+# A mutant only has to be caught, not explained: no shrinking. At every depth the search may go as
+# far as the deep run's: it stops at the first catch, so a catch costs what it costs either way.
+MUTANT_SETTINGS = settings(SETTINGS, max_examples=DEEP_EXAMPLES, phases=[Stage.generate])
 
 
 @contextmanager

@@ -52,7 +52,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import hypothesis
-import pytest
+import pytest_asyncio
 import schemathesis
 
 # Imported here, not lazily by schemathesis in the thread the calls run in: pytest rewrites
@@ -85,10 +85,11 @@ SUBMISSIONS = ("/api/incidents", "/api/leads")
 TIMES = ("posted_at", "discovered_at", "oral_reported_at")  # in this order
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def client() -> AsyncIterator[Client]:
-    """A dev server of the test's own (the real CLI): the time-skipping test server loses an
-    update now and then under this load ("invalid history builder state for action")."""
+    """A dev server (the real CLI) for this module's two tests, each with a task queue and a store
+    of its own: the time-skipping test server loses an update now and then under this load
+    ("invalid history builder state for action")."""
     env = await start_dev_server()
     async with env:
         yield env.client

@@ -15,6 +15,7 @@ from hypothesis.stateful import invariant, run_state_machine_as_test
 from plan import todo
 from plan.actions import ACTIONS, Place, Who
 from plan.enums import Phase, Severity
+from tests.conftest import depth
 from tests.test_model import PEOPLE, ROSTER, SETTINGS, IncidentMachine, apply, new_incident
 
 
@@ -56,7 +57,9 @@ class TodoMachine(IncidentMachine):
 
 
 def test_todo_lists_what_the_workflow_accepts() -> None:
-    run_state_machine_as_test(TodoMachine, settings=settings(SETTINGS, max_examples=300))
+    # 300 sequences in `make reliability` (YUQING_TEST_DEPTH=deep), 100 in `make test`.
+    examples = depth(quick=100, deep=300)
+    run_state_machine_as_test(TodoMachine, settings=settings(SETTINGS, max_examples=examples))
 
 
 def test_each_todo_action_is_in_the_table() -> None:
