@@ -136,6 +136,8 @@ DOCUMENT_ACCEPT = (
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 )
 
+# Fields chosen from what the incident holds for the viewer (action_forms fills the options).
+VIEW_CHOICES = {("sign-for", "key")}
 # The actions decided with 同意 / 退回 (their request's `approve` field), and what 退回 is called.
 DECISIONS = {"approve-reply": "退回", "countersign-reply": "不同意", "approve-release": "退回"}
 
@@ -243,6 +245,8 @@ def form_fields(model: type[BaseModel], roster: Roster, action: str = "") -> lis
             f = FormField(name, label, "select", required, value, opts)
         elif choices is not None:
             f = FormField(name, label, "select", required, default, choices)
+        elif (action, name) in VIEW_CHOICES:
+            f = FormField(name, label, "select", required, default, [])
         else:
             long = any(getattr(m, "max_length", 0) and m.max_length > 200 for m in info.metadata)
             kind = "textarea" if long and name != "url" else "text"
@@ -273,7 +277,6 @@ def action_forms(
         if name == "sign-for":
             for f in fields:  # the messages still to sign for, by what they were
                 f.options = [(r.key, r.label) for r in view.receipts if person_id in r.unsigned()]
-                f.kind = "select"
         if name == "triage":
             # Start from what is known: the reporter's first guess, or the last triage.
             current = {

@@ -137,6 +137,7 @@ ACTORS = {
     "withdraw": "liu.yang",
     "record-accountability": "liu.yang",
     "commend": "liu.yang",
+    "sign-for": "sun.haitao",  # the lead unit's head signs for its 交办 (issue 20)
 }
 STAFF = ["liu.yang", "wang.jianguo", "lin.feng", "sun.haitao", "huang.li"]
 SURFACES = {
@@ -183,6 +184,7 @@ BODIES: dict[str, dict[str, Any]] = {
         "reason": "未按时报告",
     },
     "commend": {"unit": "cjb", "person": "lin.feng", "reason": "处置及时"},
+    "sign-for": {"key": "交办#1"},
 }
 
 
@@ -1106,7 +1108,7 @@ async def test_api_actions_are_refused_and_change_nothing(town: Town, data: st.D
 def _text_fields(action: str, roster: Roster) -> set[str]:
     return {
         f.name
-        for f in form_fields(ACTIONS[action].request, roster)
+        for f in form_fields(ACTIONS[action].request, roster, action)
         if f.kind in ("text", "textarea")
     }
 
