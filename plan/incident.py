@@ -546,7 +546,7 @@ class Incident:
         `resend_after` (a drill's compressed) since it was sent, a round per channel, while an
         unsigned recipient has a channel that round can use. None: nothing to re-send."""
         r = self._unsigned_receipt(d) if self.s.resend and d.open else None
-        kind = self._resend_kind(d, r)
+        kind = self._resend_kind(r)
         if r is None or kind is None:
             return None
         wait, every = self.spec.resend_after, self.spec.repeat_every
@@ -559,7 +559,7 @@ class Incident:
             return at  # urgent (and a drill, whose hours are compressed) at any hour
         return _after_quiet_hours(at, self.tz, self.spec.quiet_hours)
 
-    def _resend_kind(self, d: Deadline, r: Receipt | None) -> str | None:
+    def _resend_kind(self, r: Receipt | None) -> str | None:
         """What the next re-send of the receipt is: "channel" (the next channel of someone
         unsigned), "repeat" (the top of the chain, major or urgent, under the cap), or None."""
         if r is None:
@@ -574,7 +574,7 @@ class Incident:
         """R-ESCALATE, 签收: the 督办 message goes again to each recipient who has not signed for
         it, on their next channel (one per round), and the timeline says to whom and how."""
         r = self._unsigned_receipt(d)
-        kind = self._resend_kind(d, r)
+        kind = self._resend_kind(r)
         if r is None or r.step is None or kind is None:
             return
         if kind == "repeat":
@@ -582,12 +582,7 @@ class Incident:
             return
         r.rounds += 1
         r.last_at = self.now
-        waits = [timedelta(minutes=m) for m in self.inp.escalation_waits_minutes]
-        chain = self.escalation_chain(d.key, waits)
-        step = chain[min(r.step, len(chain)) - 1]
-        subject, body = messages.escalation(
-            self.view(), self.roster, self.tz, d, step, self.now, spec=self.spec
-        )
+        step, subject, body = self._receipt_message(d, r.step)
         told = []
         for pid in r.unsigned():
             channels = self._next_channels(pid)
@@ -613,17 +608,22 @@ class Incident:
             )
         self.changed()
 
+    def _receipt_message(self, d: Deadline, step_no: int) -> tuple[rules.EscalationStep, str, str]:
+        """The 督办 step a receipt is for, and its message as of now (to send it again)."""
+        waits = [timedelta(minutes=m) for m in self.inp.escalation_waits_minutes]
+        chain = self.escalation_chain(d.key, waits)
+        step = chain[min(step_no, len(chain)) - 1]
+        subject, body = messages.escalation(
+            self.view(), self.roster, self.tz, d, step, self.now, spec=self.spec
+        )
+        return step, subject, body
+
     def _repeat(self, d: Deadline, r: Receipt) -> None:
         """The top of the chain, still unsigned: the message again on every channel."""
         assert r.step is not None
         r.repeats += 1
         r.last_at = self.now
-        waits = [timedelta(minutes=m) for m in self.inp.escalation_waits_minutes]
-        chain = self.escalation_chain(d.key, waits)
-        step = chain[min(r.step, len(chain)) - 1]
-        subject, body = messages.escalation(
-            self.view(), self.roster, self.tz, d, step, self.now, spec=self.spec
-        )
+        step, subject, body = self._receipt_message(d, r.step)
         recipients = []
         for pid in r.unsigned():
             p = self.roster.person(pid)

@@ -34,7 +34,7 @@ from store.models import Incident
 from tests.conftest import make_settings
 from tests.helpers import app_over_asgi, eventually, publish, submit, triage
 from tests.test_api import sign_in, token_for
-from tests.test_attachments import files_in, pdf, png, rows, word
+from tests.test_attachments import files_in, pdf, png, rows, upload, word
 
 
 @pytest.fixture
@@ -62,11 +62,7 @@ async def _upload(
     content: bytes,
     who: str,
 ) -> dict[str, Any]:
-    r = await http.post(
-        f"/api/incidents/{incident_id}/attachments",
-        files={"file": (name, content, "application/octet-stream")},
-        headers=token_for(settings, who),
-    )
+    r = await upload(http, settings, incident_id, name, content, who)
     assert r.status_code == 201, r.text
     return dict(r.json())
 
