@@ -10,7 +10,6 @@ access log), an anonymous page the sign-in page, the API without a token a 401. 
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -19,7 +18,6 @@ from sqlalchemy.orm import Session
 
 from activities import documents
 from activities.archive import REASONS
-from config.settings import Settings
 from plan.enums import Phase
 from plan.incident import size_words
 from starter import sheets
@@ -95,14 +93,6 @@ def api_archive(
 
 
 # ------------------------------------------------------------------ the pages
-
-
-def archived_at(settings: Settings, incident_id: str) -> datetime | None:
-    """When the newest archive version the store holds was written (None: not archived): the
-    live incident page's 文书 section links the download then. Blocking."""
-    with session_scope(settings.database_url) as s:
-        held = archives.latest(s, incident_id=incident_id)
-    return held.archived_at if held is not None else None
 
 
 def archived_page(kit: Pages, person: str, incident_id: str) -> dict[str, Any] | None:

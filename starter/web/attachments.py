@@ -31,6 +31,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from temporalio.client import Client
@@ -142,7 +143,12 @@ def of_incident(settings: Settings, incident_id: str) -> list[dict[str, Any]]:
 def listed(settings: Settings, incident_id: str) -> list[dict[str, Any]]:
     """The incident page's list: each attachment, and whether its file is still on disk."""
     with session_scope(settings.database_url) as s:
-        found = rows.for_incident(s, incident_id)
+        return listed_in(s, settings, incident_id)
+
+
+def listed_in(s: Session, settings: Settings, incident_id: str) -> list[dict[str, Any]]:
+    """`listed`, in a session the caller holds."""
+    found = rows.for_incident(s, incident_id)
     return [
         {
             "id": a.id,

@@ -21,10 +21,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from plan.enums import Category, Severity
+from plan.models import IncidentView
 from starter import incidents, sheets
 from starter.errors import FIELD_LABELS
 from starter.incidents import ServiceError
-from store import incident_rows
+from store import archives, incident_rows
+from store.db import session_scope
 
 from . import access, archive, receipts, staff
 from . import attachments as uploads  # not spelt as store/attachments.py
@@ -279,22 +281,33 @@ async def incident_page(
         return kit.render(request, "archived.html", page)
     access.record(request, me.person_id, "view", incident_id=view.id)
     actions = staff.action_forms(kit.roster, me.person_id, view, kit.state.plan)
-    short = await run_in_threadpool(kit.short_number, view.id)
-    files = await run_in_threadpool(uploads.listed, kit.settings, view.id)
-    signed = await run_in_threadpool(receipts.receipts, kit.settings, kit.roster, view, kit.tz)
-    archived_at = await run_in_threadpool(archive.archived_at, kit.settings, view.id)
+    stored = await run_in_threadpool(_stored, kit, view)
     context = staff.page_context(
         kit,
         view,
         actions,
         kit.ui_for(me.person_id, view.id),
-        short_number=short,
-        attachments=files,
+        short_number=stored["short_number"],
+        attachments=stored["attachments"],
         may_attach=staff.may_attach(kit.roster, me.person_id, view),
-        receipts=signed,
+        receipts=stored["receipts"],
     )
-    context["archived_at"] = archived_at
+    context["archived_at"] = stored["archived_at"]
     return kit.render(request, "incident.html", context)
+
+
+def _stored(kit: Pages, view: IncidentView) -> dict[str, Any]:
+    """What the incident page shows from the store beside the workflow's view, read in one
+    session (one hop to the thread pool): the short number, the attachments, who each 交办/督办
+    message reached (签收), and when the case file was last archived."""
+    with session_scope(kit.settings.database_url) as s:
+        held = archives.latest(s, incident_id=view.id)
+        return {
+            "short_number": incident_rows.short_number_of(s, incident_id=view.id),
+            "attachments": uploads.listed_in(s, kit.settings, view.id),
+            "receipts": receipts.receipts(s, kit.roster, view, kit.tz),
+            "archived_at": held.archived_at if held is not None else None,
+        }
 
 
 def _form_to_submission(

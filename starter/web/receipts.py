@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from config.settings import Settings
+from sqlalchemy.orm import Session
+
 from plan.models import IncidentView
 from plan.roster import CHANNEL_KINDS, Roster
 from store import notifications
-from store.db import session_scope
 
 DELIVERY_WORDS = {
     "pending": "发送中",
@@ -22,12 +22,11 @@ DELIVERY_WORDS = {
 }
 
 
-def receipts(settings: Settings, roster: Roster, view: IncidentView, tz: ZoneInfo) -> list[Any]:
+def receipts(s: Session, roster: Roster, view: IncidentView, tz: ZoneInfo) -> list[Any]:
     """The page's 签收情况: one entry per message, one line per person. Blocking (the store):
-    a coroutine runs it in the thread pool."""
+    the page reads it with the rest of what it shows from the store, in the thread pool."""
     keys = [r.note_key for r in view.receipts if r.note_key]
-    with session_scope(settings.database_url) as s:
-        reached = notifications.reach(s, keys) if keys else {}
+    reached = notifications.reach(s, keys) if keys else {}
     out = []
     for r in view.receipts:
         people = []
