@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from plan.models import DeliverRequest, Notification
@@ -188,13 +188,9 @@ def reach(session: Session, note_keys: Sequence[str]) -> dict[tuple[str, str], l
     those notifications; a recipient with an inbox row and no external delivery has only the
     inbox (which is written with the step, so always delivered)."""
     out: dict[tuple[str, str], list[Delivery]] = {}
-    for key in note_keys:
-        for d in session.scalars(
-            select(Delivery)
-            .where(Delivery.key.startswith(key + "|", autoescape=True))
-            .order_by(Delivery.id)
-        ):
-            out.setdefault((key, d.recipient), []).append(d)
+    prefixes = [Delivery.key.startswith(key + "|", autoescape=True) for key in note_keys]
+    for d in session.scalars(select(Delivery).where(or_(*prefixes)).order_by(Delivery.id)):
+        out.setdefault((d.key.split("|", 1)[0], d.recipient), []).append(d)
     return out
 
 

@@ -265,3 +265,34 @@ def test_signing_for_ends_the_reminders_and_a_general_incident_has_none(roster: 
     general.advance(general.deadline("R-REPLY#1").due_at + timedelta(days=2))
     assert any(r.key == "R-REPLY#1/3" for r in general.s.receipts)
     assert repeats(general) == []
+
+
+def test_reach_groups_each_messages_deliveries_by_recipient(database_url: str) -> None:
+    """签收情况's 已送达 comes from the outbox: each notification's deliveries, per recipient, and
+    nothing of a notification whose key merely starts alike (n1 is not n10)."""
+    from store import notifications
+    from store.db import session_scope
+
+    with session_scope(database_url) as s:
+        for note, person, kind in (
+            ("YQ-1:n1:R-ESCALATE", "li.xiaomei", "email"),
+            ("YQ-1:n1:R-ESCALATE", "li.xiaomei", "sms"),
+            ("YQ-1:n1:R-ESCALATE", "wang.jianguo", "email"),
+            ("YQ-1:n10:R-ESCALATE", "li.xiaomei", "email"),
+        ):
+            notifications.outbox_row(
+                s,
+                key=f"{note}|{person}|{kind}:x",
+                incident_id="YQ-1",
+                rule="R-ESCALATE",
+                recipient=person,
+                kind=kind,
+                target=f"{kind}:x",
+            )
+    with session_scope(database_url) as s:
+        reached = notifications.reach(s, ["YQ-1:n1:R-ESCALATE"])
+        got = {k: [d.kind for d in v] for k, v in reached.items()}
+    assert got == {
+        ("YQ-1:n1:R-ESCALATE", "li.xiaomei"): ["email", "sms"],
+        ("YQ-1:n1:R-ESCALATE", "wang.jianguo"): ["email"],
+    }
