@@ -10,16 +10,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
+from activities.documents import DELIVERY_STATES
 from plan.models import IncidentView
 from plan.roster import CHANNEL_KINDS, Roster
 from store import notifications
-
-DELIVERY_WORDS = {
-    "pending": "发送中",
-    "sent": "已送达",
-    "failed": "发送失败，重试中",
-    "given_up": "发送失败",
-}
 
 
 def receipts(s: Session, roster: Roster, view: IncidentView, tz: ZoneInfo) -> list[Any]:
@@ -32,7 +26,7 @@ def receipts(s: Session, roster: Roster, view: IncidentView, tz: ZoneInfo) -> li
         people = []
         for person in r.persons:
             channels = ["站内消息已送达"] + [
-                f"{CHANNEL_KINDS.get(d.kind or '', '其他渠道')}{DELIVERY_WORDS.get(d.state, d.state)}"
+                f"{CHANNEL_KINDS.get(d.kind or '', '其他渠道')}{DELIVERY_STATES.get(d.state, d.state)}"
                 for d in reached.get((r.note_key or "", person), [])
             ]
             signed = r.signed.get(person)
