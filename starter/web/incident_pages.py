@@ -21,14 +21,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from plan.enums import Category, Severity
-from plan.models import IncidentView
 from starter import incidents, sheets
 from starter.errors import FIELD_LABELS
 from starter.incidents import ServiceError
-from store import archives, incident_rows
-from store.db import session_scope
+from store import incident_rows
 
-from . import access, archive, receipts, staff
+from . import access, archive, staff
 from . import attachments as uploads  # not spelt as store/attachments.py
 from .answers import receipt_of
 from .auth import CSRF_FIELD, Viewer
@@ -281,33 +279,16 @@ async def incident_page(
         return kit.render(request, "archived.html", page)
     access.record(request, me.person_id, "view", incident_id=view.id)
     actions = staff.action_forms(kit.roster, me.person_id, view, kit.state.plan)
-    stored = await run_in_threadpool(_stored, kit, view)
+    stored = await run_in_threadpool(staff.stored_parts, kit, view)
     context = staff.page_context(
         kit,
         view,
         actions,
         kit.ui_for(me.person_id, view.id),
-        short_number=stored["short_number"],
-        attachments=stored["attachments"],
         may_attach=staff.may_attach(kit.roster, me.person_id, view),
-        receipts=stored["receipts"],
+        **stored,
     )
-    context["archived_at"] = stored["archived_at"]
     return kit.render(request, "incident.html", context)
-
-
-def _stored(kit: Pages, view: IncidentView) -> dict[str, Any]:
-    """What the incident page shows from the store beside the workflow's view, read in one
-    session (one hop to the thread pool): the short number, the attachments, who each 交办/督办
-    message reached (签收), and when the case file was last archived."""
-    with session_scope(kit.settings.database_url) as s:
-        held = archives.latest(s, incident_id=view.id)
-        return {
-            "short_number": incident_rows.short_number_of(s, incident_id=view.id),
-            "attachments": uploads.listed_in(s, kit.settings, view.id),
-            "receipts": receipts.receipts(s, kit.roster, view, kit.tz),
-            "archived_at": held.archived_at if held is not None else None,
-        }
 
 
 def _form_to_submission(

@@ -31,9 +31,11 @@ from plan.spec import PlanSpec
 from starter import incidents
 from starter.errors import FIELD_LABELS
 from starter.incidents import ServiceError
-from store import incident_rows, notifications
+from store import archives, incident_rows, notifications
+from store.db import session_scope
 
 from . import attachments as uploads  # not spelt as store/attachments.py
+from . import receipts
 from .deps import (
     CheckedForm,
     IncidentPagePerson,
@@ -360,9 +362,14 @@ async def act_from_page(
             if a.name == name:  # the refused form keeps what was typed
                 for f in a.fields:
                     f.default = data.get(f.name)
-        short = await run_in_threadpool(kit.short_number, view.id)
+        stored = await run_in_threadpool(stored_parts, kit, view)
         context = page_context(
-            kit, view, forms, kit.ui_for(me.person_id, view.id), short_number=short
+            kit,
+            view,
+            forms,
+            kit.ui_for(me.person_id, view.id),
+            may_attach=may_attach(kit.roster, me.person_id, view),
+            **stored,
         )
         context |= {
             "action_error": exc.message,
@@ -490,12 +497,14 @@ def page_context(
     attachments: list[dict[str, Any]] | None = None,
     may_attach: bool = False,
     receipts: list[Any] | None = None,
+    archived_at: datetime | None = None,
 ) -> dict[str, Any]:
     """What incident.html needs: the incident, its short number, the status line, the viewer's
     one primary action on top and the others below, and its attachments (issue 19)."""
     return {
         "attachments": attachments or [],
         "receipts": receipts or [],
+        "archived_at": archived_at,
         "may_attach": may_attach,
         "attachment_max_mb": kit.settings.attachment_max_mb,
         "v": view,
@@ -508,6 +517,20 @@ def page_context(
         "decisions": DECISIONS,
         "document_accept": DOCUMENT_ACCEPT,
     }
+
+
+def stored_parts(kit: Pages, view: IncidentView) -> dict[str, Any]:
+    """What the incident page shows from the store beside the workflow's view, read in one
+    session (one hop to the thread pool): the short number, the attachments, who each 交办/督办
+    message reached (签收), and when the case file was last archived."""
+    with session_scope(kit.settings.database_url) as s:
+        held = archives.latest(s, incident_id=view.id)
+        return {
+            "short_number": incident_rows.short_number_of(s, incident_id=view.id),
+            "attachments": uploads.listed_in(s, kit.settings, view.id),
+            "receipts": receipts.receipts(s, kit.roster, view, kit.tz),
+            "archived_at": held.archived_at if held is not None else None,
+        }
 
 
 # ---------------------------------------------------------------- inbox
