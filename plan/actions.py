@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum
 
 from pydantic import BaseModel
@@ -114,6 +115,8 @@ class Place:
     countersign_pending: tuple[str, ...] = ()
     # 签收 (issue 20): who has a 交办 or 督办 message of this incident still to sign for.
     to_sign: tuple[str, ...] = ()
+    # 代理 (issue 20, item 3): (absent person, their stand-in) for the absences in force now.
+    stand_ins: tuple[tuple[str, str], ...] = ()
 
     def brought_in(self, roster: Roster, actor: str) -> bool:
         """A member of a unit the leading group activated, or a person it named."""
@@ -132,6 +135,28 @@ RolesOf = Callable[[str], set[Role]]
 def holds(
     who: Who, roster: Roster, actor: str, place: Place, roles_of: RolesOf | None = None
 ) -> bool:
+    """Whether the actor is `who` on this incident, in their own right or acting for someone
+    absent now (代理: the stand-in may do what the absent person may)."""
+    if holds_itself(who, roster, actor, place, roles_of):
+        return True
+    return acting_for(who, roster, actor, place, roles_of) is not None
+
+
+def acting_for(
+    who: Who, roster: Roster, actor: str, place: Place, roles_of: RolesOf | None = None
+) -> str | None:
+    """The absent person the actor stands in for who is `who` (None: nobody). Someone who holds
+    the place in their own right acts as themselves (see `holds_itself`)."""
+    for absent, stand_in in place.stand_ins:
+        if stand_in == actor and holds_itself(who, roster, absent, place, roles_of):
+            return absent
+    return None
+
+
+def holds_itself(
+    who: Who, roster: Roster, actor: str, place: Place, roles_of: RolesOf | None = None
+) -> bool:
+    """Whether the actor is `who` on this incident in their own right."""
     roles = (roles_of or roster.roles_of)(actor)
     if who is Who.office:
         return Role.office in roles
@@ -207,8 +232,8 @@ def countersign_pending(s: IncidentState) -> tuple[str, ...]:
     return tuple(u for u in current.countersign_units if u not in current.countersigned)
 
 
-def place_of(s: IncidentState, reporter_unit: str | None) -> Place:
-    """What `Who` needs to know of the incident, from its state."""
+def place_of(s: IncidentState, reporter_unit: str | None, now: datetime | None = None) -> Place:
+    """What `Who` needs to know of the incident, from its state (and, for 代理, the time)."""
     return Place(
         s.responsible_unit,
         tuple(s.co_units),
@@ -217,7 +242,23 @@ def place_of(s: IncidentState, reporter_unit: str | None) -> Place:
         tuple(s.activated_persons),
         countersign_pending(s),
         to_sign(s),
+        stand_ins(s, now) if now is not None else (),
     )
+
+
+def stand_ins(s: IncidentState, now: datetime) -> tuple[tuple[str, str], ...]:
+    """代理: (absent person, who acts for them) for every absence in force at `now`, a stand-in
+    who is away too passing it on to theirs (a chain, never a loop)."""
+    away = {a.person: a.stand_in for a in s.absences.items if a.covers(now)}
+    pairs = []
+    for person in away:
+        seen, stand_in = {person}, away[person]
+        while stand_in in away and away[stand_in] not in seen:
+            seen.add(stand_in)
+            stand_in = away[stand_in]
+        if stand_in not in seen:
+            pairs.append((person, stand_in))
+    return tuple(pairs)
 
 
 def to_sign(s: IncidentState) -> tuple[str, ...]:
@@ -688,6 +729,15 @@ def may(
         return Refusal(who_refusal(who, roster, place), "forbidden")
     reason = rule.when(s, roster, tz)
     return Refusal(reason) if reason else None
+
+
+def acting_as(name: str, roster: Roster, s: IncidentState, place: Place, actor: str) -> str | None:
+    """代: the absent person an action of `actor` is taken for (None: in their own right)."""
+    rule = rule_of(name)
+    who = rule.after_close if s.phase is Phase.closed and rule.after_close else rule.who
+    if holds_itself(who, roster, actor, place):
+        return None
+    return acting_for(who, roster, actor, place)
 
 
 def closed_refusal(s: IncidentState, rule: ActionRule, tz: str) -> str:

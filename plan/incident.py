@@ -25,6 +25,7 @@ from plan.actions import (
     WRITTEN_KEY,
     Place,
     Refusal,
+    acting_as,
     allows,
     closed_refusal,
     countersign_pending,
@@ -34,10 +35,12 @@ from plan.actions import (
     place_of,
     reply_phases,
     rule_of,
+    stand_ins,
 )
 from plan.models import (
     ATTACHMENT_TYPES,
     DOCUMENT_TYPES,
+    Absences,
     AccountabilityRecord,
     Activate,
     ApproveRelease,
@@ -144,8 +147,11 @@ class Incident:
                 category=self.sub.category,
                 responsible_unit=self.sub.responsible_unit,
                 related=list(inp.related),
+                absences=inp.absences or Absences(),
             )
         self.dirty = False
+        # 代理: the stand-in taking the action being applied, and the absent person they act for.
+        self._acting: tuple[str, str] | None = None
         self.to_watch: list[str] = []
         self._roles: dict[str, set[Role]] = {}
         self._trusted = rules.trusts(self.roster, inp.submitted_by, self.sub.reporter_unit)
@@ -518,10 +524,15 @@ class Incident:
         """签收: the person has the 交办/督办 messages addressed to them (one, or all still
         unsigned). Nothing else changes: the deadlines and the escalation chain run on."""
         signed = []
+        # 代签收: a stand-in signs for the absent person they act for too.
+        absent = [a for a, s in self.stand_ins() if s == action.actor]
         for r in self.s.receipts:
-            if action.actor in r.unsigned() and action.key in (None, r.key):
-                r.signed[action.actor] = self.now
-                signed.append(r.label)
+            mine = [p for p in r.unsigned() if p == action.actor or p in absent]
+            if mine and action.key in (None, r.key):
+                for person in mine:
+                    r.signed[person] = self.now
+                for_others = [self.roster.person_name(p) for p in mine if p != action.actor]
+                signed.append(r.label + (f"（代{'、'.join(for_others)}）" if for_others else ""))
                 d = self.deadline(r.deadline_key) if r.deadline_key else None
                 if d is not None:
                     d.version += 1  # its timer recomputes: re-sending to this person stops
@@ -584,12 +595,13 @@ class Incident:
         r.last_at = self.now
         step, subject, body = self._receipt_message(d, r.step)
         told = []
-        for pid in r.unsigned():
+        for absent in r.unsigned():
+            pid = self._routed(absent)  # 代理: away, their stand-in is reminded instead
             channels = self._next_channels(pid)
             if len(channels) < r.rounds:
                 continue
             channel = channels[r.rounds - 1]
-            name = self.roster.person_name(pid)
+            name = self.roster.person_name(pid) + self._for_words(absent)
             told.append(f"{name}（{CHANNEL_KINDS.get(channel.kind, channel.kind)}）")
             r.resent.append(f"{pid}|{channel_target(channel)}|{self.now.isoformat()}")
             self._queue(
@@ -625,11 +637,11 @@ class Incident:
         r.last_at = self.now
         step, subject, body = self._receipt_message(d, r.step)
         recipients = []
-        for pid in r.unsigned():
-            p = self.roster.person(pid)
+        for absent in r.unsigned():
+            p = self.roster.person(self._routed(absent))
             if p is not None:
-                recipients.append(Recipient(person_id=pid, name=p.name, channels=list(p.channels)))
-        names = "、".join(x.name for x in recipients)
+                recipients.append(Recipient(person_id=p.id, name=p.name, channels=list(p.channels)))
+        names = "、".join(self._named(p) for p in r.unsigned())
         self._queue(
             rules.R_ESCALATE,
             recipients,
@@ -934,7 +946,8 @@ class Incident:
         head, or refuses: the draft goes back to the lead unit with the reason."""
         current = current_reply(self.s)
         assert current is not None
-        units = [u for u in countersign_pending(self.s) if self.roster.is_head_of(action.actor, u)]
+        head = self._acting[1] if self._acting else action.actor  # 代: the absent head's units
+        units = [u for u in countersign_pending(self.s) if self.roster.is_head_of(head, u)]
         names = "、".join(self.roster.unit_name(u) for u in units)
         if action.approve:
             for unit in units:
@@ -1489,14 +1502,16 @@ class Incident:
         now = self.now
         d.escalation_step = step.step
         d.last_step_at = now
-        names = "、".join(self.roster.person_name(t) for t in step.targets)
+        names = "、".join(self._named(t) for t in step.targets)
+        # 代理: a 督办 for someone away goes to their stand-in instead, who signs for it.
+        targets = list(dict.fromkeys(self._routed(t) for t in step.targets))
         summary = f"第{step.step}级督办：{step.label}（{rules.R_ESCALATE}）"
         esc = Escalation(
             deadline_key=d.key,
             rule=d.rule,
             step=step.step,
             at=now,
-            targets=list(step.targets),
+            targets=targets,
             summary=summary,
         )
         self.s.escalations.append(esc)
@@ -1509,13 +1524,13 @@ class Incident:
         subject, body = messages.escalation(
             self.view(), self.roster, self.tz, d, step, now, spec=self.spec
         )
-        self._notify(rules.R_ESCALATE, list(step.targets), subject, body, deadline=d, step=step)
+        self._notify(rules.R_ESCALATE, targets, subject, body, deadline=d, step=step)
         self.s.receipts.append(
             Receipt(
                 key=f"{d.key}/{step.step}",
                 label=f"第{step.step}级督办：{d.title}逾期",
                 at=now,
-                persons=list(step.targets),
+                persons=targets,
                 deadline_key=d.key,
                 step=step.step,
                 note_key=self._last_note_key(),
@@ -1540,7 +1555,56 @@ class Incident:
     # ------------------------------------------------------------------ checks for validators
 
     def place(self) -> Place:
-        return place_of(self.s, self.reporter_unit)
+        return place_of(self.s, self.reporter_unit, self.now)
+
+    # ------------------------------------------------------------------ 代理 (issue 20, item 3)
+
+    def absences_changed(self, absences: Absences) -> None:
+        """The store's absences not yet over replace those held, unless an older list came late.
+        Nothing else changes now: who is away matters when a message goes or an action comes."""
+        if absences.revision < self.s.absences.revision:
+            return
+        before = {a.id: a for a in self.s.absences.items}
+        self.s.absences = absences
+        for a in absences.items:
+            told = before.get(a.id) != a and a.ends_at > self.now
+            if told and self.s.phase is not Phase.closed and self.concerns(a.person):
+                self.event(
+                    "absence",
+                    None,
+                    f"不在岗：{self.roster.person_name(a.person)}"
+                    f"（{messages.local(a.starts_at, self.tz)}至{messages.local(a.ends_at, self.tz)}），"
+                    f"由{self.roster.person_name(a.stand_in)}代理",
+                )
+        self.changed()
+
+    def concerns(self, person_id: str) -> bool:
+        """Whether the person has a part in this incident that their absence touches: the
+        leading group and its office (the chain's top, releases), the units on it, the persons
+        brought in, anyone with a message to sign for."""
+        s = self.s
+        if self._roles_of(person_id) & {Role.leader, Role.deputy, Role.member, Role.office}:
+            return True
+        units = [self.reporter_unit, s.responsible_unit, *s.co_units, *s.activated_units]
+        if any(self.roster.belongs_to(person_id, u) for u in units):
+            return True
+        return person_id in s.activated_persons or any(person_id in r.persons for r in s.receipts)
+
+    def stand_ins(self) -> tuple[tuple[str, str], ...]:
+        return stand_ins(self.s, self.now)
+
+    def _routed(self, person_id: str) -> str:
+        """Who gets a 督办 meant for the person now: their stand-in while they are away."""
+        return dict(self.stand_ins()).get(person_id, person_id)
+
+    def _for_words(self, person_id: str) -> str:
+        """ "（代李四）" when a message for the person went to their stand-in."""
+        routed = self._routed(person_id)
+        return f"（代{self.roster.person_name(person_id)}）" if routed != person_id else ""
+
+    def _named(self, person_id: str) -> str:
+        """Who a 督办 for the person reaches, by name: "王五（代李四）" while they are away."""
+        return self.roster.person_name(self._routed(person_id)) + self._for_words(person_id)
 
     def allows(self, name: str, actor: str) -> bool:
         """`may(name, actor) is None`, without the wording."""
@@ -1586,7 +1650,8 @@ class Incident:
         units: list[str] = []
         people: list[tuple[str, str]] = []
         if name == "sign-for" and action.key is not None:
-            mine = [r.key for r in self.s.receipts if action.actor in r.unsigned()]
+            whom = {action.actor} | {a for a, s in self.stand_ins() if s == action.actor}
+            mine = [r.key for r in self.s.receipts if whom & set(r.unsigned())]
             if action.key not in mine:
                 return f"没有发给您、待签收的通知“{action.key}”（可签收：{'、'.join(mine)}）"
         if name == "triage":
@@ -1638,6 +1703,11 @@ class Incident:
     # ------------------------------------------------------------------ effects
 
     def event(self, kind: str, actor: str | None, summary: str, detail: str | None = None) -> None:
+        for_person = None
+        if self._acting is not None and actor == self._acting[0]:
+            # 代: the stand-in acted for the absent person, and the record says so.
+            for_person = self._acting[1]
+            summary = f"（代{self.roster.person_name(for_person)}）{summary}"
         self.s.timeline.append(
             TimelineEntry(
                 seq=len(self.s.timeline) + 1,
@@ -1646,6 +1716,7 @@ class Incident:
                 actor=actor,
                 summary=rules.code_last(summary),
                 detail=detail,
+                for_person=for_person,
             )
         )
 
@@ -1668,6 +1739,14 @@ class Incident:
             if unit is not None:
                 person_ids.append(unit.first_responsible)
         person_ids += self.s.activated_persons
+        # 代理: while someone is away their stand-in is told too, and only the stand-in gets a
+        # 督办 step (an escalation to a person who cannot act is no escalation).
+        away = dict(self.stand_ins())
+        if away:
+            routed = [
+                (away.get(p, p),) if step is not None else (p, away.get(p, p)) for p in person_ids
+            ]
+            person_ids = [p for pair in routed for p in pair]
         involved = {self.reporter_unit, self.s.responsible_unit, *self.s.co_units}
         involved |= set(self.s.activated_units)
         recipients = []
@@ -1765,7 +1844,13 @@ class Incident:
     def apply(self, name: str, action: Any, now: datetime) -> None:
         """Carry out an accepted action at `now`."""
         self.now = now
-        getattr(self, name.replace("-", "_"))(action)
+        actor = getattr(action, "actor", None)
+        absent = acting_as(name, self.roster, self.s, self.place(), actor) if actor else None
+        self._acting = (actor, absent) if actor and absent else None
+        try:
+            getattr(self, name.replace("-", "_"))(action)
+        finally:
+            self._acting = None
 
 
 def _after_quiet_hours(at: datetime, tz: str, quiet: tuple[dt_time, dt_time]) -> datetime:

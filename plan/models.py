@@ -350,6 +350,19 @@ class AttachRequest(_Message):
     name: str = Field(min_length=1, max_length=ATTACHMENT_NAME_MAX)
 
 
+class AbsenceRequest(_Message):
+    """代理 (issue 20, item 3): a person will be away (请假、出差) from `starts_at` (now when not
+    given) to `ends_at`, and `stand_in`, of their own unit or the leading group, acts for them:
+    approves what they would, signs for and is sent what is meant for them. `person` is the
+    declarer themselves unless the office declares for them. The reason is kept in the store only."""
+
+    person: str | None = Field(default=None, min_length=1, max_length=SHORT_MAX)
+    stand_in: str = Field(min_length=1, max_length=SHORT_MAX)
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime
+    reason: str | None = Field(default=None, max_length=100)
+
+
 class SignForRequest(_Message):
     """签收 (issue 20): the person signs for the 交办 and 督办 messages of this incident addressed
     to them: one (`key`, as the incident page lists it) or, without a key, all still unsigned.
@@ -530,6 +543,31 @@ class Receipt(BaseModel):
         return [p for p in self.persons if p not in self.signed]
 
 
+class Absence(BaseModel):
+    """代理 (issue 20, item 3): a person away for a period, and who acts for them meanwhile.
+    Kept in the store (store/absences.py), which numbers it; the workflow holds references and
+    times only, never the reason (it may be personal: illness, family)."""
+
+    id: int
+    person: str
+    stand_in: str
+    starts_at: datetime
+    ends_at: datetime
+
+    def covers(self, at: datetime) -> bool:
+        return self.starts_at <= at < self.ends_at
+
+
+class Absences(BaseModel):
+    """The absences not yet over, as the store had them at `revision` (its count of changes):
+    what a running incident is told whenever one is declared or ended, replacing what it held,
+    and what a new incident starts with. A lower revision than the one held is an older list
+    arriving late, and is ignored."""
+
+    revision: int = 0
+    items: list[Absence] = Field(default_factory=list, max_length=1000)
+
+
 class AccountabilityRecord(BaseModel):
     deadline_key: str
     rule: str
@@ -555,6 +593,8 @@ class TimelineEntry(BaseModel):
     # The text behind the entry where a document quotes it (issue 19): a published reply's
     # wording. The town's own published words, never the public's personal data.
     detail: str | None = None
+    # 代理 (issue 20, item 3): the absent person `actor` acted for (the summary says 代 too).
+    for_person: str | None = None
 
 
 class ReplyRound(BaseModel):
@@ -670,6 +710,8 @@ class IncidentState(BaseModel):
     escalations: list[Escalation] = Field(default_factory=list)
     # 签收 (issue 20): the 交办 and 督办 messages to be signed for, and by whom they were.
     receipts: list[Receipt] = Field(default_factory=list)
+    # 代理 (issue 20, item 3): who is away and who acts for them, as last told (live data).
+    absences: Absences = Field(default_factory=Absences)
     accountability: list[AccountabilityRecord] = Field(default_factory=list)
     replies: list[ReplyRound] = Field(default_factory=list)
     referrals: list[Referral] = Field(default_factory=list)
@@ -742,6 +784,9 @@ class IncidentInput(BaseModel):
     # stored and checked before the start; references only. Recorded as the reporter's
     # (`submitted_by`, or nobody when anonymous), never as any unit's or person's act.
     evidence: list[AttachRequest] = Field(default_factory=list, max_length=10)
+    # 代理 (issue 20, item 3): the absences not yet over when the incident started; later
+    # changes arrive as the `absences_changed` signal.
+    absences: Absences | None = None
     state: IncidentState | None = None
 
 

@@ -54,6 +54,9 @@ FIELD_LABELS = {
     "attachment_id": "附件编号",
     "document": "文档",
     "evidence": "证据文件",
+    "stand_in": "代理人",
+    "starts_at": "开始时间",
+    "ends_at": "结束时间",
 }
 
 

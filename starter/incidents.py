@@ -33,6 +33,7 @@ from config.settings import Settings
 from plan.actions import ACTIONS, UPLOADS
 from plan.models import (
     SHORT_MAX,
+    Absences,
     ActionDone,
     AttachRequest,
     IncidentInput,
@@ -42,7 +43,7 @@ from plan.models import (
 from plan.roster import Roster
 from plan.spec import plan_from
 from starter.errors import FIELD_LABELS, FieldError, translate
-from store import incident_rows
+from store import absences, incident_rows
 from store.db import session_scope
 from workflows.incident import IncidentWorkflow
 from workflows.search_attributes import at_start
@@ -190,7 +191,9 @@ async def submit(
     received_at = datetime.now(UTC)
     sub = parse_submission(data, roster, received_at)
     incident_id = incident_id_for(sub)
-    related = await asyncio.to_thread(_open_with_url, settings, sub.url, incident_id)
+    related, absences = await asyncio.to_thread(
+        _from_store, settings, sub.url, incident_id, received_at
+    )
     plan = plan_from(settings.plan_file)
     inp = IncidentInput(
         incident_id=incident_id,
@@ -210,6 +213,7 @@ async def submit(
         continue_as_new_after=settings.continue_as_new_after,
         delivery_give_up_minutes=settings.delivery_give_up_minutes,
         evidence=evidence or [],
+        absences=absences if absences.items else None,
     )
     created = True
     try:
@@ -248,12 +252,14 @@ async def submit(
     return Submitted(view=view, created=created)
 
 
-def _open_with_url(settings: Settings, url: str | None, incident_id: str) -> list[str]:
-    """R-DEDUP: open incidents about the same post are linked as related."""
-    if not url:
-        return []
+def _from_store(
+    settings: Settings, url: str | None, incident_id: str, now: datetime
+) -> tuple[list[str], Absences]:
+    """What a new incident starts with from the store, in one session: R-DEDUP, the open
+    incidents about the same post (linked as related); 代理, the absences not yet over."""
     with session_scope(settings.database_url) as s:
-        return [i for i in incident_rows.open_incidents_with_url(s, url=url) if i != incident_id]
+        related = incident_rows.open_incidents_with_url(s, url=url) if url else []
+        return [i for i in related if i != incident_id], absences.current(s, now=now)
 
 
 async def get(client: Client, incident_id: str, *, run_id: str | None = None) -> IncidentView:

@@ -378,6 +378,11 @@ def open_incidents_with_url(session: Session, *, url: str) -> list[str]:
     )
 
 
+def open_incident_ids(session: Session) -> list[str]:
+    """Every incident not closed (代理: the ones a change of absences is told to)."""
+    return list(session.scalars(select(Incident.id).where(Incident.phase != "closed")).all())
+
+
 def timeline(session: Session, *, incident_id: str) -> Sequence[TimelineEvent]:
     return session.scalars(
         select(TimelineEvent)

@@ -400,3 +400,26 @@ class AccessLogRow(Base):
     incident_id: Mapped[str | None] = mapped_column(String(64), index=True)
     client: Mapped[str | None] = mapped_column(String(100))
     granted: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+
+
+class AbsenceRow(Base):
+    """代理 (issue 20, item 3): a person away from `starts_at` to `ends_at`, and who acts for them.
+    Declared by the person or by the office for them; ended early (销假) by moving `ends_at`
+    (`ended_by` says who). `revision` is the store's count of absence changes when this row last
+    changed: a running incident keeps the newest list it was told, whatever order lists arrive in.
+    The reason stays here: it may be personal (illness, family) and never enters workflow data."""
+
+    __tablename__ = "absences"
+    __table_args__ = (UniqueConstraint("revision", name="uq_absences_revision"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    person_id: Mapped[str] = mapped_column(String(64), index=True)
+    stand_in: Mapped[str] = mapped_column(String(64))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    reason: Mapped[str | None] = mapped_column(String(100))
+    declared_by: Mapped[str] = mapped_column(String(64))
+    declared_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_by: Mapped[str | None] = mapped_column(String(64))
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revision: Mapped[int] = mapped_column(Integer)

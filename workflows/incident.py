@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from plan.actions import ACTIONS, UPLOADS
     from plan.incident import Incident, Refusal
     from plan.models import (
+        Absences,
         ActionDone,
         Activate,
         ApproveRelease,
@@ -222,6 +223,13 @@ class IncidentWorkflow:
         """R-DEDUP: a later submission with this incident's URL was linked to it."""
         self.core.now = workflow.now()
         self.core.related_reported(incident_id)
+
+    @workflow.signal
+    def absences_changed(self, absences: Absences) -> None:
+        """代理 (issue 20, item 3): the store's absences not yet over, whenever one is declared
+        or ended (starter/absences.py tells every running incident)."""
+        self.core.now = workflow.now()
+        self.core.absences_changed(absences)
 
     # ------------------------------------------------------------------ staff actions
 
