@@ -59,6 +59,10 @@ token_app = typer.Typer(help="管理个人访问令牌", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 link_app = typer.Typer(help="管理通知中的一次性登录链接", no_args_is_help=True)
 app.add_typer(link_app, name="link")
+absence_app = typer.Typer(
+    help="不在岗与代理：登记请假、出差期间的代理人，销假，查看登记", no_args_is_help=True
+)
+app.add_typer(absence_app, name="absence")
 
 TokenOpt = Annotated[
     str | None,
@@ -836,6 +840,104 @@ def attachments(
         )
     if not items:
         typer.echo("该事件暂无附件")
+
+
+# ---------------------------------------------------------------- 代理 (issue 20, item 3)
+
+
+def _instant(value: str | None, flag: str) -> str | None:
+    """A time on the command line: ISO 8601, in the town's zone when it names none."""
+    if not value:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        _fail(f"{flag} 时间格式不正确，应为 2026-12-01T18:00 或带时区的 ISO 8601", EXIT_INVALID)
+    return (at if at.tzinfo else at.replace(tzinfo=ZoneInfo(get_settings().timezone))).isoformat()
+
+
+def _print_absence(a: dict[str, Any]) -> None:
+    reason = f"  事由：{a['reason']}" if a.get("reason") else ""
+    typer.echo(
+        f"{a['id']}  {a['person_name']}（{a['person']}）  {a['period']}  "
+        f"代理人：{a['stand_in_name']}（{a['stand_in']}）  {a['state']}{reason}"
+    )
+
+
+@absence_app.command("declare")
+def absence_declare(
+    stand_in: Annotated[str, typer.Option("--stand-in", help="代理人（名册人员编号）")],
+    until: Annotated[str, typer.Option("--until", help="结束时间，如 2026-12-05T18:00")],
+    start: Annotated[str | None, typer.Option("--from", help="开始时间（不填为现在）")] = None,
+    person: Annotated[
+        str | None, typer.Option("--person", help="不在岗人员（不填为本人；为他人登记限办公室）")
+    ] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="事由（如 出差）")] = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """登记不在岗：期间由代理人代为审批、签收，督办通知改发代理人。"""
+    body: dict[str, Any] = {"stand_in": stand_in, "ends_at": _instant(until, "--until")}
+    extra = {"starts_at": _instant(start, "--from"), "person": person, "reason": reason}
+    body.update({k: v for k, v in extra.items() if v})
+    data = _request("POST", "/api/absences", token=_need_token(token), body=body)
+    if as_json:
+        typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    typer.echo("已登记：")
+    _print_absence(data["absence"])
+    typer.echo(data["told"]["message"])
+
+
+@absence_app.command("list")
+def absence_list(token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """列出未结束和近7天结束的不在岗登记。"""
+    data = _request("GET", "/api/absences", token=_need_token(token))
+    if as_json:
+        typer.echo(json.dumps(data["absences"], ensure_ascii=False, indent=2))
+        return
+    for a in data["absences"]:
+        _print_absence(a)
+    if not data["absences"]:
+        typer.echo("暂无不在岗登记")
+
+
+@absence_app.command("end")
+def absence_end(
+    absence_id: Annotated[int, typer.Argument(help="登记编号（yuqing absence list）")],
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """销假：不在岗提前结束（未开始的即撤销）。"""
+    data = _request("POST", f"/api/absences/{absence_id}/end", token=_need_token(token))
+    if as_json:
+        typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    typer.echo("已销假：")
+    _print_absence(data["absence"])
+    typer.echo(data["told"]["message"])
+
+
+@absence_app.command("sync")
+def absence_sync() -> None:
+    """把当前的不在岗登记再次通知所有办理中的事件（管理命令：通知失败后重试）。"""
+    import asyncio
+
+    from runtime.client import connect
+    from starter.standins import tell_incidents
+
+    async def run() -> str:
+        settings = get_settings()
+        try:
+            client = await connect(settings)
+        except Exception as exc:  # connection refused, bad TLS files, …
+            _fail(f"无法连接 Temporal {settings.temporal_address}（{exc}）", EXIT_UNREACHABLE)
+        told = await tell_incidents(client, settings)
+        if told.failed:
+            _fail(told.words(), EXIT_UNREACHABLE)
+        return told.words()
+
+    typer.echo(asyncio.run(run()))
 
 
 # ---------------------------------------------------------------- staff actions

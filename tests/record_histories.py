@@ -236,6 +236,38 @@ async def scenario_signed(env: WorkflowEnvironment, settings: Settings) -> str:
     return view.id
 
 
+async def scenario_stand_in(env: WorkflowEnvironment, settings: Settings) -> str:
+    """Issue 20, item 3: the unit's head declares an absence while the incident runs (the
+    `absences_changed` signal); the reply missed, step 1 goes to the stand-in (the deputy), who
+    signs for it and approves the reply for the head (代); the head back, the rest as usual."""
+    from starter import standins
+
+    roster = load_roster(EXAMPLE_ROSTER)
+    c = env.client
+    view = (
+        await incidents.submit(
+            c, settings, roster, submission(severity="urgent"), submitted_by="zhou.ting"
+        )
+    ).view
+    await triage(c, view.id, severity="urgent", category="hype", unit="cjb")
+    until = (datetime.now(UTC) + timedelta(hours=5)).isoformat()
+    await standins.declare(
+        c, settings, roster, "sun.haitao", {"stand_in": "li.xiaomei", "ends_at": until}
+    )
+    await env.sleep(timedelta(hours=3, minutes=5))
+    await incidents.act(c, view.id, "sign-for", {"key": "R-REPLY#1/1"}, "li.xiaomei")
+    await incidents.act(c, view.id, "draft-reply", {"text": "已安排抽排积水。"}, "lin.feng")
+    await incidents.act(c, view.id, "approve-reply", {}, "li.xiaomei")
+    await incidents.act(
+        c, view.id, "approve-release", {"spokesperson": "li.xiaomei"}, "wang.jianguo"
+    )
+    await incidents.act(c, view.id, "publish-reply", {"channel": "镇政府微博"}, "lin.feng")
+    await env.sleep(timedelta(hours=2))
+    await incidents.act(c, view.id, "track", {"status": "subsided"}, "lin.feng")
+    await incidents.act(c, view.id, "submit-summary", {"text": "总结"}, "sun.haitao")
+    return view.id
+
+
 SCENARIOS = {
     "inquiry": scenario_inquiry,
     "urgent": scenario_urgent,
@@ -246,6 +278,7 @@ SCENARIOS = {
     "documents": scenario_documents,
     "attached": scenario_attached,
     "signed": scenario_signed,
+    "stand_in": scenario_stand_in,
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from temporalio.client import Client
@@ -249,3 +250,96 @@ async def test_an_absence_ended_early_stops_the_stand_in(
         listed = standins.listing(settings, roster, STAFF, datetime.now(UTC))
         assert [a["id"] for a in listed] == [row["id"]]  # the unit's own, for its staff
         assert standins.listing(settings, roster, OTHER, datetime.now(UTC)) == []
+
+
+# --- the page, the API and the incident page ---
+
+
+async def test_the_page_declares_and_ends_an_absence_and_the_incident_shows_it(
+    client: Client,
+    settings: Settings,
+    roster: Roster,
+    executor: ThreadPoolExecutor,
+) -> None:
+    """The head declares from /absences (the town's wall time in the form); the incident page
+    shows who is away and who stands in; the page offers the deputy the head's approval; a
+    wrong stand-in is refused in Chinese and nothing is stored; 销假 from the page."""
+    from tests.helpers import app_over_asgi
+    from tests.test_api import sign_in
+
+    async with app_over_asgi(client, settings, roster, executor) as http:
+        view = await submit(client, settings, roster)
+        await triage(client, view.id, unit="cjb")
+        await incidents.act(client, view.id, "draft-reply", {"text": "已安排抽排积水。"}, STAFF)
+        csrf = await sign_in(http, settings, HEAD)
+        page = await http.get("/absences")
+        assert page.status_code == 200 and 'id="absence-form"' in page.text
+        until = (datetime.now(UTC) + timedelta(hours=5)).astimezone(ZoneInfo(settings.timezone))
+        wrong = await http.post(
+            "/absences",
+            data={"csrf_token": csrf, "stand_in": OTHER, "ends_at": f"{until:%Y-%m-%dT%H:%M}"},
+        )
+        assert wrong.status_code == 422 and "须为村镇建设办人员或领导小组成员" in wrong.text
+        assert standins.listing(settings, roster, HEAD, datetime.now(UTC)) == []
+        posted = await http.post(
+            "/absences",
+            data={"csrf_token": csrf, "stand_in": DEPUTY, "ends_at": f"{until:%Y-%m-%dT%H:%M}"},
+        )
+        assert posted.status_code == 303, posted.text
+        done = await http.get(posted.headers["location"])
+        assert "已登记：孙海涛" in done.text and "由李晓梅代理" in done.text
+        row = standins.listing(settings, roster, HEAD, datetime.now(UTC))[0]
+        assert row["ends_at"].startswith(f"{until.astimezone(UTC):%Y-%m-%dT%H:%M}")
+
+        incident = await http.get(f"/incidents/{view.id}")
+        assert 'id="absences"' in incident.text
+        assert f'data-absent="{HEAD}" data-stand-in="{DEPUTY}"' in incident.text
+        # the page offers the deputy the head's approval (what the incident would accept)
+        from starter.web.staff import plausible_actions
+
+        current = await incidents.get(client, view.id)
+        assert "approve-reply" in plausible_actions(roster, DEPUTY, current)
+        assert "approve-reply" not in plausible_actions(roster, OTHER, current)
+        ended = await http.post(f"/absences/{row['id']}/end", data={"csrf_token": csrf})
+        assert ended.status_code == 303
+        assert "已销假：孙海涛" in (await http.get(ended.headers["location"])).text
+
+
+async def test_the_api_declares_lists_and_ends(
+    client: Client,
+    settings: Settings,
+    roster: Roster,
+    executor: ThreadPoolExecutor,
+) -> None:
+    """POST /api/absences by the office for the head (201, the incidents told), the list for
+    the unit's staff and not for another unit's, 销假 by someone else refused (403)."""
+    from tests.helpers import app_over_asgi
+    from tests.test_api import token_for
+
+    async with app_over_asgi(client, settings, roster, executor) as http:
+        view = await submit(client, settings, roster)
+        await triage(client, view.id, unit="cjb")
+        office = token_for(settings, OFFICE)
+        body = absence(6, person=HEAD, stand_in=STAFF, reason="出差")
+        made = await http.post("/api/absences", json=body, headers=office)
+        assert made.status_code == 201, made.text
+        answer = made.json()
+        assert answer["absence"]["state"] == "不在岗中" and answer["told"]["incidents"] >= 1
+        anonymous = await http.post("/api/absences", json=body)
+        assert anonymous.status_code == 401
+        staff = (await http.get("/api/absences", headers=token_for(settings, STAFF))).json()
+        assert [a["person"] for a in staff["absences"]] == [HEAD]
+        assert staff["absences"][0]["reason"] == "出差"
+        other = (await http.get("/api/absences", headers=token_for(settings, OTHER))).json()
+        assert other["absences"] == []
+        absence_id = answer["absence"]["id"]
+        refused = await http.post(
+            f"/api/absences/{absence_id}/end", headers=token_for(settings, OTHER)
+        )
+        assert refused.status_code == 403 and "销假" in refused.json()["detail"]
+        view = await incidents.get(client, view.id)
+        assert [a.stand_in for a in view.absences.items] == [STAFF]
+        # the reason stays in the store: the workflow holds references and times only
+        assert "出差" not in view.model_dump_json()
+        ended = await http.post(f"/api/absences/{absence_id}/end", headers=office)
+        assert ended.status_code == 200 and ended.json()["absence"]["state"] == "已销假"

@@ -34,7 +34,7 @@ from plan import rules
 from plan.actions import ACTIONS
 from plan.enums import Category, Phase, ReplyKind, ReplyStatus, Severity, TrackStatus
 from plan.incident import RULES_VERSION, Incident, Refusal
-from plan.models import IncidentInput, Submission
+from plan.models import Absence, Absences, IncidentInput, Submission
 from plan.roster import Roster, load_roster
 from plan.spec import shipped
 from tests.conftest import EXAMPLE_ROSTER, depth
@@ -171,6 +171,7 @@ def new_incident(
     )
     c = Incident(inp, now=START)
     c.s.rules_version = RULES_VERSION  # today's rules, as a newly started workflow has them
+    c.s.resend = True  # and 签收's re-sending (workflows/incident.py RESEND_PATCH)
     c.open_incident()
     c.started = True
     return c
@@ -179,6 +180,23 @@ def new_incident(
 def apply(c: Incident, name: str, fields: dict[str, Any], actor: str) -> None:
     c.apply(name, command(name, fields, actor), c.now)
     c.to_watch.clear()
+
+
+# 代理: whom the chain reaches (units' heads, the office, the leading group), and who may stand in
+# for each (their unit's people, the leading group).
+_LEADING = [ROSTER.leading_group.leader, ROSTER.leading_group.deputy, *ROSTER.leading_group.members]
+CHAIN_PEOPLE = sorted(
+    {u.head for u in ROSTER.units}
+    | {u.first_responsible for u in ROSTER.units}
+    | set(ROSTER.members_of(ROSTER.roles.office))
+    | set(_LEADING)
+)
+STAND_INS = {
+    p: sorted(
+        {*ROSTER.members_of(ROSTER.person(p).unit), *_LEADING} - {p}  # type: ignore[union-attr]
+    )
+    for p in CHAIN_PEOPLE
+}
 
 
 # How a unit that wants to close the incident goes about it: the first of these it may take.
@@ -294,6 +312,8 @@ class IncidentMachine(RuleBasedStateMachine):
         )
         self.searched: set[str] = set()
         self._allowed: tuple[int, dict[str, list[str]]] = (-1, {})
+        self.notes_seen = 0
+        self.entries_seen = 0
 
     def allowed(self, name: str) -> list[str]:
         """Who may take an action now, by the table; worked out once per state version."""
@@ -331,7 +351,14 @@ class IncidentMachine(RuleBasedStateMachine):
             assert c.s.model_dump() == before, "a refused action changed the incident"
             return
         severity = c.s.severity
+        acting_for = actions.acting_as(name, ROSTER, c.s, c.place(), person)
+        entries = len(c.s.timeline)
         apply(c, name, fields, person)
+        if acting_for is not None:
+            # 代: what a stand-in does in the absent person's place is recorded as such.
+            theirs = [e for e in c.s.timeline[entries:] if e.actor == person]
+            recorded = theirs and all(e.for_person == acting_for for e in theirs)
+            assert recorded, f"代 unrecorded: {name} by {person} for {acting_for}"
         if name == "publish-reply":
             reply = c.s.replies[-1]
             if rules.needs_release(severity):
@@ -383,9 +410,60 @@ class IncidentMachine(RuleBasedStateMachine):
             if people and accepts(self.c, name, fields, people[0]):
                 apply(self.c, name, fields, people[0])
 
+    @rule(
+        person=st.sampled_from(CHAIN_PEOPLE),
+        pick=st.integers(0, 50),
+        starts_in=st.sampled_from([0, 0, 30, 600]),
+        hours=st.integers(1, 72),
+    )
+    def away(self, person: str, pick: int, starts_in: int, hours: int) -> None:
+        """代理 (issue 20, item 3): someone the chain reaches declares an absence with a stand-in
+        of their unit or the leading group, told to the incident as the store would tell it
+        (the absences not yet over, a revision higher)."""
+        c = self.c
+        stand_ins = STAND_INS[person]
+        start = c.now + timedelta(minutes=starts_in)
+        held = [a for a in c.s.absences.items if a.ends_at > c.now and a.person != person]
+        new = Absence(
+            id=len(c.s.absences.items) + 100 * (c.s.absences.revision + 1),
+            person=person,
+            stand_in=stand_ins[pick % len(stand_ins)],
+            starts_at=start,
+            ends_at=start + timedelta(hours=hours),
+        )
+        c.absences_changed(Absences(revision=c.s.absences.revision + 1, items=[*held, new]))
+
     @rule(minutes=st.integers(1, 5_000))
     def wait(self, minutes: int) -> None:
         self.c.advance(self.c.now + timedelta(minutes=minutes))
+
+    @invariant()
+    def no_escalation_reaches_someone_away(self) -> None:
+        """代理: a 督办 (an escalation step, its re-sends and repeats) goes to the stand-in of
+        whoever is away when it is sent, never to them; and the receipt asks the stand-in."""
+        c = self.c
+        notes = c.s.pending_notifications
+        for note in notes[self.notes_seen :]:
+            if note.step:
+                away = {p for p, _ in actions.stand_ins(c.s, note.sent_at)}
+                reached = {r.person_id for r in note.recipients}
+                assert not reached & away, f"R-ESCALATE to {reached & away}, away: {note.subject}"
+        self.notes_seen = len(notes)
+        for r in c.s.receipts:
+            if r.step is not None:
+                away = {p for p, _ in actions.stand_ins(c.s, r.at)}
+                assert not set(r.persons) & away, f"{r.key} asks {set(r.persons) & away}"
+
+    @invariant()
+    def what_a_stand_in_does_is_recorded_as_theirs_for_the_absent(self) -> None:
+        """代: an entry acted for someone names both, and the actor stood in for them then."""
+        c = self.c
+        for e in c.s.timeline[self.entries_seen :]:
+            if e.for_person is not None:
+                pairs = set(actions.stand_ins(c.s, e.at))
+                assert (e.for_person, e.actor) in pairs, f"{e.actor} 代 {e.for_person}?"
+                assert e.summary.startswith(f"（代{ROSTER.person_name(e.for_person)}）")
+        self.entries_seen = len(c.s.timeline)
 
     @invariant()
     def one_record_and_one_chain_per_deadline(self) -> None:
@@ -646,3 +724,20 @@ def test_mutant_anonymous_report_believed_is_caught() -> None:
     """Issue 15: a core that believes every submission's stated times and units."""
     with mutated(Incident, "untrusted", property(lambda self: False)):
         _caught("untrusted|R-REPORT")
+
+
+def test_mutant_escalation_to_someone_away_is_caught() -> None:
+    """代理: a 督办 that ignores who is away reaches the absent person."""
+    with mutated(core.Incident, "_routed", lambda self, person_id: person_id):
+        _caught("R-ESCALATE to|asks")
+
+
+def test_mutant_stand_in_unrecorded_is_caught() -> None:
+    """代: a stand-in's approval recorded as if they acted in their own right."""
+
+    def apply_(self: Incident, name: str, action: Any, now: datetime) -> None:
+        self.now = now
+        getattr(self, name.replace("-", "_"))(action)
+
+    with mutated(core.Incident, "apply", apply_):
+        _caught("代 unrecorded")

@@ -131,6 +131,15 @@ def adjust(roster: Roster) -> Callable[[Case], None]:
         if isinstance(body, dict) and case.operation.path.endswith("/attachments"):
             body["file"] = _png()
             return
+        if isinstance(body, dict) and case.operation.path == "/api/absences":
+            # 代理: a period from now into the future, a stand-in of the leading group for the
+            # caller (the office, which may declare for anyone: the person is the caller's own).
+            now = datetime.now(UTC)
+            body.pop("person", None)
+            body["stand_in"] = roster.leading_group.deputy
+            body.pop("starts_at", None)
+            body["ends_at"] = (now + timedelta(hours=1)).isoformat()
+            return
         if isinstance(body, dict):
             now = datetime.now(UTC)
             for minutes, name in zip((50, 40, 30), TIMES, strict=True):

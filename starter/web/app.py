@@ -42,6 +42,7 @@ from . import (
     metrics,
     reports,
     staff,
+    standin_pages,
 )
 from .headers import SecurityHeaders
 from .pages import Pages
@@ -104,6 +105,8 @@ def create_app(
     app.include_router(staff.router)
     app.include_router(codec.router)
     app.include_router(audit.router)
+    app.include_router(standin_pages.router)
+    app.include_router(standin_pages.api_router)
     # Attachments (issue 19): the API's upload and download, and the page's.
     app.include_router(attachments.router)
     app.include_router(attachments.pages_router)

@@ -173,7 +173,10 @@ def openapi_for(app: FastAPI, roster: Roster) -> dict[str, Any]:
     schemas["Submission"] = submission
     schemas["SubmissionAnswer"] = SUBMISSION_ANSWER
     units = sorted(u.id for u in roster.units)
-    request_names = {rule.request.__name__ for rule in ACTIONS.values()} | {"Submission"}
+    request_names = {rule.request.__name__ for rule in ACTIONS.values()} | {
+        "Submission",
+        "AbsenceRequest",
+    }
     for name in request_names:
         _server_rules(schemas[name], units)
         schemas[name].update(WHOLE_REQUEST.get(name, {}))
@@ -213,7 +216,7 @@ def _server_rules(schema: dict[str, Any], units: list[str]) -> None:
         arrays = [s for s in _variants(prop) if s.get("type") == "array"]
         items = [i for a in arrays if (i := a.get("items", {})).get("type") == "string"]
         for s in strings + items:
-            if name in PERSON_FIELDS:
+            if name in (*PERSON_FIELDS, "stand_in"):
                 s.setdefault("maxLength", SHORT_MAX)
             if name in UNIT_FIELDS:
                 s["enum"] = units
@@ -227,6 +230,8 @@ def _server_rules(schema: dict[str, Any], units: list[str]) -> None:
             prop["description"] = "名册中的单位编号"
         elif name in PERSON_FIELDS:
             prop["description"] = "名册中的人员编号"
+        elif name == "stand_in":
+            prop["description"] = "名册中的人员编号：不在岗人员的同单位人员或领导小组成员"
         elif name == "title":
             prop["description"] = "一行文字：不含换行与控制字符"
         elif strings or items:

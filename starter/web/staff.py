@@ -70,7 +70,7 @@ def plausible_actions(roster: Roster, person_id: str, view: IncidentView) -> lis
     state = IncidentState.model_construct(
         **{name: getattr(view, name) for name in IncidentState.model_fields}
     )
-    place = place_of(state, view.reporter_unit)
+    place = place_of(state, view.reporter_unit, datetime.now(UTC))  # 代理: who stands in now
     return [name for name in ACTIONS if allows(name, roster, state, place, person_id)]
 
 
@@ -80,7 +80,8 @@ def may_attach(roster: Roster, person_id: str, view: IncidentView) -> bool:
     state = IncidentState.model_construct(
         **{name: getattr(view, name) for name in IncidentState.model_fields}
     )
-    return allows("attach", roster, state, place_of(state, view.reporter_unit), person_id)
+    place = place_of(state, view.reporter_unit, datetime.now(UTC))
+    return allows("attach", roster, state, place, person_id)
 
 
 @dataclass
@@ -403,7 +404,7 @@ async def _document(
         name,
         kit.roster,
         state,
-        place_of(state, view.reporter_unit),
+        place_of(state, view.reporter_unit, datetime.now(UTC)),
         person_id,
         kit.settings.timezone,
     )
@@ -516,7 +517,18 @@ def page_context(
         "done_notice": done_notice,
         "decisions": DECISIONS,
         "document_accept": DOCUMENT_ACCEPT,
+        "absences": absences_shown(view, datetime.now(UTC)),
     }
+
+
+def absences_shown(view: IncidentView, now: datetime) -> list[dict[str, Any]]:
+    """代理 (issue 20, item 3): the absences the incident holds that are not over, in force
+    first, as the page lists them."""
+    items = sorted(
+        (a for a in view.absences.items if a.ends_at > now),
+        key=lambda a: (not a.covers(now), a.starts_at),
+    )
+    return [{"a": a, "in_force": a.covers(now)} for a in items]
 
 
 def stored_parts(kit: Pages, view: IncidentView) -> dict[str, Any]:
