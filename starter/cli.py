@@ -30,7 +30,7 @@ from plan.actions import ACTIONS
 from plan.models import ATTACHMENT_TYPES
 from plan.roster import RosterError, load_roster
 from plan.spec import PlanSpec, plan_from, shipped
-from starter.errors import FIELD_LABELS
+from starter.errors import field_label
 
 # Exit codes, so scripts can tell a refusal by role from one by the plan (the API's 403 / 409).
 EXIT_ERROR = 1  # anything else (2 is click's: the command line itself is wrong)
@@ -980,7 +980,7 @@ def _action_command(name: str, model: type[BaseModel]) -> None:
     for field, info in model.model_fields.items():
         kind, many = _option_type(info.annotation)
         flag = "--" + field.replace("_", "-")
-        label = FIELD_LABELS.get(field, field)
+        label = field_label(field, name)
         default: Any
         if kind is bool:
             default = info.default if isinstance(info.default, bool) else False

@@ -58,17 +58,33 @@ FIELD_LABELS = {
     "starts_at": "开始时间",
     "ends_at": "结束时间",
 }
+# A field whose common label names the wrong thing in one action: `text` is a reply's 回复内容 in
+# draft-reply, but the written report's, the 续报's or the summary's in theirs. The API's 422, the
+# pages' errors and forms (starter/web/staff.py) and the CLI's help use these.
+ACTION_FIELD_LABELS: dict[tuple[str, str], str] = {
+    ("file-written-report", "text"): "书面信息内容",
+    ("report-progress", "text"): "续报内容",
+    ("submit-summary", "text"): "总结内容",
+    ("publish-reply", "url"): "已发布回复的链接",
+}
+
+
+def field_label(field: str, action: str | None = None) -> str:
+    """What the field is called: in `action`, if it says something else there."""
+    named = ACTION_FIELD_LABELS.get((action, field)) if action else None
+    return named or FIELD_LABELS.get(field, field)
 
 
 @dataclass
 class FieldError:
     field: str
     message: str
+    label: str | None = None  # the field's name where it differs from FIELD_LABELS' (an action's)
 
     def as_dict(self) -> dict[str, str]:
         return {
             "field": self.field,
-            "label": FIELD_LABELS.get(self.field, self.field),
+            "label": self.label or FIELD_LABELS.get(self.field, self.field),
             "message": self.message,
         }
 
@@ -114,12 +130,13 @@ def _message(kind: str, ctx: dict[str, object], raw: str) -> str:
     return messages.get(kind, "取值不正确")
 
 
-def translate(exc: ValidationError) -> list[FieldError]:
-    return translate_errors(list(exc.errors()))
+def translate(exc: ValidationError, action: str | None = None) -> list[FieldError]:
+    return translate_errors(list(exc.errors()), action)
 
 
-def translate_errors(errors: list[Any]) -> list[FieldError]:
-    """pydantic (or FastAPI request) errors → Chinese messages naming the field."""
+def translate_errors(errors: list[Any], action: str | None = None) -> list[FieldError]:
+    """pydantic (or FastAPI request) errors → Chinese messages naming the field (as `action`,
+    when they are a staff action's, calls it)."""
     out: list[FieldError] = []
     for err in errors:
         loc = [
@@ -130,7 +147,7 @@ def translate_errors(errors: list[Any]) -> list[FieldError]:
         named = str((err.get("ctx") or {}).get("field") or "")  # a model's check naming its field
         field = loc[0] if loc else (named or ("posted_at" if "posted_at" in err["msg"] else ""))
         field = field or "body"  # the request as a whole (not JSON, not an object)
-        label = FIELD_LABELS.get(field, field)
+        label = field_label(field, action)
         text = _message(err["type"], dict(err.get("ctx") or {}), str(err["msg"]))
-        out.append(FieldError(field, f"{label}：{text}"))
+        out.append(FieldError(field, f"{label}：{text}", label))
     return out

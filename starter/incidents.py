@@ -42,7 +42,7 @@ from plan.models import (
 )
 from plan.roster import Roster
 from plan.spec import plan_from
-from starter.errors import FIELD_LABELS, FieldError, translate
+from starter.errors import FIELD_LABELS, FieldError, field_label, translate
 from store import absences, incident_rows
 from store.db import session_scope
 from workflows.incident import IncidentWorkflow
@@ -324,8 +324,8 @@ def parse_action(
     try:
         payload = entry.command.model_validate({**data, "actor": actor})
     except ValidationError as exc:
-        raise ServiceError(422, "操作内容有误", translate(exc)) from exc
-    errors = _text_errors(payload) + _action_errors(payload, roster)
+        raise ServiceError(422, "操作内容有误", translate(exc, action)) from exc
+    errors = _text_errors(payload, action) + _action_errors(payload, roster, action)
     if errors:
         raise ServiceError(422, "操作内容有误", errors)
     return payload
@@ -387,22 +387,25 @@ async def perform(
 UNCONFIRMED = "操作已送出，但系统暂未确认是否受理：请稍后刷新事件查看是否已生效，再决定是否重试"
 
 
-def _label(name: str) -> str:
-    return FIELD_LABELS.get(name, name)
+def _label(name: str, action: str | None = None) -> str:
+    return field_label(name, action)
 
 
-def _text_errors(model: BaseModel) -> list[FieldError]:
-    """Control characters in any text field (or list of texts)."""
+def _text_errors(model: BaseModel, action: str | None = None) -> list[FieldError]:
+    """Control characters in any text field (or list of texts) (of `action`'s request, if one)."""
     errors = []
     for name in type(model).model_fields:
         value = getattr(model, name)
         items = value if isinstance(value, list) else [value]
         if any(isinstance(v, str) and CONTROL_CHARS.search(v) for v in items):
-            errors.append(FieldError(name, f"{_label(name)}：不能包含控制字符"))
+            label = _label(name, action)
+            errors.append(FieldError(name, f"{label}：不能包含控制字符", label))
     return errors
 
 
-def _action_errors(payload: BaseModel, roster: Roster | None) -> list[FieldError]:
+def _action_errors(
+    payload: BaseModel, roster: Roster | None, action: str | None = None
+) -> list[FieldError]:
     """What the schema cannot say: each listed id within the short limit, a link that is a web
     link, and (with the roster) units and people that exist."""
     errors: list[FieldError] = []
@@ -423,7 +426,8 @@ def _action_errors(payload: BaseModel, roster: Roster | None) -> list[FieldError
             errors.append(FieldError(name, f"{_label(name)}：“{_clip(missing[0], 40)}”不在名册中"))
     url = getattr(payload, "url", None)
     if isinstance(url, str) and url and not url.startswith(("http://", "https://")):
-        errors.append(FieldError("url", f"{_label('url')}：链接须以 http:// 或 https:// 开头"))
+        label = _label("url", action)
+        errors.append(FieldError("url", f"{label}：链接须以 http:// 或 https:// 开头", label))
     return errors
 
 

@@ -26,7 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 from store import credentials
 from store.db import session_scope
 from tests.conftest import EXAMPLE_ROSTER, ROOT, start_dev_server
-from tests.stack import running_stack
+from tests.stack import running_stack, wait_until
 
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 LEADER = "wang.jianguo"  # the leading group's leader in config/roster.example.toml
@@ -801,3 +801,177 @@ def test_every_page_fits_the_screen_and_passes_axe(
         problems += look_at(page, "incident", device, role)
     page.context.close()
     assert not problems, f"{len(problems)} problems:\n" + "\n".join(problems)
+
+
+# Issue 20, "done when": a drill escalated to the leader shows per person 已送达/已签收, and goes
+# again on his next channel until he signs for it.
+
+# The leader's own channels, in the roster's order: three webhooks to one local receiver.
+LEADER_HOOKS = ("one", "two", "three")
+# A 督办 message unsigned this long (plan time) goes again: 8 s at the drill's 3600×, room for
+# the leader to sign in and sign between two rounds (the shipped plan's 30 minutes is 0.5 s).
+RESEND_AFTER = "PT8H"
+RESEND_SECONDS = 8.0  # RESEND_AFTER at 3600×
+
+
+class SigningTown(Town):
+    def __init__(self, url: str, receiver: Any) -> None:
+        super().__init__(url, {})
+        self.receiver = receiver
+
+    def hooks(self, incident_id: str, *, resent: bool = False) -> list[tuple[str, dict[str, Any]]]:
+        """What reached the leader's webhooks about the incident, in order: (channel id, payload);
+        only the 督办 messages sent again (【未签收，再次通知】…), if `resent`."""
+        out = []
+        for hit in self.receiver.received():
+            body = hit.json()
+            if body["incident_id"] != incident_id or body["recipient"]["id"] != LEADER:
+                continue
+            if resent and not body["subject"].startswith("【未签收"):
+                continue
+            out.append((hit.path.strip("/"), body))
+        return out
+
+
+@pytest.fixture(scope="module")
+def signing_town(
+    browser_dev_server: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SigningTown]:
+    """A town of its own (a worker, the web app and a store on the same dev server) whose leader
+    has three webhook channels to a receiver on 127.0.0.1, under a plan whose 督办 messages go
+    again after RESEND_AFTER: the other tests' town keeps the example roster and the shipped plan."""
+    from tests.test_channels import Receiver
+
+    tmp_path = tmp_path_factory.mktemp("signing")
+    receiver = Receiver()
+    leader = f'id = "{LEADER}"\n'
+    hooks = ", ".join(
+        f'{{ id = "{h}", kind = "webhook", url = "{receiver.base}/{h}" }}' for h in LEADER_HOOKS
+    )
+    roster = EXAMPLE_ROSTER.read_text(encoding="utf-8")
+    assert leader in roster
+    roster_file = tmp_path / "roster.toml"
+    roster_file.write_text(
+        roster.replace(leader, f"{leader}channels = [{hooks}]\n", 1), encoding="utf-8"
+    )
+    plan = (ROOT / "plan" / "plan-2024.toml").read_text(encoding="utf-8")
+    assert 'resend_after = "PT30M"' in plan
+    plan_file = tmp_path / "plan.toml"
+    plan_file.write_text(
+        plan.replace('resend_after = "PT30M"', f'resend_after = "{RESEND_AFTER}"', 1),
+        encoding="utf-8",
+    )
+    try:
+        with running_stack(
+            browser_dev_server.client.service_client.config.target_host,
+            tmp_path,
+            roster_file,
+            "browser-signing",
+            {"YUQING_PLAN_FILE": str(plan_file)},
+        ) as stack:
+            town = SigningTown(stack.url, receiver)
+            with session_scope(stack.env["YUQING_DATABASE_URL"]) as s:
+                town.tokens["liu.yang"] = credentials.create_token(s, person_id="liu.yang")
+            yield town
+            town.api.close()
+    finally:
+        receiver.close()
+
+
+def _receipt(town: Town, drill_id: str, key: str) -> dict[str, Any] | None:
+    state = town.api.get(f"/api/incidents/{drill_id}", headers=_bearer(town, "liu.yang")).json()
+    return next((r for r in state["receipts"] if r["key"] == key), None)
+
+
+def test_the_leader_signs_for_an_escalation_that_goes_again_on_his_next_channel_until_then(
+    browser: Any, signing_town: SigningTown
+) -> None:
+    """Issue 20, "done when": a drill's missed report (R-REPORT) escalates up to the leader
+    (step 3). The 督办 message reaches him in the inbox and on each of his three channels; the
+    签收情况 shows 已送达 and 未签收. Unsigned, it goes again after the plan's wait on his first
+    channel, then on the second (the roster's order); he opens the one-time sign-in link of the
+    second on his phone and signs for it there: the page shows 已签收 and the time, and the third
+    channel's round never comes. The deadline is not met by signing (R-ESCALATE)."""
+    town = signing_town
+    drill_id = start_drill(town, "演练：督办签收")
+    key = "R-REPORT/3"
+
+    def about(body: dict[str, Any]) -> bool:  # this 督办 message, not another deadline's
+        return "（R-REPORT）" in body["subject"] and "第3级督办" in body["subject"]
+
+    def resent() -> list[tuple[str, dict[str, Any]]]:
+        return [(h, b) for h, b in town.hooks(drill_id, resent=True) if about(b)]
+
+    first = wait_until(
+        lambda: {h for h, b in town.hooks(drill_id) if about(b)} >= set(LEADER_HOOKS) or None,
+        what="the step-3 督办 message on each of the leader's channels",
+    )
+    assert first and not resent()
+
+    # The office sees, on a phone, that it reached him and that he has not signed for it.
+    page = signed_in(browser, town, "liu.yang", **PHONE)
+    page.goto(f"/incidents/{drill_id}")
+    row = page.locator(f'#receipts tr[data-receipt="{key}"][data-person="{LEADER}"]')
+    deadline = time.monotonic() + 30
+    while row.locator('td[data-label="送达"]').inner_text().count("推送接口已送达") < 3:
+        assert time.monotonic() < deadline, row.inner_text()
+        time.sleep(0.3)
+        page.reload()
+    assert row.get_attribute("data-signed") == "no"
+    assert "站内消息已送达" in row.inner_text() and "王建国" in row.inner_text()
+    assert row.locator('td[data-label="签收"]').inner_text().strip() == "未签收"
+    problems = look_at(page, "incident-receipts", "phone", "office")
+    assert not problems, "\n".join(problems)
+    page.context.close()
+
+    # Not signed for within the plan's wait: again on his first channel, then on the second.
+    wait_until(lambda: len(resent()) >= 2, within=4 * 8, what="two rounds of re-sending")
+    second_round_seen = time.monotonic()
+    assert [h for h, _ in resent()] == ["one", "two"], resent()
+    receipt = _receipt(town, drill_id, key)
+    assert receipt and receipt["rounds"] == 2 and receipt["signed"] == {}
+    assert [line.split("|")[1] for line in receipt["resent"]] == [
+        "webhook:one",
+        "webhook:two",
+    ], receipt["resent"]
+
+    # He opens the one-time link of the message on his second channel, on his phone, and signs.
+    link = resent()[1][1]["sign_in_link"]
+    context = browser.new_context(
+        base_url=town.url, locale="zh-CN", timezone_id="Asia/Shanghai", **PHONE
+    )
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    page.goto(link)
+    page.get_by_role("button", name="以王建国的身份登录并查看事件").click()
+    page.wait_for_url(f"**/incidents/{drill_id}")
+    form = act(page, "sign-for")
+    form.locator("select").select_option(key)
+    shot(page, "action-sign-for")
+    form.get_by_role("button").click()
+    page.wait_for_url(f"**/incidents/{drill_id}?done=sign-for#action-done")
+    signed_at = time.monotonic()
+    assert signed_at - second_round_seen < RESEND_SECONDS, "signed too late to see re-sending stop"
+    row = page.locator(f'#receipts tr[data-receipt="{key}"][data-person="{LEADER}"]')
+    assert row.get_attribute("data-signed") == "yes"
+    assert re.fullmatch(
+        r"已签收 \d{4}-\d{2}-\d{2} \d{2}:\d{2}.*",
+        row.locator('td[data-label="签收"]').inner_text().strip(),
+    ), row.inner_text()
+    problems = look_at(page, "incident-signed", "phone", "leader")
+    assert not problems, "\n".join(problems)
+    page.context.close()
+
+    # The third channel's round would have come by now: nothing more went out for it.
+    time.sleep(max(0.0, second_round_seen + RESEND_SECONDS + 2 - time.monotonic()))
+    assert [h for h, _ in resent()] == ["one", "two"], resent()
+    state = town.api.get(f"/api/incidents/{drill_id}", headers=_bearer(town, "liu.yang")).json()
+    receipt = next(r for r in state["receipts"] if r["key"] == key)
+    assert receipt["rounds"] == 2 and list(receipt["signed"]) == [LEADER]
+    label = receipt["label"]
+    told = [e["summary"] for e in state["timeline"] if e["kind"] == "resent"]
+    told = [t for t in told if t.startswith(label)]
+    assert len(told) == 2 and "第2次再次通知：王建国（推送接口）" in told[1], told
+    assert any(e["kind"] == "signed" and e["actor"] == LEADER for e in state["timeline"])
+    report = next(d for d in state["deadlines"] if d["key"].startswith("R-REPORT"))
+    assert report["met_at"] is None and report["escalation_step"] == 3  # signing is not meeting

@@ -331,9 +331,19 @@ async def test_r_written_neither_text_nor_document_is_refused(
         headers=token_for(settings, "feng.gang"),
     )
     assert r.status_code == 422 and "文档" in r.text, r.text
+    # The message names the written report's text, not a reply's (回复内容 is draft-reply's).
+    [error] = r.json()["errors"]
+    assert error["field"] == "text" and error["label"] == "书面信息内容", error
+    assert error["message"].startswith("书面信息内容：请填写文字内容"), error
     csrf = await sign_in(http, settings, "feng.gang")
     r = await http.post(
         f"/incidents/{view.id}/actions/file-written-report", data={"csrf_token": csrf}
     )
     assert r.status_code == 422 and "文档" in r.text, r.text
+    assert "书面信息内容：" in r.text and "回复内容" not in r.text, r.text
     assert _deadline(await incidents.get(client, view.id), "R-WRITTEN").open
+    # The CLI's option says so too.
+    import starter.cli as cli
+
+    shown = CliRunner().invoke(cli.app, ["file-written-report", "--help"], env={"COLUMNS": "200"})
+    assert "书面信息内容" in shown.output and "回复内容" not in shown.output, shown.output

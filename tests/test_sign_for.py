@@ -196,6 +196,77 @@ async def test_the_sms_comes_last_and_re_sending_ends_with_the_channels(
         assert step2.rounds == 3 and step2.signed == {}
 
 
+def roster_with_leader_channels(tmp_path: Path) -> Path:
+    """The example roster with the leader (the top of the chain) reachable on an SMS to his
+    mobile (listed first) and an e-mail address: re-sent, the e-mail comes first, the SMS last."""
+    text = EXAMPLE_ROSTER.read_text(encoding="utf-8")
+    leader = f'id = "{LEADER}"\n'
+    channels = (
+        'channels = [{ id = "sms", kind = "sms" }, '
+        '{ id = "mail", kind = "email", address = "wang@example.gov.cn" }]\n'
+    )
+    assert leader in text
+    path = tmp_path / "roster.toml"
+    path.write_text(text.replace(leader, leader + channels, 1), encoding="utf-8")
+    return path
+
+
+async def test_the_leaders_escalation_goes_again_on_his_channels_then_reminds_him_until_signed(
+    time_env: WorkflowEnvironment,
+    client: Client,
+    settings: Settings,
+    executor: ThreadPoolExecutor,
+    tmp_path: Path,
+) -> None:
+    """Issue 20, item 2, at the top of the chain: an urgent reply missed escalates step by step
+    to the leader; not signed for within the plan's 30 minutes, his 督办 message goes again on his
+    e-mail, then on his SMS (the roster lists the SMS first: it comes last); his channels used,
+    the reminders of an urgent incident follow every hour. He signs after the first: no more
+    re-sends or reminders, but the deadline is not met and stays escalated (R-ESCALATE)."""
+    path = roster_with_leader_channels(tmp_path)
+    roster = load_roster(path)
+    s = settings.model_copy(update={"roster_file": path})
+    async with running_worker(client, s, executor):
+        view = await submit(client, s, roster, severity="urgent", responsible_unit="cjb")
+        # Due at 3 h: step 1 then, step 2 an hour later, step 3 (the leader) at 5 h.
+        await time_env.sleep(timedelta(hours=5, minutes=1))
+        view = await incidents.get(client, view.id)
+        chain = [(e.step, e.targets) for e in view.escalations if e.deadline_key == "R-REPLY#1"]
+        assert [step for step, _ in chain] == [1, 2, 3] and chain[-1][1] == [LEADER]
+        step3 = receipt(view, "R-REPLY#1/3")
+        assert step3.persons == [LEADER] and step3.rounds == 0 and step3.resent == []
+
+        await time_env.sleep(timedelta(minutes=30))
+        step3 = receipt(await incidents.get(client, view.id), "R-REPLY#1/3")
+        assert [line.split("|")[:2] for line in step3.resent] == [[LEADER, "email:mail"]]
+        await time_env.sleep(timedelta(minutes=30))
+        step3 = receipt(await incidents.get(client, view.id), "R-REPLY#1/3")
+        assert [line.split("|")[1] for line in step3.resent] == ["email:mail", "sms:sms"]
+        assert step3.rounds == 2 and step3.repeats == 0
+        await time_env.sleep(timedelta(hours=1))  # his channels used: an hour on, a reminder
+        step3 = receipt(await incidents.get(client, view.id), "R-REPLY#1/3")
+        assert step3.repeats == 1 and step3.rounds == 2
+
+        view = await incidents.act(client, view.id, "sign-for", {"key": "R-REPLY#1/3"}, LEADER)
+        assert LEADER in receipt(view, "R-REPLY#1/3").signed
+        await time_env.sleep(timedelta(hours=5))  # two more reminders and more would have come
+        view = await incidents.get(client, view.id)
+        step3 = receipt(view, "R-REPLY#1/3")
+        assert (step3.rounds, step3.repeats, len(step3.resent)) == (2, 1, 2)
+        told = [
+            e.summary
+            for e in view.timeline
+            if e.kind == "resent" and e.summary.startswith(step3.label)
+        ]
+        assert len(told) == 3, told
+        assert "第1次再次通知：王建国（电子邮件）" in told[0]
+        assert "第2次再次通知：王建国（短信）" in told[1]
+        assert "第1次提醒（共3次）：王建国" in told[2]
+        # Signing for is not meeting: the reply is still overdue, escalated to the top.
+        reply = next(d for d in view.deadlines if d.key == "R-REPLY#1")
+        assert reply.overdue and reply.met_at is None and reply.escalation_step == 3
+
+
 BEIJING = ZoneInfo("Asia/Shanghai")
 
 

@@ -22,8 +22,14 @@ from .deps import SignInRequired, to_login
 from .pages import pages
 
 
+def _action_of(request: Request) -> str | None:
+    """The staff action a request is for (…/actions/NAME): its fields may be named otherwise."""
+    _, found, name = request.url.path.rpartition("/actions/")
+    return name if found and name and "/" not in name else None
+
+
 async def invalid(request: Request, exc: RequestValidationError) -> Response:
-    fields = translate_errors(list(exc.errors()))
+    fields = translate_errors(list(exc.errors()), _action_of(request))
     if not request.url.path.startswith("/api/"):  # a page: the error page, in Chinese
         kit = pages(request)
         message = "；".join(f.message for f in fields) or "请求内容有误"

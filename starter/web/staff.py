@@ -29,7 +29,7 @@ from plan.models import DOCUMENT_TYPES, IncidentState, IncidentView, Phase
 from plan.roster import Role, Roster
 from plan.spec import PlanSpec
 from starter import incidents
-from starter.errors import FIELD_LABELS
+from starter.errors import ACTION_FIELD_LABELS, FIELD_LABELS
 from starter.incidents import ServiceError
 from store import archives, incident_rows, notifications
 from store.db import session_scope
@@ -114,13 +114,11 @@ class ActionForm:
         return any(f.kind == "file" for f in self.fields)
 
 
-# Fields whose common label (starter/errors.py FIELD_LABELS) says the wrong thing in one action.
+# Fields whose common label (starter/errors.py FIELD_LABELS) says the wrong thing in one action:
+# what the errors call them too (ACTION_FIELD_LABELS), and the forms' hints.
 ACTION_LABELS: dict[tuple[str, str], str] = {
-    ("publish-reply", "url"): "已发布回复的链接",
+    **ACTION_FIELD_LABELS,
     ("publish-reply", "channel"): "发布渠道（如镇政府微博）",
-    ("submit-summary", "text"): "总结内容",
-    ("report-progress", "text"): "续报内容",
-    ("file-written-report", "text"): "书面信息内容",
     ("approve-reply", "comment"): "意见（退回时必填）",
     ("countersign-reply", "comment"): "意见（不同意时必填）",
     ("approve-release", "comment"): "意见（退回时必填）",
