@@ -1590,6 +1590,15 @@ class Incident:
             return True
         return person_id in s.activated_persons or any(person_id in r.persons for r in s.receipts)
 
+    def next_absence_change(self) -> datetime | None:
+        """When the next absence of someone with a part in the incident begins or ends."""
+        at = [
+            a.starts_at if a.starts_at > self.now else a.ends_at
+            for a in self.s.absences.items
+            if a.ends_at > self.now and self.concerns(a.person)
+        ]
+        return min(at) if at else None
+
     def stand_ins(self) -> tuple[tuple[str, str], ...]:
         return stand_ins(self.s, self.now)
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from plan import rules
-from plan.actions import ACTIONS, REPLY_RULES, Place, Who
+from plan.actions import ACTIONS, REPLY_RULES, Place, Who, holds_itself
 from plan.enums import Category, Phase
 from plan.models import Deadline, IncidentState
 from plan.records import Wait
@@ -75,9 +75,12 @@ TODO: dict[str, Todo] = {
 GROUP = (Role.office, Role.leader, Role.deputy, Role.member)
 
 
-def who_rows(who: Who, place: Place) -> list[tuple[str | None, bool, str | None, str | None]]:
+def who_rows(
+    who: Who, place: Place, roster: Roster | None = None
+) -> list[tuple[str | None, bool, str | None, str | None]]:
     """`holds(who, …)` as rows of (unit, head, role, person): a person holds `who` exactly when a
-    row `matches` them. Keep in step with plan/actions.py `holds`."""
+    row `matches` them. Keep in step with plan/actions.py `holds`. With the roster, a person row
+    for each stand-in of someone away who holds it (代理)."""
     units: list[str] = []
     heads: list[str] = []
     roles: list[Role] = []
@@ -112,6 +115,8 @@ def who_rows(who: Who, place: Place) -> list[tuple[str | None, bool, str | None,
     rows += [(u, False, None, None) for u in dict.fromkeys(units)]
     rows += [(u, True, None, None) for u in dict.fromkeys(heads)]
     rows += [(None, False, r.value, None) for r in roles]
+    if roster is not None:
+        persons += [s for a, s in place.stand_ins if holds_itself(who, roster, a, place)]
     rows += [(None, False, None, p) for p in dict.fromkeys(persons)]
     return rows
 
@@ -135,7 +140,7 @@ def waits(s: IncidentState, roster: Roster, place: Place, tz: str = "UTC") -> li
         if rule.when(s, roster, tz) is not None:
             continue
         d = _meets(s, todo)
-        for unit, head, role, person in who_rows(rule.who, place):
+        for unit, head, role, person in who_rows(rule.who, place, roster):
             found.append(
                 Wait(
                     action=name,

@@ -343,3 +343,38 @@ async def test_the_api_declares_lists_and_ends(
         assert "出差" not in view.model_dump_json()
         ended = await http.post(f"/api/absences/{absence_id}/end", headers=office)
         assert ended.status_code == 200 and ended.json()["absence"]["state"] == "已销假"
+
+
+async def test_the_stand_ins_todo_follows_the_absence_as_it_begins_and_ends(
+    time_env: WorkflowEnvironment,
+    client: Client,
+    settings: Settings,
+    roster: Roster,
+    executor: ThreadPoolExecutor,
+) -> None:
+    """待办: an absence declared ahead (from in 1 hour, for 2 hours): the deputy's 待办 lists the
+    head's approval only while it lasts, with nothing else happening to the incident (a timer
+    at each end writes the incident's 待办 again)."""
+    from store import incident_rows
+
+    def deputy_approves() -> bool:
+        rows = stored(
+            settings.database_url,
+            incident_rows.waits_for,
+            whose=incident_rows.whose(roster, DEPUTY),
+            involving=None,
+        )
+        return any(w.action == "approve-reply" and i.id == view.id for w, i in rows)
+
+    async with running_worker(client, settings, executor):
+        view = await submit(client, settings, roster)
+        await triage(client, view.id, unit="cjb")
+        await incidents.act(client, view.id, "draft-reply", {"text": "已安排抽排积水。"}, STAFF)
+        start = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+        await declare(client, settings, roster, HEAD, hours=3, stand_in=DEPUTY, starts_at=start)
+        await incidents.get(client, view.id)  # the signal handled
+        assert not deputy_approves()
+        await time_env.sleep(timedelta(hours=1, minutes=5))
+        await eventually(deputy_approves)
+        await time_env.sleep(timedelta(hours=2))
+        await eventually(lambda: not deputy_approves())

@@ -593,7 +593,7 @@ def test_mutant_publish_without_release_is_caught() -> None:
         current = actions.current_reply(s)
         if current is None or current.status is not ReplyStatus.approved:
             return "未审定"
-        return None
+        return actions._unsigned(s, roster)  # the countersign kept: only the release goes
 
     with replaced("publish-reply", when=publish):
         _caught("R-RELEASE")

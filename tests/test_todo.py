@@ -6,6 +6,7 @@ escalation targets have it under 督办给我 while it is open."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from hypothesis import Phase as Stage
@@ -114,8 +115,10 @@ def test_mutant_head_rows_for_the_whole_unit_is_caught(monkeypatch: pytest.Monke
     """The invariant can fail: 待办 offering the head's approval to the unit's staff."""
     real = todo.who_rows
 
-    def loose(who: Who, place: Place) -> list[tuple[str | None, bool, str | None, str | None]]:
-        return [(u, False, r, p) for u, _head, r, p in real(who, place)]
+    def loose(
+        who: Who, place: Place, roster: Any = None
+    ) -> list[tuple[str | None, bool, str | None, str | None]]:
+        return [(u, False, r, p) for u, _head, r, p in real(who, place, roster)]
 
     monkeypatch.setattr(todo, "who_rows", loose)
     with pytest.raises(AssertionError):

@@ -133,6 +133,7 @@ class IncidentWorkflow:
         self._watched: dict[str, asyncio.Task[None]] = {}
         self._delivery_tasks: dict[str, asyncio.Task[None]] = {}
         self._upserted: dict[str, object] = {}
+        self._absences_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ run
 
@@ -151,6 +152,7 @@ class IncidentWorkflow:
         self.core.to_watch.clear()
         for d in self.s.deadlines:
             self._watch(d.key)
+        self._absences_task = asyncio.create_task(self._watch_absences())
         for request in self.s.in_flight_deliveries:
             self._start_delivery(request)  # carried over a continue-as-new: the outbox dedupes
         self.core.changed()
@@ -468,6 +470,31 @@ class IncidentWorkflow:
         not count again when the history replays; no command, so histories replay as before)."""
         labels["drill"] = str(self.sub.is_drill).lower()
         workflow.metric_meter().create_counter(name, description).add(1, labels)
+
+    async def _watch_absences(self) -> None:
+        """代理: when an absence of someone with a part in the incident begins or ends, who may
+        act changes, and the 待办 in the store is written again (a timer on the Temporal UI). A
+        new list of absences (the signal) starts the wait again."""
+        closed = Phase.closed
+        while self.s.phase is not closed:
+            seen = self.s.absences.revision
+            at = self.core.next_absence_change()
+
+            def told(seen: int = seen) -> bool:
+                return self.s.absences.revision != seen or self.s.phase is closed
+
+            if at is None:
+                await workflow.wait_condition(told)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    told,
+                    timeout=at - workflow.now(),
+                    timeout_summary="代理：不在岗开始或结束，更新待办",
+                )
+            if workflow.now() >= at and self.s.phase is not closed:
+                self.core.now = workflow.now()
+                self.core.changed()
 
     def _watch(self, key: str) -> None:
         if key in self._watched or not self.core.deadline(key).open:
