@@ -547,18 +547,28 @@ class Incident:
         channels = [c for c in (p.channels if p else []) if c.kind != "inbox"]
         return [c for c in channels if c.kind != "sms"] + [c for c in channels if c.kind == "sms"]
 
-    def _unsigned_receipt(self, d: Deadline) -> Receipt | None:
-        """The deadline's latest 督办 message, while someone it went to has not signed for it."""
+    def _unsigned_receipts(self, d: Deadline) -> list[Receipt]:
+        """The deadline's 督办 messages someone has yet to sign for: each step's (since the
+        `resend-every-step` patch), or only the latest step's (incidents started before)."""
         mine = [r for r in self.s.receipts if r.deadline_key == d.key]
-        return mine[-1] if mine and mine[-1].unsigned() else None
+        if not self.s.resend_steps:
+            return mine[-1:] if mine and mine[-1].unsigned() else []
+        return [r for r in mine if r.unsigned()]
 
     def resend_at(self, d: Deadline) -> datetime | None:
-        """When the latest 督办 message of this deadline goes again, not signed for: every
-        `resend_after` (a drill's compressed) since it was sent, a round per channel, while an
-        unsigned recipient has a channel that round can use. None: nothing to re-send."""
-        r = self._unsigned_receipt(d) if self.s.resend and d.open else None
+        """When a 督办 message of this deadline next goes again, not signed for (the earliest of
+        its steps'). None: nothing to re-send."""
+        if not (self.s.resend and d.open):
+            return None
+        due = [at for r in self._unsigned_receipts(d) if (at := self._resend_due(r)) is not None]
+        return min(due) if due else None
+
+    def _resend_due(self, r: Receipt) -> datetime | None:
+        """When the message goes again: every `resend_after` (a drill's compressed) since it was
+        sent, a round per channel, while an unsigned recipient has a channel that round can use;
+        then, at the top of the chain, the repeats. None: nothing more."""
         kind = self._resend_kind(r)
-        if r is None or kind is None:
+        if kind is None:
             return None
         wait, every = self.spec.resend_after, self.spec.repeat_every
         if self.speedup:
@@ -582,11 +592,18 @@ class Incident:
         return "repeat" if top and serious and r.repeats < self.spec.repeat_cap else None
 
     def on_resend(self, d: Deadline) -> None:
-        """R-ESCALATE, 签收: the 督办 message goes again to each recipient who has not signed for
-        it, on their next channel (one per round), and the timeline says to whom and how."""
-        r = self._unsigned_receipt(d)
+        """R-ESCALATE, 签收: each 督办 message of the deadline due to go again goes to each
+        recipient who has not signed for it, on their next channel (one per round), and the
+        timeline says to whom and how."""
+        for r in self._unsigned_receipts(d):
+            at = self._resend_due(r)
+            # Before the patch the one receipt went when its timer fired, as it always had.
+            if at is not None and (at <= self.now or not self.s.resend_steps):
+                self._resend(d, r)
+
+    def _resend(self, d: Deadline, r: Receipt) -> None:
         kind = self._resend_kind(r)
-        if r is None or r.step is None or kind is None:
+        if r.step is None or kind is None:
             return
         if kind == "repeat":
             self._repeat(d, r)
@@ -601,8 +618,9 @@ class Incident:
             if len(channels) < r.rounds:
                 continue
             channel = channels[r.rounds - 1]
-            name = self.roster.person_name(pid) + self._for_words(absent)
-            told.append(f"{name}（{CHANNEL_KINDS.get(channel.kind, channel.kind)}）")
+            name = self.roster.person_name(pid)
+            kind_words = CHANNEL_KINDS.get(channel.kind, channel.kind)
+            told.append(f"{name}{self._for_words(absent)}（{kind_words}）")
             r.resent.append(f"{pid}|{channel_target(channel)}|{self.now.isoformat()}")
             self._queue(
                 rules.R_ESCALATE,

@@ -750,6 +750,9 @@ class IncidentState(BaseModel):
     rules_version: int = 0
     # 签收's re-sending (issue 20, item 2) runs for incidents started since (RESEND_PATCH).
     resend: bool = False
+    # ... and each step's message, not only the latest step's, until signed for or met (since
+    # RESEND_STEPS_PATCH).
+    resend_steps: bool = False
     # Effects decided but not yet written: carried across continue-as-new, so none is lost.
     pending_escalations: list[Escalation] = Field(default_factory=list)
     pending_notifications: list[Notification] = Field(default_factory=list)

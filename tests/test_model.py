@@ -172,6 +172,7 @@ def new_incident(
     c = Incident(inp, now=START)
     c.s.rules_version = RULES_VERSION  # today's rules, as a newly started workflow has them
     c.s.resend = True  # and 签收's re-sending (workflows/incident.py RESEND_PATCH)
+    c.s.resend_steps = True  # of every step (RESEND_STEPS_PATCH)
     c.open_incident()
     c.started = True
     return c

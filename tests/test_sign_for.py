@@ -367,3 +367,43 @@ def test_reach_groups_each_messages_deliveries_by_recipient(database_url: str) -
         ("YQ-1:n1:R-ESCALATE", "li.xiaomei"): ["email", "sms"],
         ("YQ-1:n1:R-ESCALATE", "wang.jianguo"): ["email"],
     }
+
+
+async def test_an_earlier_step_goes_on_being_re_sent_after_the_chain_moves_on(
+    time_env: WorkflowEnvironment,
+    client: Client,
+    settings: Settings,
+    executor: ThreadPoolExecutor,
+    tmp_path: Path,
+) -> None:
+    """Issue 20, item 2: "re-sending stops at 签收 or when the deadline is met", not when the
+    next step is taken. Step 2 reaches the deputy; step 3 (the leader) comes 40 minutes later;
+    the deputy, still unsigned, is sent step 2 again on her second e-mail at one hour, and on
+    her SMS at 90 minutes; then she signs and nothing more comes to her."""
+    path = roster_with_channels(tmp_path)
+    roster = load_roster(path)
+    s = settings.model_copy(update={"roster_file": path, "escalation_waits_minutes": [60, 40]})
+    async with running_worker(client, s, executor):
+        view = await submit(client, s, roster, severity="urgent", responsible_unit="cjb")
+        await time_env.sleep(timedelta(hours=4, minutes=1))  # due at 3 h, step 2 at 4 h
+        await time_env.sleep(timedelta(minutes=30))
+        step2 = receipt(await incidents.get(client, view.id), "R-REPLY#1/2")
+        assert step2.rounds == 1  # her first e-mail, at 30 minutes
+        await time_env.sleep(timedelta(minutes=35))  # step 3 at 40 minutes; her round 2 at 60
+        view = await incidents.get(client, view.id)
+        assert receipt(view, "R-REPLY#1/3").persons == [LEADER]
+        step2 = receipt(view, "R-REPLY#1/2")
+        assert step2.rounds == 2 and step2.resent[1].startswith(f"{DEPUTY}|email:home|")
+        await time_env.sleep(timedelta(minutes=30))
+        step2 = receipt(await incidents.get(client, view.id), "R-REPLY#1/2")
+        assert step2.rounds == 3 and step2.resent[2].startswith(f"{DEPUTY}|sms:sms|")
+        await incidents.act(client, view.id, "sign-for", {"key": "R-REPLY#1/2"}, DEPUTY)
+        await time_env.sleep(timedelta(hours=2))
+        view = await incidents.get(client, view.id)
+        assert receipt(view, "R-REPLY#1/2").rounds == 3
+        mine = [
+            e
+            for e in view.timeline
+            if e.kind == "resent" and "李晓梅" in e.summary and "R-REPLY" in e.summary
+        ]
+        assert len(mine) == 3, [e.summary for e in mine]

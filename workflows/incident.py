@@ -89,6 +89,9 @@ RULES_V2_PATCH = "rules-version-2"
 # Incidents started since issue 20's 签收: a 督办 message not signed for goes again on the next
 # channel (IncidentState.resend); older histories replay without those timers.
 RESEND_PATCH = "resend-until-signed"
+# Issue 20, item 2: every step's 督办 message goes on being re-sent until signed for or the
+# deadline is met, not only the latest step's.
+RESEND_STEPS_PATCH = "resend-every-step"
 
 
 class Sent:
@@ -146,6 +149,8 @@ class IncidentWorkflow:
                 self.s.rules_version = CURRENT_RULES_VERSION
             if workflow.patched(RESEND_PATCH):
                 self.s.resend = True
+            if workflow.patched(RESEND_STEPS_PATCH):
+                self.s.resend_steps = True
             self.core.now = workflow.now()
             self.core.open_incident()
         self.core.started = True
