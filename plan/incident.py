@@ -630,6 +630,7 @@ class Incident:
                 deadline=d,
                 step=step,
             )
+            r.resent_notes.append(self.s.pending_notifications[-1].key)
         if told:
             self.event(
                 "resent",
@@ -668,6 +669,7 @@ class Incident:
             deadline=d,
             step=step,
         )
+        r.resent_notes.append(self.s.pending_notifications[-1].key)
         self.event(
             "resent",
             None,

@@ -536,6 +536,8 @@ class Receipt(BaseModel):
     # Re-sent on the next channel (issue 20, item 2): rounds done, and each re-send by whom.
     rounds: int = 0
     resent: list[str] = Field(default_factory=list)  # "person|channel target|at ISO"
+    # The notifications that carried the re-sends and repeats (their deliveries' keys).
+    resent_notes: list[str] = Field(default_factory=list)
     repeats: int = 0  # at the top of the chain: reminders on every channel, up to the plan's cap
     last_at: datetime | None = None  # the last re-send or repeat
 

@@ -16,19 +16,29 @@ from plan.roster import CHANNEL_KINDS, Roster
 from store import notifications
 
 
+def _delivered(d: Any) -> str:
+    """ "电子邮件（mail）已送达": the channel's kind and its roster id, then the state."""
+    kind = CHANNEL_KINDS.get(d.kind or "", "其他渠道")
+    name = d.channel.split(":", 1)[1] if ":" in d.channel else ""
+    named = f"{kind}（{name}）" if name and len(name) <= 40 else kind
+    return f"{named}{DELIVERY_STATES.get(d.state, d.state)}"
+
+
 def receipts(s: Session, roster: Roster, view: IncidentView, tz: ZoneInfo) -> list[Any]:
     """The page's 签收情况: one entry per message, one line per person. Blocking (the store):
     the page reads it with the rest of what it shows from the store, in the thread pool."""
-    keys = [r.note_key for r in view.receipts if r.note_key]
+    keys = [k for r in view.receipts for k in [r.note_key, *r.resent_notes] if k]
     reached = notifications.reach(s, keys) if keys else {}
     out = []
     for r in view.receipts:
         people = []
         for person in r.persons:
             channels = ["站内消息已送达"] + [
-                f"{CHANNEL_KINDS.get(d.kind or '', '其他渠道')}{DELIVERY_STATES.get(d.state, d.state)}"
-                for d in reached.get((r.note_key or "", person), [])
+                _delivered(d) for d in reached.get((r.note_key or "", person), [])
             ]
+            # The re-sends and repeats (签收's re-sending): to the person, or their stand-in.
+            again = [d for k in r.resent_notes for d in reached.get((k, person), [])]
+            channels += [f"再次通知：{_delivered(d)}" for d in again]
             signed = r.signed.get(person)
             people.append(
                 {
