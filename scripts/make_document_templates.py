@@ -420,11 +420,60 @@ TEMPLATES = {
 }
 
 
+STYLE_REFS = ("w:pStyle", "w:rStyle", "w:tblStyle", "w:numStyleLink", "w:styleLink")
+STYLE_LINKS = ("w:basedOn", "w:link", "w:next")
+WITH_EFFECTS = "http://schemas.microsoft.com/office/2007/relationships/stylesWithEffects"
+
+
+def slim(doc: DocumentObject) -> None:
+    """python-docx's blank document carries some 160 styles and the latent-style table (350 KB
+    of styles.xml) and a 440 KB stylesWithEffects.xml that Word 2010 alone wrote: every render
+    parsed and every save compressed them again (a fifth of the worker's CPU when each close
+    archived a case file; issue 21). Kept: the styles the document, its footers and numbering
+    use, what they are based on or linked to, and the defaults."""
+    part = doc.part
+    for rel_id, rel in list(part.rels.items()):
+        if rel.reltype == WITH_EFFECTS:
+            part.drop_rel(rel_id)
+    styles = doc.styles.element
+    used: set[str] = set()
+    styles_part = part.part_related_by(
+        "http://schemas.openxmlformats.org/officeDocument/2006/relationships/styles"
+    )
+    parts = [part.element] + [
+        r.target_part.element
+        for r in part.rels.values()
+        if not r.is_external
+        and hasattr(r.target_part, "element")
+        and r.target_part is not styles_part
+    ]
+    for element in parts:
+        for tag in STYLE_REFS:
+            used |= {e.get(qn("w:val")) for e in element.iter(qn(tag))}
+    by_id = {s.get(qn("w:styleId")): s for s in styles.iter(qn("w:style"))}
+    keep = {i for i, s in by_id.items() if s.get(qn("w:default")) == "1"} | (used & set(by_id))
+    todo = list(keep)
+    while todo:
+        style = by_id[todo.pop()]
+        for tag in STYLE_LINKS:
+            for link in style.iter(qn(tag)):
+                target = link.get(qn("w:val"))
+                if target in by_id and target not in keep:
+                    keep.add(target)
+                    todo.append(target)
+    for style_id, style in by_id.items():
+        if style_id not in keep:
+            styles.remove(style)
+    for latent in list(styles.iter(qn("w:latentStyles"))):
+        styles.remove(latent)
+
+
 def main(folder: Path = FOLDER) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name, make in TEMPLATES.items():
         doc = make()
         doc.core_properties.author = "yuqing"
+        slim(doc)
         doc.save(str(folder / name))
         print(folder / name)
 
