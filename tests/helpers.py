@@ -85,6 +85,16 @@ async def submit(
     return result.view
 
 
+async def finished(client: Client, incident_id: str) -> IncidentView:
+    """Wait for the incident's workflow to end, then its final view (the workflow returns only
+    how it ended, plan/models.py IncidentDone; a query of the finished workflow gives the view)."""
+    from workflows.incident import IncidentWorkflow
+
+    done = await client.get_workflow_handle_for(IncidentWorkflow.run, incident_id).result()
+    assert done.incident_id == incident_id
+    return await incidents.get(client, incident_id)
+
+
 async def eventually(check: Callable[[], T], *, within: float = 15.0) -> T:
     """Poll `check` until it returns something truthy (activities run asynchronously to the test)."""
     deadline = time.monotonic() + within

@@ -17,9 +17,16 @@ from starter import incidents
 from starter.incidents import ServiceError
 from store import incident_rows, reporting
 from store.db import session_scope
-from tests.helpers import eventually, publish, running_worker, submission, submit, triage
+from tests.helpers import (
+    eventually,
+    finished,
+    publish,
+    running_worker,
+    submission,
+    submit,
+    triage,
+)
 from tests.test_plan_leading import _inbox, eventually_view
-from workflows.incident import IncidentWorkflow
 
 
 async def test_release_follows_the_severity_at_publish_time(
@@ -447,7 +454,7 @@ async def test_commendations_and_records_can_be_added_for_a_period_after_close(
                 client, view.id, "commend", {"unit": "cjb", "reason": "迟到的表彰"}, "wang.jianguo"
             )
         assert err.value.status == 409 and "补记期" in err.value.message
-        final = await client.get_workflow_handle_for(IncidentWorkflow.run, view.id).result()
+        final = await finished(client, view.id)
         assert not final.amending and final.timeline[-1].kind == "amendments_closed"
 
 

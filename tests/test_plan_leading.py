@@ -22,8 +22,15 @@ from store import credentials, incident_rows, notifications
 from store.db import session_scope
 from store.models import InboxMessage
 from tests.conftest import make_settings
-from tests.helpers import eventually, publish, running_worker, submission, submit, triage
-from workflows.incident import IncidentWorkflow
+from tests.helpers import (
+    eventually,
+    finished,
+    publish,
+    running_worker,
+    submission,
+    submit,
+    triage,
+)
 
 
 def _inbox(url: str, person: str, incident_id: str) -> list[InboxMessage]:
@@ -264,7 +271,7 @@ async def test_drill_runs_the_whole_procedure_in_seconds(
             summary is not None and summary.due_at - summary.anchor_at == timedelta(hours=72) / 3600
         )  # type: ignore[operator]
         await incidents.act(client, view.id, "submit-summary", {"text": "演练总结"}, "lin.feng")
-        final = await client.get_workflow_handle_for(IncidentWorkflow.run, view.id).result()
+        final = await finished(client, view.id)
         assert final.phase.value == "closed" and final.drill
         rows = await eventually(
             lambda: [

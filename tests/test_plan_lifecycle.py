@@ -29,8 +29,16 @@ from plan.roster import Roster
 from starter import incidents
 from starter.incidents import ServiceError
 from store import incident_rows, notifications
-from tests.helpers import eventually, publish, running_worker, stored, submission, submit, triage
-from workflows.incident import IncidentWorkflow
+from tests.helpers import (
+    eventually,
+    finished,
+    publish,
+    running_worker,
+    stored,
+    submission,
+    submit,
+    triage,
+)
 
 OFFICE = {"liu.yang", "zhou.ting", "ma.chao"}
 
@@ -741,8 +749,7 @@ async def test_r_summary_in_time_closes_the_incident(
         assert view.phase.value == "closed"
         # R-CLOSE: the workflow ends once the period for commendations and records is over.
         await time_env.sleep(timedelta(days=30, hours=1))
-        handle = client.get_workflow_handle_for(IncidentWorkflow.run, view.id)
-        result = await handle.result()
+        result = await finished(client, view.id)
         assert result.phase.value == "closed" and result.closed_at is not None
         assert result.summary == "发生、传播和处置情况及反思"
         assert _dl(result, "R-SUMMARY").state == "met"
@@ -840,7 +847,7 @@ async def test_r_close_withdraw_cancels_deadlines_and_refuses_later_actions(
         assert not [e for e in later.timeline if e.kind in ("deadline_missed", "escalated")]
 
         await time_env.sleep(timedelta(days=30, hours=1))  # R-CLOSE: the period after close
-        result = await client.get_workflow_handle_for(IncidentWorkflow.run, view.id).result()
+        result = await finished(client, view.id)
         assert result.phase.value == "closed"
         assert {d.key for d in result.deadlines if d.state == "cancelled"} == open_before
 

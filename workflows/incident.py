@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         DecideAdoption,
         DeclareDelay,
         DraftReply,
+        IncidentDone,
         IncidentInput,
         IncidentView,
         Phase,
@@ -141,7 +142,7 @@ class IncidentWorkflow:
     # ------------------------------------------------------------------ run
 
     @workflow.run
-    async def run(self, inp: IncidentInput) -> IncidentView:
+    async def run(self, inp: IncidentInput) -> IncidentDone:
         if not self.core.resumed:
             if workflow.patched(RULES_PATCH):
                 self.s.rules_version = 1
@@ -181,7 +182,13 @@ class IncidentWorkflow:
                     break
         await self._amendment_period()
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return self.view()
+        return IncidentDone(
+            incident_id=self.inp.incident_id,
+            version=self.s.version,
+            phase=self.s.phase,
+            closed_at=self.s.closed_at,
+            close_reason=self.s.close_reason,
+        )
 
     async def _amendment_period(self) -> None:
         """R-CLOSE: after close the incident waits out the plan's period (30 days), accepting
