@@ -48,7 +48,7 @@ from activities.channels import (
     SmtpSettings,
 )
 from plan.messages import sms_deadline_name
-from plan.outbox import DELIVERY_RETRY_MAX_INTERVAL, deliveries_for
+from plan.outbox import DELIVERY_RETRY_MAX_INTERVAL, REACH_TEST_ID, deliveries_for
 from plan.records import DeliverRequest, DeliveryFailure, Notification
 from plan.roster import (
     ChannelRef,
@@ -213,12 +213,15 @@ class NotifyActivities:
             if not isinstance(channel, str):
                 row.attempts += 1
             attempt = row.attempts
-            # An SMS names the incident by its short number alone (activities/channels.py).
-            short_number = (
-                incident_rows.short_number_of(session, incident_id=request.note.incident_id)
-                if kind == "sms"
-                else None
-            )
+            # An SMS names the incident by its short number alone (activities/channels.py); the
+            # 通联测试's, which is about none, number 000 of its day (as `yuqing notify test`).
+            short_number = None
+            if kind == "sms" and request.note.incident_id == REACH_TEST_ID:
+                short_number = request.note.sent_at.strftime("%Y-%m%d-000")
+            elif kind == "sms":
+                short_number = incident_rows.short_number_of(
+                    session, incident_id=request.note.incident_id
+                )
         if isinstance(channel, str):
             # The person or the channel has left the worker's roster: nothing to send through.
             self._mark(request.key, "failed", channel)
