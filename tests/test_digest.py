@@ -30,6 +30,7 @@ from plan.roster import Roster, load_roster
 from starter.cli import TEST_SUBJECT, app
 from starter.schedules import (
     DAILY_SCHEDULE_ID,
+    REACH_TEST_SCHEDULE_ID,
     RETENTION_SCHEDULE_ID,
     WEEKLY_SCHEDULE_ID,
     ensure_schedules,
@@ -375,16 +376,18 @@ async def test_schedules_send_the_digests_once_a_day(
             )
             assert reply.due_at < datetime.now(UTC) + timedelta(hours=24)
 
-        # Idempotent: a second call (and `yuqing setup`) updates, the list holds exactly the two.
+        # Idempotent: a second call (and `yuqing setup`) updates, the list holds exactly these.
         assert await ensure_schedules(client, settings) == [
             (DAILY_SCHEDULE_ID, "created"),
             (WEEKLY_SCHEDULE_ID, "created"),
             (RETENTION_SCHEDULE_ID, "created"),
+            (REACH_TEST_SCHEDULE_ID, "created"),
         ]
         assert await ensure_schedules(client, settings) == [
             (DAILY_SCHEDULE_ID, "updated"),
             (WEEKLY_SCHEDULE_ID, "updated"),
             (RETENTION_SCHEDULE_ID, "updated"),
+            (REACH_TEST_SCHEDULE_ID, "updated"),
         ]
         env = {
             "YUQING_TEMPORAL_ADDRESS": client.service_client.config.target_host,
@@ -406,6 +409,7 @@ async def test_schedules_send_the_digests_once_a_day(
             DAILY_SCHEDULE_ID,
             WEEKLY_SCHEDULE_ID,
             RETENTION_SCHEDULE_ID,
+            REACH_TEST_SCHEDULE_ID,
         }:
             assert time.monotonic() < deadline, ids
             await asyncio.sleep(0.2)
