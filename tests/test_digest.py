@@ -482,12 +482,13 @@ async def test_setup_registers_missing_search_attributes(database_url: str) -> N
         for key in SEARCH_ATTRIBUTES:
             assert f"搜索属性 {key.name}（" in first.output
         assert "搜索属性 NextDeadlineAt（Datetime）：已注册" in first.output
-        assert first.output.count("：已创建") == 3  # two digests and the nightly 归档 run
+        # Two digests, the nightly 归档 run and the monthly 通联测试.
+        assert first.output.count("：已创建") == 4
         assert second.exit_code == 0, second.output
         assert "已注册" not in second.output and second.output.count("：已存在") == len(
             SEARCH_ATTRIBUTES
         )
-        assert second.output.count("：已更新") == 3
+        assert second.output.count("：已更新") == 4
         listed = await client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace="default")
         )
