@@ -15,6 +15,7 @@ DELIVERY_RETRY_MAX_INTERVAL = timedelta(minutes=5)
 # incident, yet go through every channel a person has, SMS too (as `yuqing notify test` does, its
 # SMS carries number 000 of the day and the words 通联测试: activities/notify.py).
 REACH_TEST_ID = "reach-test"
+REACH_TEST_SMS_WORD = "通联测试"  # the SMS template's deadline word (within its 6 characters)
 
 
 def delivery_key(note_key: str, recipient: str, target: str) -> str:

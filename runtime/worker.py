@@ -54,6 +54,7 @@ def _notify_activities(settings: Settings) -> NotifyActivities:
         sign_in_url=settings.public_url if "public_url" in settings.model_fields_set else None,
         sign_in_hours=settings.sign_in_link_hours,
         sms=SmsSettings.from_settings(settings),
+        timezone=settings.timezone,
     )
 
 

@@ -91,6 +91,34 @@ def test_the_test_reaches_the_leading_group_its_office_and_the_units_heads(
     assert reach_test.run_of_key(note.key + "|wang.jianguo|webhook:w|failed") is None
 
 
+def test_the_test_goes_by_sms_too_as_number_000_of_its_day(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A digest sends no SMS, the 通联测试 does: the leader's SMS channel is tested like any
+    other, its template's variables number 000 of the day (town time) and 通联测试, never a name."""
+    from activities.notify import NotifyActivities
+    from plan.outbox import deliveries_for
+    from tests.test_sms import MOBILE, TencentSms, roster_with_sms, sms_settings
+
+    roster_file = roster_with_sms(tmp_path)
+    at = datetime(2026, 11, 30, 17, 30, tzinfo=UTC)  # 12-01 01:30 in the town
+    note = reach_test.reach_test_note(load_roster(roster_file), "r-sms", at, TZ, "http://x")
+    (request,) = [d for d in deliveries_for(note) if d.channel.kind == "sms"]
+    assert request.recipient.person_id == LEADER and MOBILE not in request.model_dump_json()
+    provider = TencentSms()
+    try:
+        activities = NotifyActivities(
+            database_url, roster_file=roster_file, sms=sms_settings(provider.endpoint)
+        )
+        activities.notify(note)
+        assert activities.deliver(request) == "sent"
+        (sent,) = provider.sent()
+    finally:
+        provider.close()
+    assert sent.body["PhoneNumberSet"] == [MOBILE]
+    assert sent.body["TemplateParamSet"] == ["2026", "1201", "000", "通联测试", "新通知"]
+
+
 def _check(run: str, at: datetime, person: str, **kw: Any) -> Check:
     values: dict[str, Any] = {
         "kind": "webhook",
@@ -222,7 +250,9 @@ async def test_every_channel_is_tested_confirmed_from_the_inbox_and_shown_on_the
             with session_scope(settings.database_url) as s:
                 mine = [c for c in reach_checks.recent(s) if c.person == DEPUTY]
                 assert mine and all(c.confirmed_at is not None for c in mine)
-                assert all(c.confirmed_at is None for c in reach_checks.recent(s) if c.person == LEADER)
+                assert all(
+                    c.confirmed_at is None for c in reach_checks.recent(s) if c.person == LEADER
+                )
 
             # A second run: the leader's bad hook fails again, so he is unreachable since the first.
             second = await run_test(client, settings, "reach-test-second")
