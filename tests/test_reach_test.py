@@ -119,6 +119,26 @@ def test_the_test_goes_by_sms_too_as_number_000_of_its_day(
     assert sent.body["TemplateParamSet"] == ["2026", "1201", "000", "通联测试", "新通知"]
 
 
+def test_a_retried_prepare_writes_each_row_once(database_url: str) -> None:
+    """The activity's rows are keyed (run, person, channel): a retry adds nothing; settling
+    again changes nothing."""
+    from activities.reach_test import ReachTestActivities
+
+    activities = ReachTestActivities(database_url, EXAMPLE_ROSTER)
+    request = reach_test.ReachTestRequest(
+        run_id="reach-test-retry", at=datetime.now(UTC), timezone=TZ, public_url="http://x"
+    )
+    first = activities.prepare_reach_test(request)
+    again = activities.prepare_reach_test(request)
+    assert first == again
+    with session_scope(database_url) as s:
+        rows = reach_checks.recent(s)
+    people = reach_test.tested_people(load_roster(EXAMPLE_ROSTER))
+    assert sorted(c.person for c in rows) == sorted(people)  # the inbox alone: one row each
+    outcome = activities.settle_reach_test(reach_test.ReachTestSettle(run_id="reach-test-retry"))
+    assert (outcome.people, outcome.inbox_only, outcome.sent) == (len(people), len(people), 0)
+
+
 def _check(run: str, at: datetime, person: str, **kw: Any) -> Check:
     values: dict[str, Any] = {
         "kind": "webhook",
@@ -293,6 +313,11 @@ async def test_every_channel_is_tested_confirmed_from_the_inbox_and_shown_on_the
             handle = client.get_workflow_handle(run_id, result_type=ReachTestOutcome)
             third = await handle.result()
             assert third.people == len(tested)
+            r = await off.post("/api/reach-tests", headers=token_for(settings, LEADER))
+            assert r.status_code == 201, r.text
+            run_id = r.json()["run_id"]
+            handle = client.get_workflow_handle(run_id, result_type=ReachTestOutcome)
+            await handle.result()
             r = await off.post("/api/reach-tests/confirm", headers=token_for(settings, LEADER))
             assert r.status_code == 200 and r.json()["run_id"] == run_id
 
