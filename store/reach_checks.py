@@ -14,8 +14,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from plan.reach_test import Check, PlannedCheck, ReachTestOutcome
-from store.models import Delivery, ReachCheckRow
+from plan.reach_test import Check, PlannedCheck, ReachTestOutcome, reach_test_key
+from store.models import Delivery, InboxMessage, ReachCheckRow
 
 
 def write_run(
@@ -105,7 +105,8 @@ def awaiting_confirmation(session: Session, *, person_id: str) -> str | None:
 
 def confirm(session: Session, *, person_id: str, at: datetime) -> str | None:
     """确认收到: the person's rows of their newest run get `at` (once: a second confirmation keeps
-    the first time). Gives back the run, or None when no run tested the person."""
+    the first time), and its inbox message is read. Gives back the run, or None when no run
+    tested the person."""
     run_id = latest_run_of(session, person_id=person_id)
     if run_id is None:
         return None
@@ -118,6 +119,17 @@ def confirm(session: Session, *, person_id: str, at: datetime) -> str | None:
     )
     for row in rows:
         row.confirmed_at = at
+    # The test's message in the inbox is read, once confirmed.
+    key = reach_test_key(run_id)
+    unread = session.scalars(
+        select(InboxMessage).where(
+            InboxMessage.recipient == person_id,
+            InboxMessage.key == key,
+            InboxMessage.read_at.is_(None),
+        )
+    )
+    for message in unread:
+        message.read_at = at
     return run_id
 
 

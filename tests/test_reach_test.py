@@ -270,6 +270,12 @@ async def test_every_channel_is_tested_confirmed_from_the_inbox_and_shown_on_the
             with session_scope(settings.database_url) as s:
                 mine = [c for c in reach_checks.recent(s) if c.person == DEPUTY]
                 assert mine and all(c.confirmed_at is not None for c in mine)
+                (message,) = [
+                    m
+                    for m in notifications.inbox(s, recipient=DEPUTY)
+                    if m.key == "reach-test:reach-test-first"
+                ]
+                assert message.read_at is not None  # confirmed: read
                 assert all(
                     c.confirmed_at is None for c in reach_checks.recent(s) if c.person == LEADER
                 )
