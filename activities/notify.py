@@ -34,6 +34,7 @@ import hashlib
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 from temporalio import activity
@@ -48,7 +49,12 @@ from activities.channels import (
     SmtpSettings,
 )
 from plan.messages import sms_deadline_name
-from plan.outbox import DELIVERY_RETRY_MAX_INTERVAL, deliveries_for
+from plan.outbox import (
+    DELIVERY_RETRY_MAX_INTERVAL,
+    REACH_TEST_ID,
+    REACH_TEST_SMS_WORD,
+    deliveries_for,
+)
 from plan.records import DeliverRequest, DeliveryFailure, Notification
 from plan.roster import (
     ChannelRef,
@@ -123,8 +129,11 @@ class NotifyActivities:
         sign_in_url: str | None = None,
         sign_in_hours: float = credentials.LINK_HOURS,
         sms: SmsSettings | None = None,
+        timezone: str = "Asia/Shanghai",
     ) -> None:
         self.database_url = database_url
+        # The town's zone: the day of a 通联测试's SMS number (000 of that day).
+        self.zone = ZoneInfo(timezone)
         # Where the one-time sign-in links lead (YUQING_PUBLIC_URL) and how long they last; no
         # address or no hours: no links.
         self.sign_in_url = sign_in_url.rstrip("/") if sign_in_url else None
@@ -213,12 +222,15 @@ class NotifyActivities:
             if not isinstance(channel, str):
                 row.attempts += 1
             attempt = row.attempts
-            # An SMS names the incident by its short number alone (activities/channels.py).
-            short_number = (
-                incident_rows.short_number_of(session, incident_id=request.note.incident_id)
-                if kind == "sms"
-                else None
-            )
+            # An SMS names the incident by its short number alone (activities/channels.py); the
+            # 通联测试's, which is about none, number 000 of its day (as `yuqing notify test`).
+            short_number = None
+            if kind == "sms" and request.note.incident_id == REACH_TEST_ID:
+                short_number = request.note.sent_at.astimezone(self.zone).strftime("%Y-%m%d-000")
+            elif kind == "sms":
+                short_number = incident_rows.short_number_of(
+                    session, incident_id=request.note.incident_id
+                )
         if isinstance(channel, str):
             # The person or the channel has left the worker's roster: nothing to send through.
             self._mark(request.key, "failed", channel)
@@ -229,6 +241,8 @@ class NotifyActivities:
             )
         message = outgoing(request)
         message.short_number = short_number or ""
+        if request.note.incident_id == REACH_TEST_ID:
+            message.deadline = REACH_TEST_SMS_WORD
         self._sign_in_link(request, message)
         try:
             with httpx.Client(timeout=self.webhook_timeout, verify=self.tls) as client:

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # and the periods for a 复议 or 诉讼 about the case; PIPL art. 19 asks no longer than
     # necessary. 0: keep them.
     personal_data_retention_days: int = Field(default=365, ge=0, le=36_500)
+    # 通联测试 (issue 20, item 5): when the scheduled reachability test runs, a cron expression in
+    # the town's zone (minute hour day-of-month month day-of-week); the 1st of each month at 09:30.
+    reach_test_cron: str = "30 9 1 * *"
     public_url: str = "http://localhost:8000"
     api_url: str = "http://localhost:8000"
 

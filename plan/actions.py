@@ -213,6 +213,15 @@ def may_read_reports(roster: Roster, person_id: str | None) -> bool:
     return bool(person_id) and bool(roster.roles_of(person_id or "") & REPORT_READERS)
 
 
+# Who may start a 通联测试 on demand (issue 20, item 5; the monthly one starts by itself): the
+# office, which keeps the roster, and the leader. Everyone tested confirms their own.
+REACH_TEST_STARTERS = frozenset({Role.office, Role.leader})
+
+
+def may_start_reach_test(roster: Roster, person_id: str | None) -> bool:
+    return bool(person_id) and bool(roster.roles_of(person_id or "") & REACH_TEST_STARTERS)
+
+
 # --- the incident's state, read the same way by the table and the core ---
 
 

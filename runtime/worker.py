@@ -22,6 +22,7 @@ from activities.archive import Archiver, RetentionActivities
 from activities.channels import SmsSettings, SmtpSettings
 from activities.digest import DigestActivities
 from activities.notify import NotifyActivities
+from activities.reach_test import ReachTestActivities
 from activities.record import RecordActivities
 from config.settings import Settings, get_settings
 from plan.roster import load_roster
@@ -31,6 +32,7 @@ from runtime.observability import HealthServer, build_runtime, configure_logging
 from workflows.delivery import delivery_task_queue
 from workflows.digest import DigestWorkflow
 from workflows.incident import IncidentWorkflow
+from workflows.reach_test import ReachTestWorkflow
 from workflows.retention import RetentionWorkflow
 
 # Our workflow modules hold no state of their own (constants, classes, functions), so the sandbox
@@ -52,6 +54,7 @@ def _notify_activities(settings: Settings) -> NotifyActivities:
         sign_in_url=settings.public_url if "public_url" in settings.model_fields_set else None,
         sign_in_hours=settings.sign_in_link_hours,
         sms=SmsSettings.from_settings(settings),
+        timezone=settings.timezone,
     )
 
 
@@ -71,10 +74,11 @@ def build_worker(
     retention = RetentionActivities(settings)
     notify = _notify_activities(settings)
     digests = DigestActivities(settings.database_url, settings.roster_file)
+    reach = ReachTestActivities(settings.database_url, settings.roster_file)
     return Worker(
         client,
         task_queue=task_queue or settings.temporal_task_queue,
-        workflows=[IncidentWorkflow, DigestWorkflow, RetentionWorkflow],
+        workflows=[IncidentWorkflow, DigestWorkflow, RetentionWorkflow, ReachTestWorkflow],
         workflow_runner=WORKFLOW_RUNNER,
         activities=[
             records.record,
@@ -84,6 +88,8 @@ def build_worker(
             notify.delivery_failed,
             digests.build_digest,
             retention.apply_retention,
+            reach.prepare_reach_test,
+            reach.settle_reach_test,
         ],
         activity_executor=executor,
         max_concurrent_activities=16,

@@ -464,7 +464,7 @@ def search_attributes(
 
 @app.command()
 def setup() -> None:
-    """注册搜索属性，创建或更新每日简报和每周问责汇总的定时任务。"""
+    """注册搜索属性，创建或更新每日简报、每周问责汇总、每日归档和每月通联测试的定时任务。"""
     import asyncio
 
     asyncio.run(_setup())
@@ -480,10 +480,12 @@ async def _setup() -> None:
 
     from runtime.client import connect
     from starter.schedules import (
+        REACH_TEST_SCHEDULE_ID,
         RETENTION_LABEL,
         RETENTION_SCHEDULE_ID,
         SCHEDULES,
         ensure_schedules,
+        reach_test_label,
     )
     from workflows.search_attributes import SEARCH_ATTRIBUTES
 
@@ -543,7 +545,9 @@ async def _setup() -> None:
         _fail(f"无法创建定时任务：{exc.message}")
     words = {"created": "已创建", "updated": "已更新"}
     labels = [(spec.id, spec.label) for spec in SCHEDULES]
-    for schedule_id, label in [*labels, (RETENTION_SCHEDULE_ID, RETENTION_LABEL)]:
+    labels.append((RETENTION_SCHEDULE_ID, RETENTION_LABEL))
+    labels.append((REACH_TEST_SCHEDULE_ID, reach_test_label(settings)))
+    for schedule_id, label in labels:
         typer.echo(
             f"  定时任务 {schedule_id}（{label}，{settings.timezone}，"
             f"任务队列 {settings.temporal_task_queue}）：{words[done[schedule_id]]}"
@@ -779,6 +783,24 @@ def report(
         )
     if not data["units"]:
         typer.echo("  该期间无记录")
+
+
+@app.command("reach-test")
+def reach_test(token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """立即发起通联测试：向领导小组成员、办公室人员和各单位负责人的每个通知渠道各发一条消息，请本人确认收到（限领导小组办公室和组长）。"""
+    data = _request("POST", "/api/reach-tests", token=_need_token(token))
+    if as_json:
+        typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    typer.echo(f"通联测试已发起，编号：{data['run_id']}")
+    typer.echo("结果见领导小组看板“通联情况”；各人须登录后在收件箱中确认收到。")
+
+
+@app.command("reach-confirm")
+def reach_confirm(token: TokenOpt = None) -> None:
+    """确认收到最近一次通联测试（本人令牌）。"""
+    data = _request("POST", "/api/reach-tests/confirm", token=_need_token(token))
+    typer.echo(data["message"])
 
 
 def _need_token(token: str | None) -> str:

@@ -423,3 +423,28 @@ class AbsenceRow(Base):
     ended_by: Mapped[str | None] = mapped_column(String(64))
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revision: Mapped[int] = mapped_column(Integer)
+
+
+class ReachCheckRow(Base):
+    """通联测试 (issue 20, item 5; plan/reach_test.py): one row per run, person and channel (or one
+    `inbox_only` row for a person with no channel outside the inbox). `state` is the channel's
+    delivery state, copied from the outbox when the run's deliveries are done; `confirmed_at`, when
+    the person confirmed from their inbox. Never read by the accountability figures."""
+
+    __tablename__ = "reach_checks"
+    __table_args__ = (
+        UniqueConstraint("run_id", "person_id", "channel", name="uq_reach_checks_channel"),
+        Index("ix_reach_checks_person_started", "person_id", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(200), index=True)  # the run's workflow id
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    person_id: Mapped[str] = mapped_column(String(200))
+    channel_kind: Mapped[str] = mapped_column(String(20))
+    channel: Mapped[str] = mapped_column(String(300))  # the target ("email:email"), never a secret
+    delivery_key: Mapped[str | None] = mapped_column(String(700))
+    state: Mapped[str] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -30,6 +30,7 @@ from plan.roster import Roster, load_roster
 from starter.cli import TEST_SUBJECT, app
 from starter.schedules import (
     DAILY_SCHEDULE_ID,
+    REACH_TEST_SCHEDULE_ID,
     RETENTION_SCHEDULE_ID,
     WEEKLY_SCHEDULE_ID,
     ensure_schedules,
@@ -375,16 +376,18 @@ async def test_schedules_send_the_digests_once_a_day(
             )
             assert reply.due_at < datetime.now(UTC) + timedelta(hours=24)
 
-        # Idempotent: a second call (and `yuqing setup`) updates, the list holds exactly the two.
+        # Idempotent: a second call (and `yuqing setup`) updates, the list holds exactly these.
         assert await ensure_schedules(client, settings) == [
             (DAILY_SCHEDULE_ID, "created"),
             (WEEKLY_SCHEDULE_ID, "created"),
             (RETENTION_SCHEDULE_ID, "created"),
+            (REACH_TEST_SCHEDULE_ID, "created"),
         ]
         assert await ensure_schedules(client, settings) == [
             (DAILY_SCHEDULE_ID, "updated"),
             (WEEKLY_SCHEDULE_ID, "updated"),
             (RETENTION_SCHEDULE_ID, "updated"),
+            (REACH_TEST_SCHEDULE_ID, "updated"),
         ]
         env = {
             "YUQING_TEMPORAL_ADDRESS": client.service_client.config.target_host,
@@ -406,6 +409,7 @@ async def test_schedules_send_the_digests_once_a_day(
             DAILY_SCHEDULE_ID,
             WEEKLY_SCHEDULE_ID,
             RETENTION_SCHEDULE_ID,
+            REACH_TEST_SCHEDULE_ID,
         }:
             assert time.monotonic() < deadline, ids
             await asyncio.sleep(0.2)
@@ -478,12 +482,13 @@ async def test_setup_registers_missing_search_attributes(database_url: str) -> N
         for key in SEARCH_ATTRIBUTES:
             assert f"搜索属性 {key.name}（" in first.output
         assert "搜索属性 NextDeadlineAt（Datetime）：已注册" in first.output
-        assert first.output.count("：已创建") == 3  # two digests and the nightly 归档 run
+        # Two digests, the nightly 归档 run and the monthly 通联测试.
+        assert first.output.count("：已创建") == 4
         assert second.exit_code == 0, second.output
         assert "已注册" not in second.output and second.output.count("：已存在") == len(
             SEARCH_ATTRIBUTES
         )
-        assert second.output.count("：已更新") == 3
+        assert second.output.count("：已更新") == 4
         listed = await client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace="default")
         )

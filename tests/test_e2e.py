@@ -221,3 +221,15 @@ async def test_incident_end_to_end(
         history = await dev_server.client.get_workflow_handle(drill_id).fetch_history()
         fired = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED]
         assert fired, "the drill's deadline ran as a durable timer"
+
+        # 6. 通联测试 (issue 20, item 5) on demand through the CLI: staff may not start one, the
+        #    office may; the office director's webhook gets it and he confirms with his token.
+        refused = cli("reach-test", "--token", tokens["lin.feng"])
+        assert refused.returncode == 3 and "通联测试" in refused.stderr
+        started = cli("reach-test", "--token", tokens["liu.yang"])
+        assert started.returncode == 0, started.stderr
+        assert "通联测试已发起，编号：reach-test-" in started.stdout
+        wait_until(lambda: hooks_for("reach-test"))
+        confirmed = cli("reach-confirm", "--token", tokens["liu.yang"])
+        assert confirmed.returncode == 0, confirmed.stderr
+        assert "已确认收到通联测试（reach-test-" in confirmed.stdout

@@ -40,6 +40,7 @@ from . import (
     limits,
     login,
     metrics,
+    reach,
     reports,
     staff,
     standin_pages,
@@ -103,6 +104,9 @@ def create_app(
     app.include_router(archive.router)
     app.include_router(archive.api_router)
     app.include_router(staff.router)
+    # 通联测试 (issue 20, item 5): start one, confirm one.
+    app.include_router(reach.router)
+    app.include_router(reach.api_router)
     app.include_router(codec.router)
     app.include_router(audit.router)
     app.include_router(standin_pages.router)

@@ -18,12 +18,13 @@ from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
-from plan.actions import may_read_reports
+from plan import reach_test as reach_plan
+from plan.actions import may_read_reports, may_start_reach_test
 from plan.models import Severity
 from plan.roster import Roster
 from starter import sheets
 from starter.incidents import ServiceError
-from store import reporting
+from store import reach_checks, reporting
 
 from . import access
 from .auth import Viewer
@@ -234,9 +235,11 @@ def dashboard_page(
     pages: PagesDep,
     session: StoreSession,
     drills: bool = False,
+    reach_test: str | None = None,
 ) -> Response:
     """The leading group's dashboard; `drills` follows drills too (R-DRILL: each marked 演练,
-    its lateness in plan time), which the figures otherwise leave out."""
+    its lateness in plan time), which the figures otherwise leave out; `reach_test`, the run a
+    通联测试 the viewer just started has (its id shown)."""
     access.record(request, me.person_id, "report")
     now = datetime.now(UTC)
     since = datetime.now(pages.tz) - timedelta(days=7)
@@ -279,5 +282,20 @@ def dashboard_page(
         "overdue": overdue_rows,
         "escalations": escalations,
         "drills": drills,
+        **reach_section(session, pages, me.person_id, now),
+        "reach_started": reach_test if reach_test and reach_test.startswith("reach-test-") else "",
     }
     return _render(request, pages, me, "dashboard.html", context, 200)
+
+
+def reach_section(session: Session, pages: Pages, person_id: str, now: datetime) -> dict[str, Any]:
+    """通联情况 (issue 20, item 5): who of the leading group, its office and the units' heads is
+    unreachable, why and since when, from the 通联测试's rows (never from, nor into, the
+    accountability figures); and whether this viewer may start a test now."""
+    checks = reach_checks.recent(session)
+    return {
+        "reach_latest": reach_plan.latest_run(checks),
+        "reach_unreachable": reach_plan.unreachable(checks, pages.roster, now),
+        "reach_confirm_days": reach_plan.CONFIRM_WITHIN.days,
+        "reach_may_start": may_start_reach_test(pages.roster, person_id),
+    }

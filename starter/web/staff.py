@@ -22,16 +22,17 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
-from plan import rules, todo
+from plan import reach_test, rules, todo
 from plan.actions import ACTIONS, UPLOADS, allows, may, place_of
 from plan.enums import ReplyStatus
 from plan.models import DOCUMENT_TYPES, IncidentState, IncidentView, Phase
+from plan.outbox import REACH_TEST_ID
 from plan.roster import Role, Roster
 from plan.spec import PlanSpec
 from starter import incidents
 from starter.errors import ACTION_FIELD_LABELS, FIELD_LABELS
 from starter.incidents import ServiceError
-from store import archives, incident_rows, notifications
+from store import archives, incident_rows, notifications, reach_checks
 from store.db import session_scope
 
 from . import attachments as uploads  # not spelt as store/attachments.py
@@ -559,11 +560,20 @@ def inbox_page(request: Request, me: PagePerson, kit: PagesDep, session: StoreSe
             "drill": m.drill,
             "created_at": m.created_at,
             "read": m.read_at is not None,
+            # 通联测试 (issue 20, item 5): the run this message tests, for its 确认收到.
+            "reach_run": reach_test.run_of_key(m.key) if m.incident_id == REACH_TEST_ID else None,
         }
         for m in notifications.inbox(session, recipient=me.person_id)
     ]
     unread = sum(1 for m in messages if not m["read"])
-    context = {"messages": messages, "groups": drill_steps(messages), "unread": unread}
+    context = {
+        "messages": messages,
+        "groups": drill_steps(messages),
+        "unread": unread,
+        "reach_test_id": REACH_TEST_ID,
+        "reach_latest": reach_checks.latest_run_of(session, person_id=me.person_id),
+        "reach_awaiting": reach_checks.awaiting_confirmation(session, person_id=me.person_id),
+    }
     return kit.render(request, "inbox.html", context)
 
 

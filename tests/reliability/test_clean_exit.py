@@ -28,7 +28,12 @@ from tests.stack import free_port, wait_until
 from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 RUNS = 50
-SCHEDULES = ("yuqing-daily-digest", "yuqing-weekly-accountability", "yuqing-daily-retention")
+SCHEDULES = (
+    "yuqing-daily-digest",
+    "yuqing-weekly-accountability",
+    "yuqing-daily-retention",
+    "yuqing-monthly-reach-test",
+)
 
 
 def base_env(address: str, tmp_path: Path) -> dict[str, str]:
