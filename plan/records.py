@@ -5,8 +5,9 @@ store/ reads them without importing activities/."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 
 from plan.models import (
     AccountabilityRecord,
@@ -24,6 +25,7 @@ __all__ = [
     "DeliverRequest",
     "DeliveryFailure",
     "EscalateRequest",
+    "IncidentFacts",
     "IncidentRow",
     "Notification",
     "Recipient",
@@ -35,18 +37,34 @@ __all__ = [
 ]
 
 
-class IncidentRow(BaseModel):
-    """The incident's row in the read model; `version` orders snapshots so a late retry never
-    overwrites a newer one."""
+class IncidentFacts(BaseModel):
+    """What the submission said: the same in every snapshot of the incident."""
 
-    id: str
-    version: int
     title: str
     content: str
     source: str
     url: str | None
     reporter_unit: str
     reporter_name: str | None
+    # R-DRILL: how many times faster a drill runs (lateness is told in plan time: real × this).
+    drill_speedup: float | None = None
+    discovered_at: datetime
+    posted_at: datetime | None
+    received_at: datetime
+    plan_version: str
+
+
+FACT_NAMES = tuple(IncidentFacts.model_fields)
+
+
+class IncidentRow(BaseModel):
+    """The incident's row in the read model; `version` orders snapshots so a late retry never
+    overwrites a newer one. `facts` comes with a run's first write only (issue 21: the post's
+    text and the rest, again in every write, were a sixth of a completed incident's payload
+    bytes); later writes leave them as stored."""
+
+    id: str
+    version: int
     responsible_unit: str | None
     co_units: str = ""
     # R-ACTIVATE: the units and persons the leading group brought in, comma-joined like co_units
@@ -57,15 +75,26 @@ class IncidentRow(BaseModel):
     category: str | None
     phase: str
     drill: bool
-    # R-DRILL: how many times faster a drill runs (lateness is told in plan time: real × this).
-    drill_speedup: float | None = None
-    discovered_at: datetime
-    posted_at: datetime | None
-    received_at: datetime
     next_due_at: datetime | None
     overdue: bool
     closed_at: datetime | None
-    plan_version: str
+    facts: IncidentFacts | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat(cls, data: Any) -> Any:
+        """Rows written before issue 21 (and tests) give the facts beside the rest."""
+        if isinstance(data, dict) and "facts" not in data and "title" in data:
+            data = dict(data)
+            data["facts"] = {k: data.pop(k) for k in FACT_NAMES if k in data}
+        return data
+
+    def columns(self) -> dict[str, Any]:
+        """The row's columns: the facts' too when the write carries them."""
+        values = self.model_dump(exclude={"facts"})
+        if self.facts is not None:
+            values.update(self.facts.model_dump())
+        return values
 
 
 class Wait(BaseModel):

@@ -16,7 +16,7 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from plan.records import IncidentRow
+from plan.records import FACT_NAMES, IncidentRow
 from store.models import (
     AccountabilityRow,
     Base,
@@ -61,6 +61,7 @@ ACCOUNTABILITY_COLUMNS = (
 @dataclass(frozen=True)
 class Writes:
     update_incident: Any
+    update_state: Any
     incident_version: Any
     insert_incident: Any
     timeline: Any
@@ -94,7 +95,8 @@ def writes(dialect: str) -> Writes:
         raise RuntimeError(f"unsupported database: {dialect}")
     upsert = postgresql_insert if dialect == "postgresql" else sqlite_insert
     incidents = table(Incident)
-    columns = list(IncidentRow.model_fields)
+    state = [c for c in IncidentRow.model_fields if c != "facts"]
+    columns = [*state, *FACT_NAMES]
     deadlines = upsert(table(DeadlineRow))
     escalations = upsert(table(EscalationRow)).on_conflict_do_nothing(
         index_elements=["incident_id", "deadline_key", "step", "at"]
@@ -107,6 +109,10 @@ def writes(dialect: str) -> Writes:
         update_incident=update(incidents)
         .where(incidents.c.id == bindparam("_id"), incidents.c.version < bindparam("_version"))
         .values({c: bindparam(c) for c in columns}),
+        # A later write of the run: the submission's facts as stored.
+        update_state=update(incidents)
+        .where(incidents.c.id == bindparam("_id"), incidents.c.version < bindparam("_version"))
+        .values({c: bindparam(c) for c in state}),
         incident_version=select(incidents.c.version).where(incidents.c.id == bindparam("_id")),
         insert_incident=insert(incidents),
         timeline=upsert(table(TimelineEvent)).on_conflict_do_nothing(

@@ -60,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
     from plan.records import (
         DeliverRequest,
         EscalateRequest,
+        IncidentFacts,
         IncidentRow,
         Notification,
         RecordRequest,
@@ -137,6 +138,8 @@ class IncidentWorkflow:
         self._watched: dict[str, asyncio.Task[None]] = {}
         self._delivery_tasks: dict[str, asyncio.Task[None]] = {}
         self._upserted: dict[str, object] = {}
+        # Whether this run's writes have given the store the submission's facts (the first does).
+        self._facts_written = False
         self._absences_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ run
@@ -562,7 +565,7 @@ class IncidentWorkflow:
         notes, self.s.pending_notifications = self.s.pending_notifications, []
         s, sent = self.s, self._sent
         request = RecordRequest(
-            incident=self._row(),
+            incident=self._row(facts=not self._facts_written),
             deadlines=sent.changed("deadline", s.deadlines, lambda d: d.key),
             timeline=new,
             accountability=sent.changed(
@@ -588,6 +591,7 @@ class IncidentWorkflow:
             retry_policy=RETRY_FOREVER,
             summary=what[:200],
         )
+        self._facts_written = True
         self.s.recorded_seq = max([self.s.recorded_seq] + [e.seq for e in new])
         for note in notes:
             self._start_deliveries(note)
@@ -678,14 +682,22 @@ class IncidentWorkflow:
         core = self.core
         return todo.waits(self.s, core.roster, core.place(), core.tz)
 
-    def _row(self) -> IncidentRow:
+    def _row(self, *, facts: bool = True) -> IncidentRow:
+        """The read model's row; the submission's facts only when asked (a run's first write)."""
         s = self.s
+        said = self.core.facts()
         return IncidentRow(
-            **self.core.facts(),
+            id=self.inp.incident_id,
             version=s.version,
-            reporter_name=self.sub.reporter_name,
-            posted_at=self.sub.posted_at,
-            drill_speedup=self.sub.drill_speedup,
+            drill=self.sub.is_drill,
+            facts=IncidentFacts(
+                **{k: v for k, v in said.items() if k not in ("id", "drill")},
+                reporter_name=self.sub.reporter_name,
+                posted_at=self.sub.posted_at,
+                drill_speedup=self.sub.drill_speedup,
+            )
+            if facts
+            else None,
             responsible_unit=s.responsible_unit,
             co_units=",".join(s.co_units),
             activated_units=",".join(s.activated_units),
