@@ -352,6 +352,10 @@ class Builder:
                     "deadline": titles.get(e.deadline_key, e.deadline_key),
                     "targets": self.people(e.targets),
                     "summary": e.summary,
+                    "signed": "；".join(
+                        f"{r['person']}{r['state']}"
+                        for r in self.receipts(e.deadline_key, e.step, e.targets, events)
+                    ),
                 }
                 for e in incident_rows.escalations(self.s, incident_id=self.row.id)
             ],
@@ -435,7 +439,33 @@ class Builder:
             "targets": self.people(e.targets),
         }
         context["deliveries"] = self.deliveries(e.at)
+        events = incident_rows.timeline(self.s, incident_id=self.row.id)
+        context["receipts"] = self.receipts(deadline_key, step, e.targets, events)
         return context
+
+    def receipts(
+        self, deadline_key: str, step: int, targets: str, events: Sequence[Any]
+    ) -> list[dict[str, str]]:
+        """签收 (issue 20) of a 督办 step, per person it went to: 已签收 and when, or 未签收; from
+        the timeline's `signed` entries, whose detail names each message and who signed it."""
+        key = f"{deadline_key}/{step}"
+        signed: dict[str, datetime] = {}
+        for e in events:
+            if e.kind != "signed" or not e.detail:
+                continue
+            for line in e.detail.splitlines():
+                what, _, who = line.partition("=")
+                if what == key:
+                    for person in who.split(","):
+                        signed.setdefault(person, e.at)
+        return [
+            {
+                "person": self.person(p),
+                "state": f"已签收（{self.t(signed[p])}）" if p in signed else "未签收",
+            }
+            for p in (p.strip() for p in targets.split(","))
+            if p
+        ]
 
     def deliveries(self, at: datetime) -> list[dict[str, str]]:
         """Who the step's notification reached, by channel: the inbox (read or not) and each

@@ -524,6 +524,7 @@ class Incident:
         """签收: the person has the 交办/督办 messages addressed to them (one, or all still
         unsigned). Nothing else changes: the deadlines and the escalation chain run on."""
         signed = []
+        which = []  # "key=person,person": for the store's documents (who signed for what)
         # 代签收: a stand-in signs for the absent person they act for too.
         absent = [a for a, s in self.stand_ins() if s == action.actor]
         for r in self.s.receipts:
@@ -531,12 +532,13 @@ class Incident:
             if mine and action.key in (None, r.key):
                 for person in mine:
                     r.signed[person] = self.now
+                which.append(f"{r.key}={','.join(mine)}")
                 for_others = [self.roster.person_name(p) for p in mine if p != action.actor]
                 signed.append(r.label + (f"（代{'、'.join(for_others)}）" if for_others else ""))
                 d = self.deadline(r.deadline_key) if r.deadline_key else None
                 if d is not None:
                     d.version += 1  # its timer recomputes: re-sending to this person stops
-        self.event("signed", action.actor, "签收：" + "；".join(signed))
+        self.event("signed", action.actor, "签收：" + "；".join(signed), "\n".join(which))
         self.changed()
 
     # ------------------------------------------------------------------ 签收's re-sending

@@ -344,6 +344,8 @@ def escalation_notice() -> DocumentObject:
         ["{{ row.recipient }}", "{{ row.channel }}", "{{ row.state }}", "{{ row.sent_at or '—' }}"],
         "deliveries",
     )
+    heading(doc, "三、签收情况")
+    table(doc, ["通知对象", "签收"], ["{{ row.person }}", "{{ row.state }}"], "receipts")
     para(doc, "{{ office }}", right=True)
     para(doc, "{{ today }}", right=True)
     return doc
@@ -386,7 +388,10 @@ def case_file() -> DocumentObject:
     heading(doc, "三、处置经过")
     timeline_lines(doc, "timeline")
     heading(doc, "四、督办情况")
-    line = "{{ e.at }}　第{{ e.step }}级督办：{{ e.deadline }}；通知{{ e.targets }}。"
+    line = (
+        "{{ e.at }}　第{{ e.step }}级督办：{{ e.deadline }}；通知{{ e.targets }}"
+        "{% if e.signed %}；签收：{{ e.signed }}{% endif %}。"
+    )
     each(doc, "e", "escalations", line, "无。")
     heading(doc, "五、回应发布情况")
     replies(doc)

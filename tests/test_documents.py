@@ -23,6 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities import documents
 from config.settings import Settings
 from plan.roster import Roster
+from starter import incidents
 from starter.web import access
 from store import access_log, incident_rows
 from store.db import session_scope
@@ -136,6 +137,16 @@ async def test_documents_from_the_record_for_those_who_may_see_it(
 
         first = (await eventually(escalated))[0]
         base = f"/incidents/{view.id}/documents"
+        # 签收 (issue 20): the unit's head signs for step 1; the others it went to have not.
+        step_key = f"{first.deadline_key}/{first.step}"  # type: ignore[attr-defined]
+        await incidents.act(client, view.id, "sign-for", {"key": step_key}, "sun.haitao")
+
+        def signed_in_store() -> list[object]:
+            with session_scope(settings.database_url) as s:
+                rows = incident_rows.timeline(s, incident_id=view.id)
+                return [e for e in rows if e.kind == "signed"]
+
+        await eventually(signed_in_store)
 
         # Anonymous: to the sign-in page; the API without a token: 401.
         r = await http.get(f"{base}/written-report.docx")
@@ -202,6 +213,11 @@ async def test_documents_from_the_record_for_those_who_may_see_it(
         assert f"第{first.step}级" in text and local(first.at) in text  # type: ignore[attr-defined]
         assert "二、通知对象及送达情况" in headings(doc)
         assert "站内消息" in text and "刘洋" in text  # who was told, by channel
+        assert "三、签收情况" in headings(doc)
+        receipts = {
+            row.cells[0].text: row.cells[1].text for table in doc.tables[1:] for row in table.rows
+        }
+        assert receipts["孙海涛"].startswith("已签收（") and receipts["刘洋"] == "未签收", receipts
         assert "舆情应急处置工作领导小组办公室" in text  # signed by the office
         r = await http.get(f"{base}/escalation/no-such-deadline/1.docx")
         assert r.status_code == 404
@@ -215,6 +231,7 @@ async def test_documents_from_the_record_for_those_who_may_see_it(
         doc = Document(io.BytesIO(r.content))
         assert doc.paragraphs[0].text == "舆情处置台账"
         assert headings(doc)[:4] == ["一、基本情况", "二、时限台账", "三、处置经过", "四、督办情况"]
+        assert "签收：孙海涛已签收（" in text_of(doc) and "刘洋未签收" in text_of(doc)
 
         r = await http.get(f"{base}/no-such-kind.docx")
         assert r.status_code == 404
