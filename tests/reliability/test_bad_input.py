@@ -75,7 +75,7 @@ from plan.actions import ACTIONS
 from plan.models import CONTENT_MAX, SHORT_MAX, TITLE_MAX, Submission
 from plan.roster import Roster, load_roster
 from starter import incidents
-from starter.errors import FIELD_LABELS
+from starter.errors import FIELD_LABELS, field_label
 from starter.web.app import MAX_BODY, create_app
 from starter.web.deps import involved_units
 from starter.web.limits import MAX_FORM_BODY
@@ -285,9 +285,12 @@ class Town:
     def counters(self) -> tuple[int, int]:
         return self.temporal.starts, self.temporal.updates
 
-    def api_errors(self, r: httpx.Response, offending: set[str], what: str) -> None:
-        """A 422 from the API: each error names a field, with its Chinese label and a Chinese
-        message, and at least one names a field the request got wrong."""
+    def api_errors(
+        self, r: httpx.Response, offending: set[str], what: str, action: str | None = None
+    ) -> None:
+        """A 422 from the API: each error names a field, with its Chinese label (the action's
+        own where it has one: starter/errors.py field_label) and a Chinese message, and at
+        least one names a field the request got wrong."""
         body = r.json()
         errors = body.get("errors") or []
         self.check(bool(errors), "422 without errors[]", f"{what}: {r.text[:300]}")
@@ -296,7 +299,7 @@ class Town:
             self.check(bool(name), "error without a field", f"{what}: {e}")
             self.check(bool(CJK.search(message)), "message not in Chinese", f"{what}: {e}")
             if name in FIELD_LABELS:
-                self.check(label == FIELD_LABELS[name], "wrong label", f"{what}: {e}")
+                self.check(label == field_label(name, action), "wrong label", f"{what}: {e}")
             else:  # a field the client made up: named as sent
                 self.check(name in offending, "unlabelled field", f"{what}: {e}")
         named = {e.get("field") for e in errors}
@@ -912,7 +915,8 @@ async def test_bodies_that_are_not_json_objects_are_refused(
     refused = r.status_code in (400, 403, 413, 415, 422)
     town.check(refused, "not refused", f"{what}: {r.status_code} {r.text[:300]}")
     if r.status_code == 422 and path.startswith("/api/"):
-        town.api_errors(r, {"body", "a"} | _all_fields(), what)
+        named_by = action if door == "action" else None
+        town.api_errors(r, {"body", "a"} | _all_fields(), what, named_by)
     if len(raw) > MAX_BODY and door in ("incidents", "leads"):
         town.check(r.status_code == 413, "not 413", f"{what}: {r.status_code}")
 
@@ -1099,7 +1103,7 @@ async def test_api_actions_are_refused_and_change_nothing(town: Town, data: st.D
         allowed = (413,) if who in STAFF else (401,)  # the token first, then the body's size
     town.check(r.status_code in allowed, "not 422", f"{what}: {r.status_code} {r.text[:300]}")
     if r.status_code == 422:
-        town.api_errors(r, offending, what)
+        town.api_errors(r, offending, what, action)
 
 
 # ------------------------------------------------------------------ staff actions, the pages
@@ -1144,7 +1148,7 @@ async def test_action_forms_are_refused_and_keep_what_was_typed(
     town.check(r.status_code == 422, "not 422", f"{what}: {r.status_code} {r.text[:300]}")
     summary = _error_summary(r.text, 'id="action-error"')
     town.check(bool(summary), "no message on the page", what)
-    named = any(FIELD_LABELS[f] in summary for f in offending)
+    named = any(field_label(f, action) in summary for f in offending)
     town.check(named, "wrong field named", f"{what}: not {offending}: {summary[:300]}")
     # The refused form: on top as the next step, or among the other actions (issue 18).
     block = re.search(rf'id="action-{action}"[^>]*>(.*?)</form>', r.text, re.S)
