@@ -426,6 +426,12 @@ async def test_schedules_send_the_digests_once_a_day(
         nightly = (await client.get_schedule_handle(RETENTION_SCHEDULE_ID).describe()).info
         at = nightly.next_action_times[0].astimezone(ZoneInfo(TZ))
         assert (at.hour, at.minute) == (2, 30)
+        # 通联测试 (issue 20, item 5): monthly, the 1st at 09:30; `yuqing setup` says so, and
+        # after the setups above there is exactly one such schedule (the set just checked).
+        assert f"定时任务 {REACH_TEST_SCHEDULE_ID}（通联测试，每月1日09:30" in setup.output
+        reach = (await client.get_schedule_handle(REACH_TEST_SCHEDULE_ID).describe()).info
+        at = reach.next_action_times[0].astimezone(ZoneInfo(TZ))
+        assert (at.day, at.hour, at.minute) == (1, 9, 30)
 
         # The daily digest: the leader and the office read the open incident, its deadline and
         # yesterday's miss (the drill's left out); liu.yang's webhook gets it once.

@@ -7,7 +7,6 @@ real dev server). Reach checks never count toward the accountability figures."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,16 +20,14 @@ import pytest
 from temporalio.client import Client
 from typer.testing import CliRunner
 
-from config.settings import Settings, get_settings
+from config.settings import Settings
 from plan import reach_test
 from plan.reach_test import Check, ReachTestInput, ReachTestOutcome
 from plan.roster import Roster, load_roster
-from starter.cli import app
-from starter.schedules import REACH_TEST_SCHEDULE_ID
 from starter.web.app import create_app
 from store import notifications, reach_checks, reporting
 from store.db import session_scope
-from tests.conftest import EXAMPLE_ROSTER, make_settings, start_dev_server
+from tests.conftest import EXAMPLE_ROSTER, make_settings
 from tests.helpers import running_worker
 from tests.test_api import csrf_in, sign_in, token_for
 from tests.test_digest import Receiver
@@ -339,38 +336,5 @@ async def test_every_channel_is_tested_confirmed_from_the_inbox_and_shown_on_the
 # ------------------------------------------------------------------ the schedule
 
 
-async def test_setup_twice_leaves_one_monthly_reach_test_schedule(
-    database_url: str, tmp_path: Path
-) -> None:
-    async with await start_dev_server() as env:
-        client = env.client
-        env_vars = {
-            "YUQING_TEMPORAL_ADDRESS": client.service_client.config.target_host,
-            "YUQING_TEMPORAL_TASK_QUEUE": f"reach-{tmp_path.name}",
-            "YUQING_DATABASE_URL": database_url,
-            "YUQING_ROSTER_FILE": str(EXAMPLE_ROSTER),
-            "YUQING_TIMEZONE": TZ,
-        }
-        outputs = []
-        for _ in range(2):
-            get_settings.cache_clear()
-            try:
-                result = await asyncio.to_thread(runner.invoke, app, ["setup"], env=env_vars)
-            finally:
-                get_settings.cache_clear()
-            assert result.exit_code == 0, result.output
-            outputs.append(result.output)
-        assert f"定时任务 {REACH_TEST_SCHEDULE_ID}（通联测试，每月1日09:30" in outputs[0]
-        assert "已创建" in outputs[0].split(REACH_TEST_SCHEDULE_ID)[1].splitlines()[0]
-        assert "已更新" in outputs[1].split(REACH_TEST_SCHEDULE_ID)[1].splitlines()[0]
-        ids: list[str] = []
-        for _ in range(75):  # the schedule list is eventually consistent
-            ids = [s.id async for s in await client.list_schedules()]
-            if REACH_TEST_SCHEDULE_ID in ids:
-                break
-            await asyncio.sleep(0.2)
-        assert ids.count(REACH_TEST_SCHEDULE_ID) == 1, ids
-        described = await client.get_schedule_handle(REACH_TEST_SCHEDULE_ID).describe()
-        assert described.schedule.spec.time_zone_name == TZ
-        at = described.info.next_action_times[0].astimezone(ZoneInfo(TZ))
-        assert (at.day, at.hour, at.minute) == (1, 9, 30)
+# `yuqing setup` twice leaves one yuqing-monthly-reach-test schedule: tests/test_digest.py
+# test_schedules_send_the_digests_once_a_day, on the dev server it starts for the schedules.
