@@ -188,6 +188,21 @@ async def settled_history(stack: Stack, workflow_id: str, within: float = 20.0) 
         await asyncio.sleep(1.0)
 
 
+async def quiesce(stack: Stack, within: float = 30.0) -> float:
+    """Wait until what ours started has finished (the worker, the web app and the dev server use
+    under 0.15 CPU s in a second, or `within` seconds), so that it does not run on into the bare
+    baseline's measurement; how long that took."""
+    begin = time.perf_counter()
+    busy = ("temporal", "worker", "web", "bare-worker", "bare-web")
+    while time.perf_counter() - begin < within:
+        before = stack.cpu()
+        await asyncio.sleep(1.0)
+        used = cpu_delta(before, stack.cpu())
+        if sum(used.get(k, 0.0) for k in busy) < 0.15:
+            break
+    return time.perf_counter() - begin
+
+
 async def submission(stack: Stack, n: int) -> dict[str, Any]:
     """N incidents posted to POST /api/incidents by 20 concurrent clients with a personal token
     (a known sender: no rate limit); then N to the bare submission app (bench/bare_web.py), which
@@ -209,7 +224,9 @@ async def submission(stack: Stack, n: int) -> dict[str, Any]:
     ) as http:
         (await http.put("/plan", json=dataclasses.asdict(plan))).raise_for_status()
         (await http.post("/submit", json=report("submission", -1))).raise_for_status()
+    await quiesce(stack)
     ours = await _post_many(stack.web_url, "/api/incidents", stack.bearer(OFFICE), n, "submission")
+    await quiesce(stack)
     bare = await _post_many(stack.bare_web_url, "/submit", bare_headers, n, "submission")
     result: dict[str, Any] = {
         "n": n,
@@ -300,6 +317,7 @@ async def lifecycle(
     """N drills of ours, then as many bare workflows, each replaying the plan of one of ours
     (bench.history.lifecycle_plan): the same Temporal steps in total, which is checked."""
     log(f"lifecycle: {n} drills, then as many bare, {LIFECYCLE_CONCURRENCY} at a time")
+    await quiesce(stack)
     cpu0 = stack.cpu()
     begin = time.perf_counter()
     ours, ours_errors = await settled(n, LIFECYCLE_CONCURRENCY, lambda i: _ours_lifecycle(stack, i))
@@ -310,6 +328,7 @@ async def lifecycle(
     ours_h = await fetch_histories(stack, [i for i, _ in ours])
     plans = [history.lifecycle_plan(h) for h in ours_h]
     m = len(plans)
+    await quiesce(stack)
     cpu2 = stack.cpu()
     begin = time.perf_counter()
     bare, bare_errors = await settled(
