@@ -177,6 +177,11 @@ async def run(args: argparse.Namespace, out: dict[str, Any]) -> None:
                 if r or len(out["runs"]) > 1 or args.runs > 1:
                     print(f"--- run {r + 1}: {name}")
                 stack.check_running()
+                # What the step before started (a backlog of first workflow tasks after scale,
+                # say) must not run on into this one.
+                waited = await measure.quiesce(stack, within=300)
+                if waited > 5:
+                    print(f"            (waited {waited:.0f} s for the processes to be idle)")
                 begin = time.perf_counter()
                 cpu = stack.cpu()
                 if name == "submission":

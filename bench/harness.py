@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from typing import Any
 import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -117,17 +119,32 @@ def scratch_postgres(server: str) -> Iterator[str]:
     while a stopped process's connection lingers)."""
     base = make_url(normalise_url(server))
     name = f"yuqing_bench_{os.getpid()}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+
+    def admin(sql: str) -> None:
+        # A connection of its own each time: the server may have restarted in between.
+        engine = create_engine(base, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+        try:
+            with engine.connect() as conn:
+                conn.execute(text(sql))
+        finally:
+            engine.dispose()
+
+    drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+    admin(drop)
+    admin(f'CREATE DATABASE "{name}"')
     try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
         yield base.set(database=name).render_as_string(hide_password=False)
     finally:
         engine_for.cache_clear()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        for attempt in range(5):
+            try:
+                admin(drop)
+                break
+            except Exception as exc:
+                print(f"dropping {name} failed ({type(exc).__name__}); again", file=sys.stderr)
+                if attempt == 4:
+                    print(f"WARNING: drop the database {name} by hand", file=sys.stderr)
+                time.sleep(2)
 
 
 def machine() -> dict[str, Any]:
