@@ -95,8 +95,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--timing-tolerance",
         type=float,
         default=history.TIMING_TOLERANCE,
-        help="how far its total workflow tasks and events may be (their grouping depends on "
-        f"timing; {history.TIMING_TOLERANCE})",
+        help=f"how far its total events may be ({history.TIMING_TOLERANCE})",
+    )
+    parser.add_argument(
+        "--task-tolerance",
+        type=float,
+        default=history.TASK_TOLERANCE,
+        help="how far its total workflow tasks may be (how completions group into tasks depends "
+        f"on timing; {history.TASK_TOLERANCE})",
     )
     parser.add_argument(
         "--keep", action="store_true", help="keep the temporary directory (logs, databases)"
@@ -192,6 +198,7 @@ async def run(args: argparse.Namespace, out: dict[str, Any]) -> None:
                         args.n,
                         step_tolerance=args.step_tolerance,
                         timing_tolerance=args.timing_tolerance,
+                        task_tolerance=args.task_tolerance,
                     )
                     results[name] = life.result
                 elif name == "escalation":
@@ -264,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             "database_url": bool(args.database_url),
             "step_tolerance": args.step_tolerance,
             "timing_tolerance": args.timing_tolerance,
+            "task_tolerance": args.task_tolerance,
             "bytecode_cache": not args.no_bytecode_cache,
         },
         "machine": m,

@@ -316,6 +316,7 @@ async def lifecycle(
     *,
     step_tolerance: float = history.STEP_TOLERANCE,
     timing_tolerance: float = history.TIMING_TOLERANCE,
+    task_tolerance: float = history.TASK_TOLERANCE,
 ) -> Lifecycle:
     """N drills of ours, then as many bare workflows, each replaying the plan of one of ours
     (bench.history.lifecycle_plan): the same Temporal steps in total, which is checked."""
@@ -350,6 +351,7 @@ async def lifecycle(
         bare_total,
         step_tolerance=step_tolerance,
         timing_tolerance=timing_tolerance,
+        task_tolerance=task_tolerance,
     )
     differ = [r["step"] for r in steps if not r["ok"]]
     result: dict[str, Any] = {
