@@ -1,7 +1,8 @@
 """The bare baseline: workflows with no logic, doing the same amount of Temporal work as ours.
 
 - `BareLifecycleWorkflow` takes a `LifecyclePlan` counted from one of our completed incidents
-  (bench.history.lifecycle_plan): it accepts `plan.updates` updates whose handler only counts, and
+  (bench.history.lifecycle_plan; each bare incident of the lifecycle step replays the plan of one
+  of ours from the same run, so the totals match): it accepts `plan.updates` updates whose handler only counts, and
   after each one (and once at the start, as ours opens its incident) its main loop runs that
   segment's search-attribute upserts (ours keeps the Temporal UI's columns current: a Temporal
   step like a timer) and no-op activities, batch after batch, each batch in parallel. Timers follow ours segment by segment, from a second loop so
@@ -53,6 +54,8 @@ class Segment:
     short_timers: int = 0  # started here; they fire (early)
     cancel: list[int] = field(default_factory=list)  # long timers (by start order) cancelled here
     upserts: int = 0  # search-attribute upserts (ours keeps the Temporal UI's columns current)
+    patches: int = 0  # version markers (ours' `workflow.patched`: a marker in the history each)
+    local_activities: int = 0  # ours' local activities (a marker each), run one after another
 
 
 @dataclass
@@ -72,7 +75,9 @@ class BareLifecycleWorkflow:
     def __init__(self) -> None:
         self.accepted = 0
         self.upserted = 0
+        self.patched = 0
         self.timers: list[asyncio.Task[None]] = []
+        self.short: list[asyncio.Task[None]] = []
 
     @workflow.query
     def count(self) -> int:
@@ -94,14 +99,23 @@ class BareLifecycleWorkflow:
             done += 1
             await self._activities(plan.segments[done])
         await timers
+        # Every timer that fired in ours fires here too, even one started in the last segment.
+        await asyncio.gather(*self.short)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.accepted
 
     async def _activities(self, segment: Segment) -> None:
+        for _ in range(segment.patches):
+            self.patched += 1
+            workflow.patched(f"bare-{self.patched}")
         for _ in range(segment.upserts):
             # One keyword each time, a new value (as ours writes only what changed).
             self.upserted += 1
             workflow.upsert_search_attributes([BARE_STEP.value_set(f"bare-{self.upserted}")])
+        for _ in range(segment.local_activities):
+            await workflow.execute_local_activity(
+                "bench_noop", start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=RETRY
+            )
         for size in segment.batches:
             await asyncio.gather(
                 *(
@@ -121,7 +135,7 @@ class BareLifecycleWorkflow:
             for _ in range(segment.long_timers):
                 self.timers.append(asyncio.create_task(_sleep(LONG_TIMER)))
             for _ in range(segment.short_timers):
-                asyncio.create_task(_sleep(SHORT_TIMER))  # noqa: RUF006 - fires on its own
+                self.short.append(asyncio.create_task(_sleep(SHORT_TIMER)))
 
 
 async def _sleep(duration: timedelta) -> None:

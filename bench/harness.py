@@ -18,14 +18,18 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -36,9 +40,9 @@ from bench.bare_worker import create_marks_table, drop_marks_table
 from config.settings import Settings
 from devstack import BIN, ROOT, Process, cpu_seconds, free_port, poll, rss_bytes
 from plan.roster import Roster, load_roster
-from runtime.client import connect
+from runtime.client import codec_for, connect
 from store import credentials
-from store.db import engine_for, session_scope
+from store.db import engine_for, normalise_url, session_scope
 from store.migrate import upgrade
 
 __all__ = ["BIN", "ROOT", "Process", "Stack", "cpu_seconds", "free_port", "poll", "rss_bytes"]
@@ -50,6 +54,97 @@ TOKEN_PEOPLE = ("liu.yang", "zhou.ting", "xu.lei", "huang.li")
 # dies, no banners in the logs; stopped by SIGTERM, then SIGKILL after 15 s.
 CHILD: dict[str, Any] = {"banners": False, "parent_death_signal": signal.SIGTERM}
 STOP_WAIT = 15.0
+# Where `--store auto` looks for PostgreSQL (as CI does, .ci/run) unless --database-url or
+# YUQING_BENCH_DATABASE_URL names a server: trust auth on this machine kind.
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+BENCH_DATABASE_ENV = "YUQING_BENCH_DATABASE_URL"
+
+
+@dataclass
+class StoreChoice:
+    """Which store the bench runs on: `backend` sqlite or postgresql; for PostgreSQL `server` is
+    the URL the scratch database is created from (CREATE DATABASE yuqing_bench_<pid>), for SQLite
+    `url` is a file given by --database-url (else a file in the temporary directory)."""
+
+    backend: str
+    why: str
+    server: str | None = None
+    url: str | None = None
+
+
+def postgres_answers(url: str, timeout: int = 3) -> str | None:
+    """None when a PostgreSQL answers at `url`, else why not."""
+    try:
+        engine = create_engine(
+            make_url(normalise_url(url)), connect_args={"connect_timeout": timeout}
+        )
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("select 1"))
+        finally:
+            engine.dispose()
+    except Exception as exc:
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return None
+
+
+def choose_store(store: str, database_url: str | None) -> StoreChoice:
+    """`store`: auto, sqlite or postgres. `database_url` (or YUQING_BENCH_DATABASE_URL): a
+    PostgreSQL server to make a scratch database on, or a SQLite file to use as it is."""
+    url = database_url or os.environ.get(BENCH_DATABASE_ENV) or None
+    source = "--database-url" if database_url else BENCH_DATABASE_ENV if url else "default"
+    if url and url.startswith("sqlite"):
+        if store == "postgres":
+            raise SystemExit(f"--store postgres, but the {source} URL is SQLite")
+        return StoreChoice("sqlite", f"SQLite file from {source}", url=url)
+    if store == "sqlite":
+        return StoreChoice("sqlite", "--store sqlite: a SQLite file in the temporary directory")
+    server = url or DEFAULT_POSTGRES
+    shown = make_url(normalise_url(server)).render_as_string(hide_password=True)
+    failed = postgres_answers(server)
+    if failed is None:
+        return StoreChoice(
+            "postgresql",
+            f"PostgreSQL answers at {shown} ({source}): a scratch database on it",
+            server=server,
+        )
+    if store == "postgres" or url:
+        raise SystemExit(f"PostgreSQL at {shown} does not answer: {failed}")
+    return StoreChoice("sqlite", f"no PostgreSQL at {shown} ({failed}): SQLite instead")
+
+
+@contextlib.contextmanager
+def scratch_postgres(server: str) -> Iterator[str]:
+    """A new database yuqing_bench_<pid> on the server, dropped afterwards (WITH (FORCE): even
+    while a stopped process's connection lingers)."""
+    base = make_url(normalise_url(server))
+    name = f"yuqing_bench_{os.getpid()}"
+
+    def admin(sql: str) -> None:
+        # A connection of its own each time: the server may have restarted in between.
+        engine = create_engine(base, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+        try:
+            with engine.connect() as conn:
+                conn.execute(text(sql))
+        finally:
+            engine.dispose()
+
+    drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+    admin(drop)
+    admin(f'CREATE DATABASE "{name}"')
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        engine_for.cache_clear()
+        for attempt in range(5):
+            try:
+                admin(drop)
+                break
+            except Exception as exc:
+                print(f"dropping {name} failed ({type(exc).__name__}); again", file=sys.stderr)
+                if attempt == 4:
+                    print(f"WARNING: drop the database {name} by hand", file=sys.stderr)
+                time.sleep(2)
 
 
 def machine() -> dict[str, Any]:
@@ -112,12 +207,17 @@ class Stack:
     worker: Process
     web: Process
     bare: Process
+    bare_web: Process
+    bare_web_url: str
+    cached_workflows: (
+        int  # the worker's workflow cache (YUQING_WORKER_CACHED_WORKFLOWS), the bare's too
+    )
 
     def bearer(self, person: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[person]}"}
 
     def processes(self) -> list[Process]:
-        return [self.temporal, self.worker, self.web, self.bare]
+        return [self.temporal, self.worker, self.web, self.bare, self.bare_web]
 
     def check_running(self) -> None:
         for p in self.processes():
@@ -155,9 +255,40 @@ async def _pollers(client: Client, task_queue: str) -> bool:
     return len(response.pollers) > 0
 
 
+@contextlib.contextmanager
+def _environ(env: dict[str, str]) -> Iterator[None]:
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @contextlib.asynccontextmanager
 async def running_stack(
-    database_url: str | None, *, keep: bool = False, bytecode_cache: bool = True
+    choice: StoreChoice, *, keep: bool = False, bytecode_cache: bool = True
+) -> AsyncIterator[Stack]:
+    """The stack on the chosen store: for PostgreSQL on a scratch database, dropped afterwards."""
+    if choice.server:
+        with scratch_postgres(choice.server) as url:
+            async with _running_stack(url, "postgresql", keep, bytecode_cache) as stack:
+                yield stack
+    else:
+        async with _running_stack(choice.url, "sqlite", keep, bytecode_cache) as stack:
+            yield stack
+
+
+# The payload codec is off in the bench (payload bytes are measured as they are in clear): no
+# keys from the environment; an .env file that sets some makes the bench stop (see below).
+CODEC_OFF = {"YUQING_CODEC_KEYS": ""}
+
+
+@contextlib.asynccontextmanager
+async def _running_stack(
+    database_url: str | None, backend: str, keep: bool, bytecode_cache: bool
 ) -> AsyncIterator[Stack]:
     """Start everything; yield the stack; stop everything, whatever happened. The temporary
     directory (logs, databases) is removed unless `keep` or a failure.
@@ -168,10 +299,8 @@ async def running_stack(
     every workflow it starts or replays, and without bytecode that means compiling it each time."""
     tmp = Path(tempfile.mkdtemp(prefix="yuqing-bench-"))
     if database_url:
-        backend = "postgresql" if "postgres" in database_url else "sqlite"
         bare_database_url = database_url  # its own table, bench_marks, dropped afterwards
     else:
-        backend = "sqlite"
         database_url = f"sqlite:///{tmp / 'yuqing.db'}"
         bare_database_url = f"sqlite:///{tmp / 'bare.db'}"
     upgrade(database_url)
@@ -184,7 +313,7 @@ async def running_stack(
     metrics_bind = f"127.0.0.1:{free_port()}"
     task_queue = f"bench-{uuid.uuid4().hex[:8]}"
     bare_task_queue = f"{task_queue}-bare"
-    base_env = dict(os.environ)
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("YUQING_CODEC_KEYS")}
     if bytecode_cache:
         base_env.pop("PYTHONDONTWRITEBYTECODE", None)
         base_env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
@@ -200,7 +329,15 @@ async def running_stack(
         YUQING_SUBMISSIONS_PER_MINUTE="0",
         YUQING_SECRET_KEY=uuid.uuid4().hex,  # else the web app writes data/secret_key
         YUQING_METRICS_BIND=metrics_bind,
+        **CODEC_OFF,
     )
+    # What the worker and the web app will read (this environment and ROOT/.env, from ROOT).
+    with _environ(env), contextlib.chdir(ROOT):
+        theirs = Settings()
+    if codec_for(theirs) is not None:
+        raise SystemExit(
+            "the payload codec would be on (codec keys in .env?): the bench needs it off"
+        )
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         temporal_address=address,
@@ -218,9 +355,21 @@ async def running_stack(
     bare_metrics_bind = f"127.0.0.1:{free_port()}"
     bare_argv += ["--metrics-bind", bare_metrics_bind]
     # As many workflows cached as ours keeps (settings, from YUQING_WORKER_CACHED_WORKFLOWS).
-    bare_argv += ["--cached-workflows", str(settings.worker_cached_workflows)]
+    bare_argv += ["--cached-workflows", str(theirs.worker_cached_workflows)]
     bare = Process("bare-worker", bare_argv, env, tmp, **CHILD)
-    processes = [temporal, worker, web, bare]
+    # The bare submission baseline: a minimal ASGI app (bench/bare_web.py) under uvicorn, as ours
+    # is served, starting bare workflows on the bare worker's task queue.
+    bare_web_port = free_port()
+    bare_web_env = {
+        **env,
+        "BENCH_BARE_TEMPORAL_ADDRESS": address,
+        "BENCH_BARE_TASK_QUEUE": bare_task_queue,
+    }
+    bare_web_argv = [str(BIN / "uvicorn"), "--factory", "bench.bare_web:create_app"]
+    bare_web_argv += ["--host", "127.0.0.1", "--port", str(bare_web_port), "--no-access-log"]
+    bare_web = Process("bare-web", bare_web_argv, bare_web_env, tmp, **CHILD)
+    bare_web_url = f"http://127.0.0.1:{bare_web_port}"
+    processes = [temporal, worker, web, bare, bare_web]
     failed = False
     try:
         temporal.start()
@@ -228,16 +377,19 @@ async def running_stack(
         worker.start()
         web.start()
         bare.start()
+        bare_web.start()
 
-        async def web_ready() -> bool:
-            web.check_running()
-            try:
-                async with httpx.AsyncClient(timeout=5) as http:
-                    return (await http.get(f"{web_url}/healthz")).status_code == 200
-            except httpx.HTTPError:
-                return False
+        for proc, url in ((web, web_url), (bare_web, bare_web_url)):
 
-        await poll(web_ready, within=90, every=0.3, what="the web app answering /healthz")
+            async def web_ready(proc: Process = proc, url: str = url) -> bool:
+                proc.check_running()
+                try:
+                    async with httpx.AsyncClient(timeout=5) as http:
+                        return (await http.get(f"{url}/healthz")).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            await poll(web_ready, within=90, every=0.3, what=f"{proc.name} answering /healthz")
         for proc, queue in ((worker, task_queue), (bare, bare_task_queue)):
 
             async def polling(proc: Process = proc, queue: str = queue) -> bool:
@@ -262,6 +414,9 @@ async def running_stack(
             worker=worker,
             web=web,
             bare=bare,
+            bare_web=bare_web,
+            bare_web_url=bare_web_url,
+            cached_workflows=theirs.worker_cached_workflows,
         )
     except BaseException:
         failed = True
