@@ -57,7 +57,7 @@ reliability: $(VENV)/.test-installed
 	$(BIN)/python -m tests.reliability.figures
 	YUQING_TEST_DEPTH=deep $(BIN)/pytest -q tests/test_model.py tests/test_todo.py
 
-## bench: figures on a dev server of its own (not part of `make test`); BENCH_ARGS="--n 20 --scale-n 300"
+## bench: figures on a dev server of its own (not part of `make test`; about 25 minutes); BENCH_ARGS="--quick" for a quick look
 .PHONY: bench
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m bench $(BENCH_ARGS)
