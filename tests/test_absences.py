@@ -238,6 +238,10 @@ async def test_an_absence_ended_early_stops_the_stand_in(
         with pytest.raises(ServiceError) as clash:
             await declare(client, settings, roster, HEAD, hours=4, stand_in=STAFF)
         assert clash.value.status == 409 and "不能重叠" in clash.value.message
+        # No loop of people away for each other: the head is away, so he cannot stand in.
+        with pytest.raises(ServiceError) as loop:
+            await declare(client, settings, roster, DEPUTY, hours=2, stand_in=HEAD)
+        assert loop.value.status == 422 and "也不在岗" in loop.value.fields[0].message
         with pytest.raises(ServiceError) as other:
             await standins.end(client, settings, roster, STAFF, row["id"])
         assert other.value.status == 403

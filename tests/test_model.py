@@ -422,15 +422,21 @@ class IncidentMachine(RuleBasedStateMachine):
         of their unit or the leading group, told to the incident as the store would tell it
         (the absences not yet over, a revision higher)."""
         c = self.c
-        stand_ins = STAND_INS[person]
         start = c.now + timedelta(minutes=starts_in)
+        end = start + timedelta(hours=hours)
         held = [a for a in c.s.absences.items if a.ends_at > c.now and a.person != person]
+        # As starter/standins.py allows: not a stand-in who is away then (so no loop of people
+        # away for each other, which would leave nobody to tell).
+        away_then = {a.person for a in held if a.starts_at < end and a.ends_at > start}
+        stand_ins = [p for p in STAND_INS[person] if p not in away_then]
+        if not stand_ins:
+            return  # nobody of the unit or the leading group is there to stand in: refused
         new = Absence(
             id=len(c.s.absences.items) + 100 * (c.s.absences.revision + 1),
             person=person,
             stand_in=stand_ins[pick % len(stand_ins)],
             starts_at=start,
-            ends_at=start + timedelta(hours=hours),
+            ends_at=end,
         )
         c.absences_changed(Absences(revision=c.s.absences.revision + 1, items=[*held, new]))
 
