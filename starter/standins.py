@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -139,67 +141,64 @@ def _declare_in_store(
     settings: Settings, roster: Roster, req: AbsenceRequest, actor: str, now: datetime
 ) -> dict[str, Any]:
     assert req.person is not None and req.starts_at is not None
-    for _attempt in range(5):
-        try:
-            with session_scope(settings.database_url) as s:
-                clash = store.overlapping(
-                    s, persons=[req.person], starts_at=req.starts_at, ends_at=req.ends_at
-                )
-                if clash:
-                    c = clash[0]
-                    raise ServiceError(
-                        409,
-                        f"{roster.person_name(req.person)}在"
-                        f"{local(c.starts_at, settings.timezone)}至"
-                        f"{local(c.ends_at, settings.timezone)}已登记不在岗，时间不能重叠"
-                        "（可先销假后重新登记）",
-                    )
-                away = store.overlapping(
-                    s, persons=[req.stand_in], starts_at=req.starts_at, ends_at=req.ends_at
-                )
-                if away:
-                    raise ServiceError(
-                        422,
-                        "登记内容有误",
-                        [
-                            FieldError(
-                                "stand_in",
-                                f"代理人：{roster.person_name(req.stand_in)}在此期间也不在岗",
-                            )
-                        ],
-                    )
-                row = store.add(
-                    s,
-                    person=req.person,
-                    stand_in=req.stand_in,
-                    starts_at=req.starts_at,
-                    ends_at=req.ends_at,
-                    reason=req.reason or None,
-                    by=actor,
-                    now=now,
-                )
-                return row_json(row, roster, settings.timezone, now)
-        except IntegrityError:
-            continue  # another change took the same revision: read it and try again
-    raise ServiceError(503, "系统繁忙，请稍后重试")
+    person, starts_at = req.person, req.starts_at
+
+    def declared(s: Session) -> dict[str, Any]:
+        clash = store.overlapping(s, persons=[person], starts_at=starts_at, ends_at=req.ends_at)
+        if clash:
+            c = clash[0]
+            raise ServiceError(
+                409,
+                f"{roster.person_name(person)}在"
+                f"{local(c.starts_at, settings.timezone)}至"
+                f"{local(c.ends_at, settings.timezone)}已登记不在岗，时间不能重叠"
+                "（可先销假后重新登记）",
+            )
+        if store.overlapping(s, persons=[req.stand_in], starts_at=starts_at, ends_at=req.ends_at):
+            name = roster.person_name(req.stand_in)
+            raise ServiceError(
+                422, "登记内容有误", [FieldError("stand_in", f"代理人：{name}在此期间也不在岗")]
+            )
+        row = store.add(
+            s,
+            person=person,
+            stand_in=req.stand_in,
+            starts_at=starts_at,
+            ends_at=req.ends_at,
+            reason=req.reason or None,
+            by=actor,
+            now=now,
+        )
+        return row_json(row, roster, settings.timezone, now)
+
+    return _changed(settings, declared)
 
 
 def _end_in_store(
     settings: Settings, roster: Roster, absence_id: int, actor: str, now: datetime
 ) -> dict[str, Any]:
+    def ended(s: Session) -> dict[str, Any]:
+        row = store.get(s, absence_id=absence_id)
+        if row is None:
+            raise ServiceError(404, f"不在岗登记“{absence_id}”不存在")
+        allowed = {row.person_id, row.declared_by}
+        if actor not in allowed and Role.office not in roster.roles_of(actor):
+            raise ServiceError(403, "只有本人、登记人或领导小组办公室可以销假")
+        if row.ends_at <= now:
+            raise ServiceError(409, "该不在岗登记已结束，无需销假")
+        store.end(s, row=row, by=actor, now=now)
+        return row_json(row, roster, settings.timezone, now)
+
+    return _changed(settings, ended)
+
+
+def _changed(settings: Settings, change: Callable[[Session], dict[str, Any]]) -> dict[str, Any]:
+    """A change in a transaction of its own, tried again when another change took the same
+    revision at once (the revision is unique: the loser reads the new one and goes again)."""
     for _attempt in range(5):
         try:
             with session_scope(settings.database_url) as s:
-                row = store.get(s, absence_id=absence_id)
-                if row is None:
-                    raise ServiceError(404, f"不在岗登记“{absence_id}”不存在")
-                allowed = {row.person_id, row.declared_by}
-                if actor not in allowed and Role.office not in roster.roles_of(actor):
-                    raise ServiceError(403, "只有本人、登记人或领导小组办公室可以销假")
-                if row.ends_at <= now:
-                    raise ServiceError(409, "该不在岗登记已结束，无需销假")
-                store.end(s, row=row, by=actor, now=now)
-                return row_json(row, roster, settings.timezone, now)
+                return change(s)
         except IntegrityError:
             continue
     raise ServiceError(503, "系统繁忙，请稍后重试")

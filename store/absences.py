@@ -74,19 +74,6 @@ def overlapping(
     )
 
 
-def standing_in(
-    session: Session, *, person: str, starts_at: datetime, ends_at: datetime
-) -> list[AbsenceRow]:
-    """The absences in the period for which the person is the stand-in."""
-    return list(
-        session.scalars(
-            select(AbsenceRow)
-            .where(AbsenceRow.stand_in == person)
-            .where(AbsenceRow.starts_at < ends_at, AbsenceRow.ends_at > starts_at)
-        )
-    )
-
-
 def current(session: Session, *, now: datetime) -> Absences:
     """What a running incident is told: every absence not yet over, at the store's revision."""
     rows = session.scalars(
