@@ -8,6 +8,7 @@ by `channel` kind, `refused` (a refusal, or the give-up period ended) and `drill
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -15,8 +16,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from plan.outbox import DELIVERY_RETRY_MAX_INTERVAL
-    from plan.records import DeliverRequest, DeliveryFailure
+    from plan.outbox import DELIVERY_RETRY_MAX_INTERVAL, deliveries_for
+    from plan.records import DeliverRequest, DeliveryFailure, Notification
 
 # Writes to the read model and to people must eventually succeed: retried without limit, backing
 # off to once a minute, so a database or network outage delays them but never loses them.
@@ -90,3 +91,22 @@ async def deliver(request: DeliverRequest, office: list[str], give_up_minutes: f
             summary=f"通知发送失败：{request.channel.kind} → {request.recipient.name}"[:200],
         )
         return reason
+
+
+async def send_all(
+    note: Notification, office: list[str], give_up_minutes: float, summary: str
+) -> list[str | None]:
+    """A notification outside an incident (a digest, a 通联测试): its inbox and outbox rows,
+    then every external channel at once; each channel's failure reason, or None."""
+    await workflow.execute_activity(
+        "notify",
+        note,
+        start_to_close_timeout=ACTIVITY_TIMEOUT,
+        retry_policy=RETRY_FOREVER,
+        summary=summary[:200],
+    )
+    return list(
+        await asyncio.gather(
+            *(deliver(request, office, give_up_minutes) for request in deliveries_for(note))
+        )
+    )

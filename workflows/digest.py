@@ -9,7 +9,6 @@ so a re-run that day or week writes no second inbox message and sends nothing tw
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -17,8 +16,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from plan.digest import DigestInput, DigestNote, DigestOutcome, DigestRequest, local_day
-    from plan.outbox import deliveries_for
-    from workflows.delivery import ACTIVITY_TIMEOUT, RETRY_FOREVER, deliver
+    from workflows.delivery import ACTIVITY_TIMEOUT, send_all
 
 # Reading the store: retried for a while (a database outage), never for a broken roster.
 BUILD_RETRY = RetryPolicy(
@@ -56,18 +54,8 @@ class DigestWorkflow:
             summary=f"生成{label}（{day.isoformat()}）",
         )
         note = built.notification()
-        await workflow.execute_activity(
-            "notify",
-            note,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY_FOREVER,
-            summary=f"{note.rule} 通知：{note.subject}"[:200],
-        )
-        failures = await asyncio.gather(
-            *(
-                deliver(request, built.office, inp.delivery_give_up_minutes)
-                for request in deliveries_for(note)
-            )
+        failures = await send_all(
+            note, built.office, inp.delivery_give_up_minutes, f"{note.rule} 通知：{note.subject}"
         )
         return DigestOutcome(
             key=note.key,

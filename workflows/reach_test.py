@@ -11,14 +11,12 @@ confirm from their inbox whenever they read it, and the dashboard reads the rows
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from plan.outbox import deliveries_for
     from plan.reach_test import (
         ReachTestInput,
         ReachTestNote,
@@ -26,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
         ReachTestRequest,
         ReachTestSettle,
     )
-    from workflows.delivery import ACTIVITY_TIMEOUT, RETRY_FOREVER, deliver
+    from workflows.delivery import ACTIVITY_TIMEOUT, RETRY_FOREVER, send_all
 
 # Reading the roster and the store: retried for a while (a database outage), never for a broken
 # roster.
@@ -61,18 +59,11 @@ class ReachTestWorkflow:
             summary=f"通联测试（{inp.by}）",
         )
         note = built.notification()
-        await workflow.execute_activity(
-            "notify",
+        await send_all(
             note,
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=RETRY_FOREVER,
-            summary=f"通联测试 站内消息：{len(note.recipients)}人",
-        )
-        await asyncio.gather(
-            *(
-                deliver(request, built.office, inp.delivery_give_up_minutes)
-                for request in deliveries_for(note)
-            )
+            built.office,
+            inp.delivery_give_up_minutes,
+            f"通联测试 站内消息：{len(note.recipients)}人",
         )
         return await workflow.execute_activity(
             "settle_reach_test",
