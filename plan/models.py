@@ -7,15 +7,18 @@ incidents keep decoding their histories.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
     computed_field,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic.json_schema import JsonDict
@@ -566,6 +569,8 @@ class Absences(BaseModel):
     and what a new incident starts with. A lower revision than the one held is an older list
     arriving late, and is ignored."""
 
+    COMPACT_PAYLOAD: ClassVar[bool] = True  # runtime/payloads.py
+
     revision: int = 0
     items: list[Absence] = Field(default_factory=list, max_length=1000)
 
@@ -655,6 +660,8 @@ class Notification(BaseModel):
     """A message to people. `key` is unique per incident, rule, round and step; with the recipient
     and channel it makes each delivery happen once however often the activity is retried."""
 
+    COMPACT_PAYLOAD: ClassVar[bool] = True  # runtime/payloads.py
+
     key: str
     incident_id: str
     rule: str
@@ -678,6 +685,8 @@ class Notification(BaseModel):
 
 class DeliverRequest(BaseModel):
     """One external delivery of a notification: to one recipient through one channel."""
+
+    COMPACT_PAYLOAD: ClassVar[bool] = True  # runtime/payloads.py
 
     key: str  # notification key | recipient | channel target: the outbox row's unique key
     note: Notification
@@ -765,6 +774,8 @@ class IncidentInput(BaseModel):
     """The workflow's input: the submission plus everything fixed when it was accepted. On
     continue-as-new `state` carries the incident's state into the next run."""
 
+    COMPACT_PAYLOAD: ClassVar[bool] = True  # runtime/payloads.py
+
     incident_id: str
     submission: Submission
     received_at: datetime
@@ -793,6 +804,16 @@ class IncidentInput(BaseModel):
     # changes arrive as the `absences_changed` signal.
     absences: Absences | None = None
     state: IncidentState | None = None
+
+    @model_serializer(mode="wrap")
+    def _plan_written(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo):  # type: ignore[no-untyped-def]
+        """The plan is written whole, even when it is the shipped one (its default, for
+        histories from before it was in the input): a compact payload leaves defaults out, and
+        the shipped plan, like PlanSpec's defaults, may change under an incident started with it."""
+        data = handler(self)
+        if isinstance(data, dict):
+            data["plan"] = self.plan.model_dump(mode=info.mode)
+        return data
 
 
 class IncidentDone(BaseModel):

@@ -5,7 +5,7 @@ store/ reads them without importing activities/."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, model_validator
 
@@ -124,6 +124,8 @@ class RecordRequest(BaseModel):
     upsert on a natural key. Deadlines, accountability, referrals and commendations are those
     changed since the run's last write (all of them in a run's first)."""
 
+    COMPACT_PAYLOAD: ClassVar[bool] = True  # runtime/payloads.py
+
     incident: IncidentRow
     deadlines: list[Deadline]
     timeline: list[TimelineEntry]
@@ -139,6 +141,8 @@ class RecordRequest(BaseModel):
 
 class EscalateRequest(BaseModel):
     """R-ESCALATE: record one step of the chain (the notification goes separately)."""
+
+    COMPACT_PAYLOAD: ClassVar[bool] = True  # runtime/payloads.py
 
     incident_id: str
     escalation: Escalation

@@ -3,7 +3,7 @@
 The roster is data (a TOML file) validated on load; a broken roster fails with a message that names
 the bad entry. Each incident keeps the snapshot it started with, so its recipients never shift under it.
 
-That snapshot is the roster's public part (`Roster.public()`): ids, names, units, roles, titles and
+That snapshot is the roster's public part (`Roster.public()`): ids, names, units, roles and
 each channel as a reference (its kind and the id the roster declares for it), never a URL, a key, a
 signing secret, an e-mail address, a phone or a mobile number, so none of them reaches a Temporal
 history.
@@ -25,9 +25,11 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    SerializerFunctionWrapHandler,
     Tag,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -54,6 +56,21 @@ class Role(StrEnum):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Tagged(_Strict):
+    """A member of a tagged union (a channel, a channel reference): its tag fields are written
+    even where they hold their default, so a compact payload (runtime/payloads.py, which leaves
+    defaults out) still says which member it is."""
+
+    @model_serializer(mode="wrap")
+    def _with_tags(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        data = handler(self)
+        if isinstance(data, dict):
+            for tag in ("ref", "kind"):
+                if tag in type(self).model_fields and tag not in data:
+                    data[tag] = getattr(self, tag)
+        return data
 
 
 # A channel's id: declared in the roster, unique among the channels of its person or unit. It is
@@ -89,12 +106,12 @@ CHANNEL_KINDS = {
 }
 
 
-class InboxChannel(_Strict):
+class InboxChannel(_Tagged):
     kind: Literal["inbox"] = "inbox"
     id: ChannelId | None = None
 
 
-class WebhookChannel(_Strict):
+class WebhookChannel(_Tagged):
     """A generic webhook (Standard Webhooks headers; signed when a secret is given)."""
 
     kind: Literal["webhook"] = "webhook"
@@ -136,7 +153,7 @@ def standard_webhook_key(secret: str) -> bytes:
     return key
 
 
-class WeComChannel(_Strict):
+class WeComChannel(_Tagged):
     """企业微信群机器人: the robot's webhook URL (…/cgi-bin/webhook/send?key=…)."""
 
     kind: Literal["wecom"] = "wecom"
@@ -145,7 +162,7 @@ class WeComChannel(_Strict):
     mentioned_mobiles: list[str] = Field(default_factory=list)
 
 
-class DingTalkChannel(_Strict):
+class DingTalkChannel(_Tagged):
     """钉钉自定义机器人: the webhook URL (…/robot/send?access_token=…) and its 加签 secret."""
 
     kind: Literal["dingtalk"] = "dingtalk"
@@ -155,7 +172,7 @@ class DingTalkChannel(_Strict):
     at_mobiles: list[str] = Field(default_factory=list)
 
 
-class FeishuChannel(_Strict):
+class FeishuChannel(_Tagged):
     """飞书自定义机器人: the webhook URL (…/open-apis/bot/v2/hook/…) and its 签名校验 secret."""
 
     kind: Literal["feishu"] = "feishu"
@@ -164,7 +181,7 @@ class FeishuChannel(_Strict):
     secret: str | None = None
 
 
-class EmailChannel(_Strict):
+class EmailChannel(_Tagged):
     kind: Literal["email"] = "email"
     id: ChannelId | None = None
     address: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -187,7 +204,7 @@ def e164_mobile(value: str) -> str:
     return "+86" + match.group(1)
 
 
-class SmsChannel(_Strict):
+class SmsChannel(_Tagged):
     """短信 (Tencent Cloud SMS, activities/channels.py): to the person's own `mobile`, which the
     roster file gives on the person, not on the channel. `Roster.resolve` fills `mobile` in when
     the worker sends; it is never in a reference, so never in a history."""
@@ -216,7 +233,7 @@ FullChannel = (
 Channel = Annotated[FullChannel, Field(discriminator="kind")]
 
 
-class ChannelRef(_Strict):
+class ChannelRef(_Tagged):
     """A channel by reference, as workflow data carries it: its kind and the id the roster
     declares for it. Where and how it sends (URL, key, secret, address, mobiles) stays in the
     worker's roster, looked up by `Roster.resolve` at delivery time."""
@@ -411,6 +428,8 @@ class Roster(_Strict):
                         update={
                             "phone": None,
                             "mobile": None,
+                            # Nothing in an incident reads a title (issue 21: payload bytes).
+                            "title": None,
                             "channels": [channel_ref(c) for c in p.channels],
                         }
                     )

@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 from temporalio.client import Client, TLSConfig
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.runtime import Runtime
 
 from config.settings import Settings
 from runtime import core_exit
 from runtime.codec import EncryptionCodec, load_keys, with_codec
+from runtime.payloads import compact_data_converter
 
 
 def tls_config(settings: Settings) -> TLSConfig | bool:
@@ -38,7 +38,7 @@ def data_converter(settings: Settings) -> DataConverter:
     """With keys set, the worker (and every client) refuses a payload that is not encrypted,
     unless YUQING_CODEC_REFUSE_PLAIN=false (while workflows started before the codec still run)."""
     return with_codec(
-        pydantic_data_converter, codec_for(settings, refuse_plain=settings.codec_refuse_plain)
+        compact_data_converter, codec_for(settings, refuse_plain=settings.codec_refuse_plain)
     )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -29,6 +29,7 @@ from store.models import (
     IncidentNumber,
     ReferralRow,
     TimelineEvent,
+    WaitRow,
 )
 
 DEADLINE_COLUMNS = (
@@ -70,6 +71,9 @@ class Writes:
     accountability: Any
     referrals: Any
     commendations: Any
+    # A wait's row, its deadline's title and due time taken from the deadline's row when the
+    # wait names one by key only (issue 21); as given otherwise (writes from before).
+    waits: Any
     inbox: Any
     outbox: Any
     # One row, telling whether it was new (RETURNING: an INSERT's rowcount is not reliable on
@@ -104,6 +108,17 @@ def writes(dialect: str) -> Writes:
     inbox = upsert(table(InboxMessage)).on_conflict_do_nothing(index_elements=["key", "recipient"])
     accountability = upsert(table(AccountabilityRow))
     numbers = table(IncidentNumber)
+    waits, dl = table(WaitRow), table(DeadlineRow)
+
+    def of_deadline(column: str) -> Any:
+        return func.coalesce(
+            bindparam(f"deadline_{column}" if column == "title" else column),
+            select(dl.c[column])
+            .where(dl.c.incident_id == bindparam("incident_id"))
+            .where(dl.c.key == bindparam("deadline_key"))
+            .scalar_subquery(),
+        )
+
     next_number = upsert(numbers).values(day=bindparam("day"), last=1)
     return Writes(
         update_incident=update(incidents)
@@ -132,6 +147,17 @@ def writes(dialect: str) -> Writes:
         ),
         commendations=upsert(table(CommendationRow)).on_conflict_do_nothing(
             index_elements=["incident_id", "at", "unit"]
+        ),
+        waits=insert(waits).values(
+            {
+                **{
+                    c.name: bindparam(c.name)
+                    for c in waits.c
+                    if c.name not in ("id", "deadline_title", "due_at")
+                },
+                "deadline_title": of_deadline("title"),
+                "due_at": of_deadline("due_at"),
+            }
         ),
         inbox=inbox,
         outbox=upsert(table(Delivery)).on_conflict_do_nothing(index_elements=["key"]),

@@ -21,7 +21,6 @@ from sqlalchemy import (
     delete,
     false,
     func,
-    insert,
     or_,
     select,
 )
@@ -94,13 +93,6 @@ def record(session: Session, *, request: RecordRequest, timezone: str = TOWN_ZON
         )
     if not fresh:
         return
-    if request.waits is not None:
-        # 待办: the incident's rows as of this snapshot, all of them (plan/todo.py `waits`).
-        session.execute(delete(WaitRow).where(WaitRow.incident_id == row.id))
-        if request.waits:
-            session.execute(
-                insert(WaitRow), [{"incident_id": row.id, **w.model_dump()} for w in request.waits]
-            )
     if request.deadlines:
         session.execute(
             w.deadlines,
@@ -113,6 +105,15 @@ def record(session: Session, *, request: RecordRequest, timezone: str = TOWN_ZON
                 for d in request.deadlines
             ],
         )
+    if request.waits is not None:
+        # 待办: the incident's rows as of this snapshot, all of them (plan/todo.py `waits`). A
+        # wait names its deadline by key; its title and due time are the deadline row's, written
+        # above (issue 21: not carried twice in the history).
+        session.execute(delete(WaitRow).where(WaitRow.incident_id == row.id))
+        if request.waits:
+            session.execute(
+                w.waits, [{"incident_id": row.id, **x.model_dump()} for x in request.waits]
+            )
     if request.accountability:
         session.execute(
             w.accountability,

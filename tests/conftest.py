@@ -16,12 +16,12 @@ import pytest
 from sqlalchemy import create_engine, text
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from config.settings import Settings
 from plan.roster import Roster, load_roster
 from runtime import core_exit
+from runtime.payloads import compact_data_converter
 from store.migrate import upgrade
 from workflows.search_attributes import SEARCH_ATTRIBUTES as INCIDENT_KEYS
 
@@ -87,7 +87,7 @@ async def start_dev_server(*, search_attributes: bool = True) -> WorkflowEnviron
         dev_server_existing_path=binary("temporal"),
         search_attributes=INCIDENT_KEYS if search_attributes else (),
         dev_server_log_level="error",
-        data_converter=pydantic_data_converter,
+        data_converter=compact_data_converter,
     )
 
 
@@ -97,7 +97,7 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     hold time still (the server does not skip while any workflow has work pending)."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server"),
-        data_converter=pydantic_data_converter,
+        data_converter=compact_data_converter,
     )
     await env.client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(namespace="default", search_attributes=SEARCH_ATTRIBUTES)

@@ -15,11 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from config.settings import Settings
 from plan.roster import load_roster
+from runtime.payloads import compact_data_converter
 from starter import incidents
 from store.migrate import upgrade
 from tests.conftest import EXAMPLE_ROSTER, SEARCH_ATTRIBUTES, binary
@@ -297,7 +297,7 @@ async def main(args: list[str]) -> None:
         for name, scenario in chosen.items():
             env = await WorkflowEnvironment.start_time_skipping(
                 test_server_existing_path=binary("temporal-test-server"),
-                data_converter=pydantic_data_converter,
+                data_converter=compact_data_converter,
             )
             async with env:
                 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest

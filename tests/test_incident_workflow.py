@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from config.settings import Settings
 from plan.roster import Roster
+from runtime.payloads import compact_data_converter
 from starter import incidents
 from starter.incidents import ServiceError
 from store import incident_rows, notifications
@@ -189,7 +189,7 @@ async def test_published_reply_stops_escalation(
         )
         assert acc[0].met_at == reply.met_at
         # The whole history (timers, escalation, updates) replays deterministically.
-        replayer = Replayer(workflows=[IncidentWorkflow], data_converter=pydantic_data_converter)
+        replayer = Replayer(workflows=[IncidentWorkflow], data_converter=compact_data_converter)
         await replayer.replay_workflow(await handle.fetch_history())
 
 

@@ -185,10 +185,10 @@ async def test_deliveries_escalations_and_misses_are_counted_for_prometheus(
     from datetime import timedelta
 
     from temporalio.client import Client
-    from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.runtime import Runtime
 
     from runtime.observability import build_runtime
+    from runtime.payloads import compact_data_converter
     from tests.helpers import eventually, running_worker
     from tests.helpers import submit as submit_incident
     from tests.stack import free_port
@@ -202,7 +202,7 @@ async def test_deliveries_escalations_and_misses_are_counted_for_prometheus(
     client = await Client.connect(
         time_env.client.service_client.config.target_host,
         namespace="default",
-        data_converter=pydantic_data_converter,
+        data_converter=compact_data_converter,
         runtime=runtime,
     )
     ok, refusing = Receiver(200), Receiver(400)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from runtime.payloads import compact_data_converter
 from tests.replay_mutants import WithoutRecord, WithoutRecordPatched
 from workflows.incident import IncidentWorkflow
 
@@ -38,7 +38,7 @@ async def test_saved_history_replays(path: Path) -> None:
         "WorkflowExecutionCompleted",
     )
     history = WorkflowHistory.from_json(path.stem, text)
-    replayer = Replayer(workflows=[IncidentWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[IncidentWorkflow], data_converter=compact_data_converter)
     result = await replayer.replay_workflow(history)
     assert result.replay_failure is None
 
@@ -48,7 +48,7 @@ async def test_saved_history_replays(path: Path) -> None:
 
 async def _replay(workflow_class: type, path: Path) -> Exception | None:
     history = WorkflowHistory.from_json(path.stem, path.read_text(encoding="utf-8"))
-    replayer = Replayer(workflows=[workflow_class], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[workflow_class], data_converter=compact_data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     return result.replay_failure
 

@@ -1085,6 +1085,44 @@ def test_waits_are_replaced_by_newer_snapshots_only(store_url: str) -> None:
     assert rows() == set()
 
 
+def test_a_wait_by_deadline_key_takes_the_deadlines_title_and_due_time(store_url: str) -> None:
+    """Issue 21: the workflow names a wait's deadline by key only; the row shows the deadline's
+    title and due time as written in the same transaction, and the new ones when the deadline
+    moves. A wait that carries them (a write from before) keeps its own; one without a deadline
+    has none."""
+    activities = RecordActivities(store_url)
+    by_key = Wait(action="draft-reply", kind="handle", unit="cjb", deadline_key="R-REPLY#1")
+    no_deadline = Wait(action="triage", kind="handle", role="office")
+
+    def write(version: int, deadlines: list[Deadline], waits: list[Wait]) -> None:
+        activities.record(
+            RecordRequest(
+                incident=incident_row(version=version, responsible_unit="cjb"),
+                deadlines=deadlines,
+                timeline=[],
+                accountability=[],
+                waits=waits,
+            )
+        )
+
+    def rows() -> dict[str, tuple[str | None, datetime | None]]:
+        with session_scope(store_url) as s:
+            found = s.scalars(select(WaitRow)).all()
+            return {w.action: (w.deadline_title, w.due_at) for w in found}
+
+    first = reply_deadline()
+    write(1, [first], [by_key, no_deadline])
+    assert rows() == {
+        "draft-reply": (first.title, first.due_at),
+        "triage": (None, None),
+    }
+    moved = reply_deadline(due_at=first.due_at + timedelta(hours=3), title="延期后的回复期限")
+    write(2, [moved], [by_key])
+    assert rows() == {"draft-reply": (moved.title, moved.due_at)}
+    write(3, [], [_wait("draft-reply", unit="cjb")])
+    assert rows() == {"draft-reply": ("回复", (DISCOVERED + timedelta(hours=12)).astimezone(UTC))}
+
+
 def test_the_waits_query_uses_indexes(store_url: str) -> None:
     """10,000 open incidents must not slow a page: the person's rows are found by index (the
     query plan on SQLite names the waits indexes, never a scan of the table)."""

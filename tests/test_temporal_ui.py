@@ -22,7 +22,6 @@ import pytest_asyncio
 from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DefaultFailureConverterWithEncodedAttributes
 from temporalio.testing import WorkflowEnvironment
 
@@ -31,6 +30,7 @@ from plan.enums import Phase
 from plan.roster import Roster
 from runtime.client import connect, data_converter
 from runtime.codec import CodecKeyError, EncryptionCodec, new_key_entry, parse_keys
+from runtime.payloads import compact_data_converter
 from tests.conftest import EXAMPLE_ROSTER, binary, make_settings, start_dev_server
 from tests.helpers import running_worker, submission
 from tests.stack import running_stack
@@ -55,7 +55,7 @@ async def _until(check: Any, within: float = 30.0) -> Any:
 
 
 def _text(payload: Payload) -> str:
-    return str(pydantic_data_converter.payload_converter.from_payload(payload, str))
+    return str(compact_data_converter.payload_converter.from_payload(payload, str))
 
 
 async def test_overdue_drill_found_by_search_attributes_with_a_readable_history(

@@ -105,6 +105,13 @@ class Sent:
     def __init__(self) -> None:
         self._last: dict[tuple[str, object], object] = {}
 
+    def unless_same(self, kind: str, value: list[T]) -> list[T] | None:
+        """`value`, or None when it is what the last write carried."""
+        if self._last.get((kind, None)) == value:
+            return None
+        self._last[(kind, None)] = [v.model_copy() for v in value]
+        return value
+
     def changed(self, kind: str, items: list[T], key: Callable[[T], object]) -> list[T]:
         out = []
         for item in items:
@@ -575,7 +582,7 @@ class IncidentWorkflow:
             commendations=sent.changed("commendation", s.commendations, lambda c: (c.at, c.unit)),
             escalations=escalations,
             notifications=notes,
-            waits=self._waits() if dirty else None,
+            waits=self._waits_by_key(sent.unless_same("waits", self._waits())) if dirty else None,
         )
         # What the Temporal UI shows for the step: an escalation first, as `escalate` used to.
         if escalations:
@@ -681,6 +688,18 @@ class IncidentWorkflow:
         validators enforce (plan/todo.py). Part of the record activity's input: no command."""
         core = self.core
         return todo.waits(self.s, core.roster, core.place(), core.tz)
+
+    @staticmethod
+    def _waits_by_key(waits: list[Wait] | None) -> list[Wait] | None:
+        """The waits, each naming its deadline by key only: the store takes the title and due
+        time from the deadline's row, written in the same transaction (issue 21: not carried
+        twice in the history). Compared whole before, so a deadline moved is written again."""
+        if waits is None:
+            return None
+        return [
+            w.model_copy(update={"deadline_title": None, "due_at": None}) if w.deadline_key else w
+            for w in waits
+        ]
 
     def _row(self, *, facts: bool = True) -> IncidentRow:
         """The read model's row; the submission's facts only when asked (a run's first write)."""

@@ -67,13 +67,13 @@ from hypothesis import strategies as st
 from markupsafe import escape
 from pydantic import BaseModel
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from plan import rules
 from plan.actions import ACTIONS
 from plan.models import CONTENT_MAX, SHORT_MAX, TITLE_MAX, Submission
 from plan.roster import Roster, load_roster
+from runtime.payloads import compact_data_converter
 from starter import incidents
 from starter.errors import FIELD_LABELS, field_label
 from starter.web.app import MAX_BODY, create_app
@@ -331,7 +331,7 @@ async def town(
         dev_server_existing_path=binary("temporal"),
         search_attributes=SEARCH_ATTRIBUTES,
         dev_server_log_level="error",
-        data_converter=pydantic_data_converter,
+        data_converter=compact_data_converter,
     )
     async with env:
         url = f"sqlite:///{tmp_path_factory.mktemp('bad_input') / 'yuqing.db'}"

@@ -14,11 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from config.settings import Settings
 from plan.roster import Roster
+from runtime.payloads import compact_data_converter
 from starter.web.app import create_app
 from starter.web.auth import SESSION_COOKIE
 from starter.web.ui_gate import create_gate
@@ -37,7 +37,7 @@ async def ui_server() -> AsyncIterator[tuple[WorkflowEnvironment, int]]:
         dev_server_existing_path=binary("temporal"),
         search_attributes=SEARCH_ATTRIBUTES,
         dev_server_log_level="error",
-        data_converter=pydantic_data_converter,
+        data_converter=compact_data_converter,
         ui=True,
         ui_port=port,
     )
