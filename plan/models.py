@@ -775,6 +775,8 @@ class IncidentInput(BaseModel):
     continue-as-new `state` carries the incident's state into the next run."""
 
     COMPACT_PAYLOAD: ClassVar[bool] = True  # runtime/payloads.py
+    # Read back as one object for all the incidents holding equal ones (runtime/payloads.py).
+    SHARED_FIELDS: ClassVar[tuple[str, ...]] = ("roster", "plan")
 
     incident_id: str
     submission: Submission

@@ -7,6 +7,11 @@ the value at the top of a payload). The models read back outside the worker stay
 a query returns, an update's `ActionDone`, the workflow's result, what `temporal workflow query`
 or another program reads.
 
+Equal frozen parts many payloads carry are read back as one object (`SHARED_FIELDS` on the
+model): every incident's input holds the roster snapshot and the plan it started with, most of the
+26 KiB its input took in each cached workflow, and nearly all of a town's incidents hold the same
+ones. The SDK keeps each workflow's input for the life of the run, so this is where it is done.
+
 A compact payload reads back with each left-out field at its default, so **a default of a
 compact model is part of the history's format**: changing one would change what saved histories
 mean on replay. tests/test_payloads.py keeps every such default and fails when one changes; add
@@ -15,9 +20,11 @@ a new field instead.
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from typing import Any, TypeVar
 
 import temporalio.api.common.v1
+from pydantic import BaseModel
 from pydantic_core import SchemaSerializer, core_schema
 from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter
 from temporalio.converter import (
@@ -28,6 +35,39 @@ from temporalio.converter import (
 )
 
 COMPACT_FLAG = "COMPACT_PAYLOAD"
+SHARED_FLAG = "SHARED_FIELDS"
+
+M = TypeVar("M", bound=BaseModel)
+
+# A town has one roster and one plan at a time, and a few earlier ones while old incidents run.
+KEPT = 8
+_lock = threading.Lock()
+_kept: dict[type, list[BaseModel]] = {}
+
+
+def one_copy(value: M) -> M:
+    """The kept value equal to `value`, else `value` (kept from now on, the oldest let go). Only
+    frozen models: what one workflow holds, another cannot change."""
+    if not value.model_config.get("frozen"):
+        raise TypeError(f"{type(value).__name__} is not frozen: a shared copy could be changed")
+    with _lock:
+        kept = _kept.setdefault(type(value), [])
+        for i, known in enumerate(kept):
+            if known == value:
+                if i:
+                    kept.insert(0, kept.pop(i))
+                return known  # type: ignore[return-value]
+        kept.insert(0, value)
+        del kept[KEPT:]
+        return value
+
+
+def shared(value: Any) -> Any:
+    """`value` with its model's `SHARED_FIELDS` replaced by the kept equal objects."""
+    names = getattr(type(value), SHARED_FLAG, ())
+    if not names:
+        return value
+    return value.model_copy(update={n: one_copy(getattr(value, n)) for n in names})
 
 
 def is_compact(value: object) -> bool:
@@ -48,6 +88,11 @@ class CompactJSONPayloadConverter(PydanticJSONPlainPayloadConverter):
             metadata={"encoding": self.encoding.encode()},
             data=self._any.to_json(value, exclude_defaults=True),
         )
+
+    def from_payload(
+        self, payload: temporalio.api.common.v1.Payload, type_hint: type | None = None
+    ) -> Any:
+        return shared(super().from_payload(payload, type_hint))
 
 
 class CompactPayloadConverter(CompositePayloadConverter):

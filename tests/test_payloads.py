@@ -201,3 +201,31 @@ def test_what_other_programs_read_stays_whole() -> None:
     done = ActionDone(incident_id="YQ-1", run_id="r", version=1, phase=Phase.triage, latest=None)
     (payload,) = compact_data_converter.payload_converter.to_payloads([done])
     assert json.loads(payload.data)["latest"] is None
+
+
+def test_equal_rosters_and_plans_read_back_as_one_object() -> None:
+    """Issue 21: every cached workflow keeps its input for the life of its run; the roster
+    snapshot and the plan, equal across nearly all of a town's incidents, are one object."""
+    data = [d for _, m, d in SAVED if m is IncidentInput]
+    converter = compact_data_converter.payload_converter
+    a = converter.from_payloads(
+        converter.to_payloads([IncidentInput.model_validate_json(data[0])]), [IncidentInput]
+    )[0]
+    b = converter.from_payloads(
+        converter.to_payloads([IncidentInput.model_validate_json(data[0])]), [IncidentInput]
+    )[0]
+    assert a == b and a is not b
+    assert a.roster is b.roster and a.plan is b.plan
+    # A different roster stays its own.
+    other = a.roster.model_copy(update={"town": "别的镇"})
+    c = converter.from_payloads(
+        converter.to_payloads([a.model_copy(update={"roster": other})]), [IncidentInput]
+    )[0]
+    assert c.roster == other and c.roster is not a.roster
+
+
+def test_only_frozen_models_are_shared() -> None:
+    from runtime.payloads import one_copy
+
+    with pytest.raises(TypeError, match="not frozen"):
+        one_copy(IncidentView.model_construct())
