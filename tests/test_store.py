@@ -48,7 +48,7 @@ BEIJING = timezone(timedelta(hours=8))
 # Deliberately not in UTC and with microseconds: the store must give back the same instant, in UTC.
 DISCOVERED = datetime(2026, 11, 29, 8, 30, 15, 123456, tzinfo=BEIJING)
 RECEIVED = DISCOVERED + timedelta(minutes=7, microseconds=1)
-HEAD = "0016"
+HEAD = "0017"
 TABLES = {
     "absences",
     "access_log",
