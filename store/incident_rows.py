@@ -24,7 +24,8 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
+from sqlalchemy.orm.util import AliasedClass
 
 from plan.models import Escalation
 from plan.records import RecordRequest
@@ -261,9 +262,10 @@ def list_incidents(
         q = q.where(Incident.severity == severity)
     if category:
         q = q.where(Incident.category == category)
-    q = q.order_by(
-        Incident.next_due_at.is_(None), Incident.next_due_at, Incident.received_at.desc()
-    )
+    # NULLS LAST rather than sorting on `next_due_at IS NULL` first (the same order): PostgreSQL
+    # then reads the next_due_at index in order and stops at the page, instead of sorting every
+    # incident for each page of the list.
+    q = q.order_by(Incident.next_due_at.asc().nulls_last(), Incident.received_at.desc())
     return session.scalars(q.limit(limit).offset(offset)).all()
 
 
@@ -322,15 +324,16 @@ def whose(roster: Roster, person_id: str) -> Whose:
     )
 
 
-def _mine(who: Whose) -> ColumnElement[bool]:
-    """plan/todo.py `matches` in SQL: each branch one of the waits table's indexes."""
-    clauses: list[ColumnElement[bool]] = [WaitRow.person == who.person]
+def _mine(who: Whose, w: type[WaitRow] | AliasedClass[WaitRow] = WaitRow) -> ColumnElement[bool]:
+    """plan/todo.py `matches` in SQL: each branch one of the waits table's indexes. `w`: the
+    waits table or an alias of it (count_waits compares a row with its fellows)."""
+    clauses: list[ColumnElement[bool]] = [w.person == who.person]
     if who.unit:
-        clauses.append(and_(WaitRow.unit == who.unit, WaitRow.head.is_(False)))
+        clauses.append(and_(w.unit == who.unit, w.head.is_(False)))
     if who.heads:
-        clauses.append(and_(WaitRow.unit.in_(who.heads), WaitRow.head.is_(True)))
+        clauses.append(and_(w.unit.in_(who.heads), w.head.is_(True)))
     if who.roles:
-        clauses.append(WaitRow.role.in_(who.roles))
+        clauses.append(w.role.in_(who.roles))
     return or_(*clauses)
 
 
@@ -363,12 +366,26 @@ def count_waits(
 ) -> int:
     """The navigation's 待办 badge: how many things wait for the person (one per incident,
     action and deadline), one count query; with `cap`, counted no further than that (the
-    badge says "99+"), so a person with thousands waiting costs what one with a hundred does."""
-    q = (
-        waits_query(whose=whose, involving=involving)
-        .with_only_columns(WaitRow.incident_id, WaitRow.action, WaitRow.deadline_key)
-        .distinct()
+    badge says "99+"), so a person with thousands waiting costs what one with a hundred does.
+
+    Each thing is counted at its first row (the lowest id) of those naming the person, rather
+    than by a DISTINCT: a DISTINCT reads and hashes every row before its LIMIT can stop it (some
+    15 ms on every signed-in page with 10,000 open incidents waiting on the office); a row with
+    no earlier fellow is known row by row, so the cap stops the scan. The incident's filters
+    (open, R-SECRECY) are the same for a row's fellows: they share its incident."""
+    earlier = aliased(WaitRow)
+    first = ~(
+        select(earlier.id)
+        .where(
+            earlier.incident_id == WaitRow.incident_id,
+            earlier.action == WaitRow.action,
+            earlier.deadline_key.is_not_distinct_from(WaitRow.deadline_key),
+            earlier.id < WaitRow.id,
+            _mine(whose, earlier),
+        )
+        .exists()
     )
+    q = waits_query(whose=whose, involving=involving).with_only_columns(WaitRow.id).where(first)
     if cap is not None:
         q = q.limit(cap)
     found = session.scalar(select(func.count()).select_from(q.subquery()))

@@ -48,7 +48,7 @@ BEIJING = timezone(timedelta(hours=8))
 # Deliberately not in UTC and with microseconds: the store must give back the same instant, in UTC.
 DISCOVERED = datetime(2026, 11, 29, 8, 30, 15, 123456, tzinfo=BEIJING)
 RECEIVED = DISCOVERED + timedelta(minutes=7, microseconds=1)
-HEAD = "0016"
+HEAD = "0017"
 TABLES = {
     "absences",
     "access_log",
@@ -1036,6 +1036,44 @@ def test_waits_for_a_person(
         assert incident_rows.count_waits(s, whose=_whose(person), involving=who) == len(expected)
         capped = incident_rows.count_waits(s, whose=_whose(person), involving=who, cap=1)
         assert capped == min(1, len(expected))
+
+
+def test_the_badge_counts_a_thing_once_however_many_rows_name_the_person(store_url: str) -> None:
+    """The 待办 badge counts one per incident, action and deadline: liu.yang is named by the
+    office's role, by his unit and in person for the same triage (and twice for a wait with no
+    deadline), and each counts once, up to the cap."""
+    activities = RecordActivities(store_url)
+    no_deadline = {"deadline_key": None, "deadline_title": None, "due_at": None}
+    for n in range(3):
+        activities.record(
+            RecordRequest(
+                incident=incident_row(f"twice-{n}", phase="triage", url=None),
+                deadlines=[],
+                timeline=[],
+                accountability=[],
+                waits=[
+                    _wait("triage", role="office"),
+                    _wait("triage", unit="yqb"),
+                    _wait("triage", person="liu.yang"),
+                    Wait(action="review", kind="handle", role="office", **no_deadline),
+                    Wait(action="review", kind="handle", person="liu.yang", **no_deadline),
+                ],
+            )
+        )
+    with session_scope(store_url) as s:
+        whose = _whose("liu.yang")
+        assert incident_rows.count_waits(s, whose=whose, involving=None) == 6
+        assert incident_rows.count_waits(s, whose=whose, involving=None, cap=4) == 4
+        assert incident_rows.count_waits(s, whose=whose, involving=None, cap=100) == 6
+        assert (
+            len(
+                {
+                    (i.id, w.action)
+                    for w, i in incident_rows.waits_for(s, whose=whose, involving=None)
+                }
+            )
+            == 6
+        )
 
 
 def test_waits_never_show_an_incident_one_may_not_see(store_url: str) -> None:
