@@ -95,15 +95,20 @@ class CompactJSONPayloadConverter(PydanticJSONPlainPayloadConverter):
         return shared(super().from_payload(payload, type_hint))
 
 
+# One for the process: it holds nothing but its caches (pydantic's type adapters), and the SDK
+# makes a payload converter for every workflow it starts or replays; each used to build its
+# own adapters again (issue 21: the worker's CPU).
+_JSON = CompactJSONPayloadConverter()
+
+
 class CompactPayloadConverter(CompositePayloadConverter):
     """The default converters with JSON replaced by ours (as temporalio.contrib.pydantic's
     PydanticPayloadConverter replaces it by pydantic's)."""
 
     def __init__(self) -> None:
-        json_converter = CompactJSONPayloadConverter()
         super().__init__(
             *(
-                json_converter if isinstance(c, JSONPlainPayloadConverter) else c
+                _JSON if isinstance(c, JSONPlainPayloadConverter) else c
                 for c in DefaultPayloadConverter.default_encoding_payload_converters
             )
         )
