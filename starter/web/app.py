@@ -23,7 +23,7 @@ from temporalio.client import Client
 
 from config.settings import Settings, get_settings
 from plan.roster import Roster, load_roster
-from runtime.observability import MetricsServer
+from runtime.observability import MetricsServer, settle_heap
 
 from . import (
     access,
@@ -67,6 +67,7 @@ def create_app(
         if settings.web_metrics_bind:
             server = MetricsServer(settings.web_metrics_bind, latency.render)
             await server.start()
+        settle_heap()
         try:
             yield
         finally:
