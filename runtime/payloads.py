@@ -25,7 +25,6 @@ from typing import Any, TypeVar
 
 import temporalio.api.common.v1
 from pydantic import BaseModel
-from pydantic_core import SchemaSerializer, core_schema
 from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter
 from temporalio.converter import (
     CompositePayloadConverter,
@@ -77,16 +76,12 @@ def is_compact(value: object) -> bool:
 class CompactJSONPayloadConverter(PydanticJSONPlainPayloadConverter):
     """`json/plain` as pydantic writes it; a compact model's defaults left out."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._any = SchemaSerializer(core_schema.any_schema())
-
     def to_payload(self, value: Any) -> temporalio.api.common.v1.Payload | None:
         if not is_compact(value):
             return super().to_payload(value)
         return temporalio.api.common.v1.Payload(
             metadata={"encoding": self.encoding.encode()},
-            data=self._any.to_json(value, exclude_defaults=True),
+            data=self._schema_serializer.to_json(value, exclude_defaults=True),
         )
 
     def from_payload(
